@@ -49,7 +49,19 @@ int err_wrap(int err, const char *fmt, ...)
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
 	if (err_buf[0]) {
-		snprintf(err_tmp, sizeof(err_tmp), "%s: %s", ctx, err_buf);
+		size_t n = strlen(ctx);
+
+		/* err_tmp = "ctx: old detail", cut to fit. */
+		if (n > sizeof(err_tmp) - 3)
+			n = sizeof(err_tmp) - 3;
+		memcpy(err_tmp, ctx, n);
+		memcpy(err_tmp + n, ": ", 2);
+		size_t old = strnlen(err_buf, sizeof(err_buf));
+
+		if (old > sizeof(err_tmp) - n - 3)
+			old = sizeof(err_tmp) - n - 3;
+		memcpy(err_tmp + n + 2, err_buf, old);
+		err_tmp[n + 2 + old] = '\0';
 		memcpy(err_buf, err_tmp, sizeof(err_buf));
 	} else {
 		snprintf(err_buf, sizeof(err_buf), "%s: %s", ctx, strerror(err));

@@ -11,7 +11,7 @@
  *    where the errno alone would lose the object, a one-line detail is
  *    recorded with err_set() (common/err.h) for the front end to print;
  *  - ret_* out-parameters are written only on success;
- *  - *_free()/*_close() accept NULL;
+ *  - the _free() and _close() functions accept NULL;
  *  - the library never prints.
  *
  * Specific errors:
