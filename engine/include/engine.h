@@ -17,6 +17,99 @@
 /* ------------------------------------------------------------ features */
 /* (engine/probe) */
 
+/*
+ * Kernel and CPU features the engine relies on, probed at run time (each by
+ * using it, never inferred from a kernel version). Probes that need another
+ * process fork a child and always reap it; no descriptor or mapping leaks.
+ *
+ * Use eng_features_get() to consult the features (probed once per process,
+ * thread-safe); eng_probe_features() probes afresh (warmfork check, tests).
+ */
+enum eng_feature {
+	ENG_FEAT_PTRACE_SEIZE,		/* PTRACE_SEIZE + PTRACE_INTERRUPT on a child */
+	ENG_FEAT_PTRACE_RSEQ,		/* PTRACE_GET_RSEQ_CONFIGURATION */
+	ENG_FEAT_CLONE3_SET_TID,	/* clone3 set_tid in a new pid namespace */
+	ENG_FEAT_PR_SET_MM_MAP,		/* prctl(PR_SET_MM, PR_SET_MM_MAP) */
+	ENG_FEAT_MAP_FILES,		/* /proc/PID/map_files opens a mapped file */
+	ENG_FEAT_PROCESS_VM_READV,	/* process_vm_readv from a child */
+	ENG_FEAT_PIDFD,			/* pidfd_open + pidfd_getfd + pidfd_send_signal */
+	ENG_FEAT_VDSO_REMAP,		/* mremap of [vvar]..[vdso], vdso usable after */
+	ENG_FEAT_MEMFD,			/* memfd_create */
+	ENG_FEAT_IO_URING,		/* io_uring_setup + a read through the ring */
+	ENG_FEAT_IO_URING_OPS,		/* every opcode in eng_io_uring_ops_used[] */
+	ENG_FEAT_CAPS,			/* CAP_CHECKPOINT_RESTORE, SYS_ADMIN, SYS_PTRACE */
+	ENG_FEAT_XSAVE,			/* CPU XSAVE enabled by the OS (XCR0 readable) */
+	ENG_FEAT_MADV_POPULATE_WRITE,	/* madvise(MADV_POPULATE_WRITE) */
+	ENG_FEAT_USERFAULTFD,		/* userfaultfd(2) + UFFDIO_API handshake */
+	ENG_FEAT_USERFAULTFD_DEV,	/* /dev/userfaultfd + USERFAULTFD_IOC_NEW */
+	ENG_FEAT_PAGEMAP_SCAN,		/* PAGEMAP_SCAN ioctl on /proc/self/pagemap */
+	ENG_FEAT_DIRTY_TRACKING,	/* uffd WP_ASYNC + PAGEMAP_SCAN finds written pages */
+	ENG_FEAT_SOFT_DIRTY,		/* clear_refs 4 + pagemap bit 55 */
+	ENG_FEAT_TCP_REPAIR,		/* TCP_REPAIR on a socket in a new netns */
+	ENG_FEAT_CAP_SYS_RESOURCE,	/* CAP_SYS_RESOURCE (optional) */
+	ENG_FEAT__COUNT
+};
+
+#define ENG_FEATURE_DETAIL_MAX	256
+
+struct eng_feature_desc {
+	const char *name;		/* short stable id, e.g. "clone3-set-tid" */
+	const char *purpose;		/* what the engine uses it for, one phrase */
+	bool required;			/* the engine cannot work without it */
+};
+
+struct eng_feature_state {
+	bool supported;
+	int err;			/* -errno of the failed step when !supported, else 0 */
+	char detail[ENG_FEATURE_DETAIL_MAX];	/* what the probe saw; may be "" */
+};
+
+struct eng_features {
+	struct eng_feature_state state[ENG_FEAT__COUNT];
+	/* Values the rest of the engine consults (0 / -1 when not probed). */
+	uint32_t pid_max;		/* /proc/sys/kernel/pid_max (set_tid must be below) */
+	int io_uring_disabled;		/* sysctl kernel.io_uring_disabled, -1 if absent */
+	uint64_t io_uring_ops[4];	/* bit n: IORING_OP n supported (256 bits) */
+	uint64_t uffd_features;		/* UFFD_FEATURE_* offered by UFFDIO_API */
+	uint64_t uffd_ioctls;		/* _UFFDIO_* bits offered by UFFDIO_API */
+	uint32_t mm_map_size;		/* PR_SET_MM_MAP_SIZE */
+	uint64_t rseq_sig;		/* rseq signature seen by ptrace (glibc: 0x53053053) */
+	uint64_t xcr0;			/* xgetbv(0): user state components enabled */
+	uint32_t xsave_size;		/* CPUID 0xd.0 EBX: XSAVE area for the XCR0 set */
+	uint32_t xsave_max_size;	/* CPUID 0xd.0 ECX: for all supported components */
+	uint32_t xsave_ext;		/* CPUID 0xd.1 EAX: XSAVEOPT/XSAVEC/XGETBV1/XSAVES */
+	uint32_t xstate_regset_size;	/* NT_X86_XSTATE size via PTRACE_GETREGSET */
+	uint64_t vdso_block_size;	/* bytes of [vvar]..[vdso] moved as one block */
+};
+
+/* The io_uring opcodes the store and transfer use (IORING_OP_*), and their count. */
+extern const uint8_t eng_io_uring_ops_used[];
+extern const size_t eng_io_uring_ops_used_count;
+
+/* Static description of @feat; NULL if out of range. */
+const struct eng_feature_desc *eng_feature_desc(enum eng_feature feat);
+
+/*
+ * Probe every feature into *ret (always fully written, also on failure).
+ * Returns 0 when every required feature is supported, else -EOPNOTSUPP with
+ * err detail "missing required: a, b". Not async-signal-safe; forks.
+ */
+int eng_probe_features(struct eng_features *ret);
+
+/* The features of this process, probed on first call (thread-safe). */
+const struct eng_features *eng_features_get(void);
+
+static inline bool eng_feature_has(const struct eng_features *f, enum eng_feature feat)
+{
+	return (unsigned)feat < ENG_FEAT__COUNT && f->state[feat].supported;
+}
+
+/* Bit n of f->io_uring_ops. */
+static inline bool eng_io_uring_op_supported(const struct eng_features *f, unsigned op)
+{
+	return op < 256 && (f->io_uring_ops[op / 64] >> (op % 64)) & 1;
+}
+
 /* ---------------------------------------------------------- checkpoint */
 /* (engine/dump) */
 
