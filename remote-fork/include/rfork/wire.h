@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef RFORK_WIRE_H
+#define RFORK_WIRE_H
+
+/*
+ * The rfork wire format: records, frames and messages (docs/protocol.md).
+ *
+ * A record on the TCP stream:
+ *
+ *   0        4                                    4+len
+ *   +--------+-------------------------------------+
+ *   | len    |  body (len bytes)                   |
+ *   | u32 LE |                                     |
+ *   +--------+-------------------------------------+
+ *
+ * During the handshake the body is a clear frame; afterwards it is the
+ * AEAD ciphertext of a frame followed by its 16-byte tag, the 4 length
+ * bytes being the associated data. A frame:
+ *
+ *   0        2        4
+ *   +--------+--------+---------------------------+
+ *   | type   | zero   | payload                   |
+ *   | u16 LE | u16    |                           |
+ *   +--------+--------+---------------------------+
+ *
+ * Every integer is little endian. Every length and count is checked
+ * against the limits below before anything is allocated; a violation is
+ * -EPROTO with a detail naming the field.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "warmcache.h"
+
+#define RF_MAGIC		0x4b524657u	/* "WFRK" */
+#define RF_VERSION		1
+#define RF_DEFAULT_PORT		7717
+
+#define RF_NONCE_BYTES		32
+#define RF_PROOF_BYTES		32	/* crypto_auth_hmacsha512256_BYTES */
+#define RF_TAG_BYTES		16	/* crypto_aead_xchacha20poly1305_ietf_ABYTES */
+#define RF_KEY_BYTES		32
+
+#define RF_REC_HDR		4
+#define RF_FRAME_HDR		4
+#define RF_BATCH_MAX_PAGES	1024u			/* pages per KEYS / PAGES */
+#define RF_PAYLOAD_MAX		(8u + RF_BATCH_MAX_PAGES * WC_PAGE_SIZE)	/* 4 MiB + 8 */
+#define RF_FRAME_MAX		(RF_FRAME_HDR + RF_PAYLOAD_MAX)
+#define RF_RECORD_MAX		(RF_FRAME_MAX + RF_TAG_BYTES)	/* largest record body */
+#define RF_NAME_MAX		255u			/* area / blob names */
+#define RF_LABEL_MAX		4096u			/* label key or value */
+#define RF_TEXT_MAX		512u			/* ERROR / DENIED text */
+#define RF_BLOB_MAX		(64u << 20)		/* one blob, whole */
+#define RF_BLOB_CHUNK		(1u << 20)		/* blob bytes per frame (sender) */
+#define RF_AREA_MAX_PAGES	(1ull << 36)		/* 256 TiB: more than x86-64 user space */
+#define RF_MAX_AREAS		(1u << 20)
+#define RF_MAX_BLOBS		1024u
+#define RF_MAX_LABELS		1024u
+#define RF_MAX_INFLIGHT		16u			/* KEYS batches awaiting PAGES */
+
+enum rf_msg_type {
+	/* handshake, clear */
+	RF_MSG_HELLO		= 1,	/* C->S magic, version, flags, client nonce */
+	RF_MSG_CHALLENGE	= 2,	/* S->C magic, version, flags, server nonce, server proof */
+	RF_MSG_AUTH		= 3,	/* C->S client proof */
+	RF_MSG_DENIED		= 4,	/* S->C errno + text (unauthenticated, informational) */
+	/* session, encrypted */
+	RF_MSG_ERROR		= 5,	/* either: errno + text; the sender then closes */
+	RF_MSG_PUSH		= 16,	/* C->S: a snapshot follows */
+	RF_MSG_AREA		= 17,	/* C->S: next area */
+	RF_MSG_KEYS		= 18,	/* C->S: a batch: page kinds and data keys */
+	RF_MSG_LACKS		= 19,	/* S->C: which data pages of a batch to send */
+	RF_MSG_PAGES		= 20,	/* C->S: the lacking pages of a batch */
+	RF_MSG_BLOB		= 21,	/* C->S: a chunk of a named blob */
+	RF_MSG_LABEL		= 22,	/* C->S: a label */
+	RF_MSG_COMMIT		= 23,	/* C->S: end of snapshot, with totals */
+	RF_MSG_COMMITTED	= 24,	/* S->C: the snapshot id on the receiver */
+};
+
+struct rf_msg {
+	uint16_t type;
+	union {
+		struct {
+			uint16_t version;
+			uint16_t flags;
+			const uint8_t *nonce;		/* RF_NONCE_BYTES */
+			const uint8_t *proof;		/* CHALLENGE only */
+		} hello;				/* HELLO, CHALLENGE */
+		struct {
+			const uint8_t *proof;
+		} auth;
+		struct {
+			uint32_t err;			/* positive errno */
+			const char *text;		/* not NUL-terminated */
+			size_t text_len;
+		} error;				/* DENIED, ERROR */
+		struct {
+			uint32_t flags;
+		} push;
+		struct {
+			uint64_t start;
+			uint64_t nr_pages;
+			uint32_t prot;
+			uint32_t flags;
+			const char *name;		/* NULL if none; not NUL-terminated */
+			size_t name_len;
+		} area;
+		struct {
+			uint32_t seq;
+			uint32_t nr_pages;
+			const uint8_t *kinds;		/* nr_pages, each a wc_page_kind */
+			const uint8_t *keys;		/* 16 * nr_data: lo LE, hi LE */
+			uint32_t nr_data;
+		} keys;
+		struct {
+			uint32_t seq;
+			uint32_t nr_pages;
+			const uint8_t *bitmap;		/* (nr_pages+7)/8, LSB first */
+			uint32_t nr_lacking;
+		} lacks;
+		struct {
+			uint32_t seq;
+			uint32_t nr;
+			const uint8_t *data;		/* nr * WC_PAGE_SIZE */
+		} pages;
+		struct {
+			uint64_t total_len;
+			uint64_t offset;
+			const char *name;
+			size_t name_len;
+			const uint8_t *data;
+			size_t len;
+		} blob;
+		struct {
+			const char *key;
+			size_t key_len;
+			const char *value;
+			size_t value_len;
+		} label;
+		struct {
+			uint64_t nr_areas;
+			uint64_t nr_batches;
+			uint64_t nr_pages;
+		} commit;
+		struct {
+			char id[WC_ID_LEN + 1];
+		} committed;
+	};
+};
+
+/*
+ * Parse the record header at @buf. Returns the body length (>= 0) once
+ * @len >= RF_REC_HDR, -EAGAIN if more bytes are needed, -EPROTO if the
+ * announced length is out of bounds (@max_body: RF_RECORD_MAX after the
+ * handshake, smaller during it).
+ */
+int rf_record_parse(const uint8_t *buf, size_t len, size_t max_body);
+
+/*
+ * Parse a clear frame (type, payload) and validate its payload for its
+ * type. On success fills @ret with pointers into @buf. -EPROTO (with a
+ * detail) on any malformed field, unknown type or out-of-bounds count.
+ */
+int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret);
+
+/* Helpers for encoders: little-endian stores into a byte buffer. */
+static inline void rf_put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+static inline void rf_put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = v >> (8 * i);
+}
+static inline void rf_put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = v >> (8 * i);
+}
+static inline uint16_t rf_get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t rf_get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t rf_get_u64(const uint8_t *p)
+{
+	return (uint64_t)rf_get_u32(p) | (uint64_t)rf_get_u32(p + 4) << 32;
+}
+
+/* Key <-> 16 wire bytes (lo LE, hi LE). */
+static inline void rf_put_key(uint8_t *p, const struct wc_key *k)
+{
+	rf_put_u64(p, k->lo);
+	rf_put_u64(p + 8, k->hi);
+}
+static inline void rf_get_key(const uint8_t *p, struct wc_key *k)
+{
+	k->lo = rf_get_u64(p);
+	k->hi = rf_get_u64(p + 8);
+}
+
+/* A readable name for a message type (for details and logs). */
+const char *rf_msg_name(uint16_t type);
+
+#endif

@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The receiving side of a snapshot transfer (contract in
+ * include/rfork/transfer.h, exchange in docs/protocol.md).
+ *
+ * Messages arrive in the sender's order: AREA, KEYS..., AREA, KEYS...,
+ * with PAGES for batch k arriving only after the sender read our LACKS for
+ * k, i.e. possibly after later AREA/KEYS frames. The sink needs areas and
+ * pages strictly in order, so areas and batches wait in a FIFO until every
+ * item before them is complete; a batch is complete once its lacking pages
+ * arrived (at once if it lacked none). Blobs and labels do not depend on
+ * the area order and go to the sink when they are whole.
+ *
+ * Everything the peer sends is bounded: at most RF_MAX_INFLIGHT batches
+ * wait for pages, RF_RECV_MAX_QUEUED items in all, RF_MAX_AREAS areas,
+ * RF_MAX_BLOBS blobs of RF_BLOB_MAX bytes (one buffered at a time),
+ * RF_MAX_LABELS labels. Each received page is hashed and must equal its
+ * key, else -EPROTO.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "rfork/transfer.h"
+
+#define RF_RECV_MAX_QUEUED	4096u
+
+enum { LACK_HAVE = 0, LACK_SENT = 1, LACK_DUP = 2 };
+
+struct recv_batch {
+	uint32_t seq, nr_pages, nr_data, nr_lacking;
+	uint8_t kinds[RF_BATCH_MAX_PAGES];
+	uint8_t lack[RF_BATCH_MAX_PAGES];		/* LACK_* per page */
+	uint16_t dup_of[RF_BATCH_MAX_PAGES];		/* page index, for LACK_DUP */
+	struct wc_key keys[RF_BATCH_MAX_PAGES];		/* per page (data pages only) */
+};
+
+struct recv_item {
+	struct recv_item *next;
+	bool complete;
+	struct recv_batch *batch;			/* NULL: an area */
+	struct wc_area_desc desc;
+	char name[RF_NAME_MAX + 1];
+};
+
+static void item_free(struct recv_item *it)
+{
+	if (it) {
+		free(it->batch);
+		free(it);
+	}
+}
+
+struct rf_recv {
+	struct wc_source *have;
+	struct wc_sink *out;
+	rf_reply_fn reply;
+	void *userdata;
+
+	struct recv_item *head, *tail;
+	unsigned nr_queued, nr_waiting;		/* items / batches awaiting PAGES */
+
+	bool in_area;
+	uint64_t area_left;			/* pages still to be announced */
+	uint32_t next_seq;
+
+	/* blob being received */
+	char blob_name[RF_NAME_MAX + 1];
+	uint8_t *blob;
+	uint64_t blob_total, blob_off;
+	bool blob_open;
+	uint64_t nr_labels;
+
+	uint8_t *buf;				/* RF_BATCH_MAX_PAGES pages */
+	struct wc_page_req *reqs;
+	struct wc_key *keys_tmp;
+	uint8_t *bits_tmp;
+
+	bool committed;
+	char id[WC_ID_LEN + 1];
+	struct rf_recv_stats st;
+};
+
+int rf_recv_new(struct wc_source *have, struct wc_sink *out, rf_reply_fn reply, void *userdata,
+		struct rf_recv **ret)
+{
+	struct rf_recv *rv = calloc(1, sizeof(*rv));
+
+	if (!rv)
+		return -ENOMEM;
+	rv->have = have;
+	rv->out = out;
+	rv->reply = reply;
+	rv->userdata = userdata;
+	rv->buf = malloc((size_t)RF_BATCH_MAX_PAGES * WC_PAGE_SIZE);
+	rv->reqs = calloc(RF_BATCH_MAX_PAGES, sizeof(*rv->reqs));
+	rv->keys_tmp = calloc(RF_BATCH_MAX_PAGES, sizeof(*rv->keys_tmp));
+	rv->bits_tmp = calloc(RF_BATCH_MAX_PAGES / 8, 1);
+	if (!rv->buf || !rv->reqs || !rv->keys_tmp || !rv->bits_tmp) {
+		rf_recv_free(rv);
+		return -ENOMEM;
+	}
+	*ret = rv;
+	return 0;
+}
+
+void rf_recv_free(struct rf_recv *rv)
+{
+	if (!rv)
+		return;
+	while (rv->head) {
+		struct recv_item *it = rv->head;
+
+		rv->head = it->next;
+		item_free(it);
+	}
+	free(rv->blob);
+	free(rv->buf);
+	free(rv->reqs);
+	free(rv->keys_tmp);
+	free(rv->bits_tmp);
+	free(rv);
+}
+
+const char *rf_recv_id(const struct rf_recv *rv)
+{
+	return rv->committed ? rv->id : NULL;
+}
+
+void rf_recv_stats(const struct rf_recv *rv, struct rf_recv_stats *ret)
+{
+	*ret = rv->st;
+}
+
+/* Build the batch's pages in rv->buf and hand them to the sink. @data holds
+ * the batch's LACK_SENT pages back to back (NULL if there are none). */
+static int apply_batch(struct rf_recv *rv, struct recv_batch *b, const uint8_t *data)
+{
+	size_t nr_reqs = 0, j = 0;
+	int r;
+
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		uint8_t *dst = rv->buf + (size_t)i * WC_PAGE_SIZE;
+
+		if (b->kinds[i] == WC_PAGE_ZERO) {
+			memset(dst, 0, WC_PAGE_SIZE);
+		} else if (b->kinds[i] == WC_PAGE_DATA) {
+			if (b->lack[i] == LACK_SENT) {
+				struct wc_key k;
+
+				memcpy(dst, data + j++ * WC_PAGE_SIZE, WC_PAGE_SIZE);
+				rf_page_key(dst, &k);
+				if (!wc_key_eq(&k, &b->keys[i]))
+					return err_set(EPROTO, "page %u of batch %u does not match its "
+						       "key %016llx%016llx", i, b->seq,
+						       (unsigned long long)b->keys[i].hi,
+						       (unsigned long long)b->keys[i].lo);
+			} else if (b->lack[i] == LACK_HAVE) {
+				rv->reqs[nr_reqs].key = b->keys[i];
+				rv->reqs[nr_reqs++].dst = dst;
+			}
+		}
+	}
+	/* Duplicates point to an earlier LACK_SENT page, filled above. */
+	for (uint32_t i = 0; i < b->nr_pages; i++)
+		if (b->kinds[i] == WC_PAGE_DATA && b->lack[i] == LACK_DUP)
+			memcpy(rv->buf + (size_t)i * WC_PAGE_SIZE,
+			       rv->buf + (size_t)b->dup_of[i] * WC_PAGE_SIZE, WC_PAGE_SIZE);
+	if (nr_reqs) {
+		r = rv->have->ops->read_pages(rv->have, rv->reqs, nr_reqs);
+		if (r < 0)
+			return err_wrap(r, "reading pages the receiver holds");
+	}
+	rv->st.pages_local += nr_reqs;
+	return rv->out->ops->put_pages(rv->out, rv->buf, b->kinds, b->nr_pages);
+}
+
+/* Hand every complete item at the head of the queue to the sink. */
+static int drain(struct rf_recv *rv)
+{
+	while (rv->head && rv->head->complete) {
+		struct recv_item *it = rv->head;
+		int r;
+
+		if (!it->batch)
+			r = rv->out->ops->begin_area(rv->out, &it->desc);
+		else
+			r = apply_batch(rv, it->batch, NULL);
+		if (r < 0)
+			return r;
+		rv->head = it->next;
+		if (!rv->head)
+			rv->tail = NULL;
+		rv->nr_queued--;
+		item_free(it);
+	}
+	return 0;
+}
+
+static int enqueue(struct rf_recv *rv, struct recv_item *it)
+{
+	if (rv->nr_queued >= RF_RECV_MAX_QUEUED) {
+		item_free(it);
+		return err_set(EPROTO, "sender ran more than %u items ahead", RF_RECV_MAX_QUEUED);
+	}
+	if (rv->tail)
+		rv->tail->next = it;
+	else
+		rv->head = it;
+	rv->tail = it;
+	rv->nr_queued++;
+	return drain(rv);
+}
+
+static int on_area(struct rf_recv *rv, const struct rf_msg *m)
+{
+	struct recv_item *it;
+
+	if (rv->in_area && rv->area_left)
+		return err_set(EPROTO, "AREA before the previous area's %llu pages",
+			       (unsigned long long)rv->area_left);
+	if (rv->st.nr_areas >= RF_MAX_AREAS)
+		return err_set(EPROTO, "more than %u areas", RF_MAX_AREAS);
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->complete = true;
+	it->desc = (struct wc_area_desc){
+		.start = m->area.start,
+		.nr_pages = m->area.nr_pages,
+		.prot = m->area.prot,
+		.flags = m->area.flags,
+	};
+	if (m->area.name) {
+		memcpy(it->name, m->area.name, m->area.name_len);
+		it->name[m->area.name_len] = 0;
+		it->desc.name = it->name;
+	}
+	rv->in_area = true;
+	rv->area_left = m->area.nr_pages;
+	rv->st.nr_areas++;
+	return enqueue(rv, it);
+}
+
+/* Index of an earlier lacking page of the batch with the same key, or -1.
+ * A small open-addressing table over the batch (at most 1024 entries). */
+#define DUP_SLOTS 2048u
+static void dedup_lacking(struct recv_batch *b)
+{
+	int16_t slot[DUP_SLOTS];
+
+	memset(slot, 0xff, sizeof(slot));
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		unsigned h;
+
+		if (b->kinds[i] != WC_PAGE_DATA || b->lack[i] != LACK_SENT)
+			continue;
+		h = (unsigned)(b->keys[i].lo ^ (b->keys[i].hi >> 7)) % DUP_SLOTS;
+		while (slot[h] >= 0 && !wc_key_eq(&b->keys[slot[h]], &b->keys[i]))
+			h = (h + 1) % DUP_SLOTS;
+		if (slot[h] >= 0) {
+			b->lack[i] = LACK_DUP;
+			b->dup_of[i] = slot[h];
+			b->nr_lacking--;
+		} else {
+			slot[h] = i;
+		}
+	}
+}
+
+static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
+{
+	struct recv_item *it;
+	struct recv_batch *b;
+	uint8_t *bits = rv->bits_tmp;
+	uint32_t d = 0;
+	int r;
+
+	if (!rv->in_area || m->keys.nr_pages > rv->area_left)
+		return err_set(EPROTO, "KEYS for %u pages outside any announced area", m->keys.nr_pages);
+	if (m->keys.seq != rv->next_seq)
+		return err_set(EPROTO, "KEYS batch %u, expected %u", m->keys.seq, rv->next_seq);
+	if (rv->nr_waiting >= RF_MAX_INFLIGHT)
+		return err_set(EPROTO, "more than %u batches awaiting their pages", RF_MAX_INFLIGHT);
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	b = it->batch = calloc(1, sizeof(*b));
+	if (!b) {
+		free(it);
+		return -ENOMEM;
+	}
+	b->seq = m->keys.seq;
+	b->nr_pages = m->keys.nr_pages;
+	b->nr_data = m->keys.nr_data;
+	memcpy(b->kinds, m->keys.kinds, b->nr_pages);
+	for (uint32_t i = 0; i < b->nr_pages; i++)
+		if (b->kinds[i] == WC_PAGE_DATA)
+			rf_get_key(m->keys.keys + 16 * d++, &b->keys[i]);
+
+	if (b->nr_data) {
+		d = 0;
+		for (uint32_t i = 0; i < b->nr_pages; i++)
+			if (b->kinds[i] == WC_PAGE_DATA)
+				rv->keys_tmp[d++] = b->keys[i];
+		memset(bits, 0, RF_BATCH_MAX_PAGES / 8);
+		r = rv->have->ops->lacks(rv->have, rv->keys_tmp, b->nr_data, bits);
+		if (r < 0) {
+			item_free(it);
+			return err_wrap(r, "looking up announced keys");
+		}
+		d = 0;
+		for (uint32_t i = 0; i < b->nr_pages; i++) {
+			if (b->kinds[i] != WC_PAGE_DATA)
+				continue;
+			if ((bits[d / 8] >> (d % 8)) & 1) {
+				b->lack[i] = LACK_SENT;
+				b->nr_lacking++;
+			}
+			d++;
+		}
+		dedup_lacking(b);
+	}
+
+	{
+		uint8_t msg[8 + RF_BATCH_MAX_PAGES / 8] = {};
+		size_t len = 8 + (b->nr_pages + 7) / 8;
+
+		rf_put_u32(msg, b->seq);
+		rf_put_u32(msg + 4, b->nr_pages);
+		for (uint32_t i = 0; i < b->nr_pages; i++)
+			if (b->kinds[i] == WC_PAGE_DATA && b->lack[i] == LACK_SENT)
+				msg[8 + i / 8] |= 1u << (i % 8);
+		r = rv->reply(rv->userdata, RF_MSG_LACKS, msg, len);
+	}
+	if (r < 0) {
+		item_free(it);
+		return r;
+	}
+	rv->next_seq++;
+	rv->area_left -= b->nr_pages;
+	rv->st.nr_batches++;
+	rv->st.pages_total += b->nr_pages;
+	rv->st.pages_data += b->nr_data;
+	for (uint32_t i = 0; i < b->nr_pages; i++)
+		rv->st.pages_dup += b->lack[i] == LACK_DUP;
+	it->complete = b->nr_lacking == 0;
+	if (!it->complete)
+		rv->nr_waiting++;
+	return enqueue(rv, it);
+}
+
+static int on_pages(struct rf_recv *rv, const struct rf_msg *m)
+{
+	struct recv_item *it = rv->head;
+	struct recv_batch *b;
+	int r;
+
+	/* drain() leaves an incomplete batch at the head, if any. */
+	if (!it || it->complete)
+		return err_set(EPROTO, "PAGES for batch %u that awaits none", m->pages.seq);
+	b = it->batch;
+	if (m->pages.seq != b->seq || m->pages.nr != b->nr_lacking)
+		return err_set(EPROTO, "PAGES: batch %u with %u pages, expected batch %u with %u",
+			       m->pages.seq, m->pages.nr, b->seq, b->nr_lacking);
+	r = apply_batch(rv, b, m->pages.data);
+	if (r < 0)
+		return r;
+	rv->st.pages_received += b->nr_lacking;
+	rv->head = it->next;
+	if (!rv->head)
+		rv->tail = NULL;
+	rv->nr_queued--;
+	rv->nr_waiting--;
+	item_free(it);
+	return drain(rv);
+}
+
+static int on_blob(struct rf_recv *rv, const struct rf_msg *m)
+{
+	int r;
+
+	if (m->blob.offset == 0 && !rv->blob_open) {
+		if (rv->st.nr_blobs >= RF_MAX_BLOBS)
+			return err_set(EPROTO, "more than %u blobs", RF_MAX_BLOBS);
+		memcpy(rv->blob_name, m->blob.name, m->blob.name_len);
+		rv->blob_name[m->blob.name_len] = 0;
+		rv->blob_total = m->blob.total_len;
+		rv->blob_off = 0;
+		/* total_len <= RF_BLOB_MAX, checked by the parser. */
+		rv->blob = malloc(rv->blob_total ? rv->blob_total : 1);
+		if (!rv->blob)
+			return -ENOMEM;
+		rv->blob_open = true;
+	} else if (!rv->blob_open || m->blob.offset != rv->blob_off ||
+		   m->blob.total_len != rv->blob_total || m->blob.name_len != strlen(rv->blob_name) ||
+		   memcmp(m->blob.name, rv->blob_name, m->blob.name_len) != 0) {
+		return err_set(EPROTO, "BLOB chunk at %llu out of sequence",
+			       (unsigned long long)m->blob.offset);
+	}
+	if (m->blob.len == 0 && rv->blob_total != 0)
+		return err_set(EPROTO, "empty BLOB chunk");
+	memcpy(rv->blob + rv->blob_off, m->blob.data, m->blob.len);
+	rv->blob_off += m->blob.len;
+	if (rv->blob_off < rv->blob_total)
+		return 0;
+	r = rv->out->ops->put_blob(rv->out, rv->blob_name, rv->blob, rv->blob_total);
+	free(rv->blob);
+	rv->blob = NULL;
+	rv->blob_open = false;
+	rv->st.nr_blobs++;
+	return r;
+}
+
+static int on_label(struct rf_recv *rv, const struct rf_msg *m)
+{
+	_cleanup_free_ char *key = NULL, *value = NULL;
+
+	if (rv->nr_labels >= RF_MAX_LABELS)
+		return err_set(EPROTO, "more than %u labels", RF_MAX_LABELS);
+	key = strndup(m->label.key, m->label.key_len);
+	value = strndup(m->label.value, m->label.value_len);
+	if (!key || !value)
+		return -ENOMEM;
+	rv->nr_labels++;
+	return rv->out->ops->put_label(rv->out, key, value);
+}
+
+static int on_commit(struct rf_recv *rv, const struct rf_msg *m)
+{
+	uint8_t msg[WC_ID_LEN];
+	int r;
+
+	if (rv->blob_open)
+		return err_set(EPROTO, "COMMIT inside blob \"%s\"", rv->blob_name);
+	if (rv->in_area && rv->area_left)
+		return err_set(EPROTO, "COMMIT before the last area's %llu pages",
+			       (unsigned long long)rv->area_left);
+	if (rv->head)
+		return err_set(EPROTO, "COMMIT while batch %u awaits its pages",
+			       rv->head->batch ? rv->head->batch->seq : 0);
+	if (m->commit.nr_areas != rv->st.nr_areas || m->commit.nr_batches != rv->st.nr_batches ||
+	    m->commit.nr_pages != rv->st.pages_total)
+		return err_set(EPROTO, "COMMIT totals (%llu areas, %llu batches, %llu pages) differ "
+			       "from what arrived (%llu, %llu, %llu)",
+			       (unsigned long long)m->commit.nr_areas,
+			       (unsigned long long)m->commit.nr_batches,
+			       (unsigned long long)m->commit.nr_pages,
+			       (unsigned long long)rv->st.nr_areas,
+			       (unsigned long long)rv->st.nr_batches,
+			       (unsigned long long)rv->st.pages_total);
+	r = rv->out->ops->commit(rv->out, rv->id);
+	if (r < 0)
+		return r;
+	rv->committed = true;
+	memcpy(msg, rv->id, WC_ID_LEN);
+	r = rv->reply(rv->userdata, RF_MSG_COMMITTED, msg, sizeof(msg));
+	return r < 0 ? r : 1;
+}
+
+int rf_recv_handle(struct rf_recv *rv, const struct rf_msg *m)
+{
+	if (rv->committed)
+		return err_set(EPROTO, "%s after COMMIT", rf_msg_name(m->type));
+	if (rv->blob_open && m->type != RF_MSG_BLOB)
+		return err_set(EPROTO, "%s inside blob \"%s\"", rf_msg_name(m->type), rv->blob_name);
+	switch (m->type) {
+	case RF_MSG_AREA:
+		return on_area(rv, m);
+	case RF_MSG_KEYS:
+		return on_keys(rv, m);
+	case RF_MSG_PAGES:
+		return on_pages(rv, m);
+	case RF_MSG_BLOB:
+		return on_blob(rv, m);
+	case RF_MSG_LABEL:
+		return on_label(rv, m);
+	case RF_MSG_COMMIT:
+		return on_commit(rv, m);
+	default:
+		return err_set(EPROTO, "unexpected %s during a push", rf_msg_name(m->type));
+	}
+}
+
+/* ----------------------------------------------------------- over a session */
+
+static int reply_session(void *userdata, uint16_t type, const void *payload, size_t len)
+{
+	struct rf_session *s = userdata;
+
+	memcpy(rf_session_frame(s, type, len), payload, len);
+	return rf_session_send(s, len);
+}
+
+int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
+		  char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats)
+{
+	struct rf_recv *rv;
+	int r;
+
+	r = rf_recv_new(have, out, reply_session, s, &rv);
+	if (r < 0)
+		return r;
+	for (;;) {
+		struct rf_msg m;
+
+		r = rf_session_recv(s, &m);
+		if (r == -ENODATA)
+			r = err_set(ECONNRESET, "sender closed the connection before COMMIT");
+		if (r < 0)
+			break;
+		r = rf_recv_handle(rv, &m);
+		if (r != 0)
+			break;
+	}
+	if (ret_stats)
+		rf_recv_stats(rv, ret_stats);
+	if (r == 1) {
+		memcpy(ret_id, rv->id, WC_ID_LEN + 1);
+		r = 0;
+	} else if (r != -ECONNRESET && r != -ECONNABORTED && r != -ETIMEDOUT && r != -EPIPE) {
+		/* Tell the sender why, in one line (it may be what broke). */
+		rf_session_send_error(s, r, err_str(r));
+	}
+	rf_recv_free(rv);
+	return r;
+}

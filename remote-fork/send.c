@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The sending side of a snapshot transfer: a wc_sink that streams to the
+ * peer (contract in include/rfork/transfer.h, exchange in docs/protocol.md).
+ *
+ * Pages are collected into batches of up to RF_BATCH_MAX_PAGES pages, never
+ * spanning two areas. A full batch goes out as KEYS (kinds + data keys) and
+ * joins the window; its data pages stay in memory until the receiver's
+ * LACKS for it arrives, then exactly the lacking ones go out as one PAGES
+ * frame. The sender reads LACKS whenever some are waiting and blocks only
+ * when RF_PUSH_WINDOW batches are outstanding, so the link stays busy.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "rfork/transfer.h"
+
+void rf_page_key(const void *page, struct wc_key *ret)
+{
+	XXH128_hash_t h = XXH3_128bits(page, WC_PAGE_SIZE);
+
+	ret->lo = h.low64;
+	ret->hi = h.high64;
+}
+
+bool rf_page_is_zero(const void *page)
+{
+	const uint64_t *p = page;
+
+	for (size_t i = 0; i < WC_PAGE_SIZE / 8; i += 4)
+		if (p[i] | p[i + 1] | p[i + 2] | p[i + 3])
+			return false;
+	return true;
+}
+
+struct push_batch {
+	uint32_t seq;
+	uint32_t nr_pages;
+	uint32_t nr_data;
+	uint8_t kinds[RF_BATCH_MAX_PAGES];
+	struct wc_key keys[RF_BATCH_MAX_PAGES];	/* [nr_data] */
+	uint8_t *data;				/* nr_data pages, back to back */
+};
+
+struct rf_push {
+	struct wc_sink sink;
+	struct rf_session *s;
+	bool committed;
+	bool failed;
+	uint64_t area_left;			/* pages still owed to the current area */
+	bool in_area;
+	uint32_t next_seq;
+	struct push_batch *cur;			/* being filled, or NULL */
+	/* Window of batches sent as KEYS awaiting LACKS, oldest at head. */
+	struct push_batch *win[RF_PUSH_WINDOW];
+	unsigned win_head, win_nr;
+	struct push_batch *spare;		/* recycled batch */
+	struct rf_push_stats st;
+};
+
+#define to_push(x) ((struct rf_push *)(x))
+
+static void batch_free(struct push_batch *b)
+{
+	if (b) {
+		free(b->data);
+		free(b);
+	}
+}
+
+static int batch_get(struct rf_push *p, struct push_batch **ret)
+{
+	struct push_batch *b = TAKE_PTR(p->spare);
+
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		b->data = malloc((size_t)RF_BATCH_MAX_PAGES * WC_PAGE_SIZE);
+		if (!b->data) {
+			free(b);
+			return -ENOMEM;
+		}
+	}
+	b->nr_pages = b->nr_data = 0;
+	*ret = b;
+	return 0;
+}
+
+static void batch_put(struct rf_push *p, struct push_batch *b)
+{
+	if (!p->spare)
+		p->spare = b;
+	else
+		batch_free(b);
+}
+
+/* Answer the LACKS for the oldest batch in the window: send its lacking
+ * pages, retire it. */
+static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
+{
+	struct push_batch *b;
+	uint32_t d = 0, n = 0;
+	uint8_t *out = NULL;
+
+	if (m->type != RF_MSG_LACKS)
+		return err_set(EPROTO, "receiver sent %s while pages were announced",
+			       rf_msg_name(m->type));
+	if (!p->win_nr)
+		return err_set(EPROTO, "receiver sent LACKS for no announced batch");
+	b = p->win[p->win_head];
+	if (m->lacks.seq != b->seq || m->lacks.nr_pages != b->nr_pages)
+		return err_set(EPROTO, "receiver sent LACKS for batch %u (%u pages), expected %u (%u)",
+			       m->lacks.seq, m->lacks.nr_pages, b->seq, b->nr_pages);
+	if (m->lacks.nr_lacking) {
+		out = rf_session_frame(p->s, RF_MSG_PAGES,
+				       8 + (size_t)m->lacks.nr_lacking * WC_PAGE_SIZE);
+		rf_put_u32(out, b->seq);
+		rf_put_u32(out + 4, m->lacks.nr_lacking);
+	}
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		bool lack = (m->lacks.bitmap[i / 8] >> (i % 8)) & 1;
+
+		if (b->kinds[i] != WC_PAGE_DATA) {
+			if (lack)
+				return err_set(EPROTO, "receiver asked for page %u of batch %u, "
+					       "which holds no data", i, b->seq);
+			continue;
+		}
+		if (lack)
+			memcpy(out + 8 + (size_t)n++ * WC_PAGE_SIZE,
+			       b->data + (size_t)d * WC_PAGE_SIZE, WC_PAGE_SIZE);
+		d++;
+	}
+	p->win[p->win_head] = NULL;
+	p->win_head = (p->win_head + 1) % RF_PUSH_WINDOW;
+	p->win_nr--;
+	p->st.pages_sent += n;
+	p->st.pages_skipped += b->nr_data - n;
+	batch_put(p, b);
+	if (n)
+		return rf_session_send(p->s, 8 + (size_t)n * WC_PAGE_SIZE);
+	return 0;
+}
+
+static int push_recv_one(struct rf_push *p)
+{
+	struct rf_msg m;
+	int r = rf_session_recv(p->s, &m);
+
+	if (r == -ENODATA)
+		return err_set(ECONNRESET, "receiver closed the connection");
+	if (r < 0)
+		return r;
+	return push_handle_lacks(p, &m);
+}
+
+/* Read what the receiver has answered so far; block while more than @max
+ * batches are outstanding. */
+static int push_service(struct rf_push *p, unsigned max)
+{
+	int r;
+
+	while (p->win_nr) {
+		if (p->win_nr <= max) {
+			r = rf_session_readable(p->s);
+			if (r <= 0)
+				return r;
+		}
+		r = push_recv_one(p);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int push_flush(struct rf_push *p)
+{
+	struct push_batch *b = p->cur;
+	uint8_t *out;
+	int r;
+
+	if (!b || !b->nr_pages)
+		return 0;
+	/* Room in the window first, so the batch can join it once sent. */
+	r = push_service(p, RF_PUSH_WINDOW - 1);
+	if (r < 0)
+		return r;
+	b->seq = p->next_seq++;
+	out = rf_session_frame(p->s, RF_MSG_KEYS, 8 + b->nr_pages + (size_t)b->nr_data * 16);
+	rf_put_u32(out, b->seq);
+	rf_put_u32(out + 4, b->nr_pages);
+	memcpy(out + 8, b->kinds, b->nr_pages);
+	for (uint32_t i = 0; i < b->nr_data; i++)
+		rf_put_key(out + 8 + b->nr_pages + i * 16, &b->keys[i]);
+	r = rf_session_send(p->s, 8 + b->nr_pages + (size_t)b->nr_data * 16);
+	if (r < 0)
+		return r;
+	p->win[(p->win_head + p->win_nr) % RF_PUSH_WINDOW] = TAKE_PTR(p->cur);
+	p->win_nr++;
+	p->st.nr_batches++;
+	return 0;
+}
+
+static int push_fail(struct rf_push *p, int r)
+{
+	if (r < 0)
+		p->failed = true;
+	return r;
+}
+
+static int push_begin_area(struct wc_sink *sink, const struct wc_area_desc *desc)
+{
+	struct rf_push *p = to_push(sink);
+	size_t name_len = desc->name ? strnlen(desc->name, RF_NAME_MAX + 1) : 0;
+	uint8_t *out;
+	int r;
+
+	if (p->failed || p->committed)
+		return -EINVAL;
+	if (p->in_area && p->area_left)
+		return push_fail(p, err_set(EINVAL, "area ended %llu pages early",
+					    (unsigned long long)p->area_left));
+	if (desc->start % WC_PAGE_SIZE || desc->nr_pages > RF_AREA_MAX_PAGES || name_len > RF_NAME_MAX)
+		return push_fail(p, err_set(EINVAL, "area 0x%llx+%llu pages cannot be sent",
+					    (unsigned long long)desc->start,
+					    (unsigned long long)desc->nr_pages));
+	r = push_flush(p);
+	if (r < 0)
+		return push_fail(p, r);
+	out = rf_session_frame(p->s, RF_MSG_AREA, 26 + 2 + name_len);
+	rf_put_u64(out, desc->start);
+	rf_put_u64(out + 8, desc->nr_pages);
+	rf_put_u32(out + 16, desc->prot);
+	rf_put_u32(out + 20, desc->flags);
+	rf_put_u16(out + 24, desc->name != NULL);
+	if (desc->name) {
+		rf_put_u16(out + 26, name_len);
+		memcpy(out + 28, desc->name, name_len);
+	}
+	r = rf_session_send(p->s, desc->name ? 28 + name_len : 26);
+	if (r < 0)
+		return push_fail(p, r);
+	p->in_area = true;
+	p->area_left = desc->nr_pages;
+	p->st.nr_areas++;
+	return 0;
+}
+
+static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *kinds,
+			  size_t nr_pages)
+{
+	struct rf_push *p = to_push(sink);
+	const uint8_t *src = buf;
+	int r;
+
+	if (p->failed || p->committed)
+		return -EINVAL;
+	if (!p->in_area || nr_pages > p->area_left)
+		return push_fail(p, err_set(EINVAL, "%zu pages beyond the current area", nr_pages));
+	for (size_t i = 0; i < nr_pages; i++, src += WC_PAGE_SIZE) {
+		struct push_batch *b;
+		uint8_t kind;
+
+		if (!p->cur && (r = batch_get(p, &p->cur)) < 0)
+			return push_fail(p, r);
+		b = p->cur;
+		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
+			kind = WC_PAGE_ABSENT;
+			p->st.pages_absent++;
+		} else if (rf_page_is_zero(src)) {
+			kind = WC_PAGE_ZERO;
+			p->st.pages_zero++;
+		} else {
+			kind = WC_PAGE_DATA;
+			memcpy(b->data + (size_t)b->nr_data * WC_PAGE_SIZE, src, WC_PAGE_SIZE);
+			rf_page_key(src, &b->keys[b->nr_data++]);
+			p->st.pages_data++;
+		}
+		b->kinds[b->nr_pages++] = kind;
+		p->st.pages_total++;
+		p->area_left--;
+		if (b->nr_pages == RF_BATCH_MAX_PAGES || !p->area_left) {
+			r = push_flush(p);
+			if (r < 0)
+				return push_fail(p, r);
+		}
+	}
+	return 0;
+}
+
+static int push_put_blob(struct wc_sink *sink, const char *name, const void *data, size_t len)
+{
+	struct rf_push *p = to_push(sink);
+	size_t name_len = strnlen(name, RF_NAME_MAX + 1), off = 0;
+	int r;
+
+	if (p->failed || p->committed)
+		return -EINVAL;
+	if (!name_len || name_len > RF_NAME_MAX)
+		return push_fail(p, err_set(EINVAL, "blob name of %zu bytes cannot be sent", name_len));
+	if (len > RF_BLOB_MAX)
+		return push_fail(p, err_set(EFBIG, "blob \"%s\" of %zu bytes exceeds %u bytes",
+					    name, len, RF_BLOB_MAX));
+	do {
+		size_t n = MIN(len - off, (size_t)RF_BLOB_CHUNK);
+		uint8_t *out = rf_session_frame(p->s, RF_MSG_BLOB, 18 + name_len + n);
+
+		rf_put_u64(out, len);
+		rf_put_u64(out + 8, off);
+		rf_put_u16(out + 16, name_len);
+		memcpy(out + 18, name, name_len);
+		if (n)
+			memcpy(out + 18 + name_len, (const uint8_t *)data + off, n);
+		r = rf_session_send(p->s, 18 + name_len + n);
+		if (r < 0)
+			return push_fail(p, r);
+		off += n;
+		/* Keep reading answers so the receiver never blocks on us. */
+		r = push_service(p, RF_PUSH_WINDOW);
+		if (r < 0)
+			return push_fail(p, r);
+	} while (off < len);
+	p->st.nr_blobs++;
+	p->st.blob_bytes += len;
+	return 0;
+}
+
+static int push_put_label(struct wc_sink *sink, const char *key, const char *value)
+{
+	struct rf_push *p = to_push(sink);
+	size_t kl = strnlen(key, RF_LABEL_MAX + 1), vl = strnlen(value, RF_LABEL_MAX + 1);
+	uint8_t *out;
+
+	if (p->failed || p->committed)
+		return -EINVAL;
+	if (!kl || kl > RF_LABEL_MAX || vl > RF_LABEL_MAX)
+		return push_fail(p, err_set(EINVAL, "label \"%.32s\" too long to send", key));
+	out = rf_session_frame(p->s, RF_MSG_LABEL, 4 + kl + vl);
+	rf_put_u16(out, kl);
+	memcpy(out + 2, key, kl);
+	rf_put_u16(out + 2 + kl, vl);
+	memcpy(out + 4 + kl, value, vl);
+	return push_fail(p, rf_session_send(p->s, 4 + kl + vl));
+}
+
+static int push_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
+{
+	struct rf_push *p = to_push(sink);
+	struct rf_msg m;
+	uint8_t *out;
+	int r;
+
+	if (p->failed || p->committed)
+		return -EINVAL;
+	if (p->in_area && p->area_left)
+		return push_fail(p, err_set(EINVAL, "area ended %llu pages early",
+					    (unsigned long long)p->area_left));
+	r = push_flush(p);
+	if (r >= 0)
+		r = push_service(p, 0);
+	if (r < 0)
+		return push_fail(p, r);
+	out = rf_session_frame(p->s, RF_MSG_COMMIT, 24);
+	rf_put_u64(out, p->st.nr_areas);
+	rf_put_u64(out + 8, p->st.nr_batches);
+	rf_put_u64(out + 16, p->st.pages_total);
+	r = rf_session_send(p->s, 24);
+	if (r < 0)
+		return push_fail(p, r);
+	r = rf_session_recv(p->s, &m);
+	if (r == -ENODATA)
+		r = err_set(ECONNRESET, "receiver closed the connection before confirming the snapshot");
+	if (r >= 0 && m.type != RF_MSG_COMMITTED)
+		r = err_set(EPROTO, "receiver answered COMMIT with %s", rf_msg_name(m.type));
+	if (r < 0)
+		return push_fail(p, r);
+	memcpy(ret_id, m.committed.id, WC_ID_LEN + 1);
+	p->committed = true;
+	return 0;
+}
+
+static void push_free(struct wc_sink *sink)
+{
+	struct rf_push *p = to_push(sink);
+
+	batch_free(p->cur);
+	batch_free(p->spare);
+	for (unsigned i = 0; i < RF_PUSH_WINDOW; i++)
+		batch_free(p->win[i]);
+	free(p);
+}
+
+static const struct wc_sink_ops push_ops = {
+	.begin_area = push_begin_area,
+	.put_pages = push_put_pages,
+	.put_blob = push_put_blob,
+	.put_label = push_put_label,
+	.commit = push_commit,
+	.free = push_free,
+};
+
+int rf_push_sink_new(struct rf_session *s, struct wc_sink **ret)
+{
+	struct rf_push *p;
+	uint8_t *out;
+	int r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->sink.ops = &push_ops;
+	p->s = s;
+	out = rf_session_frame(s, RF_MSG_PUSH, 4);
+	rf_put_u32(out, 0);
+	r = rf_session_send(s, 4);
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	*ret = &p->sink;
+	return 0;
+}
+
+void rf_push_sink_stats(const struct wc_sink *sink, struct rf_push_stats *ret)
+{
+	*ret = to_push(sink)->st;
+}

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Parser of rfork frames (layouts in include/rfork/wire.h and
+ * docs/protocol.md). It reads untrusted bytes: every field is bounds
+ * checked against the frame length before it is used, nothing is
+ * allocated, and the result only points into the caller's buffer. The
+ * fuzz target (tests/remote/fuzz-wire.c) drives it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "rfork/wire.h"
+
+const char *rf_msg_name(uint16_t type)
+{
+	switch (type) {
+	case RF_MSG_HELLO:	return "HELLO";
+	case RF_MSG_CHALLENGE:	return "CHALLENGE";
+	case RF_MSG_AUTH:	return "AUTH";
+	case RF_MSG_DENIED:	return "DENIED";
+	case RF_MSG_ERROR:	return "ERROR";
+	case RF_MSG_PUSH:	return "PUSH";
+	case RF_MSG_AREA:	return "AREA";
+	case RF_MSG_KEYS:	return "KEYS";
+	case RF_MSG_LACKS:	return "LACKS";
+	case RF_MSG_PAGES:	return "PAGES";
+	case RF_MSG_BLOB:	return "BLOB";
+	case RF_MSG_LABEL:	return "LABEL";
+	case RF_MSG_COMMIT:	return "COMMIT";
+	case RF_MSG_COMMITTED:	return "COMMITTED";
+	}
+	return "unknown";
+}
+
+int rf_record_parse(const uint8_t *buf, size_t len, size_t max_body)
+{
+	uint32_t body;
+
+	if (len < RF_REC_HDR)
+		return -EAGAIN;
+	body = rf_get_u32(buf);
+	if (body < RF_FRAME_HDR || body > max_body || body > RF_RECORD_MAX)
+		return err_set(EPROTO, "record length %u out of bounds [%u, %zu]",
+			       body, RF_FRAME_HDR, max_body < RF_RECORD_MAX ? max_body : RF_RECORD_MAX);
+	return (int)body;
+}
+
+/* A cursor over the payload: each take fails once the bytes run out. */
+struct cur {
+	const uint8_t *p;
+	size_t left;
+	const char *what;
+};
+
+static int cur_bytes(struct cur *c, size_t n, const uint8_t **ret)
+{
+	if (n > c->left)
+		return err_set(EPROTO, "%s: truncated (%zu bytes missing)", c->what, n - c->left);
+	*ret = c->p;
+	c->p += n;
+	c->left -= n;
+	return 0;
+}
+
+static int cur_u16(struct cur *c, uint16_t *ret)
+{
+	const uint8_t *p = NULL;
+	int r = cur_bytes(c, 2, &p);
+
+	if (r < 0)
+		return r;
+	*ret = rf_get_u16(p);
+	return 0;
+}
+
+static int cur_u32(struct cur *c, uint32_t *ret)
+{
+	const uint8_t *p = NULL;
+	int r = cur_bytes(c, 4, &p);
+
+	if (r < 0)
+		return r;
+	*ret = rf_get_u32(p);
+	return 0;
+}
+
+static int cur_u64(struct cur *c, uint64_t *ret)
+{
+	const uint8_t *p = NULL;
+	int r = cur_bytes(c, 8, &p);
+
+	if (r < 0)
+		return r;
+	*ret = rf_get_u64(p);
+	return 0;
+}
+
+static int cur_end(struct cur *c)
+{
+	if (c->left)
+		return err_set(EPROTO, "%s: %zu trailing bytes", c->what, c->left);
+	return 0;
+}
+
+/* A string field: u16 length then bytes, no NUL inside, at most @max. */
+static int cur_str(struct cur *c, size_t max, const char *field, const char **ret, size_t *ret_len)
+{
+	const uint8_t *p = NULL;
+	uint16_t n = 0;
+	int r;
+
+	r = cur_u16(c, &n);
+	if (r < 0)
+		return r;
+	if (n > max)
+		return err_set(EPROTO, "%s: %s length %u exceeds %zu", c->what, field, n, max);
+	r = cur_bytes(c, n, &p);
+	if (r < 0)
+		return r;
+	if (memchr(p, 0, n))
+		return err_set(EPROTO, "%s: %s contains a NUL byte", c->what, field);
+	*ret = (const char *)p;
+	*ret_len = n;
+	return 0;
+}
+
+static int parse_hello(struct cur *c, struct rf_msg *m, bool challenge)
+{
+	uint32_t magic;
+	int r;
+
+	if ((r = cur_u32(c, &magic)) < 0 || (r = cur_u16(c, &m->hello.version)) < 0 ||
+	    (r = cur_u16(c, &m->hello.flags)) < 0 ||
+	    (r = cur_bytes(c, RF_NONCE_BYTES, &m->hello.nonce)) < 0)
+		return r;
+	if (magic != RF_MAGIC)
+		return err_set(EPROTO, "%s: bad magic 0x%08x (not an rfork peer)", c->what, magic);
+	m->hello.proof = NULL;
+	if (challenge && (r = cur_bytes(c, RF_PROOF_BYTES, &m->hello.proof)) < 0)
+		return r;
+	return cur_end(c);
+}
+
+static int parse_error(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_u32(c, &m->error.err)) < 0 ||
+	    (r = cur_str(c, RF_TEXT_MAX, "text", &m->error.text, &m->error.text_len)) < 0)
+		return r;
+	return cur_end(c);
+}
+
+static int parse_area(struct cur *c, struct rf_msg *m)
+{
+	uint16_t has_name;
+	int r;
+
+	if ((r = cur_u64(c, &m->area.start)) < 0 || (r = cur_u64(c, &m->area.nr_pages)) < 0 ||
+	    (r = cur_u32(c, &m->area.prot)) < 0 || (r = cur_u32(c, &m->area.flags)) < 0 ||
+	    (r = cur_u16(c, &has_name)) < 0)
+		return r;
+	if (m->area.start % WC_PAGE_SIZE)
+		return err_set(EPROTO, "AREA: start 0x%llx not page aligned",
+			       (unsigned long long)m->area.start);
+	if (m->area.nr_pages > RF_AREA_MAX_PAGES)
+		return err_set(EPROTO, "AREA: %llu pages exceeds the limit",
+			       (unsigned long long)m->area.nr_pages);
+	if (m->area.start > UINT64_MAX - (m->area.nr_pages << WC_PAGE_SHIFT))
+		return err_set(EPROTO, "AREA: end overflows");
+	if (has_name > 1)
+		return err_set(EPROTO, "AREA: bad name flag %u", has_name);
+	m->area.name = NULL;
+	m->area.name_len = 0;
+	if (has_name &&
+	    (r = cur_str(c, RF_NAME_MAX, "name", &m->area.name, &m->area.name_len)) < 0)
+		return r;
+	return cur_end(c);
+}
+
+static int parse_keys(struct cur *c, struct rf_msg *m)
+{
+	uint32_t nr_data = 0;
+	int r;
+
+	if ((r = cur_u32(c, &m->keys.seq)) < 0 || (r = cur_u32(c, &m->keys.nr_pages)) < 0)
+		return r;
+	if (m->keys.nr_pages == 0 || m->keys.nr_pages > RF_BATCH_MAX_PAGES)
+		return err_set(EPROTO, "KEYS: %u pages out of bounds [1, %u]",
+			       m->keys.nr_pages, RF_BATCH_MAX_PAGES);
+	if ((r = cur_bytes(c, m->keys.nr_pages, &m->keys.kinds)) < 0)
+		return r;
+	for (uint32_t i = 0; i < m->keys.nr_pages; i++) {
+		if (m->keys.kinds[i] > WC_PAGE_DATA)
+			return err_set(EPROTO, "KEYS: page %u has bad kind %u", i, m->keys.kinds[i]);
+		nr_data += m->keys.kinds[i] == WC_PAGE_DATA;
+	}
+	if ((r = cur_bytes(c, (size_t)nr_data * 16, &m->keys.keys)) < 0)
+		return r;
+	m->keys.nr_data = nr_data;
+	return cur_end(c);
+}
+
+static int parse_lacks(struct cur *c, struct rf_msg *m)
+{
+	uint32_t n = 0;
+	size_t bytes;
+	int r;
+
+	if ((r = cur_u32(c, &m->lacks.seq)) < 0 || (r = cur_u32(c, &m->lacks.nr_pages)) < 0)
+		return r;
+	if (m->lacks.nr_pages == 0 || m->lacks.nr_pages > RF_BATCH_MAX_PAGES)
+		return err_set(EPROTO, "LACKS: %u pages out of bounds", m->lacks.nr_pages);
+	bytes = (m->lacks.nr_pages + 7) / 8;
+	if ((r = cur_bytes(c, bytes, &m->lacks.bitmap)) < 0)
+		return r;
+	for (uint32_t i = 0; i < m->lacks.nr_pages; i++)
+		n += (m->lacks.bitmap[i / 8] >> (i % 8)) & 1;
+	if (m->lacks.nr_pages % 8 &&
+	    m->lacks.bitmap[bytes - 1] >> (m->lacks.nr_pages % 8))
+		return err_set(EPROTO, "LACKS: bits set past the batch");
+	m->lacks.nr_lacking = n;
+	return cur_end(c);
+}
+
+static int parse_pages(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_u32(c, &m->pages.seq)) < 0 || (r = cur_u32(c, &m->pages.nr)) < 0)
+		return r;
+	if (m->pages.nr == 0 || m->pages.nr > RF_BATCH_MAX_PAGES)
+		return err_set(EPROTO, "PAGES: %u pages out of bounds", m->pages.nr);
+	if ((r = cur_bytes(c, (size_t)m->pages.nr * WC_PAGE_SIZE, &m->pages.data)) < 0)
+		return r;
+	return cur_end(c);
+}
+
+static int parse_blob(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_u64(c, &m->blob.total_len)) < 0 || (r = cur_u64(c, &m->blob.offset)) < 0 ||
+	    (r = cur_str(c, RF_NAME_MAX, "name", &m->blob.name, &m->blob.name_len)) < 0)
+		return r;
+	if (m->blob.name_len == 0)
+		return err_set(EPROTO, "BLOB: empty name");
+	if (m->blob.total_len > RF_BLOB_MAX)
+		return err_set(EPROTO, "BLOB: %llu bytes exceeds %u",
+			       (unsigned long long)m->blob.total_len, RF_BLOB_MAX);
+	/* The rest of the payload is the chunk. */
+	m->blob.data = c->p;
+	m->blob.len = c->left;
+	c->left = 0;
+	if (m->blob.offset > m->blob.total_len || m->blob.len > m->blob.total_len - m->blob.offset)
+		return err_set(EPROTO, "BLOB: chunk [%llu, +%zu) past its length %llu",
+			       (unsigned long long)m->blob.offset, m->blob.len,
+			       (unsigned long long)m->blob.total_len);
+	return 0;
+}
+
+static int parse_label(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_str(c, RF_LABEL_MAX, "key", &m->label.key, &m->label.key_len)) < 0 ||
+	    (r = cur_str(c, RF_LABEL_MAX, "value", &m->label.value, &m->label.value_len)) < 0)
+		return r;
+	if (m->label.key_len == 0)
+		return err_set(EPROTO, "LABEL: empty key");
+	return cur_end(c);
+}
+
+static int parse_commit(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_u64(c, &m->commit.nr_areas)) < 0 || (r = cur_u64(c, &m->commit.nr_batches)) < 0 ||
+	    (r = cur_u64(c, &m->commit.nr_pages)) < 0)
+		return r;
+	return cur_end(c);
+}
+
+static int parse_committed(struct cur *c, struct rf_msg *m)
+{
+	const uint8_t *p = NULL;
+	int r;
+
+	if ((r = cur_bytes(c, WC_ID_LEN, &p)) < 0)
+		return r;
+	for (unsigned i = 0; i < WC_ID_LEN; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return err_set(EPROTO, "COMMITTED: id is not lowercase hex");
+	memcpy(m->committed.id, p, WC_ID_LEN);
+	m->committed.id[WC_ID_LEN] = 0;
+	return cur_end(c);
+}
+
+int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
+{
+	struct rf_msg m = {};
+	struct cur c;
+	int r;
+
+	if (len < RF_FRAME_HDR)
+		return err_set(EPROTO, "frame of %zu bytes is shorter than its header", len);
+	if (len > RF_FRAME_MAX)
+		return err_set(EPROTO, "frame of %zu bytes exceeds %u", len, RF_FRAME_MAX);
+	m.type = rf_get_u16(buf);
+	if (rf_get_u16(buf + 2) != 0)
+		return err_set(EPROTO, "frame header: reserved field is not zero");
+	c = (struct cur){ buf + RF_FRAME_HDR, len - RF_FRAME_HDR, rf_msg_name(m.type) };
+
+	switch (m.type) {
+	case RF_MSG_HELLO:
+		r = parse_hello(&c, &m, false);
+		break;
+	case RF_MSG_CHALLENGE:
+		r = parse_hello(&c, &m, true);
+		break;
+	case RF_MSG_AUTH:
+		r = cur_bytes(&c, RF_PROOF_BYTES, &m.auth.proof);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_DENIED:
+	case RF_MSG_ERROR:
+		r = parse_error(&c, &m);
+		break;
+	case RF_MSG_PUSH:
+		r = cur_u32(&c, &m.push.flags);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_AREA:
+		r = parse_area(&c, &m);
+		break;
+	case RF_MSG_KEYS:
+		r = parse_keys(&c, &m);
+		break;
+	case RF_MSG_LACKS:
+		r = parse_lacks(&c, &m);
+		break;
+	case RF_MSG_PAGES:
+		r = parse_pages(&c, &m);
+		break;
+	case RF_MSG_BLOB:
+		r = parse_blob(&c, &m);
+		break;
+	case RF_MSG_LABEL:
+		r = parse_label(&c, &m);
+		break;
+	case RF_MSG_COMMIT:
+		r = parse_commit(&c, &m);
+		break;
+	case RF_MSG_COMMITTED:
+		r = parse_committed(&c, &m);
+		break;
+	default:
+		return err_set(EPROTO, "unknown frame type %u", m.type);
+	}
+	if (r < 0)
+		return r;
+	*ret = m;
+	return 0;
+}
