@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * threads: 8 threads, each with __thread variables (a pattern derived from its
+ * index, a counter) and a name. Each counts in its TLS and publishes the count.
+ * After go: every thread checks its own TLS pattern, tid, name and rseq
+ * registration, and its counter must still advance; then all are joined (which
+ * needs the kernel's clear_child_tid futex wake to work in the restored threads).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cr.h"
+
+#define NR 8
+
+static __thread uint64_t tls_pattern[64];
+static __thread volatile uint64_t tls_count;
+static __thread unsigned tls_index;
+
+struct slot {
+	volatile uint64_t published;
+	volatile pid_t tid;
+	volatile int phase;	/* 0 running, 1 go seen and checked, 2 post-check counting done */
+	uint64_t count_at_go;
+} __attribute__((aligned(64)));
+
+static struct slot slots[NR];
+static volatile int go_all;
+static pthread_barrier_t started;
+
+static void *worker(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	char name[16], got[16] = "";
+	struct slot *s = &slots[idx];
+
+	tls_index = idx;
+	for (unsigned i = 0; i < 64; i++)
+		tls_pattern[i] = cr_mix64(idx * 1000 + i);
+	snprintf(name, sizeof(name), "crt-%u", idx);
+	prctl(PR_SET_NAME, name);
+	s->tid = (pid_t)syscall(SYS_gettid);
+	pthread_barrier_wait(&started);
+	while (!go_all) {
+		tls_count++;
+		s->published = tls_count;
+		if ((tls_count & 0xffff) == 0)
+			sched_yield();
+	}
+	/* Checks on this thread's own state. */
+	cr_check(tls_index == idx, "thread %u: TLS index is %u", idx, tls_index);
+	for (unsigned i = 0; i < 64; i++)
+		if (tls_pattern[i] != cr_mix64(idx * 1000 + i)) {
+			cr_check(false, "thread %u: TLS pattern word %u is %#llx", idx, i,
+				 (unsigned long long)tls_pattern[i]);
+			break;
+		}
+	cr_check(tls_count == s->published, "thread %u: TLS count %llu, published %llu", idx,
+		 (unsigned long long)tls_count, (unsigned long long)s->published);
+	cr_check(syscall(SYS_gettid) == s->tid, "thread %u: tid %ld, was %d", idx,
+		 (long)syscall(SYS_gettid), (int)s->tid);
+	prctl(PR_GET_NAME, got);
+	cr_check(!strcmp(got, name), "thread %u: name \"%s\", was \"%s\"", idx, got, name);
+	cr_check_rseq(name);
+	cr_check(sched_getcpu() >= 0, "thread %u: sched_getcpu failed", idx);
+	s->count_at_go = tls_count;
+	s->phase = 1;
+	/* Still counting: 200k more increments. */
+	for (int i = 0; i < 200000; i++)
+		s->published = ++tls_count;
+	s->phase = 2;
+	return (void *)(uintptr_t)(0x1000 + idx);
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t th[NR];
+	uint64_t before[NR];
+	pid_t main_tid = (pid_t)syscall(SYS_gettid);
+
+	cr_init(argc, argv);
+	pthread_barrier_init(&started, NULL, NR + 1);
+	for (unsigned i = 0; i < NR; i++)
+		if (pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i))
+			cr_fail("pthread_create %u", i);
+	pthread_barrier_wait(&started);
+	cr_ready_tamper((const void *)&slots[3].tid, sizeof(pid_t));
+	cr_wait();
+
+	/* Every thread advanced its counter between the cut and now. */
+	for (unsigned i = 0; i < NR; i++)
+		before[i] = slots[i].published;
+	cr_sleep_ms(50);
+	for (unsigned i = 0; i < NR; i++)
+		cr_check(slots[i].published > before[i], "thread %u: counter stuck at %llu after go", i,
+			 (unsigned long long)before[i]);
+	go_all = 1;
+	for (unsigned i = 0; i < NR; i++) {
+		void *ret = NULL;
+
+		if (pthread_join(th[i], &ret))
+			cr_fail("pthread_join %u", i);
+		cr_check(ret == (void *)(uintptr_t)(0x1000 + i), "thread %u returned %p", i, ret);
+		cr_check(slots[i].phase == 2, "thread %u did not finish its post-go count", i);
+		cr_check(slots[i].published == slots[i].count_at_go + 200000,
+			 "thread %u: counted %llu after go, expected 200000", i,
+			 (unsigned long long)(slots[i].published - slots[i].count_at_go));
+	}
+	cr_check(syscall(SYS_gettid) == main_tid, "main tid %ld, was %d",
+		 (long)syscall(SYS_gettid), (int)main_tid);
+	cr_check_ids();
+	cr_check_rseq("main thread");
+	cr_finish();
+}
