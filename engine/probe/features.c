@@ -116,8 +116,13 @@ int probe_read_uint(const char *path, uint64_t *ret)
 /* Common setup of every probe child: die with the parent, die after 10 s. */
 static void probe_child_init(void)
 {
+	sigset_t alrm;
+
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGALRM, SIG_DFL);
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	sigprocmask(SIG_UNBLOCK, &alrm, NULL);
 	alarm(10);
 }
 

@@ -183,6 +183,7 @@ static int clone3_child(void *arg, struct probe_msg *msg)
 	}
 	if (init == 0) {
 		/* pid 1 of the new namespace; only raw syscalls from here. */
+		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		if (syscall(SYS_getpid) != 1)
 			_exit(CLONE3_INIT_NOT_PID1);
 		child = probe_clone3(0, &want, 1);
