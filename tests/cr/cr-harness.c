@@ -802,22 +802,23 @@ static int tamper(const struct ready *r)
 	return 0;
 }
 
-/* Does `warmfork check` report a feature we need as missing? */
+/* Does `warmfork check --json` report a required feature as missing? Only an
+ * explicit report skips: a check that cannot run must not turn failures into
+ * skips. */
 static bool check_says_missing(void)
 {
-	char out[256] = "";
-	char *args[] = { "check", NULL };
+	char out[2048] = "";
+	char *args[] = { "check", "--json", NULL };
+	const char *m;
 	int st;
 
-	/* check's output goes to our stderr for the log; its status decides. */
 	if (run_warmfork(args, out, sizeof(out), &st) < 0)
 		return false;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	m = strstr(out, "\"missing_required\":[");
+	if (!m || m[20] == ']')
 		return false;
-	/* Skip only when check itself says something is missing; a check command
-	 * that is not implemented (placeholder) must not turn failures into skips. */
-	return strcasestr(out, "missing") || strcasestr(out, "not supported") ||
-	       strcasestr(out, "unsupported");
+	msg("warmfork check: %.200s", m);
+	return true;
 }
 
 static int run_once(char **prog, unsigned rep)
