@@ -821,6 +821,44 @@ static bool check_says_missing(void)
 	return true;
 }
 
+/* Control for failckpt: the same program started with CR_CONTROL=1 holds no
+ * uncheckpointable descriptor, and its checkpoint must succeed; so the failure
+ * of the real one is due to its descriptors, not to a checkpoint that never
+ * works. */
+static int failckpt_control(char **prog, unsigned rep)
+{
+	char envbuf[PATH_MAX + 16], snap[256], why[160];
+	char *env[] = { envbuf, "CR_CONTROL=1", NULL };
+	char saved_dir[PATH_MAX];
+	struct ready r;
+	pid_t pid;
+	int st, rr;
+
+	memcpy(saved_dir, cr_dir, sizeof(saved_dir));
+	snprintf(cr_dir, sizeof(cr_dir), "%s/control%u", tmp_root, rep);
+	if (mkdir(cr_dir, 0755) < 0)
+		return 1;
+	snprintf(envbuf, sizeof(envbuf), "CR_DIR=%s", cr_dir);
+	pid = spawn(prog, (int[]){ -1, -1, -1 }, env);
+	rr = pid < 0 ? -1 : wait_ready(pid, "control", &r);
+	if (rr == 0 && checkpoint(pid, snap, sizeof(snap), &st) == 0 && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0) {
+		msg("control: the program without its eventfd/socket checkpointed fine (%s)", snap);
+		kill(pid, SIGKILL);
+		wait_exit(pid, now_ns() + 5000000000ULL, &st);
+		memcpy(cr_dir, saved_dir, sizeof(cr_dir));
+		return 0;
+	}
+	if (rr == 0) {
+		describe_status(st, why, sizeof(why));
+		msg("control: checkpoint of the program without its eventfd/socket failed (%s)", why);
+	}
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	memcpy(cr_dir, saved_dir, sizeof(cr_dir));
+	return 1;
+}
+
 static int run_once(char **prog, unsigned rep)
 {
 	char envbuf[PATH_MAX + 16], snap[256], why[160];
@@ -873,6 +911,9 @@ static int run_once(char **prog, unsigned rep)
 		}
 		return verdict(st, "no checkpoint");
 	}
+
+	if (mode == M_FAILCKPT && failckpt_control(prog, rep) != 0)
+		return 1;
 
 	r = checkpoint(pid, snap, sizeof(snap), &ckpt_st);
 	if (r < 0)
@@ -1126,10 +1167,21 @@ int main(int argc, char **argv)
 	}
 out:
 	kill_everything();
-	if (rc == 1 || keep)
+	if (keep) {
 		msg("files kept in %s", tmp_root);
-	else
+	} else if (rc == 1) {
+		/* Keep the small files (ready files, test data) for a post-mortem, not
+		 * the stores (a failing mem512 would leave hundreds of MiB per run). */
+		for (unsigned i = 0; i < repeat; i++) {
+			char p[PATH_MAX];
+
+			snprintf(p, sizeof(p), "%s/run%u/store", tmp_root, i);
+			rm_rf(p);
+		}
+		msg("files kept in %s (stores removed; --keep keeps them)", tmp_root);
+	} else {
 		rm_rf(tmp_root);
+	}
 	kill_everything();
 	return rc;
 }
