@@ -115,6 +115,70 @@ static inline bool eng_io_uring_op_supported(const struct eng_features *f, unsig
 /* ---------------------------------------------------------- checkpoint */
 /* (engine/dump) */
 
+/* VM flags kept in eng_vma.madv, read from /proc/PID/smaps "VmFlags". */
+#define ENG_MADV_GROWSDOWN	(1u << 0)	/* gd: MAP_GROWSDOWN */
+#define ENG_MADV_DONTFORK	(1u << 1)	/* dc: MADV_DONTFORK */
+#define ENG_MADV_HUGEPAGE	(1u << 2)	/* hg: MADV_HUGEPAGE */
+#define ENG_MADV_NOHUGEPAGE	(1u << 3)	/* nh: MADV_NOHUGEPAGE */
+#define ENG_MADV_DONTDUMP	(1u << 4)	/* dd: MADV_DONTDUMP */
+#define ENG_MADV_WIPEONFORK	(1u << 5)	/* wf: MADV_WIPEONFORK */
+#define ENG_MADV_MERGEABLE	(1u << 6)	/* mg: MADV_MERGEABLE (KSM) */
+#define ENG_MADV_LOCKED		(1u << 7)	/* lo: mlock */
+#define ENG_MADV_LOCKONFAULT	(1u << 8)	/* lf: mlock2(MLOCK_ONFAULT) */
+#define ENG_MADV_RANDOM		(1u << 9)	/* rr: MADV_RANDOM */
+#define ENG_MADV_SEQUENTIAL	(1u << 10)	/* sr: MADV_SEQUENTIAL */
+#define ENG_MADV_SEALED		(1u << 11)	/* sl: mseal */
+
+/* The blob of a snapshot holding the packed eng_image (proto/image.proto). */
+#define ENG_IMAGE_BLOB		"engine.image"
+#define ENG_IMAGE_VERSION	1
+
+/*
+ * eng_image.vdso_hash is XXH3-128 of the [vdso] bytes, stored as the 16
+ * bytes of XXH128_canonical_t (big-endian, XXH128_canonicalFromHash).
+ */
+
+struct eng_dump_stats {
+	uint64_t nr_threads;
+	uint64_t nr_vmas;
+	uint64_t nr_areas;		/* store areas written */
+	uint64_t nr_fds;
+	uint64_t pages_read;		/* pages copied out of the process */
+	uint64_t image_bytes;		/* packed eng_image */
+	uint64_t frozen_ns;		/* from the first seize to detach/kill */
+	uint64_t freeze_ns;		/* seize + interrupt of every thread */
+	uint64_t collect_ns;		/* /proc, ptrace and remote-syscall state */
+	uint64_t memory_ns;		/* pagemap + process_vm_readv + sink */
+	uint64_t commit_ns;		/* sink commit */
+	uint64_t release_ns;		/* detach, or kill until the ids are free */
+	bool zombie;			/* killed, but its parent has not reaped it */
+};
+
+struct eng_dump_opts {
+	size_t sz;			/* sizeof(struct eng_dump_opts) */
+	bool leave_running;		/* detach after the commit instead of killing */
+	struct eng_dump_stats *stats;	/* optional, filled on success */
+};
+
+/*
+ * Checkpoint the process @pid (every thread) into @sink and commit it.
+ *
+ * The process is frozen with ptrace for the whole call. On success the
+ * snapshot id is in @ret_id and the process was either detached, running
+ * exactly as before (@opts->leave_running), or killed with SIGKILL; the
+ * call then returns once the pid and every tid are free (or the leader is
+ * a zombie its parent does not reap: stats->zombie). On failure nothing is
+ * committed, the process is detached unchanged, and the detail (naming the
+ * pid and the object) is in err_detail().
+ *
+ * Errors: -ESRCH no such process (or a zombie), -EBUSY already traced,
+ * -EOPNOTSUPP a descriptor or mapping this version cannot capture,
+ * -EAGAIN the process kept changing (threads, signals) while freezing,
+ * -EPERM not allowed to trace it, or what the sink returned.
+ */
+int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
+		   char ret_id[WC_ID_LEN + 1]);
+
 /* ------------------------------------------------------------- restore */
 /* (engine/restore) */
 

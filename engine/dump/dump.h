@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef ENG_DUMP_H
+#define ENG_DUMP_H
+
+/*
+ * engine/dump internals: the freeze, the remote-syscall primitive, the
+ * /proc parsers and the collectors that fill an eng_image.
+ *
+ * Phases of eng_checkpoint():
+ *   1. freeze     seize + interrupt every thread (freeze.c)
+ *   2. inspect    /proc only: vmas, fds, files, status; refuse what we cannot
+ *                 capture before changing anything (proc.c, files.c, mem.c)
+ *   3. collect    ptrace + remote syscalls in each thread (thread.c, remote.c)
+ *   4. memory     pagemap + process_vm_readv into the sink (mem.c)
+ *   5. commit     packed image as a blob, sink commit (dump.c)
+ *   6. release    detach (leave running) or SIGKILL and wait for the ids
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "engine.h"
+#include "image.pb-c.h"
+
+/* ---------------------------------------------------------------- proc.c */
+
+/* One line of /proc/PID/maps (or the header line of an smaps entry). */
+struct eng_proc_map {
+	uint64_t start, end;
+	uint64_t pgoff;			/* bytes */
+	uint32_t prot;			/* PROT_* */
+	bool shared;
+	unsigned dev_major, dev_minor;
+	uint64_t ino;
+	char path[4096];		/* "" for anonymous; may end in " (deleted)" */
+};
+
+/* VmFlags bits beyond ENG_MADV_*, used to classify and refuse. */
+#define ENG_VMF_HUGETLB		(1ull << 32)	/* ht */
+#define ENG_VMF_PFNMAP		(1ull << 33)	/* pf */
+#define ENG_VMF_IO		(1ull << 34)	/* io */
+#define ENG_VMF_UFFD		(1ull << 35)	/* um, uw, ui */
+#define ENG_VMF_MAYREAD		(1ull << 36)	/* mr */
+#define ENG_VMF_SHARED		(1ull << 37)	/* sh */
+
+/* Parse "start-end perms offset maj:min inode   path". -EINVAL if malformed. */
+int eng_dump_parse_maps_line(const char *line, struct eng_proc_map *ret);
+/* Parse the value of a "VmFlags:" line into ENG_MADV_* | ENG_VMF_* bits. */
+uint64_t eng_dump_parse_vmflags(const char *flags);
+
+/* The fields of /proc/PID/stat the dump uses (numbering of proc(5)). */
+struct eng_proc_stat {
+	char state;			/* 3 */
+	int ppid;			/* 4 */
+	int pgrp, session;		/* 5, 6 */
+	uint64_t start_code, end_code, start_stack;	/* 26, 27, 28 */
+	uint64_t start_data, end_data, start_brk;	/* 45, 46, 47 */
+	uint64_t arg_start, arg_end, env_start, env_end;	/* 48..51 */
+	int exit_signal;		/* 38 */
+};
+int eng_dump_parse_stat(const char *buf, struct eng_proc_stat *ret);
+
+/* The fields of /proc/PID/status the dump uses. */
+struct eng_proc_status {
+	char state;
+	int tracer_pid;
+	uint32_t uid[4], gid[4];	/* real, effective, saved, fs */
+	uint32_t groups[256];
+	size_t nr_groups;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	bool no_new_privs;
+	int seccomp;			/* 0 none, 1 strict, 2 filter; -1 unknown */
+	int umask;			/* -1 if not shown */
+	uint64_t sig_ign, sig_cgt;	/* bit n-1 for signal n */
+	int nr_threads;
+	int thp_enabled;		/* "THP_enabled:", -1 if not shown */
+};
+int eng_dump_parse_status(const char *buf, struct eng_proc_status *ret);
+
+/* /proc/PID/fdinfo/N. */
+struct eng_proc_fdinfo {
+	uint64_t pos;
+	uint32_t flags;			/* octal "flags:", includes O_CLOEXEC */
+	int mnt_id;
+	uint64_t ino;
+};
+int eng_dump_parse_fdinfo(const char *buf, struct eng_proc_fdinfo *ret);
+
+/* ------------------------------------------------------------ freeze.c */
+
+struct eng_dump_thread {
+	pid_t tid;
+	bool seized;			/* attached with PTRACE_SEIZE */
+	bool stopped;			/* in a ptrace stop we know of */
+	int stop_status;		/* wait status of that stop */
+};
+
+struct eng_dump_threads {
+	pid_t pid;
+	struct eng_dump_thread *v;	/* v[0] is the leader */
+	size_t nr, cap;
+};
+
+/* Seize and interrupt every thread of @pid until the set is stable. On
+ * failure every seized thread is detached again. */
+int eng_dump_freeze(pid_t pid, struct eng_dump_threads *ret);
+/* Detach every seized thread (they resume as before). Never fails. */
+void eng_dump_thaw(struct eng_dump_threads *ts);
+/* SIGKILL the process, collect the traced threads' exits, wait until the
+ * pid is gone (reaping it if it is our child). -ETIMEDOUT if its parent
+ * leaves it a zombie. */
+int eng_dump_kill(struct eng_dump_threads *ts, unsigned timeout_ms);
+void eng_dump_threads_fini(struct eng_dump_threads *ts);
+/* Wait for the next ptrace stop of @tid. -ESRCH if it exited. */
+int eng_dump_wait_stop(pid_t tid, int *ret_status);
+
+/* ------------------------------------------------------------ remote.c */
+
+/*
+ * Remote syscalls: run a syscall inside a stopped thread of the target.
+ *
+ * A session starts from the thread's interrupt stop (PTRACE_EVENT_STOP,
+ * inside get_signal()) and ends back in one, with every register as it was:
+ *
+ *   interrupt-stop --SETREGS(rip=syscall insn, rax=nr, orig_rax=-1)-->
+ *   PTRACE_SYSCALL --> entry-stop --> PTRACE_SYSCALL --> exit-stop (rax)
+ *   ... (next syscall from the exit stop) ...
+ *   SETREGS(saved) + PTRACE_INTERRUPT + PTRACE_CONT --> interrupt-stop
+ *
+ * orig_rax = -1 keeps the kernel's syscall-restart logic away from our
+ * registers; once the saved registers are back and the thread is again in
+ * its interrupt stop, detaching runs the restart logic on them exactly as if
+ * we had never been there. No signal mask is changed: if a signal arrives
+ * while the session runs, the session is abandoned (saved registers put
+ * back, the signal delivered as it would have been, the thread interrupted
+ * again) and -EINTR tells the caller to start the session over.
+ *
+ * Only queries (and the scratch page's mmap/munmap) are run this way.
+ */
+struct eng_remote {
+	pid_t tid;
+	uint64_t syscall_ip;		/* address of a "syscall" (0f 05) in the target */
+	struct user_regs_struct saved;
+	bool active;			/* regs changed, session not yet ended */
+};
+
+int eng_remote_begin(struct eng_remote *rs, pid_t tid, uint64_t syscall_ip);
+/* Returns the syscall's return value (>= 0 or -errno) in *ret. The call
+ * itself returns 0, or -EINTR (session abandoned, see above), or -errno. */
+int eng_remote_syscall(struct eng_remote *rs, long nr, long *ret, unsigned long a1,
+		       unsigned long a2, unsigned long a3, unsigned long a4,
+		       unsigned long a5, unsigned long a6);
+/* Put the saved registers back and return to an interrupt stop. */
+int eng_remote_end(struct eng_remote *rs);
+
+/* Find the bytes 0f 05 in an executable mapping of @pid ([vdso] first). */
+int eng_remote_find_syscall(pid_t pid, const struct eng_proc_map *maps, size_t nr_maps,
+			    uint64_t *ret_ip);
+
+/* ---------------------------------------------------------------- misc */
+
+/* The dump context, shared by the collectors. */
+struct eng_dump_ctx {
+	pid_t pid;
+	int proc_fd;			/* /proc/PID */
+	struct eng_dump_threads threads;
+	struct eng_proc_map *maps;	/* from smaps, sorted */
+	uint64_t *vmflags;		/* per map */
+	size_t nr_maps;
+	struct eng_proc_stat stat;
+	struct eng_proc_status status;
+	uint64_t syscall_ip;
+	uint64_t scratch;		/* remote scratch page, 0 if none */
+	int mem_fd;			/* /proc/PID/mem, -1 until needed */
+
+	EngImage *image;		/* everything below hangs from here */
+	EngProcess *proc;
+	struct eng_dump_stats *stats;
+};
+
+/* files.c */
+struct stat;
+/* Index of the file @path in eng_process.files (added if new). @obj is the
+ * stat of the object the process holds; @path must still name it. */
+int eng_dump_file_id(struct eng_dump_ctx *ctx, const char *path, const struct stat *obj,
+		     uint32_t *ret_idx);
+int eng_dump_fds(struct eng_dump_ctx *ctx);
+
+/* mem.c */
+int eng_dump_vmas(struct eng_dump_ctx *ctx);
+int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink);
+int eng_dump_vdso_hash(struct eng_dump_ctx *ctx);
+
+/* thread.c */
+int eng_dump_threads_alloc(struct eng_dump_ctx *ctx);
+int eng_dump_remote_state(struct eng_dump_ctx *ctx);
+/* Unmap the remote scratch page if one is mapped. */
+int eng_dump_remote_cleanup(struct eng_dump_ctx *ctx);
+int eng_dump_thread_state(struct eng_dump_ctx *ctx);
+int eng_dump_process_state(struct eng_dump_ctx *ctx);
+
+#endif

@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Freezing a process with ptrace: PTRACE_SEIZE + PTRACE_INTERRUPT of every
+ * thread, re-scanning /proc/PID/task until no new thread appears (a thread
+ * that was not yet stopped may have cloned another one). Seized threads are
+ * not traced for clone events, so the re-scan is what catches them.
+ *
+ * Invariant on return: every thread of the process is in a ptrace
+ * interrupt stop (PTRACE_EVENT_STOP, inside get_signal()) and no signal was
+ * consumed on the way: a signal-delivery stop met while waiting is resumed
+ * with that signal (delivered as it would have been), and the still pending
+ * interrupt stops the thread again right after.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "dump.h"
+
+#define FREEZE_MAX_ROUNDS	64
+#define FREEZE_MAX_SIGNALS	64	/* signal stops tolerated per thread */
+
+int eng_dump_wait_stop(pid_t tid, int *ret_status)
+{
+	for (;;) {
+		int st;
+		pid_t r = waitpid(tid, &st, __WALL);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			return -ESRCH;
+		if (WIFSTOPPED(st)) {
+			*ret_status = st;
+			return 0;
+		}
+	}
+}
+
+static struct eng_dump_thread *threads_find(struct eng_dump_threads *ts, pid_t tid)
+{
+	for (size_t i = 0; i < ts->nr; i++)
+		if (ts->v[i].tid == tid)
+			return &ts->v[i];
+	return NULL;
+}
+
+static int threads_add(struct eng_dump_threads *ts, pid_t tid, struct eng_dump_thread **ret)
+{
+	if (ts->nr == ts->cap) {
+		size_t cap = ts->cap ? ts->cap * 2 : 16;
+		struct eng_dump_thread *v = realloc(ts->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ts->v = v;
+		ts->cap = cap;
+	}
+	ts->v[ts->nr] = (struct eng_dump_thread){ .tid = tid };
+	*ret = &ts->v[ts->nr++];
+	return 0;
+}
+
+static void threads_remove(struct eng_dump_threads *ts, struct eng_dump_thread *t)
+{
+	size_t i = t - ts->v;
+
+	memmove(&ts->v[i], &ts->v[i + 1], (ts->nr - i - 1) * sizeof(*t));
+	ts->nr--;
+}
+
+/* Wait until @t is in its interrupt stop, letting signal stops through. */
+static int freeze_wait_thread(struct eng_dump_thread *t)
+{
+	for (int n = 0; n < FREEZE_MAX_SIGNALS; n++) {
+		int st, r;
+
+		r = eng_dump_wait_stop(t->tid, &st);
+		if (r < 0)
+			return r;
+		if ((st >> 16) == PTRACE_EVENT_STOP) {
+			t->stopped = true;
+			t->stop_status = st;
+			return 0;
+		}
+		/* A signal-delivery stop (or another event): deliver and wait. */
+		if (ptrace(PTRACE_CONT, t->tid, NULL,
+			   (void *)(long)((st >> 16) ? 0 : WSTOPSIG(st))) < 0)
+			return -errno;
+	}
+	return err_set(EAGAIN, "thread %d keeps receiving signals while being frozen", t->tid);
+}
+
+static int freeze_check(pid_t pid)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct eng_proc_status st;
+	char path[64];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	r = read_file(path, &buf, NULL);
+	if (r == -ENOENT)
+		return err_set(ESRCH, "no process %d", pid);
+	if (r < 0)
+		return err_wrap(r, "cannot read %s", path);
+	r = eng_dump_parse_status(buf, &st);
+	if (r < 0)
+		return err_set(r, "cannot parse %s", path);
+	if (st.state == 'Z' || st.state == 'X')
+		return err_set(ESRCH, "process %d is a zombie", pid);
+	if (st.tracer_pid != 0)
+		return err_set(EBUSY, "process %d is already traced by process %d", pid,
+			       st.tracer_pid);
+	if (st.state == 'T' || st.state == 't')
+		return err_set(EAGAIN, "process %d is stopped; continue it (SIGCONT) first", pid);
+	if (pid == getpid())
+		return err_set(EINVAL, "process %d is warmfork itself", pid);
+	return 0;
+}
+
+int eng_dump_freeze(pid_t pid, struct eng_dump_threads *ret)
+{
+	struct eng_dump_threads ts = { .pid = pid };
+	char path[64];
+	int r;
+
+	r = freeze_check(pid);
+	if (r < 0)
+		return r;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	for (int round = 0;; round++) {
+		size_t added = 0;
+		DIR *d;
+		struct dirent *de;
+
+		if (round >= FREEZE_MAX_ROUNDS) {
+			r = err_set(EAGAIN, "process %d keeps creating threads", pid);
+			goto fail;
+		}
+		d = opendir(path);
+		if (!d) {
+			r = errno == ENOENT ? err_set(ESRCH, "no process %d", pid)
+					    : err_wrap(-errno, "cannot list %s", path);
+			goto fail;
+		}
+		while ((de = readdir(d))) {
+			struct eng_dump_thread *t;
+			pid_t tid = atoi(de->d_name);
+
+			if (tid <= 0 || threads_find(&ts, tid))
+				continue;
+			if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
+				if (errno == ESRCH)
+					continue;	/* it exited meanwhile */
+				r = -errno;
+				closedir(d);
+				if (r == -EPERM && tid == pid)
+					r = err_set(EPERM, "not allowed to trace process %d (or it is "
+							   "being traced or exiting)", pid);
+				else
+					r = err_wrap(r, "cannot seize thread %d of process %d", tid, pid);
+				goto fail;
+			}
+			r = threads_add(&ts, tid, &t);
+			if (r < 0) {
+				ptrace(PTRACE_DETACH, tid, NULL, NULL);
+				closedir(d);
+				goto fail;
+			}
+			t->seized = true;
+			if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0 && errno != ESRCH) {
+				r = err_wrap(-errno, "cannot interrupt thread %d", tid);
+				closedir(d);
+				goto fail;
+			}
+			added++;
+		}
+		closedir(d);
+
+		for (size_t i = 0; i < ts.nr;) {
+			struct eng_dump_thread *t = &ts.v[i];
+
+			if (t->stopped) {
+				i++;
+				continue;
+			}
+			r = freeze_wait_thread(t);
+			if (r == -ESRCH || r == -ECHILD) {
+				if (t->tid == pid) {
+					r = err_set(ESRCH, "process %d exited while being frozen", pid);
+					goto fail;
+				}
+				threads_remove(&ts, t);
+				continue;
+			}
+			if (r < 0) {
+				r = err_wrap(r, "cannot stop thread %d", t->tid);
+				goto fail;
+			}
+			i++;
+		}
+		if (!added && ts.nr)
+			break;
+	}
+
+	/* The leader first: it is threads[0] of the image. */
+	for (size_t i = 0; i < ts.nr; i++) {
+		if (ts.v[i].tid == pid) {
+			struct eng_dump_thread tmp = ts.v[0];
+
+			ts.v[0] = ts.v[i];
+			ts.v[i] = tmp;
+			break;
+		}
+	}
+	if (!ts.nr || ts.v[0].tid != pid) {
+		r = err_set(ESRCH, "process %d has no leader thread", pid);
+		goto fail;
+	}
+	*ret = ts;
+	return 0;
+
+fail:
+	eng_dump_thaw(&ts);
+	eng_dump_threads_fini(&ts);
+	return r;
+}
+
+void eng_dump_thaw(struct eng_dump_threads *ts)
+{
+	for (size_t i = 0; i < ts->nr; i++) {
+		struct eng_dump_thread *t = &ts->v[i];
+
+		if (!t->seized)
+			continue;
+		/*
+		 * A thread seized but not yet seen stopped still has our interrupt
+		 * pending; PTRACE_DETACH needs a stopped tracee, so wait for it.
+		 */
+		if (!t->stopped && freeze_wait_thread(t) < 0)
+			continue;
+		ptrace(PTRACE_DETACH, t->tid, NULL, NULL);
+		t->seized = false;
+		t->stopped = false;
+	}
+}
+
+static int proc_state(pid_t pid, char *ret_state)
+{
+	char path[64], buf[512];
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return n < 0 ? -errno : -ENOENT;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || !p[1] || !p[2])
+		return -EINVAL;
+	*ret_state = p[2];
+	return 0;
+}
+
+int eng_dump_kill(struct eng_dump_threads *ts, unsigned timeout_ms)
+{
+	uint64_t deadline;
+	int st;
+
+	if (kill(ts->pid, SIGKILL) < 0 && errno != ESRCH)
+		return -errno;
+	/* Traced threads stay zombies until their tracer waits for them. */
+	for (size_t i = ts->nr; i-- > 0;) {
+		struct eng_dump_thread *t = &ts->v[i];
+
+		while (t->seized) {
+			pid_t r = waitpid(t->tid, &st, __WALL);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0 || WIFEXITED(st) || WIFSIGNALED(st))
+				t->seized = false;
+			/* A stop (PTRACE_EVENT_EXIT is not asked for): keep waiting. */
+			else if (WIFSTOPPED(st))
+				ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+		}
+		t->stopped = false;
+	}
+	/* Our own child: reap it (the wait above only released the trace). */
+	waitpid(ts->pid, &st, WNOHANG | __WALL);
+
+	deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		char state;
+		int r = proc_state(ts->pid, &state);
+
+		if (r == -ENOENT || r == -ESRCH)
+			return 0;
+		if (r == 0 && state == 'Z' && waitpid(ts->pid, &st, WNOHANG | __WALL) == ts->pid)
+			continue;
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		usleep(200);
+	}
+}
+
+void eng_dump_threads_fini(struct eng_dump_threads *ts)
+{
+	free(ts->v);
+	ts->v = NULL;
+	ts->nr = ts->cap = 0;
+}

@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Memory: every /proc/PID/smaps entry becomes an eng_vma; the ones with
+ * content (anonymous private, file private, shared anonymous) become store
+ * areas, written through the sink in chunks of up to CHUNK_PAGES pages.
+ *
+ * Which pages are stored (engine-design.md), from /proc/PID/pagemap:
+ *
+ *   bit 63 present | bit 62 swapped | bit 61 file page or shared anon
+ *
+ *   VMA_ANON_PRIVATE   present || swapped                  -> DATA (sink: ZERO)
+ *   VMA_FILE_PRIVATE   (present && !file) || swapped       -> DATA (COW copies)
+ *   VMA_ANON_SHARED    in the shmem object (SEEK_DATA on /proc/PID/map_files),
+ *                      else, if map_files cannot be opened, present || swapped
+ *   everything else    ABSENT
+ *
+ * Pages are copied with one process_vm_readv per chunk (one iovec per run
+ * of stored pages), never per page; areas the process cannot read itself
+ * (PROT_NONE, write-only) go through /proc/PID/mem, which may read them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "dump.h"
+
+#define PM_PRESENT	(1ull << 63)
+#define PM_SWAP		(1ull << 62)
+#define PM_FILE		(1ull << 61)
+
+#define CHUNK_PAGES	1024u		/* 4 MiB per process_vm_readv / put_pages */
+#define MAX_IOV		1024u
+
+static bool str_starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool path_deleted(const char *path)
+{
+	size_t n = strlen(path);
+
+	return n >= 10 && strcmp(path + n - 10, " (deleted)") == 0;
+}
+
+/* Shared memory whose content is stored: anonymous shared, SysV, memfd,
+ * /dev/shm (and a shared mapping of a deleted file, which cannot be
+ * referenced by path). */
+static bool shared_is_anon(const char *path)
+{
+	return !path[0] || str_starts(path, "/dev/zero") || str_starts(path, "/SYSV") ||
+	       str_starts(path, "/memfd:") || str_starts(path, "/dev/shm/") ||
+	       str_starts(path, "[anon_shmem:") || path_deleted(path);
+}
+
+static int vma_fill(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, uint64_t vmf,
+		    EngVma *v)
+{
+	const char *p = m->path;
+	bool special = p[0] == '[';
+	int r;
+
+	v->start = m->start;
+	v->end = m->end;
+	v->prot = m->prot;
+	v->has_madv = true;
+	v->madv = (uint32_t)(vmf & 0xffffffffu);
+	v->map_flags = m->shared ? MAP_SHARED : MAP_PRIVATE;
+	if (vmf & ENG_MADV_GROWSDOWN)
+		v->map_flags |= MAP_GROWSDOWN;
+	v->has_area = true;
+	v->area = -1;
+
+	if (strcmp(p, "[vdso]") == 0) {
+		v->kind = ENG_VMA_KIND__VMA_VDSO;
+	} else if (strcmp(p, "[vvar]") == 0) {
+		v->kind = ENG_VMA_KIND__VMA_VVAR;
+	} else if (strcmp(p, "[vvar_vclock]") == 0) {
+		v->kind = ENG_VMA_KIND__VMA_VVAR_VCLOCK;
+	} else if (strcmp(p, "[vsyscall]") == 0) {
+		v->kind = ENG_VMA_KIND__VMA_VSYSCALL;
+	} else if (vmf & (ENG_VMF_HUGETLB | ENG_VMF_PFNMAP | ENG_VMF_IO | ENG_VMF_UFFD)) {
+		return err_set(EOPNOTSUPP, "process %d: mapping %llx-%llx \"%s\" (%s) is not "
+				 "supported", ctx->pid, (unsigned long long)m->start,
+				 (unsigned long long)m->end, p,
+				 vmf & ENG_VMF_HUGETLB ? "hugetlb" :
+				 vmf & ENG_VMF_UFFD ? "userfaultfd" : "device memory");
+	} else if (m->shared) {
+		if (special && !str_starts(p, "[anon_shmem:"))
+			goto unsupported;
+		if (shared_is_anon(p)) {
+			v->kind = ENG_VMA_KIND__VMA_ANON_SHARED;
+			v->map_flags |= MAP_ANONYMOUS;
+			v->has_shmid = true;
+			v->shmid = (uint32_t)m->ino;
+		} else {
+			v->kind = ENG_VMA_KIND__VMA_FILE_SHARED;
+		}
+	} else if (!p[0] || strcmp(p, "[heap]") == 0 || strcmp(p, "[stack]") == 0 ||
+		   str_starts(p, "[anon:") || strcmp(p, "/dev/zero") == 0) {
+		v->kind = ENG_VMA_KIND__VMA_ANON_PRIVATE;
+		v->map_flags |= MAP_ANONYMOUS;
+	} else if (special) {
+		goto unsupported;
+	} else {
+		if (path_deleted(p))
+			return err_set(EOPNOTSUPP, "process %d: mapping %llx-%llx of deleted file "
+					 "\"%s\" is not supported", ctx->pid,
+					 (unsigned long long)m->start, (unsigned long long)m->end,
+					 p);
+		v->kind = ENG_VMA_KIND__VMA_FILE_PRIVATE;
+	}
+
+	if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE || v->kind == ENG_VMA_KIND__VMA_FILE_SHARED) {
+		char rel[96];
+		struct stat st;
+		uint32_t idx;
+
+		snprintf(rel, sizeof(rel), "map_files/%llx-%llx", (unsigned long long)m->start,
+			 (unsigned long long)m->end);
+		if (fstatat(ctx->proc_fd, rel, &st, 0) < 0) {
+			/* No map_files access: the identity shown by maps. */
+			if (stat(p, &st) < 0 || st.st_ino != m->ino ||
+			    major(st.st_dev) != m->dev_major || minor(st.st_dev) != m->dev_minor)
+				return err_set(EOPNOTSUPP, "process %d: mapped file \"%s\" was "
+						 "replaced or removed", ctx->pid, p);
+		}
+		r = eng_dump_file_id(ctx, p, &st, &idx);
+		if (r < 0)
+			return r;
+		v->has_file = true;
+		v->file = idx;
+		v->has_pgoff = true;
+		v->pgoff = m->pgoff;
+	} else if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED) {
+		v->has_pgoff = true;
+		v->pgoff = m->pgoff;
+	}
+	if (p[0]) {
+		v->name = strdup(p);
+		if (!v->name)
+			return -ENOMEM;
+	}
+	return 0;
+
+unsupported:
+	return err_set(EOPNOTSUPP, "process %d: special mapping %llx-%llx \"%s\" is not supported",
+		       ctx->pid, (unsigned long long)m->start, (unsigned long long)m->end, p);
+}
+
+int eng_dump_vmas(struct eng_dump_ctx *ctx)
+{
+	EngProcess *proc = ctx->proc;
+
+	proc->vmas = calloc(ctx->nr_maps ? ctx->nr_maps : 1, sizeof(*proc->vmas));
+	if (!proc->vmas)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->nr_maps; i++) {
+		EngVma *v = malloc(sizeof(*v));
+		int r;
+
+		if (!v)
+			return -ENOMEM;
+		eng_vma__init(v);
+		proc->vmas[proc->n_vmas++] = v;
+		r = vma_fill(ctx, &ctx->maps[i], ctx->vmflags[i], v);
+		if (r < 0)
+			return r;
+	}
+	if (ctx->stats)
+		ctx->stats->nr_vmas = proc->n_vmas;
+	return 0;
+}
+
+struct page_buf {
+	uint8_t *data;			/* CHUNK_PAGES pages */
+	uint64_t *pm;			/* pagemap entries of the current vma */
+	uint8_t *kinds;			/* one per page of the current vma */
+	size_t cap_pages;		/* of pm and kinds */
+};
+
+static int buf_reserve(struct page_buf *b, size_t nr)
+{
+	uint64_t *pm;
+	uint8_t *k;
+
+	if (nr <= b->cap_pages)
+		return 0;
+	pm = realloc(b->pm, nr * sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	b->pm = pm;
+	k = realloc(b->kinds, nr);
+	if (!k)
+		return -ENOMEM;
+	b->kinds = k;
+	b->cap_pages = nr;
+	return 0;
+}
+
+static int read_pagemap(struct eng_dump_ctx *ctx, int pm_fd, const EngVma *v, uint64_t *pm,
+			size_t nr)
+{
+	int r = pread_full(pm_fd, pm, nr * sizeof(*pm), (off_t)(v->start / WC_PAGE_SIZE * 8));
+
+	if (r < 0)
+		return err_wrap(r, "cannot read /proc/%d/pagemap at %llx", ctx->pid,
+				(unsigned long long)v->start);
+	return 0;
+}
+
+/* Mark the pages of a shared anonymous area held by its shmem object. */
+static int shmem_kinds(int fd, uint64_t pgoff, uint8_t *kinds, size_t nr)
+{
+	off_t end = (off_t)(pgoff + (uint64_t)nr * WC_PAGE_SIZE);
+	off_t pos = (off_t)pgoff;
+
+	memset(kinds, WC_PAGE_ABSENT, nr);
+	while (pos < end) {
+		off_t d = lseek(fd, pos, SEEK_DATA), h;
+
+		if (d < 0) {
+			if (errno == ENXIO)
+				break;
+			return -errno;
+		}
+		if (d >= end)
+			break;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0)
+			return -errno;
+		h = MIN(h, end);
+		for (off_t o = ALIGN_DOWN(d, (off_t)WC_PAGE_SIZE); o < h; o += WC_PAGE_SIZE)
+			kinds[(o - (off_t)pgoff) / WC_PAGE_SIZE] = WC_PAGE_DATA;
+		pos = h;
+	}
+	return 0;
+}
+
+enum read_via { VIA_VM_READV, VIA_MEM, VIA_FD };
+
+/* Read the stored pages of [first, first+n) of @v into @dst. */
+static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const uint8_t *kinds,
+		      size_t first, size_t n, uint8_t *dst, enum read_via via, int fd,
+		      uint64_t *ret_pages)
+{
+	struct iovec local[MAX_IOV], remote[MAX_IOV];
+	size_t nr_iov = 0, expect = 0, pages = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+
+		if (kinds[first + i] != WC_PAGE_DATA) {
+			i++;
+			continue;
+		}
+		while (j < n && kinds[first + j] == WC_PAGE_DATA)
+			j++;
+		local[nr_iov].iov_base = dst + i * WC_PAGE_SIZE;
+		local[nr_iov].iov_len = (j - i) * WC_PAGE_SIZE;
+		remote[nr_iov].iov_base = (void *)(uintptr_t)(v->start + (first + i) * WC_PAGE_SIZE);
+		remote[nr_iov].iov_len = local[nr_iov].iov_len;
+		expect += local[nr_iov].iov_len;
+		pages += j - i;
+		nr_iov++;
+		i = j;
+	}
+	if (!nr_iov)
+		return 0;
+
+	if (via == VIA_VM_READV) {
+		ssize_t got = process_vm_readv(ctx->pid, local, nr_iov, remote, nr_iov, 0);
+
+		if (got < 0 || (size_t)got != expect)
+			return err_set(got < 0 ? errno : EFAULT, "cannot read memory of process %d "
+					 "at %llx (%zd of %zu bytes)", ctx->pid,
+					 (unsigned long long)(v->start + first * WC_PAGE_SIZE),
+					 got, expect);
+	} else {
+		for (size_t k = 0; k < nr_iov; k++) {
+			uint64_t addr = (uint64_t)(uintptr_t)remote[k].iov_base;
+			off_t off = via == VIA_MEM ? (off_t)addr
+						   : (off_t)(v->pgoff + addr - v->start);
+			int r = pread_full(fd, local[k].iov_base, local[k].iov_len, off);
+
+			if (r < 0)
+				return err_wrap(r, "cannot read memory of process %d at %llx",
+						ctx->pid, (unsigned long long)addr);
+		}
+	}
+	*ret_pages += pages;
+	return 0;
+}
+
+static int dump_vma_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink, int pm_fd,
+			  struct page_buf *b, EngVma *v, int32_t *next_area)
+{
+	size_t nr = (v->end - v->start) / WC_PAGE_SIZE, stored = 0;
+	_cleanup_close_ int shm_fd = -1;
+	enum read_via via = VIA_VM_READV;
+	int fd = -1, r;
+
+	r = buf_reserve(b, nr);
+	if (r < 0)
+		return r;
+
+	if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED) {
+		char rel[96];
+
+		snprintf(rel, sizeof(rel), "map_files/%llx-%llx", (unsigned long long)v->start,
+			 (unsigned long long)v->end);
+		shm_fd = openat(ctx->proc_fd, rel, O_RDONLY | O_CLOEXEC);
+		if (shm_fd >= 0 && shmem_kinds(shm_fd, v->pgoff, b->kinds, nr) == 0) {
+			via = VIA_FD;
+			fd = shm_fd;
+			for (size_t i = 0; i < nr; i++)
+				stored += b->kinds[i] == WC_PAGE_DATA;
+			goto have_kinds;
+		}
+	}
+	r = read_pagemap(ctx, pm_fd, v, b->pm, nr);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t e = b->pm[i];
+		bool keep;
+
+		if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
+			keep = ((e & PM_PRESENT) && !(e & PM_FILE)) || (e & PM_SWAP);
+		else
+			keep = e & (PM_PRESENT | PM_SWAP);
+		b->kinds[i] = keep ? WC_PAGE_DATA : WC_PAGE_ABSENT;
+		stored += keep;
+	}
+	if (!(v->prot & PROT_READ)) {
+		if (ctx->mem_fd < 0 && stored) {
+			ctx->mem_fd = openat(ctx->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
+			if (ctx->mem_fd < 0)
+				return err_wrap(-errno, "cannot open /proc/%d/mem", ctx->pid);
+		}
+		via = VIA_MEM;
+		fd = ctx->mem_fd;
+	}
+have_kinds:
+	if (!stored)
+		return 0;	/* no area: restore maps it empty (or from its file) */
+
+	struct wc_area_desc desc = {
+		.start = v->start, .nr_pages = nr, .prot = v->prot, .flags = v->map_flags,
+		.name = v->name,
+	};
+	r = sink->ops->begin_area(sink, &desc);
+	if (r < 0)
+		return err_wrap(r, "cannot start store area for %llx-%llx",
+				(unsigned long long)v->start, (unsigned long long)v->end);
+	v->area = (*next_area)++;
+
+	for (size_t off = 0; off < nr; off += CHUNK_PAGES) {
+		size_t n = MIN((size_t)CHUNK_PAGES, nr - off);
+
+		r = read_chunk(ctx, v, b->kinds, off, n, b->data, via, fd,
+			       ctx->stats ? &ctx->stats->pages_read : &(uint64_t){ 0 });
+		if (r < 0)
+			return r;
+		r = sink->ops->put_pages(sink, b->data, b->kinds + off, n);
+		if (r < 0)
+			return err_wrap(r, "cannot store pages of %llx-%llx",
+					(unsigned long long)v->start, (unsigned long long)v->end);
+	}
+	return 0;
+}
+
+int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
+{
+	struct page_buf b = {};
+	_cleanup_close_ int pm_fd = -1;
+	int32_t next_area = 0;
+	int r = 0;
+
+	pm_fd = openat(ctx->proc_fd, "pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm_fd < 0)
+		return err_wrap(-errno, "cannot open /proc/%d/pagemap", ctx->pid);
+	b.data = aligned_alloc(WC_PAGE_SIZE, (size_t)CHUNK_PAGES * WC_PAGE_SIZE);
+	if (!b.data)
+		return -ENOMEM;
+
+	for (size_t i = 0; i < ctx->proc->n_vmas; i++) {
+		EngVma *v = ctx->proc->vmas[i];
+
+		if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE &&
+		    v->kind != ENG_VMA_KIND__VMA_FILE_PRIVATE &&
+		    v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
+			continue;
+		r = dump_vma_pages(ctx, sink, pm_fd, &b, v, &next_area);
+		if (r < 0)
+			break;
+	}
+	if (ctx->stats)
+		ctx->stats->nr_areas = next_area;
+	free(b.data);
+	free(b.pm);
+	free(b.kinds);
+	return r;
+}
+
+int eng_dump_vdso_hash(struct eng_dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_maps; i++) {
+		const struct eng_proc_map *m = &ctx->maps[i];
+		size_t len = m->end - m->start;
+		_cleanup_free_ void *buf = NULL;
+		struct iovec local, remote;
+		XXH128_canonical_t c;
+
+		if (strcmp(m->path, "[vdso]") != 0)
+			continue;
+		if (len > (64u << 20))
+			return err_set(EINVAL, "process %d: [vdso] of %zu bytes", ctx->pid, len);
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+		local = (struct iovec){ buf, len };
+		remote = (struct iovec){ (void *)(uintptr_t)m->start, len };
+		if (process_vm_readv(ctx->pid, &local, 1, &remote, 1, 0) != (ssize_t)len)
+			return err_wrap(-errno ?: -EIO, "cannot read the [vdso] of process %d",
+					ctx->pid);
+		XXH128_canonicalFromHash(&c, XXH3_128bits(buf, len));
+		ctx->image->vdso_hash.data = malloc(sizeof(c));
+		if (!ctx->image->vdso_hash.data)
+			return -ENOMEM;
+		memcpy(ctx->image->vdso_hash.data, &c, sizeof(c));
+		ctx->image->vdso_hash.len = sizeof(c);
+		ctx->image->has_vdso_hash = true;
+		ctx->image->has_vdso_size = true;
+		ctx->image->vdso_size = len;
+		return 0;
+	}
+	return 0;	/* no vdso (vdso=0 on the kernel command line) */
+}

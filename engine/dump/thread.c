@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Per-thread state (ptrace from outside, plus sigaltstack and
+ * clear_child_tid by remote syscall) and the process-wide state only a
+ * syscall inside the process can read (sigactions, itimers, brk, a few
+ * prctl values).
+ *
+ * Remote results are written by the kernel into one scratch page the dump
+ * maps in the target for the duration of phase 3 and unmaps after; its
+ * layout (offsets into the page):
+ *
+ *   0     .. 2047   struct kernel_sigaction[64] (32 bytes, signal n at n-1)
+ *   2048  .. 2143   struct itimerval[3]
+ *   2200  .. 2223   stack_t (sigaltstack)
+ *   2240  .. 2247   clear_child_tid (PR_GET_TID_ADDRESS)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <elf.h>
+#include <linux/ptrace.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "dump.h"
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION	0x420f
+#endif
+#ifndef NT_X86_XSTATE
+#define NT_X86_XSTATE	0x202
+#endif
+
+/* Kernel-internal restart codes (include/linux/errno.h), never seen by
+ * user space except in a stopped thread's rax. */
+#define ERESTARTSYS		512
+#define ERESTARTNOINTR		513
+#define ERESTARTNOHAND		514
+#define ERESTART_RESTARTBLOCK	516
+
+#define SCRATCH_SIGACT		0
+#define SCRATCH_ITIMER		2048
+#define SCRATCH_SIGALTSTACK	2200
+#define SCRATCH_TIDADDR		2240
+#define SCRATCH_SIZE		4096
+
+#define REMOTE_RETRIES		8
+
+struct rseq_config {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+struct kernel_sigaction_raw {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+static int scratch_read(struct eng_dump_ctx *ctx, void *buf)
+{
+	struct iovec local = { buf, SCRATCH_SIZE };
+	struct iovec remote = { (void *)ctx->scratch, SCRATCH_SIZE };
+
+	if (process_vm_readv(ctx->pid, &local, 1, &remote, 1, 0) != SCRATCH_SIZE)
+		return err_wrap(-errno ?: -EIO, "cannot read the scratch page of process %d",
+				ctx->pid);
+	return 0;
+}
+
+/* A remote syscall whose failure fails the dump. */
+static int rsys(struct eng_remote *rs, long nr, long *ret, unsigned long a1, unsigned long a2,
+		unsigned long a3, unsigned long a4, unsigned long a5, unsigned long a6,
+		const char *what)
+{
+	long v;
+	int r = eng_remote_syscall(rs, nr, &v, a1, a2, a3, a4, a5, a6);
+
+	if (r < 0)
+		return r;
+	if (v < 0 && v > -4096)
+		return err_set((int)-v, "remote %s in thread %d failed: %s", what, rs->tid,
+			       strerror((int)-v));
+	if (ret)
+		*ret = v;
+	return 0;
+}
+
+/* Per-thread: sigaltstack and clear_child_tid, results in the scratch page. */
+static int remote_thread_queries(struct eng_dump_ctx *ctx, struct eng_remote *rs)
+{
+	int r;
+
+	r = rsys(rs, SYS_sigaltstack, NULL, 0, ctx->scratch + SCRATCH_SIGALTSTACK, 0, 0, 0, 0,
+		 "sigaltstack");
+	if (r < 0)
+		return r;
+	return rsys(rs, SYS_prctl, NULL, PR_GET_TID_ADDRESS, ctx->scratch + SCRATCH_TIDADDR, 0,
+		    0, 0, 0, "prctl(PR_GET_TID_ADDRESS)");
+}
+
+static void thread_take_queries(EngThread *th, const uint8_t *page)
+{
+	uint64_t sp, size, tidaddr;
+	int32_t flags;
+
+	memcpy(&sp, page + SCRATCH_SIGALTSTACK, 8);
+	memcpy(&flags, page + SCRATCH_SIGALTSTACK + 8, 4);
+	memcpy(&size, page + SCRATCH_SIGALTSTACK + 16, 8);
+	memcpy(&tidaddr, page + SCRATCH_TIDADDR, 8);
+	th->has_ss_sp = th->has_ss_size = th->has_ss_flags = true;
+	th->ss_sp = sp;
+	th->ss_size = size;
+	th->ss_flags = (uint32_t)flags;
+	th->has_clear_child_tid = true;
+	th->clear_child_tid = tidaddr;
+}
+
+struct leader_results {
+	long brk, dumpable, thp_disable, securebits;
+	uint64_t sigs;			/* bit n-1: sigaction of n queried */
+};
+
+/* The leader's session: scratch page, process-wide and its own queries. */
+static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
+{
+	struct eng_remote rs;
+	long v;
+	int r;
+
+	r = eng_remote_begin(&rs, ctx->pid, ctx->syscall_ip);
+	if (r < 0)
+		return r;
+	if (!ctx->scratch) {
+		r = rsys(&rs, SYS_mmap, &v, 0, SCRATCH_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, (unsigned long)-1, 0, "mmap");
+		if (r < 0)
+			goto out;
+		ctx->scratch = (uint64_t)v;
+	}
+	for (int sig = 1; sig <= 64; sig++) {
+		if (!(res->sigs & (1ull << (sig - 1))))
+			continue;
+		r = rsys(&rs, SYS_rt_sigaction, NULL, sig, 0,
+			 ctx->scratch + SCRATCH_SIGACT + (sig - 1) * 32, 8, 0, 0, "rt_sigaction");
+		if (r < 0)
+			goto out;
+	}
+	for (int which = 0; which < 3; which++) {
+		r = rsys(&rs, SYS_getitimer, NULL, which, ctx->scratch + SCRATCH_ITIMER + which * 32,
+			 0, 0, 0, 0, "getitimer");
+		if (r < 0)
+			goto out;
+	}
+	r = rsys(&rs, SYS_brk, &res->brk, 0, 0, 0, 0, 0, 0, "brk");
+	if (r < 0)
+		goto out;
+	r = rsys(&rs, SYS_prctl, &res->dumpable, PR_GET_DUMPABLE, 0, 0, 0, 0, 0,
+		 "prctl(PR_GET_DUMPABLE)");
+	if (r < 0)
+		goto out;
+	r = rsys(&rs, SYS_prctl, &res->thp_disable, PR_GET_THP_DISABLE, 0, 0, 0, 0, 0,
+		 "prctl(PR_GET_THP_DISABLE)");
+	if (r < 0)
+		goto out;
+	r = rsys(&rs, SYS_prctl, &res->securebits, PR_GET_SECUREBITS, 0, 0, 0, 0, 0,
+		 "prctl(PR_GET_SECUREBITS)");
+	if (r < 0)
+		goto out;
+	r = remote_thread_queries(ctx, &rs);
+out:
+	if (rs.active) {
+		int r2 = eng_remote_end(&rs);
+
+		if (r >= 0)
+			r = r2;
+	}
+	return r;
+}
+
+static int remote_thread(struct eng_dump_ctx *ctx, pid_t tid)
+{
+	struct eng_remote rs;
+	int r, r2;
+
+	r = eng_remote_begin(&rs, tid, ctx->syscall_ip);
+	if (r < 0)
+		return r;
+	r = remote_thread_queries(ctx, &rs);
+	r2 = eng_remote_end(&rs);
+	return r < 0 ? r : r2;
+}
+
+/* Unmap the scratch page (also on failure paths). */
+int eng_dump_remote_cleanup(struct eng_dump_ctx *ctx)
+{
+	int r = 0;
+
+	for (int i = 0; ctx->scratch && i < REMOTE_RETRIES; i++) {
+		struct eng_remote rs;
+		int r2;
+
+		r = eng_remote_begin(&rs, ctx->pid, ctx->syscall_ip);
+		if (r < 0)
+			return r;
+		r = rsys(&rs, SYS_munmap, NULL, ctx->scratch, SCRATCH_SIZE, 0, 0, 0, 0, "munmap");
+		r2 = eng_remote_end(&rs);
+		if (r == -EINTR)
+			continue;
+		if (r >= 0)
+			r = r2;
+		if (r >= 0)
+			ctx->scratch = 0;
+		break;
+	}
+	return r;
+}
+
+int eng_dump_remote_state(struct eng_dump_ctx *ctx)
+{
+	struct leader_results res = {};
+	EngProcess *proc = ctx->proc;
+	_cleanup_free_ uint8_t *page = malloc(SCRATCH_SIZE);
+	int r = 0;
+
+	if (!page)
+		return -ENOMEM;
+	/* Signals not SIG_DFL, and SIGCHLD whose flags matter even when SIG_DFL. */
+	res.sigs = ctx->status.sig_cgt | ctx->status.sig_ign | (1ull << (SIGCHLD - 1));
+	res.sigs &= ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+
+	for (int i = 0; i < REMOTE_RETRIES; i++) {
+		r = remote_leader(ctx, &res);
+		if (r != -EINTR)
+			break;
+	}
+	if (r < 0)
+		return r == -EINTR ? err_set(EAGAIN, "process %d kept receiving signals", ctx->pid)
+				   : r;
+	r = scratch_read(ctx, page);
+	if (r < 0)
+		return r;
+	thread_take_queries(proc->threads[0], page);
+
+	/* Process-wide results. */
+	proc->sigactions = calloc(64, sizeof(*proc->sigactions));
+	if (!proc->sigactions)
+		return -ENOMEM;
+	for (int sig = 1; sig <= 64; sig++) {
+		struct kernel_sigaction_raw ka;
+		EngSigaction *sa;
+
+		if (!(res.sigs & (1ull << (sig - 1))))
+			continue;
+		memcpy(&ka, page + SCRATCH_SIGACT + (sig - 1) * 32, sizeof(ka));
+		sa = malloc(sizeof(*sa));
+		if (!sa)
+			return -ENOMEM;
+		eng_sigaction__init(sa);
+		sa->sig = sig;
+		sa->handler = ka.handler;
+		sa->flags = ka.flags;
+		sa->restorer = ka.restorer;
+		sa->mask = ka.mask;
+		proc->sigactions[proc->n_sigactions++] = sa;
+	}
+	proc->itimers = calloc(3, sizeof(*proc->itimers));
+	if (!proc->itimers)
+		return -ENOMEM;
+	for (int which = 0; which < 3; which++) {
+		int64_t tv[4];
+		EngItimer *it;
+
+		memcpy(tv, page + SCRATCH_ITIMER + which * 32, sizeof(tv));
+		it = malloc(sizeof(*it));
+		if (!it)
+			return -ENOMEM;
+		eng_itimer__init(it);
+		it->which = which;
+		it->interval_us = (uint64_t)tv[0] * 1000000ull + (uint64_t)tv[1];
+		it->value_us = (uint64_t)tv[2] * 1000000ull + (uint64_t)tv[3];
+		proc->itimers[proc->n_itimers++] = it;
+	}
+	proc->mm->brk = (uint64_t)res.brk;
+	proc->mm->has_dumpable = true;
+	proc->mm->dumpable = res.dumpable != 0;
+	proc->mm->has_thp_disable = true;
+	proc->mm->thp_disable = res.thp_disable != 0;
+	proc->creds->has_securebits = true;
+	proc->creds->securebits = (uint32_t)res.securebits;
+
+	for (size_t t = 1; t < ctx->threads.nr; t++) {
+		for (int i = 0; i < REMOTE_RETRIES; i++) {
+			r = remote_thread(ctx, ctx->threads.v[t].tid);
+			if (r != -EINTR)
+				break;
+		}
+		if (r < 0)
+			return r == -EINTR ? err_set(EAGAIN, "thread %d kept receiving signals",
+						     ctx->threads.v[t].tid)
+					   : r;
+		r = scratch_read(ctx, page);
+		if (r < 0)
+			return r;
+		thread_take_queries(proc->threads[t], page);
+	}
+	return eng_dump_remote_cleanup(ctx);
+}
+
+static size_t xsave_buf_size(void)
+{
+	unsigned a, b, c, d;
+
+	/* CPUID 0xd.0 ECX: XSAVE area size for every supported component. */
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(0));
+	return MAX((size_t)c, (size_t)4096);
+}
+
+/*
+ * A thread frozen in an interrupted syscall is rewound so that it simply
+ * re-executes it: rax = orig_rax, rip back over the 2-byte syscall insn.
+ * -ERESTART_RESTARTBLOCK is rewound to the ORIGINAL syscall too (its
+ * argument registers are intact), not to restart_syscall: a restored
+ * thread has no restart_block, so restart_syscall would return -EINTR.
+ */
+static bool regs_rewind(struct user_regs_struct *regs)
+{
+	long ax = (long)regs->rax;
+
+	if ((long)regs->orig_rax < 0)
+		return false;
+	switch (-ax) {
+	case ERESTARTSYS:
+	case ERESTARTNOINTR:
+	case ERESTARTNOHAND:
+	case ERESTART_RESTARTBLOCK:
+		regs->rax = regs->orig_rax;
+		regs->rip -= 2;
+		regs->orig_rax = (unsigned long long)-1;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int thread_pending(pid_t tid, bool shared, EngSiginfo ***ret_v, size_t *ret_n)
+{
+	struct ptrace_peeksiginfo_args args = {
+		.off = 0, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 32,
+	};
+	uint8_t si[32][128];
+	EngSiginfo **v = NULL;
+	size_t n = 0;
+
+	for (;;) {
+		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &args, si);
+
+		if (got < 0) {
+			int r = -errno;
+
+			for (size_t i = 0; i < n; i++)
+				eng_siginfo__free_unpacked(v[i], NULL);
+			free(v);
+			return err_wrap(r, "cannot read the pending signals of thread %d", tid);
+		}
+		if (got == 0)
+			break;
+		EngSiginfo **nv = realloc(v, (n + got) * sizeof(*v));
+
+		if (!nv)
+			goto nomem;
+		v = nv;
+		for (long i = 0; i < got; i++) {
+			EngSiginfo *s = malloc(sizeof(*s));
+			void *raw = malloc(128);
+
+			if (!s || !raw) {
+				free(s);
+				free(raw);
+				goto nomem;
+			}
+			eng_siginfo__init(s);
+			memcpy(raw, si[i], 128);
+			s->raw.data = raw;
+			s->raw.len = 128;
+			v[n++] = s;
+		}
+		args.off += got;
+		if (args.off > 65536)
+			break;
+	}
+	*ret_v = v;
+	*ret_n = n;
+	return 0;
+nomem:
+	for (size_t i = 0; i < n; i++)
+		eng_siginfo__free_unpacked(v[i], NULL);
+	free(v);
+	return -ENOMEM;
+}
+
+static int thread_state(struct eng_dump_ctx *ctx, pid_t tid, EngThread *th, void *xbuf,
+			size_t xlen)
+{
+	struct user_regs_struct regs;
+	struct rseq_config rseq = {};
+	struct iovec iov = { xbuf, xlen };
+	struct sched_param sp;
+	uint64_t mask;
+	void *head;
+	size_t len;
+	char path[96];
+	_cleanup_free_ char *comm = NULL;
+	int r, prio;
+
+	if (ptrace(PTRACE_GETREGS, tid, NULL, &regs) < 0)
+		return err_wrap(-errno, "cannot read the registers of thread %d", tid);
+	th->has_in_syscall = true;
+	th->in_syscall = regs_rewind(&regs);
+	th->regs.data = malloc(sizeof(regs));
+	if (!th->regs.data)
+		return -ENOMEM;
+	memcpy(th->regs.data, &regs, sizeof(regs));
+	th->regs.len = sizeof(regs);
+
+	if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_X86_XSTATE, &iov) < 0)
+		return err_wrap(-errno, "cannot read the xsave state of thread %d", tid);
+	if (iov.iov_len < 576)
+		return err_set(EIO, "xsave state of thread %d is too short (%zu)", tid,
+			       iov.iov_len);
+	th->xsave.data = malloc(iov.iov_len);
+	if (!th->xsave.data)
+		return -ENOMEM;
+	memcpy(th->xsave.data, xbuf, iov.iov_len);
+	th->xsave.len = iov.iov_len;
+	th->has_xfeatures = true;
+	memcpy(&th->xfeatures, (uint8_t *)xbuf + 512, 8);	/* XSTATE_BV */
+	if (!ctx->image->has_xsave_size || ctx->image->xsave_size < iov.iov_len) {
+		ctx->image->has_xsave_size = true;
+		ctx->image->xsave_size = iov.iov_len;
+	}
+
+	if (ptrace(PTRACE_GETSIGMASK, tid, (void *)sizeof(mask), &mask) < 0)
+		return err_wrap(-errno, "cannot read the signal mask of thread %d", tid);
+	th->sigmask = mask;
+
+	r = thread_pending(tid, false, &th->pending, &th->n_pending);
+	if (r < 0)
+		return r;
+
+	r = ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, (void *)sizeof(rseq), &rseq);
+	if (r < 0 && errno != EIO && errno != EINVAL)
+		return err_wrap(-errno, "cannot read the rseq registration of thread %d", tid);
+	if (r > 0 && rseq.rseq_abi_pointer) {
+		th->has_rseq_addr = th->has_rseq_len = th->has_rseq_sig = true;
+		th->rseq_addr = rseq.rseq_abi_pointer;
+		th->rseq_len = rseq.rseq_abi_size;
+		th->rseq_sig = rseq.signature;
+	}
+
+	if (syscall(SYS_get_robust_list, tid, &head, &len) < 0)
+		return err_wrap(-errno, "cannot read the robust list of thread %d", tid);
+	th->has_robust_list = th->has_robust_len = true;
+	th->robust_list = (uint64_t)(uintptr_t)head;
+	th->robust_len = len;
+
+	snprintf(path, sizeof(path), "task/%d/comm", tid);
+	r = read_file_at(ctx->proc_fd, path, &comm, NULL);
+	if (r < 0)
+		return err_wrap(r, "cannot read /proc/%d/%s", ctx->pid, path);
+	comm[strcspn(comm, "\n")] = '\0';
+	th->comm = TAKE_PTR(comm);
+
+	r = sched_getscheduler(tid);
+	if (r < 0)
+		return err_wrap(-errno, "cannot read the scheduling policy of thread %d", tid);
+	th->has_sched_policy = true;
+	th->sched_policy = r;
+	if (sched_getparam(tid, &sp) < 0)
+		return err_wrap(-errno, "cannot read the scheduling parameters of thread %d", tid);
+	th->has_sched_prio = true;
+	th->sched_prio = sp.sched_priority;
+	errno = 0;
+	prio = getpriority(PRIO_PROCESS, tid);
+	if (prio == -1 && errno)
+		return err_wrap(-errno, "cannot read the nice value of thread %d", tid);
+	th->has_nice = true;
+	th->nice = prio;
+	return 0;
+}
+
+int eng_dump_thread_state(struct eng_dump_ctx *ctx)
+{
+	size_t xlen = xsave_buf_size();
+	_cleanup_free_ void *xbuf = malloc(xlen);
+	int r;
+
+	if (!xbuf)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->threads.nr; i++) {
+		r = thread_state(ctx, ctx->threads.v[i].tid, ctx->proc->threads[i], xbuf, xlen);
+		if (r < 0)
+			return r;
+	}
+	return thread_pending(ctx->pid, true, &ctx->proc->shared_pending,
+			      &ctx->proc->n_shared_pending);
+}
+
+/* Allocate proc->threads[] with their tids (filled by the collectors). */
+int eng_dump_threads_alloc(struct eng_dump_ctx *ctx)
+{
+	EngProcess *proc = ctx->proc;
+
+	proc->threads = calloc(ctx->threads.nr, sizeof(*proc->threads));
+	if (!proc->threads)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->threads.nr; i++) {
+		EngThread *th = malloc(sizeof(*th));
+
+		if (!th)
+			return -ENOMEM;
+		eng_thread__init(th);
+		th->tid = ctx->threads.v[i].tid;
+		proc->threads[proc->n_threads++] = th;
+	}
+	return 0;
+}
