@@ -132,8 +132,9 @@ struct wc_sink_ops {
 	int (*begin_area)(struct wc_sink *sink, const struct wc_area_desc *desc);
 	/* @nr_pages pages of the current area, @buf holds them back to back.
 	 * @kinds (may be NULL: all present) marks WC_PAGE_ABSENT pages, whose
-	 * bytes in @buf are ignored. Zero pages are detected by the sink.
-	 * @buf may be reused once this returns. */
+	 * bytes in @buf are ignored (@buf may be NULL if all are absent).
+	 * Zero pages are detected by the sink. @buf may be reused once this
+	 * returns. An area must receive exactly its nr_pages pages. */
 	int (*put_pages)(struct wc_sink *sink, const void *buf, const uint8_t *kinds,
 			 size_t nr_pages);
 	/* Attach a named blob (engine metadata). Replaces one of the same name. */
@@ -149,7 +150,8 @@ struct wc_sink {
 	const struct wc_sink_ops *ops;
 };
 
-/* The store's sink: a snapshot ingest. Holds the ingest lock until freed. */
+/* The store's sink: a snapshot ingest. Holds the ingest lock until freed.
+ * After a failure (-ENOSPC...) every later call fails; free it. */
 int wc_store_sink_new(struct wc_store *store, struct wc_sink **ret);
 
 static inline void wc_sink_free(struct wc_sink *sink)
@@ -218,6 +220,21 @@ const struct wc_area *wc_snapshot_area(const struct wc_snapshot *snap, size_t id
 int wc_snapshot_blob(const struct wc_snapshot *snap, const char *name,
 		     const void **ret_data, size_t *ret_len);
 const char *wc_snapshot_label(const struct wc_snapshot *snap, const char *key);
+size_t wc_snapshot_nr_labels(const struct wc_snapshot *snap);
+/* -ENOENT past the end. The strings live as long as @snap. */
+int wc_snapshot_label_at(const struct wc_snapshot *snap, size_t idx, const char **ret_key,
+			 const char **ret_value);
+
+struct wc_snapshot_usage {
+	uint64_t pages_total, pages_absent, pages_zero, pages_data;
+	uint64_t distinct_data;		/* distinct keys among the data pages */
+	uint64_t unique_pages;		/* distinct keys no other snapshot lists */
+	uint64_t shared_pages;		/* distinct keys another snapshot lists too */
+};
+/* Page counts of @snap; unique/shared against every other snapshot of
+ * @store (@store may be NULL: everything counts as unique). */
+int wc_store_snapshot_usage(struct wc_store *store, const struct wc_snapshot *snap,
+			    struct wc_snapshot_usage *ret);
 
 /* Fill area @idx of @snap into @dst (nr_pages * WC_PAGE_SIZE bytes), which
  * must already read as zero: zero and absent pages are not touched. Each
@@ -241,6 +258,7 @@ struct wc_verify_report {
 	uint64_t pages_checked;
 	uint64_t pages_bad;		/* hash mismatch or unreadable */
 	uint64_t pages_missing;		/* key not in the index */
+	uint64_t manifests_bad;		/* manifests that do not parse */
 };
 /* Rehash every page of @id (or of every snapshot if NULL). Returns 0 if all
  * is well, -EBADMSG if damage was found; @cb (may be NULL) is called once

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The store's page sink: one snapshot ingest.
+ *
+ * Each page is classified (absent / zero / data), data pages are hashed
+ * (XXH3-128) and looked up in the key index; only pages the store lacks are
+ * appended to the writer's pack. The manifest is written on commit with a
+ * temporary name and renamed into snapshots/: only a renamed manifest is a
+ * snapshot, and it is renamed only after every page it names is in a pack
+ * and recorded in an idx. A process killed at any point therefore leaves
+ * either no snapshot or a complete one; the pages of an unfinished ingest
+ * are garbage that gc reclaims.
+ *
+ * The ingest holds DIR/lock shared from creation to free: gc (exclusive)
+ * cannot delete a page this ingest deduplicated against.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "wc-internal.h"
+#include "wc-manifest.h"
+
+#define WC_MAX_NAME	4096u
+
+struct sink_area {
+	char *name;
+	uint64_t start, nr_pages;
+	uint32_t prot, flags;
+	uint8_t *kinds;
+	uint64_t put;		/* pages received so far */
+	size_t kinds_cap;
+	struct wc_key *keys;
+	size_t nr_keys, keys_cap;
+};
+
+struct sink_blob {
+	char *name;
+	uint8_t *data;
+	size_t len;
+};
+
+struct sink_label {
+	char *key, *value;
+};
+
+struct store_sink {
+	struct wc_sink base;
+	struct wc_store *s;
+	int lock_fd;
+	struct wc_writer *w;
+	struct sink_area *areas;
+	size_t nr_areas, cap_areas;
+	struct sink_blob *blobs;
+	size_t nr_blobs;
+	struct sink_label *labels;
+	size_t nr_labels;
+	int err;
+	bool committed;
+};
+
+static int sink_fail(struct store_sink *k, int err)
+{
+	if (!k->err)
+		k->err = err < 0 ? err : -err;
+	return k->err;
+}
+
+static int io_fail(struct store_sink *k, int err)
+{
+	if (err == -ENOSPC)
+		err_set(ENOSPC, "store \"%s\": file system full, ingest abandoned", k->s->dir);
+	else if (err != -ENOMEM)
+		err_set_once(err, "store \"%s\": cannot write pages: %s", k->s->dir, strerror(-err));
+	return sink_fail(k, err);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap;
+	void *n;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 16;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2 / elem)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	n = realloc(*p, ncap * elem);
+	if (!n)
+		return -ENOMEM;
+	*p = n;
+	*cap = ncap;
+	return 0;
+}
+
+static int sink_begin_area(struct wc_sink *sink, const struct wc_area_desc *desc)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct sink_area *a;
+	int r;
+
+	if (k->err)
+		return k->err;
+	if (k->committed)
+		return -EINVAL;
+	if (k->nr_areas && k->areas[k->nr_areas - 1].put != k->areas[k->nr_areas - 1].nr_pages)
+		return err_set(EINVAL, "area %zu got %llu of its %llu pages", k->nr_areas - 1,
+			       (unsigned long long)k->areas[k->nr_areas - 1].put,
+			       (unsigned long long)k->areas[k->nr_areas - 1].nr_pages);
+	if (desc->start % WC_PAGE_SIZE || desc->nr_pages > (UINT64_MAX - desc->start) / WC_PAGE_SIZE ||
+	    (desc->name && strlen(desc->name) > WC_MAX_NAME))
+		return err_set(EINVAL, "invalid area at 0x%llx", (unsigned long long)desc->start);
+	if (k->nr_areas == k->cap_areas) {
+		size_t cap = k->cap_areas;
+
+		r = grow((void **)&k->areas, &cap, k->nr_areas + 1, sizeof(*k->areas));
+		if (r < 0)
+			return sink_fail(k, r);
+		k->cap_areas = cap;
+	}
+	a = &k->areas[k->nr_areas];
+	memset(a, 0, sizeof(*a));
+	a->start = desc->start;
+	a->nr_pages = desc->nr_pages;
+	a->prot = desc->prot;
+	a->flags = desc->flags;
+	if (desc->name) {
+		a->name = strdup(desc->name);
+		if (!a->name)
+			return sink_fail(k, -ENOMEM);
+	}
+	k->nr_areas++;
+	return 0;
+}
+
+static int sink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *kinds,
+			  size_t nr_pages)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct wc_store *s = k->s;
+	struct sink_area *a;
+	int r;
+
+	if (k->err)
+		return k->err;
+	if (!k->nr_areas || k->committed)
+		return err_set(EINVAL, "put_pages without begin_area");
+	a = &k->areas[k->nr_areas - 1];
+	if (nr_pages > a->nr_pages - a->put)
+		return err_set(EINVAL, "area at 0x%llx: %zu pages more than its %llu",
+			       (unsigned long long)a->start, nr_pages,
+			       (unsigned long long)a->nr_pages);
+	r = grow((void **)&a->kinds, &a->kinds_cap, a->put + nr_pages, 1);
+	if (r < 0)
+		return sink_fail(k, r);
+	r = grow((void **)&a->keys, &a->keys_cap, a->nr_keys + nr_pages, sizeof(*a->keys));
+	if (r < 0)
+		return sink_fail(k, r);
+
+	for (size_t i = 0; i < nr_pages; i++) {
+		const uint8_t *page;
+		struct wc_key key;
+
+		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
+			a->kinds[a->put++] = WC_PAGE_ABSENT;
+			continue;
+		}
+		if (!buf)
+			return sink_fail(k, err_set(EINVAL, "put_pages: no buffer for present pages"));
+		page = (const uint8_t *)buf + i * WC_PAGE_SIZE;
+		if (wc_page_is_zero(page)) {
+			a->kinds[a->put++] = WC_PAGE_ZERO;
+			continue;
+		}
+		wc_key_of(page, &key);
+		if (!wc_index_get(&s->index, &key)) {
+			if (!k->w) {
+				r = wc_writer_open(s, false, &k->w);
+				if (r < 0)
+					return io_fail(k, r);
+			}
+			r = wc_writer_append(k->w, &key, page);
+			if (r < 0)
+				return io_fail(k, r);
+		}
+		a->kinds[a->put++] = WC_PAGE_DATA;
+		a->keys[a->nr_keys++] = key;
+	}
+	return 0;
+}
+
+static int sink_put_blob(struct wc_sink *sink, const char *name, const void *data, size_t len)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct sink_blob *b = NULL;
+	uint8_t *copy;
+
+	if (k->err)
+		return k->err;
+	if (!name || !*name || strlen(name) > WC_MAX_NAME || len > WC_MANIFEST_MAX / 2)
+		return err_set(EINVAL, "invalid blob \"%s\"", name ? name : "");
+	copy = malloc(len ? len : 1);
+	if (!copy)
+		return sink_fail(k, -ENOMEM);
+	if (len)
+		memcpy(copy, data, len);
+	for (size_t i = 0; i < k->nr_blobs; i++)
+		if (strcmp(k->blobs[i].name, name) == 0)
+			b = &k->blobs[i];
+	if (!b) {
+		struct sink_blob *n = realloc(k->blobs, (k->nr_blobs + 1) * sizeof(*n));
+
+		if (!n) {
+			free(copy);
+			return sink_fail(k, -ENOMEM);
+		}
+		k->blobs = n;
+		b = &k->blobs[k->nr_blobs];
+		b->name = strdup(name);
+		b->data = NULL;
+		if (!b->name) {
+			free(copy);
+			return sink_fail(k, -ENOMEM);
+		}
+		k->nr_blobs++;
+	}
+	free(b->data);
+	b->data = copy;
+	b->len = len;
+	return 0;
+}
+
+static int sink_put_label(struct wc_sink *sink, const char *key, const char *value)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct sink_label *l = NULL;
+	char *v;
+
+	if (k->err)
+		return k->err;
+	if (!key || !*key || !value || strlen(key) > WC_MAX_NAME || strlen(value) > WC_MAX_NAME)
+		return err_set(EINVAL, "invalid label \"%s\"", key ? key : "");
+	v = strdup(value);
+	if (!v)
+		return sink_fail(k, -ENOMEM);
+	for (size_t i = 0; i < k->nr_labels; i++)
+		if (strcmp(k->labels[i].key, key) == 0)
+			l = &k->labels[i];
+	if (!l) {
+		struct sink_label *n = realloc(k->labels, (k->nr_labels + 1) * sizeof(*n));
+
+		if (!n) {
+			free(v);
+			return sink_fail(k, -ENOMEM);
+		}
+		k->labels = n;
+		l = &k->labels[k->nr_labels];
+		l->key = strdup(key);
+		l->value = NULL;
+		if (!l->key) {
+			free(v);
+			return sink_fail(k, -ENOMEM);
+		}
+		k->nr_labels++;
+	}
+	free(l->value);
+	l->value = v;
+	return 0;
+}
+
+static int new_id(struct wc_store *s, char id[WC_ID_LEN + 1])
+{
+	for (int attempt = 0; attempt < 16; attempt++) {
+		char name[WC_ID_LEN + 8];
+		uint64_t rnd;
+
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			return -errno;
+		snprintf(id, WC_ID_LEN + 1, "%016" PRIx64, rnd);
+		snprintf(name, sizeof(name), "%s.snap", id);
+		if (faccessat(s->snaps_fd, name, F_OK, 0) < 0 && errno == ENOENT)
+			return 0;
+	}
+	return -EEXIST;
+}
+
+static int sink_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct wc_store *s = k->s;
+	WcManifestPb pb = WC_MANIFEST_PB__INIT;
+	_cleanup_free_ WcAreaPb *apb = NULL;
+	_cleanup_free_ WcAreaPb **aptr = NULL;
+	_cleanup_free_ WcBlobPb *bpb = NULL;
+	_cleanup_free_ WcBlobPb **bptr = NULL;
+	_cleanup_free_ WcLabelPb *lpb = NULL;
+	_cleanup_free_ WcLabelPb **lptr = NULL;
+	_cleanup_free_ uint8_t *buf = NULL;
+	char id[WC_ID_LEN + 1], name[WC_ID_LEN + 8];
+	size_t len;
+	int r;
+
+	if (k->err)
+		return k->err;
+	if (k->committed)
+		return -EINVAL;
+	if (k->nr_areas && k->areas[k->nr_areas - 1].put != k->areas[k->nr_areas - 1].nr_pages)
+		return err_set(EINVAL, "area %zu got %llu of its %llu pages", k->nr_areas - 1,
+			       (unsigned long long)k->areas[k->nr_areas - 1].put,
+			       (unsigned long long)k->areas[k->nr_areas - 1].nr_pages);
+	/* Every page must be in a pack, and recorded, before the rename. */
+	if (k->w) {
+		r = s->opts.sync ? wc_writer_sync(k->w) : wc_writer_flush(k->w);
+		if (r < 0)
+			return io_fail(k, r);
+	}
+
+	apb = calloc(k->nr_areas + 1, sizeof(*apb));
+	aptr = calloc(k->nr_areas + 1, sizeof(*aptr));
+	bpb = calloc(k->nr_blobs + 1, sizeof(*bpb));
+	bptr = calloc(k->nr_blobs + 1, sizeof(*bptr));
+	lpb = calloc(k->nr_labels + 1, sizeof(*lpb));
+	lptr = calloc(k->nr_labels + 1, sizeof(*lptr));
+	if (!apb || !aptr || !bpb || !bptr || !lpb || !lptr)
+		return sink_fail(k, -ENOMEM);
+	for (size_t i = 0; i < k->nr_areas; i++) {
+		const struct sink_area *a = &k->areas[i];
+
+		wc_area_pb__init(&apb[i]);
+		apb[i].start = a->start;
+		apb[i].nr_pages = a->nr_pages;
+		apb[i].has_prot = true;
+		apb[i].prot = a->prot;
+		apb[i].has_flags = true;
+		apb[i].flags = a->flags;
+		apb[i].name = a->name;
+		apb[i].kinds.data = a->kinds;
+		apb[i].kinds.len = a->nr_pages;
+		apb[i].keys.data = (uint8_t *)a->keys;
+		apb[i].keys.len = a->nr_keys * sizeof(struct wc_key);
+		aptr[i] = &apb[i];
+	}
+	for (size_t i = 0; i < k->nr_blobs; i++) {
+		wc_blob_pb__init(&bpb[i]);
+		bpb[i].name = k->blobs[i].name;
+		bpb[i].data.data = k->blobs[i].data;
+		bpb[i].data.len = k->blobs[i].len;
+		bptr[i] = &bpb[i];
+	}
+	for (size_t i = 0; i < k->nr_labels; i++) {
+		wc_label_pb__init(&lpb[i]);
+		lpb[i].key = k->labels[i].key;
+		lpb[i].value = k->labels[i].value;
+		lptr[i] = &lpb[i];
+	}
+	r = new_id(s, id);
+	if (r < 0)
+		return sink_fail(k, r);
+	pb.version = WC_FORMAT_VERSION;
+	pb.id = id;
+	pb.created_ns = realtime_ns();
+	pb.n_areas = k->nr_areas;
+	pb.areas = aptr;
+	pb.n_blobs = k->nr_blobs;
+	pb.blobs = bptr;
+	pb.n_labels = k->nr_labels;
+	pb.labels = lptr;
+	r = wc_manifest_encode(&pb, &buf, &len);
+	if (r < 0)
+		return sink_fail(k, r);
+	snprintf(name, sizeof(name), "%s.snap", id);
+	r = write_file_atomic(s->snaps_fd, name, buf, len, s->opts.sync);
+	if (r < 0)
+		return io_fail(k, r);
+	k->committed = true;
+	memcpy(ret_id, id, WC_ID_LEN + 1);
+	return 0;
+}
+
+static void sink_free(struct wc_sink *sink)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+
+	if (!k)
+		return;
+	wc_writer_close(k->w);
+	for (size_t i = 0; i < k->nr_areas; i++) {
+		free(k->areas[i].name);
+		free(k->areas[i].kinds);
+		free(k->areas[i].keys);
+	}
+	free(k->areas);
+	for (size_t i = 0; i < k->nr_blobs; i++) {
+		free(k->blobs[i].name);
+		free(k->blobs[i].data);
+	}
+	free(k->blobs);
+	for (size_t i = 0; i < k->nr_labels; i++) {
+		free(k->labels[i].key);
+		free(k->labels[i].value);
+	}
+	free(k->labels);
+	if (k->lock_fd >= 0)
+		close(k->lock_fd);
+	free(k);
+}
+
+static const struct wc_sink_ops store_sink_ops = {
+	.begin_area = sink_begin_area,
+	.put_pages = sink_put_pages,
+	.put_blob = sink_put_blob,
+	.put_label = sink_put_label,
+	.commit = sink_commit,
+	.free = sink_free,
+};
+
+int wc_store_sink_new(struct wc_store *s, struct wc_sink **ret)
+{
+	struct store_sink *k;
+	int r;
+
+	if (s->flags & WC_OPEN_RDONLY)
+		return err_set(EROFS, "store \"%s\" is open read-only", s->dir);
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->base.ops = &store_sink_ops;
+	k->s = s;
+	k->lock_fd = wc_store_lock(s, false);
+	if (k->lock_fd < 0) {
+		r = k->lock_fd;
+		free(k);
+		return r;
+	}
+	/* Under the lock no gc runs: bring the index up to date (a gc that
+	 * ran since we loaded it forces a full reload) before deduplicating
+	 * against it. */
+	r = wc_store_refresh(s, false);
+	if (r < 0) {
+		sink_free(&k->base);
+		return r;
+	}
+	*ret = &k->base;
+	return 0;
+}
