@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * rforkd: receives snapshots (and, once the engine lands, processes) from
+ * rfork peers that hold the same pre-shared key.
+ *
+ *   rforkd --listen ADDR:PORT --key-file FILE [--store DIR] [--timeout SEC]
+ *          [--max-sessions N]
+ *
+ * One child per connection (a hostile or broken peer can only end its own
+ * child); the parent accepts, reaps and is a child subreaper, since the
+ * processes restored by later versions outlive their session. Each session
+ * logs exactly one line on stderr. A key is always required: the protocol
+ * has no unauthenticated mode, so in particular nothing ever listens on a
+ * non-loopback address without one.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "rfork/net.h"
+#include "rfork/session.h"
+#include "rfork/transfer.h"
+#include "warmcache.h"
+
+static volatile sig_atomic_t stop_sig;
+static volatile sig_atomic_t child_exited;
+static char peer[128];
+
+static void on_stop(int sig)
+{
+	stop_sig = sig;
+}
+
+static void on_child(int sig)
+{
+	child_exited = 1;
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "rforkd: session timed out\n";
+
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: rforkd --listen ADDR:PORT --key-file FILE [--store DIR] [--timeout SEC]\n"
+		   "              [--max-sessions N]\n"
+		   "Receive snapshots pushed by rfork peers holding the same key (default port %u).\n",
+		RF_DEFAULT_PORT);
+}
+
+struct opts {
+	const char *store_dir;
+	int timeout_ms;
+	uint8_t key[RF_KEY_BYTES];
+};
+
+/* Receive one pushed snapshot into the store. */
+static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0)
+{
+	struct wc_store *store = NULL;
+	struct wc_source *have = NULL;
+	struct wc_sink *out = NULL;
+	struct rf_recv_stats st = {};
+	struct rf_session_stats ss;
+	char id[WC_ID_LEN + 1], sz[32];
+	int r;
+
+	r = wc_store_open(o->store_dir, WC_OPEN_CREATE, NULL, &store);
+	if (r < 0)
+		r = err_wrap(r, "store \"%s\"", o->store_dir);
+	if (r >= 0)
+		r = wc_store_source_new(store, &have);
+	if (r >= 0)
+		r = wc_store_sink_new(store, &out);
+	if (r < 0) {
+		rf_session_send_error(s, r, "receiver cannot open its store");
+		goto out;
+	}
+	r = rf_serve_push(s, have, out, id, &st);
+	rf_session_stats(s, &ss);
+	if (r < 0)
+		goto out;
+	log_error("%s: received snapshot %s: %llu pages (%llu data: %llu received, %llu already "
+		  "held), %s in, %.2f s", peer, id, (unsigned long long)st.pages_total,
+		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
+		  (unsigned long long)(st.pages_local + st.pages_dup),
+		  fmt_bytes(ss.bytes_received, sz, sizeof(sz)), (now_ns() - t0) / 1e9);
+out:
+	/* Freeing an uncommitted sink abandons the ingest: no snapshot. */
+	wc_sink_free(out);
+	wc_source_free(have);
+	wc_store_close(store);
+	if (r < 0)
+		log_error("%s: push failed after %llu pages: %s", peer,
+			  (unsigned long long)st.pages_total, err_str(r));
+	return r;
+}
+
+static int session_main(int fd, const struct opts *o)
+{
+	struct rf_session *s;
+	struct rf_msg m;
+	uint64_t t0 = now_ns();
+	int r;
+
+	rf_peer_name(fd, peer, sizeof(peer));
+	/* The whole handshake within 10 s, whatever the peer trickles. */
+	signal(SIGALRM, on_alarm);
+	alarm(10);
+	r = rf_session_server(fd, o->key, o->timeout_ms, &s);
+	alarm(0);
+	if (r < 0) {
+		log_error("%s: rejected: %s", peer, err_str(r));
+		return 1;
+	}
+	r = rf_session_recv(s, &m);
+	if (r == -ENODATA) {
+		log_error("%s: authenticated, then closed without a request", peer);
+		rf_session_free(s);
+		return 0;
+	}
+	if (r < 0) {
+		log_error("%s: %s", peer, err_str(r));
+		rf_session_free(s);
+		return 1;
+	}
+	switch (m.type) {
+	case RF_MSG_PUSH:
+		r = serve_push(s, o, t0);
+		break;
+	default:
+		r = err_set(EPROTO, "unexpected request %s", rf_msg_name(m.type));
+		rf_session_send_error(s, r, err_str(r));
+		log_error("%s: %s", peer, err_str(r));
+		break;
+	}
+	rf_session_free(s);
+	return r < 0 ? 1 : 0;
+}
+
+#define MAX_SESSIONS 1024
+static pid_t sessions[MAX_SESSIONS];
+static unsigned nr_sessions;
+
+static void reap(void)
+{
+	pid_t pid;
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+		for (unsigned i = 0; i < MAX_SESSIONS; i++)
+			if (sessions[i] == pid) {
+				sessions[i] = 0;
+				nr_sessions--;
+				break;
+			}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "listen",		required_argument, NULL, 'l' },
+		{ "key-file",		required_argument, NULL, 'k' },
+		{ "store",		required_argument, NULL, 's' },
+		{ "timeout",		required_argument, NULL, 't' },
+		{ "max-sessions",	required_argument, NULL, 'm' },
+		{ "help",		no_argument,	   NULL, 'h' },
+		{}
+	};
+	const char *listen_spec = NULL, *key_file = NULL, *store_arg = NULL;
+	char store_dir[PATH_MAX], name[128];
+	struct opts o = { .timeout_ms = 30000 };
+	unsigned max_sessions = 16;
+	struct sigaction sa = {};
+	struct wc_store *store;
+	bool loopback;
+	int c, r, lfd;
+	uint64_t v;
+
+	log_prog = "rforkd";
+	while ((c = getopt_long(argc, argv, "l:k:s:t:m:h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case 'k':
+			key_file = optarg;
+			break;
+		case 's':
+			store_arg = optarg;
+			break;
+		case 't':
+			if (parse_u64(optarg, 10, &v) < 0 || v == 0 || v > 3600) {
+				log_error("bad --timeout \"%s\" (seconds, 1-3600)", optarg);
+				return 2;
+			}
+			o.timeout_ms = v * 1000;
+			break;
+		case 'm':
+			if (parse_u64(optarg, 10, &v) < 0 || v == 0 || v > MAX_SESSIONS) {
+				log_error("bad --max-sessions \"%s\"", optarg);
+				return 2;
+			}
+			max_sessions = v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!listen_spec || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!key_file) {
+		log_error("refusing to listen on %s without --key-file: every peer must "
+			  "authenticate (the daemon runs what it receives as root)", listen_spec);
+		return 2;
+	}
+	r = rf_key_load(key_file, o.key);
+	if (r < 0) {
+		log_error("%s", err_str(r));
+		return 1;
+	}
+	r = wc_store_default_dir(store_arg, store_dir, sizeof(store_dir));
+	if (r < 0) {
+		log_error("cannot find a store directory: %s", err_str(r));
+		return 1;
+	}
+	o.store_dir = store_dir;
+	/* Check the store now rather than in the first session. */
+	r = wc_store_open(store_dir, WC_OPEN_CREATE, NULL, &store);
+	if (r < 0) {
+		log_error("store \"%s\": %s", store_dir, err_str(r));
+		return 1;
+	}
+	wc_store_close(store);
+
+	lfd = rf_listen(listen_spec, RF_DEFAULT_PORT, &loopback, name, sizeof(name));
+	if (lfd < 0) {
+		log_error("%s", err_str(lfd));
+		return 1;
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	sa.sa_handler = on_stop;	/* no SA_RESTART: accept() returns EINTR */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_child;
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_error("listening on %s%s, store \"%s\"", name, loopback ? " (loopback)" : "", store_dir);
+
+	while (!stop_sig) {
+		int fd, one = 1;
+		unsigned uto = o.timeout_ms;
+		pid_t pid;
+
+		if (child_exited) {
+			child_exited = 0;
+			reap();
+		}
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			log_error("accept: %s", strerror(errno));
+			sleep(1);
+			continue;
+		}
+		reap();
+		if (nr_sessions >= max_sessions) {
+			rf_peer_name(fd, peer, sizeof(peer));
+			log_error("%s: refused: %u sessions already running", peer, nr_sessions);
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+		pid = fork();
+		if (pid < 0) {
+			log_error("fork: %s", strerror(errno));
+			close(fd);
+			continue;
+		}
+		if (pid == 0) {
+			close(lfd);
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			signal(SIGTERM, SIG_DFL);
+			signal(SIGINT, SIG_DFL);
+			signal(SIGCHLD, SIG_DFL);
+			r = session_main(fd, &o);
+			sodium_memzero(o.key, sizeof(o.key));
+			_exit(r);
+		}
+		for (unsigned i = 0; i < MAX_SESSIONS; i++)
+			if (!sessions[i]) {
+				sessions[i] = pid;
+				nr_sessions++;
+				break;
+			}
+		close(fd);
+	}
+	close(lfd);
+	sodium_memzero(o.key, sizeof(o.key));
+	/* Sessions in progress end with us (their ingests are abandoned). */
+	signal(SIGCHLD, SIG_DFL);
+	for (unsigned i = 0; i < MAX_SESSIONS; i++)
+		if (sessions[i])
+			kill(sessions[i], SIGTERM);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	log_error("stopped by signal %d", (int)stop_sig);
+	return 0;
+}

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Writes the seed corpus of fuzz-wire (tests/remote/corpus/): a handshake
+ * opening, a whole valid push (areas, a batch with every page kind, its
+ * pages, a blob in two chunks, a label, COMMIT), and a push whose page does
+ * not match its key. Run by hand when the wire format changes:
+ *   build/tests/remote/rf-fuzz-seeds tests/remote/corpus
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rfork/transfer.h"
+
+static uint8_t buf[8 << 20];
+static size_t len;
+
+static uint8_t *rec(uint16_t type, size_t payload)
+{
+	uint8_t *p = buf + len;
+
+	rf_put_u32(p, RF_FRAME_HDR + payload);
+	rf_put_u16(p + 4, type);
+	rf_put_u16(p + 6, 0);
+	len += RF_REC_HDR + RF_FRAME_HDR + payload;
+	return p + 8;
+}
+
+static void save(const char *dir, const char *name)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wbe");
+	if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+		perror(path);
+		exit(1);
+	}
+	len = 0;
+}
+
+static void push(bool bad_page)
+{
+	static const uint8_t known[WC_PAGE_SIZE] = { 1, 2, 3 };	/* fuzz-wire's store holds it */
+	uint8_t page[WC_PAGE_SIZE], *p;
+	struct wc_key k1, k2;
+
+	memset(page, 0x42, sizeof(page));
+	rf_page_key(page, &k1);
+	rf_page_key(known, &k2);
+	rf_put_u32(rec(RF_MSG_PUSH, 4), 0);
+	p = rec(RF_MSG_AREA, 28 + 6);
+	rf_put_u64(p, 0x400000);
+	rf_put_u64(p + 8, 5);
+	rf_put_u32(p + 16, 3);
+	rf_put_u32(p + 20, 0);
+	rf_put_u16(p + 24, 1);
+	rf_put_u16(p + 26, 6);
+	memcpy(p + 28, "[heap]", 6);
+	/* kinds: data, zero, absent, data (held by the receiver), data (dup) */
+	p = rec(RF_MSG_KEYS, 8 + 5 + 3 * 16);
+	rf_put_u32(p, 0);
+	rf_put_u32(p + 4, 5);
+	memcpy(p + 8, (uint8_t[]){ 2, 1, 0, 2, 2 }, 5);
+	rf_put_key(p + 13, &k1);
+	rf_put_key(p + 29, &k2);
+	rf_put_key(p + 45, &k1);
+	if (bad_page)
+		page[9] ^= 1;
+	p = rec(RF_MSG_PAGES, 8 + WC_PAGE_SIZE);
+	rf_put_u32(p, 0);
+	rf_put_u32(p + 4, 1);
+	memcpy(p + 8, page, WC_PAGE_SIZE);
+	p = rec(RF_MSG_AREA, 26);
+	rf_put_u64(p, 0x7f0000000000);
+	rf_put_u64(p + 8, 0);
+	rf_put_u32(p + 16, 0);
+	rf_put_u32(p + 20, 0);
+	rf_put_u16(p + 24, 0);
+	for (int c = 0; c < 2; c++) {
+		p = rec(RF_MSG_BLOB, 18 + 12 + 3);
+		rf_put_u64(p, 6);
+		rf_put_u64(p + 8, 3 * c);
+		rf_put_u16(p + 16, 12);
+		memcpy(p + 18, "engine.image", 12);
+		memcpy(p + 30, c ? "def" : "abc", 3);
+	}
+	p = rec(RF_MSG_LABEL, 2 + 6 + 2 + 4);
+	rf_put_u16(p, 6);
+	memcpy(p + 2, "origin", 6);
+	rf_put_u16(p + 8, 4);
+	memcpy(p + 10, "seed", 4);
+	p = rec(RF_MSG_COMMIT, 24);
+	rf_put_u64(p, 2);
+	rf_put_u64(p + 8, 1);
+	rf_put_u64(p + 16, 5);
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t *p;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	p = rec(RF_MSG_HELLO, 8 + RF_NONCE_BYTES);
+	rf_put_u32(p, RF_MAGIC);
+	rf_put_u16(p + 4, RF_VERSION);
+	memset(p + 8, 7, RF_NONCE_BYTES);
+	p = rec(RF_MSG_AUTH, RF_PROOF_BYTES);
+	memset(p, 9, RF_PROOF_BYTES);
+	p = rec(RF_MSG_ERROR, 6 + 4);
+	rf_put_u32(p, 71);
+	rf_put_u16(p + 4, 4);
+	memcpy(p + 6, "oops", 4);
+	save(argv[1], "handshake");
+	push(false);
+	save(argv[1], "push-valid");
+	push(true);
+	save(argv[1], "push-bad-page");
+	p = rec(RF_MSG_LACKS, 8 + 1);
+	rf_put_u32(p, 0);
+	rf_put_u32(p + 4, 5);
+	p[8] = 0x11;
+	p = rec(RF_MSG_COMMITTED, WC_ID_LEN);
+	memcpy(p, "0123456789abcdef", WC_ID_LEN);
+	save(argv[1], "replies");
+	return 0;
+}

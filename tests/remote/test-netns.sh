@@ -1,0 +1,215 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# rfork end to end between two network namespaces joined by a veth pair:
+# "src" runs rfork, "dst" runs rforkd. Asserts, on real store state:
+#  1. a snapshot of $RF_TEST_MIB MiB (default 64) of mixed pages arrives
+#     intact (every page filled and compared, store verify passes);
+#  2. a second, ~95%-similar snapshot costs <= 10% of the first's bytes;
+#  3. a wrong key is rejected by both sides, no snapshot appears;
+#  4. a byte flipped in the stream by a proxy is rejected, no snapshot;
+#  5. a link cut mid-transfer leaves no snapshot, rfork exits non-zero
+#     with one line;
+#  plus the daemon's refusals (no key, open key file).
+# Exit 0 pass, 1 fail, 77 skip.
+#
+# usage: test-netns.sh RFORKD RFORK SNAPTOOL
+set -u
+RFORKD=$1 RFORK=$2 SNAPTOOL=$3
+MIB=${RF_TEST_MIB:-64}
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+command -v ip >/dev/null || skip "needs iproute2"
+command -v python3 >/dev/null || skip "needs python3 (tamper proxy)"
+
+ID=$$
+NS_SRC=rfsrc$ID NS_DST=rfdst$ID
+V_SRC=rfs$ID V_DST=rfd$ID
+NET=10.$((200 + ID % 50)).$((ID / 50 % 250))
+A_SRC=$NET.1 A_DST=$NET.2
+T=$(mktemp -d /tmp/rf-netns.XXXXXX)
+PIDS=()
+DAEMONS=()
+failed=0
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	ip netns del "$NS_SRC" 2>/dev/null
+	ip netns del "$NS_DST" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; failed=1; }
+in_src() { ip netns exec "$NS_SRC" "$@"; }
+in_dst() { ip netns exec "$NS_DST" "$@"; }
+
+ip netns add "$NS_SRC" || skip "cannot create network namespaces"
+ip netns add "$NS_DST" || skip "cannot create network namespaces"
+ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
+ip link set "$V_SRC" netns "$NS_SRC"
+ip link set "$V_DST" netns "$NS_DST"
+in_src ip addr add "$A_SRC/24" dev "$V_SRC"
+in_dst ip addr add "$A_DST/24" dev "$V_DST"
+in_src ip link set lo up; in_src ip link set "$V_SRC" up
+in_dst ip link set lo up; in_dst ip link set "$V_DST" up
+
+head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/wrong"; chmod 600 "$T/wrong"
+cp "$T/key" "$T/open-key"; chmod 644 "$T/open-key"
+
+# rforkd NAME PORT STORE [ARGS...]: start in dst, wait for its listening line.
+start_rforkd() {
+	local name=$1 port=$2 store=$3; shift 3
+	in_dst "$RFORKD" --listen "$A_DST:$port" --key-file "$T/key" --store "$store" "$@" \
+		2> "$T/$name.log" &
+	PIDS+=($!)
+	DAEMONS+=($!)
+	for _ in $(seq 100); do
+		grep -q "listening on" "$T/$name.log" && return 0
+		kill -0 $! 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "rforkd $name did not start:"; cat "$T/$name.log"; exit 1
+}
+
+nsnap() { "$SNAPTOOL" list "$1" | wc -l; }
+bytes_of() { sed -n 's/.*: \([0-9]*\) bytes (.*/\1/p' "$1"; }
+
+# --- the daemon refuses to run without a key, or with an open key file
+if in_dst "$RFORKD" --listen "$A_DST:7700" --store "$T/x" 2> "$T/nokey.err"; then
+	fail "rforkd ran without --key-file"
+fi
+grep -q "without --key-file" "$T/nokey.err" || fail "no-key refusal not explained: $(cat "$T/nokey.err")"
+if in_dst "$RFORKD" --listen "$A_DST:7700" --key-file "$T/open-key" --store "$T/x" 2> "$T/open.err"; then
+	fail "rforkd accepted a group/world-readable key file"
+fi
+
+# --- snapshots in the sender's store
+ID1=$("$SNAPTOOL" make "$T/src" "$MIB" 1) || { echo "FAIL: make snapshot 1"; exit 1; }
+ID2=$("$SNAPTOOL" make "$T/src" "$MIB" 2) || { echo "FAIL: make snapshot 2"; exit 1; }
+
+start_rforkd d1 7717 "$T/dst" --timeout 5
+
+# --- 1. first push arrives intact
+if ! in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --store "$T/src" \
+	--snapshot "$ID1" > "$T/p1.out" 2> "$T/p1.err"; then
+	fail "first push: $(cat "$T/p1.err")"
+fi
+R1=$(cat "$T/p1.out")
+cat "$T/p1.err"
+[ "$(wc -l < "$T/p1.err")" = 1 ] || fail "rfork printed more than one line on stderr"
+"$SNAPTOOL" check "$T/dst" "$R1" "$MIB" 1 || fail "first snapshot differs on the receiver"
+B1=$(bytes_of "$T/p1.err")
+
+# --- 2. a similar snapshot sends <= 10% of the bytes
+if ! in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --store "$T/src" \
+	--snapshot "$ID2" > "$T/p2.out" 2> "$T/p2.err"; then
+	fail "second push: $(cat "$T/p2.err")"
+fi
+R2=$(cat "$T/p2.out")
+cat "$T/p2.err"
+"$SNAPTOOL" check "$T/dst" "$R2" "$MIB" 2 || fail "second snapshot differs on the receiver"
+B2=$(bytes_of "$T/p2.err")
+if [ -z "$B1" ] || [ -z "$B2" ] || [ $((B2 * 10)) -gt "$B1" ]; then
+	fail "second push sent $B2 bytes, first $B1: more than 10%"
+fi
+N=$(nsnap "$T/dst")
+[ "$N" = 2 ] || fail "receiver holds $N snapshots, want 2"
+
+# --- 3. wrong key: both sides refuse, nothing is stored
+if in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/wrong" --store "$T/src" \
+	--snapshot "$ID1" > "$T/p3.out" 2> "$T/p3.err"; then
+	fail "push with a wrong key succeeded"
+fi
+[ "$(wc -l < "$T/p3.err")" = 1 ] || fail "wrong key: not one line: $(cat "$T/p3.err")"
+grep -q "wrong key" "$T/p3.err" || fail "wrong key not reported by rfork: $(cat "$T/p3.err")"
+sleep 0.2
+grep -q "rejected" "$T/d1.log" || fail "rforkd did not log the rejected session"
+# and a client that skips the server's proof: the daemon itself must refuse it
+in_src python3 - "$A_DST" 7717 <<'PY' >/dev/null 2>&1
+import socket, struct, sys, os
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def rec(t, p): s.sendall(struct.pack("<IHH", 4 + len(p), t, 0) + p)
+rec(1, struct.pack("<IHH", 0x4b524657, 1, 0) + os.urandom(32))
+s.recv(4096)
+rec(3, os.urandom(32))     # a forged proof
+s.recv(4096)
+PY
+sleep 0.3
+grep -q "client failed to prove" "$T/d1.log" || fail "rforkd accepted a forged proof: $(tail -2 "$T/d1.log")"
+[ "$(nsnap "$T/dst")" = 2 ] || fail "a snapshot appeared after a rejected key"
+
+# --- 4. a byte flipped in flight: rejected, nothing stored
+cat > "$T/proxy.py" <<'PY'
+import socket, sys, threading
+lport, host, port, flip_at = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", lport)); ls.listen(1)
+print("ready", flush=True)
+c, _ = ls.accept()
+u = socket.create_connection((host, port))
+def back():
+    try:
+        while True:
+            b = u.recv(65536)
+            if not b: break
+            c.sendall(b)
+    except OSError: pass
+    try: c.shutdown(socket.SHUT_WR)
+    except OSError: pass
+threading.Thread(target=back, daemon=True).start()
+n = 0
+try:
+    while True:
+        b = bytearray(c.recv(65536))
+        if not b: break
+        if n <= flip_at < n + len(b): b[flip_at - n] ^= 0x01
+        n += len(b)
+        u.sendall(b)
+except OSError: pass
+try: u.shutdown(socket.SHUT_WR)
+except OSError: pass
+PY
+ID3=$("$SNAPTOOL" make "$T/src" "$MIB" 3) || { echo "FAIL: make snapshot 3"; exit 1; }
+in_src python3 "$T/proxy.py" 9999 "$A_DST" 7717 300000 > "$T/proxy.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$T/proxy.out" && break; sleep 0.05; done
+if in_src "$RFORK" --host 127.0.0.1:9999 --key-file "$T/key" --store "$T/src" \
+	--snapshot "$ID3" > "$T/p4.out" 2> "$T/p4.err"; then
+	fail "push through a tampering proxy succeeded"
+fi
+cat "$T/p4.err"
+[ "$(wc -l < "$T/p4.err")" = 1 ] || fail "tamper: rfork printed not one line"
+sleep 0.3
+grep -q "failed authentication" "$T/d1.log" || fail "rforkd did not report the forged frame: $(tail -2 "$T/d1.log")"
+[ "$(nsnap "$T/dst")" = 2 ] || fail "a snapshot appeared after a tampered frame"
+
+# --- 5. link cut mid-transfer: a fresh receiver store (everything travels)
+# behind a 50 Mbit/s link, cut after a second
+start_rforkd d2 7718 "$T/dst2" --timeout 3
+in_src tc qdisc add dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 200ms ||
+	fail "cannot rate-limit the link"
+T0=$(date +%s)
+in_src "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --store "$T/src" --timeout 3 \
+	--snapshot "$ID1" > "$T/p5.out" 2> "$T/p5.err" &
+RF=$!
+sleep 1
+in_src ip link set "$V_SRC" down
+if wait $RF; then fail "push over a cut link succeeded"; fi
+T1=$(date +%s)
+cat "$T/p5.err"
+[ "$(wc -l < "$T/p5.err")" = 1 ] || fail "cut: rfork printed not one line"
+[ $((T1 - T0)) -le 20 ] || fail "cut: rfork took $((T1 - T0)) s to give up"
+sleep 4		# the receiver's own timeout
+grep -q "push failed" "$T/d2.log" || fail "rforkd did not log the broken push: $(cat "$T/d2.log")"
+[ "$(nsnap "$T/dst2")" = 0 ] || fail "a snapshot appeared after a cut link"
+in_src ip link set "$V_SRC" up
+in_src tc qdisc del dev "$V_SRC" root
+
+# --- the daemons logged one line per session, and are still running
+for p in "${DAEMONS[@]}"; do kill -0 "$p" 2>/dev/null || fail "an rforkd died"; done
+echo "--- rforkd log"; cat "$T/d1.log" "$T/d2.log"
+[ $failed = 0 ] && echo "ok: push $B1 bytes, similar push $B2 bytes"
+exit $failed
