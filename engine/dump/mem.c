@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,30 +304,61 @@ static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const uint8_t *
 	return 0;
 }
 
-static int dump_vma_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink, int pm_fd,
-			  struct page_buf *b, EngVma *v, int32_t *next_area)
+/*
+ * The page phase is a two-stage pipeline: a reader thread walks the vmas
+ * (pagemap, then process_vm_readv of the stored pages of each chunk) and
+ * fills a ring of NR_SLOTS chunk buffers; the calling thread hands them to
+ * the sink in order (begin_area at each area's first chunk, put_pages).
+ * Copying out of the process and the sink's hashing/writing overlap.
+ */
+#define NR_SLOTS	4
+
+struct slot {
+	EngVma *v;
+	bool begin;			/* first chunk of a new area */
+	size_t n;			/* pages in this chunk */
+	uint8_t kinds[CHUNK_PAGES];
+	uint8_t *data;			/* CHUNK_PAGES pages */
+};
+
+struct pipeline {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct slot slots[NR_SLOTS];
+	uint64_t produced, consumed;
+	bool done, cancel;
+	int err;			/* reader's error, with its detail in msg */
+	char msg[512];
+	struct eng_dump_ctx *ctx;
+	int pm_fd;
+	uint64_t pages_read;
+};
+
+/* Compute the page kinds of @v into b->kinds; returns the stored count. */
+static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, EngVma *v,
+		     enum read_via *ret_via, int *ret_fd, int *shm_fd, size_t *ret_stored)
 {
 	size_t nr = (v->end - v->start) / WC_PAGE_SIZE, stored = 0;
-	_cleanup_close_ int shm_fd = -1;
-	enum read_via via = VIA_VM_READV;
-	int fd = -1, r;
+	int r;
 
 	r = buf_reserve(b, nr);
 	if (r < 0)
 		return r;
-
+	*ret_via = VIA_VM_READV;
+	*ret_fd = -1;
 	if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED) {
 		char rel[96];
 
 		snprintf(rel, sizeof(rel), "map_files/%llx-%llx", (unsigned long long)v->start,
 			 (unsigned long long)v->end);
-		shm_fd = openat(ctx->proc_fd, rel, O_RDONLY | O_CLOEXEC);
-		if (shm_fd >= 0 && shmem_kinds(shm_fd, v->pgoff, b->kinds, nr) == 0) {
-			via = VIA_FD;
-			fd = shm_fd;
+		*shm_fd = openat(ctx->proc_fd, rel, O_RDONLY | O_CLOEXEC);
+		if (*shm_fd >= 0 && shmem_kinds(*shm_fd, v->pgoff, b->kinds, nr) == 0) {
+			*ret_via = VIA_FD;
+			*ret_fd = *shm_fd;
 			for (size_t i = 0; i < nr; i++)
 				stored += b->kinds[i] == WC_PAGE_DATA;
-			goto have_kinds;
+			*ret_stored = stored;
+			return 0;
 		}
 	}
 	r = read_pagemap(ctx, pm_fd, v, b->pm, nr);
@@ -343,74 +375,191 @@ static int dump_vma_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink, int pm
 		b->kinds[i] = keep ? WC_PAGE_DATA : WC_PAGE_ABSENT;
 		stored += keep;
 	}
-	if (!(v->prot & PROT_READ)) {
-		if (ctx->mem_fd < 0 && stored) {
+	if (!(v->prot & PROT_READ) && stored) {
+		if (ctx->mem_fd < 0) {
 			ctx->mem_fd = openat(ctx->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
 			if (ctx->mem_fd < 0)
 				return err_wrap(-errno, "cannot open /proc/%d/mem", ctx->pid);
 		}
-		via = VIA_MEM;
-		fd = ctx->mem_fd;
+		*ret_via = VIA_MEM;
+		*ret_fd = ctx->mem_fd;
 	}
-have_kinds:
-	if (!stored)
-		return 0;	/* no area: restore maps it empty (or from its file) */
-
-	struct wc_area_desc desc = {
-		.start = v->start, .nr_pages = nr, .prot = v->prot, .flags = v->map_flags,
-		.name = v->name,
-	};
-	r = sink->ops->begin_area(sink, &desc);
-	if (r < 0)
-		return err_wrap(r, "cannot start store area for %llx-%llx",
-				(unsigned long long)v->start, (unsigned long long)v->end);
-	v->area = (*next_area)++;
-
-	for (size_t off = 0; off < nr; off += CHUNK_PAGES) {
-		size_t n = MIN((size_t)CHUNK_PAGES, nr - off);
-
-		r = read_chunk(ctx, v, b->kinds, off, n, b->data, via, fd,
-			       ctx->stats ? &ctx->stats->pages_read : &(uint64_t){ 0 });
-		if (r < 0)
-			return r;
-		r = sink->ops->put_pages(sink, b->data, b->kinds + off, n);
-		if (r < 0)
-			return err_wrap(r, "cannot store pages of %llx-%llx",
-					(unsigned long long)v->start, (unsigned long long)v->end);
-	}
+	*ret_stored = stored;
 	return 0;
 }
 
-int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
+/* Wait for a free slot; NULL if the consumer cancelled. */
+static struct slot *pipe_slot_get(struct pipeline *pl)
 {
+	struct slot *s = NULL;
+
+	pthread_mutex_lock(&pl->lock);
+	while (!pl->cancel && pl->produced - pl->consumed >= NR_SLOTS)
+		pthread_cond_wait(&pl->cond, &pl->lock);
+	if (!pl->cancel)
+		s = &pl->slots[pl->produced % NR_SLOTS];
+	pthread_mutex_unlock(&pl->lock);
+	return s;
+}
+
+static void pipe_slot_put(struct pipeline *pl)
+{
+	pthread_mutex_lock(&pl->lock);
+	pl->produced++;
+	pthread_cond_broadcast(&pl->cond);
+	pthread_mutex_unlock(&pl->lock);
+}
+
+static int reader_run(struct pipeline *pl)
+{
+	struct eng_dump_ctx *ctx = pl->ctx;
 	struct page_buf b = {};
-	_cleanup_close_ int pm_fd = -1;
-	int32_t next_area = 0;
 	int r = 0;
 
-	pm_fd = openat(ctx->proc_fd, "pagemap", O_RDONLY | O_CLOEXEC);
-	if (pm_fd < 0)
-		return err_wrap(-errno, "cannot open /proc/%d/pagemap", ctx->pid);
-	b.data = aligned_alloc(WC_PAGE_SIZE, (size_t)CHUNK_PAGES * WC_PAGE_SIZE);
-	if (!b.data)
-		return -ENOMEM;
-
-	for (size_t i = 0; i < ctx->proc->n_vmas; i++) {
+	for (size_t i = 0; i < ctx->proc->n_vmas && r >= 0; i++) {
 		EngVma *v = ctx->proc->vmas[i];
+		_cleanup_close_ int shm_fd = -1;
+		enum read_via via;
+		size_t nr, stored = 0;
+		int fd = -1;
 
 		if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
 			continue;
-		r = dump_vma_pages(ctx, sink, pm_fd, &b, v, &next_area);
-		if (r < 0)
-			break;
+		r = vma_kinds(ctx, pl->pm_fd, &b, v, &via, &fd, &shm_fd, &stored);
+		if (r < 0 || !stored)
+			continue;	/* no area: restore maps it empty (or from its file) */
+		nr = (v->end - v->start) / WC_PAGE_SIZE;
+		for (size_t off = 0; off < nr; off += CHUNK_PAGES) {
+			struct slot *s = pipe_slot_get(pl);
+
+			if (!s) {
+				r = -ECANCELED;
+				break;
+			}
+			s->v = v;
+			s->begin = off == 0;
+			s->n = MIN((size_t)CHUNK_PAGES, nr - off);
+			memcpy(s->kinds, b.kinds + off, s->n);
+			r = read_chunk(ctx, v, b.kinds, off, s->n, s->data, via, fd,
+				       &pl->pages_read);
+			if (r < 0)
+				break;
+			pipe_slot_put(pl);
+		}
 	}
-	if (ctx->stats)
-		ctx->stats->nr_areas = next_area;
-	free(b.data);
 	free(b.pm);
 	free(b.kinds);
+	return r;
+}
+
+static void *reader_thread(void *arg)
+{
+	struct pipeline *pl = arg;
+	int r = reader_run(pl);
+
+	pthread_mutex_lock(&pl->lock);
+	if (r < 0 && r != -ECANCELED) {
+		const char *d = err_detail();
+
+		pl->err = r;
+		snprintf(pl->msg, sizeof(pl->msg), "%s", d ? d : "");
+	}
+	pl->done = true;
+	pthread_cond_broadcast(&pl->cond);
+	pthread_mutex_unlock(&pl->lock);
+	return NULL;
+}
+
+int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
+{
+	struct pipeline *pl;
+	int32_t next_area = 0;
+	pthread_t th;
+	int r = 0;
+
+	pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return -ENOMEM;
+	pthread_mutex_init(&pl->lock, NULL);
+	pthread_cond_init(&pl->cond, NULL);
+	pl->ctx = ctx;
+	pl->pm_fd = openat(ctx->proc_fd, "pagemap", O_RDONLY | O_CLOEXEC);
+	if (pl->pm_fd < 0) {
+		r = err_wrap(-errno, "cannot open /proc/%d/pagemap", ctx->pid);
+		goto out;
+	}
+	for (int i = 0; i < NR_SLOTS; i++) {
+		pl->slots[i].data = aligned_alloc(WC_PAGE_SIZE, (size_t)CHUNK_PAGES * WC_PAGE_SIZE);
+		if (!pl->slots[i].data) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	r = -pthread_create(&th, NULL, reader_thread, pl);
+	if (r < 0)
+		goto out;
+
+	for (;;) {
+		struct slot *s;
+
+		pthread_mutex_lock(&pl->lock);
+		while (pl->consumed == pl->produced && !pl->done)
+			pthread_cond_wait(&pl->cond, &pl->lock);
+		if (pl->consumed == pl->produced) {	/* done, all consumed */
+			pthread_mutex_unlock(&pl->lock);
+			break;
+		}
+		s = &pl->slots[pl->consumed % NR_SLOTS];
+		pthread_mutex_unlock(&pl->lock);
+
+		if (s->begin) {
+			struct wc_area_desc desc = {
+				.start = s->v->start,
+				.nr_pages = (s->v->end - s->v->start) / WC_PAGE_SIZE,
+				.prot = s->v->prot, .flags = s->v->map_flags, .name = s->v->name,
+			};
+
+			r = sink->ops->begin_area(sink, &desc);
+			if (r < 0) {
+				r = err_wrap(r, "cannot start store area for %llx-%llx",
+					     (unsigned long long)s->v->start,
+					     (unsigned long long)s->v->end);
+				break;
+			}
+			s->v->area = next_area++;
+		}
+		r = sink->ops->put_pages(sink, s->data, s->kinds, s->n);
+		if (r < 0) {
+			r = err_wrap(r, "cannot store pages of %llx-%llx",
+				     (unsigned long long)s->v->start, (unsigned long long)s->v->end);
+			break;
+		}
+		pthread_mutex_lock(&pl->lock);
+		pl->consumed++;
+		pthread_cond_broadcast(&pl->cond);
+		pthread_mutex_unlock(&pl->lock);
+	}
+	pthread_mutex_lock(&pl->lock);
+	pl->cancel = true;
+	pthread_cond_broadcast(&pl->cond);
+	pthread_mutex_unlock(&pl->lock);
+	pthread_join(th, NULL);
+	if (r >= 0 && pl->err < 0)
+		r = err_set(pl->err, "%s", pl->msg[0] ? pl->msg : strerror(-pl->err));
+	if (ctx->stats) {
+		ctx->stats->nr_areas = next_area;
+		ctx->stats->pages_read = pl->pages_read;
+	}
+out:
+	if (pl->pm_fd >= 0)
+		close(pl->pm_fd);
+	for (int i = 0; i < NR_SLOTS; i++)
+		free(pl->slots[i].data);
+	pthread_mutex_destroy(&pl->lock);
+	pthread_cond_destroy(&pl->cond);
+	free(pl);
 	return r;
 }
 

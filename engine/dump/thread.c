@@ -250,6 +250,8 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 		r = remote_leader(ctx, &res);
 		if (r != -EINTR)
 			break;
+		if (ctx->stats)
+			ctx->stats->remote_retries++;
 	}
 	if (r < 0)
 		return r == -EINTR ? err_set(EAGAIN, "process %d kept receiving signals", ctx->pid)
@@ -311,6 +313,8 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 			r = remote_thread(ctx, ctx->threads.v[t].tid);
 			if (r != -EINTR)
 				break;
+			if (ctx->stats)
+				ctx->stats->remote_retries++;
 		}
 		if (r < 0)
 			return r == -EINTR ? err_set(EAGAIN, "thread %d kept receiving signals",

@@ -151,6 +151,7 @@ struct eng_dump_stats {
 	uint64_t memory_ns;		/* pagemap + process_vm_readv + sink */
 	uint64_t commit_ns;		/* sink commit */
 	uint64_t release_ns;		/* detach, or kill until the ids are free */
+	uint64_t remote_retries;	/* remote sessions restarted after a signal */
 	bool zombie;			/* killed, but its parent has not reaped it */
 };
 
