@@ -12,7 +12,8 @@
 #include "common/err.h"
 #include "rfork/transfer.h"
 
-/* Blobs the engine attaches to a snapshot (engine design, issue 3). */
+/* Blobs the engine attaches to a snapshot (engine design, issue 3). The
+ * store has no way to list a snapshot's blobs, so the names are known here. */
 static const char *const known_blobs[] = { "engine.image" };
 
 int rf_snapshot_feed(struct wc_snapshot *snap, struct wc_source *src, struct wc_sink *sink)
@@ -79,6 +80,16 @@ int rf_snapshot_feed(struct wc_snapshot *snap, struct wc_source *src, struct wc_
 		if (r < 0)
 			return r;
 		r = sink->ops->put_blob(sink, known_blobs[i], data, len);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < wc_snapshot_nr_labels(snap); i++) {
+		const char *key, *value;
+
+		r = wc_snapshot_label_at(snap, i, &key, &value);
+		if (r < 0)
+			return r;
+		r = sink->ops->put_label(sink, key, value);
 		if (r < 0)
 			return r;
 	}

@@ -115,17 +115,17 @@ int main(int argc, char **argv)
 	rf_put_u32(p, 71);
 	rf_put_u16(p + 4, 4);
 	memcpy(p + 6, "oops", 4);
-	save(argv[1], "handshake");
+	save(argv[1], "any-handshake");
 	push(false);
-	save(argv[1], "push-valid");
+	save(argv[1], "ok-push");
 	push(true);
-	save(argv[1], "push-bad-page");
+	save(argv[1], "bad-page-mismatch");
 	p = rec(RF_MSG_LACKS, 8 + 1);
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
 	p[8] = 0x11;
 	p = rec(RF_MSG_COMMITTED, WC_ID_LEN);
 	memcpy(p, "0123456789abcdef", WC_ID_LEN);
-	save(argv[1], "replies");
+	save(argv[1], "any-replies");
 	return 0;
 }

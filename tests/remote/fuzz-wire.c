@@ -16,12 +16,14 @@
  * the same function is linked with a main() that replays corpus files
  * (tests/remote/corpus/) as a regular test.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "rfork/transfer.h"
 #include "memstore.h"
 
@@ -95,38 +97,52 @@ out:
 }
 
 #ifdef RF_FUZZ_REPLAY
-/* Replay each file named on the command line once. A seed whose name
- * starts with "push-valid" must commit, "push-bad" must be refused: the
- * seeds themselves stay meaningful when the format changes. */
+/*
+ * Replay every file of a corpus directory once (the same convention as
+ * tests/fuzz/replay.c): "ok-*" must commit a snapshot, "bad-*" must be
+ * refused with an error, anything else (fuzzer finds) must only not crash.
+ */
 int main(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *base = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
-		FILE *f = fopen(argv[i], "rbe");
-		uint8_t *buf;
-		long n;
+	int failures = 0, files = 0;
+	struct dirent *de;
+	DIR *d;
 
-		if (!f || fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
-			perror(argv[i]);
-			return 1;
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+		return 2;
+	}
+	d = opendir(argv[1]);
+	if (!d) {
+		perror(argv[1]);
+		return 1;
+	}
+	while ((de = readdir(d))) {
+		char path[4096];
+		char *buf;
+		size_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", argv[1], de->d_name);
+		if (read_file(path, &buf, &len) < 0) {
+			fprintf(stderr, "FAIL: cannot read %s\n", path);
+			failures++;
+			continue;
 		}
-		buf = malloc(n ? n : 1);
-		if (!buf || fread(buf, 1, n, f) != (size_t)n) {
-			perror(argv[i]);
-			return 1;
-		}
-		fclose(f);
-		LLVMFuzzerTestOneInput(buf, n);
+		files++;
+		LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
 		free(buf);
-		printf("%s: %s\n", base, last_result == 1 ? "committed" :
-		       last_result == 0 ? "incomplete" : last_detail);
-		if ((!strncmp(base, "push-valid", 10) && last_result != 1) ||
-		    (!strncmp(base, "push-bad", 8) && last_result != -EPROTO)) {
-			fprintf(stderr, "%s: unexpected outcome\n", base);
-			return 1;
+		if (!strncmp(de->d_name, "ok-", 3) && last_result != 1) {
+			fprintf(stderr, "FAIL: %s did not commit (%d: %s)\n", path, last_result, last_detail);
+			failures++;
+		} else if (!strncmp(de->d_name, "bad-", 4) && last_result >= 0) {
+			fprintf(stderr, "FAIL: %s was not refused\n", path);
+			failures++;
 		}
 	}
-	printf("replayed %d inputs\n", argc - 1);
-	return 0;
+	closedir(d);
+	printf("%d inputs replayed, %d failures\n", files, failures);
+	return failures ? 1 : 0;
 }
 #endif

@@ -172,6 +172,11 @@ static int check(const char *dir, const char *id, uint64_t mib, unsigned gen)
 		fprintf(stderr, "blob engine.image missing or different\n");
 		bad++;
 	}
+	if (!wc_snapshot_label(snap, "rfork-test-gen") ||
+	    strcmp(wc_snapshot_label(snap, "rfork-test-gen"), gen == 1 ? "1" : "n")) {
+		fprintf(stderr, "label rfork-test-gen missing or different\n");
+		bad++;
+	}
 	r = wc_store_verify(store, wc_snapshot_id(snap), NULL, NULL, &rep);
 	if (r < 0) {
 		fprintf(stderr, "verify: %s (%llu bad, %llu missing)\n", err_str(r),

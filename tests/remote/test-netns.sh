@@ -4,7 +4,7 @@
 # rfork end to end between two network namespaces joined by a veth pair:
 # "src" runs rfork, "dst" runs rforkd. Asserts, on real store state:
 #  1. a snapshot of $RF_TEST_MIB MiB (default 64) of mixed pages arrives
-#     intact (every page filled and compared, store verify passes);
+#     intact (every page filled and compared, `warmfork verify` passes);
 #  2. a second, ~95%-similar snapshot costs <= 10% of the first's bytes;
 #  3. a wrong key is rejected by both sides, no snapshot appears;
 #  4. a byte flipped in the stream by a proxy is rejected, no snapshot;
@@ -13,9 +13,9 @@
 #  plus the daemon's refusals (no key, open key file).
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: test-netns.sh RFORKD RFORK SNAPTOOL
+# usage: test-netns.sh RFORKD RFORK SNAPTOOL WARMFORK
 set -u
-RFORKD=$1 RFORK=$2 SNAPTOOL=$3
+RFORKD=$1 RFORK=$2 SNAPTOOL=$3 WARMFORK=$4
 MIB=${RF_TEST_MIB:-64}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -102,6 +102,7 @@ cat "$T/p1.err"
 [ "$(wc -l < "$T/p1.err")" = 1 ] || fail "rfork printed more than one line on stderr"
 "$SNAPTOOL" check "$T/dst" "$R1" "$MIB" 1 || fail "first snapshot differs on the receiver"
 B1=$(bytes_of "$T/p1.err")
+"$WARMFORK" --store "$T/dst" verify "$R1" > "$T/v1.out" 2>&1 || fail "warmfork verify $R1: $(cat "$T/v1.out")"
 
 # --- 2. a similar snapshot sends <= 10% of the bytes
 if ! in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --store "$T/src" \
@@ -112,6 +113,7 @@ R2=$(cat "$T/p2.out")
 cat "$T/p2.err"
 "$SNAPTOOL" check "$T/dst" "$R2" "$MIB" 2 || fail "second snapshot differs on the receiver"
 B2=$(bytes_of "$T/p2.err")
+"$WARMFORK" --store "$T/dst" verify > "$T/v2.out" 2>&1 || fail "warmfork verify: $(cat "$T/v2.out")"
 if [ -z "$B1" ] || [ -z "$B2" ] || [ $((B2 * 10)) -gt "$B1" ]; then
 	fail "second push sent $B2 bytes, first $B1: more than 10%"
 fi
