@@ -133,7 +133,9 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	if (strncmp(link, "anon_inode:", 11) == 0) {
 		type = anon_type(link, tbuf, sizeof(tbuf));
 	} else if (S_ISREG(st.st_mode)) {
-		if (path_deleted(link) || link[0] != '/')
+		/* A standard stream on a deleted file is kept without a file id:
+		 * restore cannot reopen it and gives the caller's stream instead. */
+		if ((path_deleted(link) || link[0] != '/') && fd > 2)
 			type = "deleted or unnamed file";
 		else
 			kind = ENG_FD_KIND__FD_REG;
@@ -189,7 +191,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		free(e);
 		return -ENOMEM;
 	}
-	if (kind == ENG_FD_KIND__FD_REG) {
+	if (kind == ENG_FD_KIND__FD_REG && link[0] == '/' && !path_deleted(link)) {
 		uint32_t idx;
 
 		r = eng_dump_file_id(ctx, link, &st, &idx);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -39,6 +40,19 @@
 #define PM_PRESENT	(1ull << 63)
 #define PM_SWAP		(1ull << 62)
 #define PM_FILE		(1ull << 61)
+
+/* PAGEMAP_SCAN (Linux 6.7), not in Debian 12's headers. */
+struct eng_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct eng_page_region {
+	uint64_t start, end, categories;
+};
+#define ENG_PAGEMAP_SCAN	_IOWR('f', 16, struct eng_pm_scan_arg)
+#define ENG_PAGE_IS_FILE	(1ull << 2)
+#define ENG_PAGE_IS_PRESENT	(1ull << 3)
+#define ENG_PAGE_IS_SWAPPED	(1ull << 4)
 
 #define CHUNK_PAGES	1024u		/* 4 MiB per process_vm_readv / put_pages */
 #define MAX_IOV		1024u
@@ -334,6 +348,63 @@ struct pipeline {
 	uint64_t pages_read;
 };
 
+/*
+ * The same classification as the pagemap loop, from PAGEMAP_SCAN: the kernel
+ * returns only the runs of present or swapped pages, split where the
+ * category changes, so a sparse reservation of gigabytes costs a few calls
+ * instead of 8 bytes per page. -EOPNOTSUPP if the kernel lacks it.
+ */
+static int scan_kinds(int pm_fd, const EngVma *v, uint8_t *kinds, size_t nr, size_t *ret_stored)
+{
+	static bool unsupported;
+	struct eng_page_region regs[256];
+	struct eng_pm_scan_arg arg = {
+		.size = sizeof(arg), .start = v->start, .end = v->end,
+		.vec = (uint64_t)(uintptr_t)regs, .vec_len = ARRAY_SIZE(regs),
+		.category_anyof_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED,
+		.return_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED | ENG_PAGE_IS_FILE,
+	};
+	size_t stored = 0;
+
+	if (unsupported)
+		return -EOPNOTSUPP;
+	memset(kinds, WC_PAGE_ABSENT, nr);
+	for (;;) {
+		long n = ioctl(pm_fd, ENG_PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) {
+				unsupported = true;
+				return -EOPNOTSUPP;
+			}
+			return -errno;
+		}
+		for (long i = 0; i < n; i++) {
+			uint64_t c = regs[i].categories;
+			bool keep;
+
+			if (regs[i].start < v->start || regs[i].end > v->end ||
+			    regs[i].start >= regs[i].end)
+				return -EIO;
+			if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
+				keep = ((c & ENG_PAGE_IS_PRESENT) && !(c & ENG_PAGE_IS_FILE)) ||
+				       (c & ENG_PAGE_IS_SWAPPED);
+			else
+				keep = true;
+			if (!keep)
+				continue;
+			memset(kinds + (regs[i].start - v->start) / WC_PAGE_SIZE, WC_PAGE_DATA,
+			       (regs[i].end - regs[i].start) / WC_PAGE_SIZE);
+			stored += (regs[i].end - regs[i].start) / WC_PAGE_SIZE;
+		}
+		if (arg.walk_end >= v->end)
+			break;
+		arg.start = arg.walk_end;
+	}
+	*ret_stored = stored;
+	return 0;
+}
+
 /* Compute the page kinds of @v into b->kinds; returns the stored count. */
 static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, EngVma *v,
 		     enum read_via *ret_via, int *ret_fd, int *shm_fd, size_t *ret_stored)
@@ -361,6 +432,9 @@ static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, En
 			return 0;
 		}
 	}
+	r = scan_kinds(pm_fd, v, b->kinds, nr, &stored);
+	if (r == 0)
+		goto have_kinds;
 	r = read_pagemap(ctx, pm_fd, v, b->pm, nr);
 	if (r < 0)
 		return r;
@@ -375,6 +449,7 @@ static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, En
 		b->kinds[i] = keep ? WC_PAGE_DATA : WC_PAGE_ABSENT;
 		stored += keep;
 	}
+have_kinds:
 	if (!(v->prot & PROT_READ) && stored) {
 		if (ctx->mem_fd < 0) {
 			ctx->mem_fd = openat(ctx->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
