@@ -10,25 +10,125 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/user.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "engine.h"
+#include "image.pb-c.h"
 #include "warmcache.h"
 #include "cli.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: warmfork checkpoint [--leave-running] PID\n"
+	fprintf(f, "Usage: warmfork checkpoint [--leave-running] [--print-image] PID\n"
 		   "  --leave-running  keep the process running after the snapshot\n"
-		   "                   (default: kill it once the snapshot is stored)\n");
+		   "                   (default: kill it once the snapshot is stored)\n"
+		   "  --print-image    read the stored image back and print it on stderr\n");
+}
+
+static const char *const vma_kinds[] = {
+	"anon-private", "file-private", "file-shared", "anon-shared", "vdso", "vvar",
+	"vvar-vclock", "vsyscall",
+};
+static const char *const fd_kinds[] = {
+	"reg", "null", "zero", "urandom", "random", "tty", "pipe", "socket",
+};
+
+/* Debug aid: the image as stored, decoded again, one object per line. */
+static int print_image(struct wc_store *store, const char *id)
+{
+	struct wc_snapshot *snap = NULL;
+	const void *data;
+	size_t len;
+	EngImage *img;
+	int r;
+
+	r = wc_snapshot_open(store, id, &snap);
+	if (r < 0)
+		return r;
+	r = wc_snapshot_blob(snap, ENG_IMAGE_BLOB, &data, &len);
+	if (r < 0) {
+		wc_snapshot_close(snap);
+		return r;
+	}
+	img = eng_image__unpack(NULL, len, data);
+	wc_snapshot_close(snap);
+	if (!img)
+		return -EBADMSG;
+	fprintf(stderr, "image v%u kernel %s xcr0 %#" PRIx64 " xsave %u vdso %" PRIu64 " B\n",
+		img->version, img->kernel_release ? img->kernel_release : "?",
+		img->xfeatures_mask, img->xsave_size, img->vdso_size);
+	for (size_t p = 0; p < img->n_procs; p++) {
+		const EngProcess *pr = img->procs[p];
+		const EngMm *mm = pr->mm;
+
+		fprintf(stderr, "process %u comm %s pgid %u sid %u umask %03o personality %#x "
+			"cwd %s root %s uid %u/%u gid %u/%u capeff %#" PRIx64 "\n",
+			pr->pid, pr->comm ? pr->comm : "?", pr->pgid, pr->sid, pr->umask,
+			pr->personality, pr->cwd, pr->root, pr->creds->uid, pr->creds->euid,
+			pr->creds->gid, pr->creds->egid, pr->creds->cap_eff);
+		fprintf(stderr, "  mm code %#" PRIx64 "-%#" PRIx64 " data %#" PRIx64 "-%#" PRIx64
+			" brk %#" PRIx64 "-%#" PRIx64 " stack %#" PRIx64 " auxv %zu B exe %s\n",
+			mm->start_code, mm->end_code, mm->start_data, mm->end_data, mm->start_brk,
+			mm->brk, mm->start_stack, mm->auxv.len,
+			mm->has_exe_file && mm->exe_file < pr->n_files ?
+			pr->files[mm->exe_file]->path : "?");
+		for (size_t i = 0; i < pr->n_threads; i++) {
+			const EngThread *t = pr->threads[i];
+			struct user_regs_struct regs = {};
+
+			if (t->regs.len == sizeof(regs))
+				memcpy(&regs, t->regs.data, sizeof(regs));
+			fprintf(stderr, "  thread %u %-15s rip %#llx rsp %#llx rax %#llx%s mask %#" PRIx64
+				" pending %zu xsave %zu B xfeat %#" PRIx64 " altstack %#" PRIx64 "+%" PRIu64
+				" rseq %#" PRIx64 " ctid %#" PRIx64 " sched %d/%d nice %d\n",
+				t->tid, t->comm ? t->comm : "?", regs.rip, regs.rsp, regs.rax,
+				t->in_syscall ? " (rewound syscall)" : "", t->sigmask, t->n_pending,
+				t->xsave.len, t->xfeatures, t->ss_sp, t->ss_size, t->rseq_addr,
+				t->clear_child_tid, t->sched_policy, t->sched_prio, t->nice);
+		}
+		for (size_t i = 0; i < pr->n_vmas; i++) {
+			const EngVma *v = pr->vmas[i];
+
+			fprintf(stderr, "  vma %#014" PRIx64 "-%#014" PRIx64 " %c%c%c %-12s area %3d "
+				"madv %#05x flags %#x %s\n",
+				v->start, v->end, v->prot & 1 ? 'r' : '-', v->prot & 2 ? 'w' : '-',
+				v->prot & 4 ? 'x' : '-',
+				(size_t)v->kind < ARRAY_SIZE(vma_kinds) ? vma_kinds[v->kind] : "?",
+				v->area, v->madv, v->map_flags, v->name ? v->name : "");
+		}
+		for (size_t i = 0; i < pr->n_fds; i++) {
+			const EngFd *f = pr->fds[i];
+
+			fprintf(stderr, "  fd %u %s flags %#o%s pos %" PRIu64 " %s\n", f->fd,
+				(size_t)f->kind < ARRAY_SIZE(fd_kinds) ? fd_kinds[f->kind] : "?",
+				f->flags, f->cloexec ? " cloexec" : "", f->pos, f->path ? f->path : "");
+		}
+		for (size_t i = 0; i < pr->n_sigactions; i++) {
+			const EngSigaction *sa = pr->sigactions[i];
+
+			fprintf(stderr, "  sigaction %u handler %#" PRIx64 " flags %#" PRIx64
+				" mask %#" PRIx64 "\n", sa->sig, sa->handler, sa->flags, sa->mask);
+		}
+		for (size_t i = 0; i < pr->n_itimers; i++)
+			fprintf(stderr, "  itimer %u value %" PRIu64 " us interval %" PRIu64 " us\n",
+				pr->itimers[i]->which, pr->itimers[i]->value_us,
+				pr->itimers[i]->interval_us);
+		fprintf(stderr, "  files %zu, rlimits %zu, shared pending %zu\n", pr->n_files,
+			pr->n_rlimits, pr->n_shared_pending);
+	}
+	eng_image__free_unpacked(img, NULL);
+	return 0;
 }
 
 int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 {
 	static const struct option opts[] = {
 		{ "leave-running",	no_argument,	NULL, 'l' },
+		{ "print-image",	no_argument,	NULL, 'p' },
 		{ "help",		no_argument,	NULL, 'h' },
 		{}
 	};
@@ -37,12 +137,16 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	struct wc_store *store = NULL;
 	struct wc_sink *sink = NULL;
 	char id[WC_ID_LEN + 1];
+	bool print = false;
 	int c, r, pid;
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			dopts.leave_running = true;
+			break;
+		case 'p':
+			print = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -68,11 +172,17 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	}
 	r = eng_checkpoint(pid, sink, &dopts, id);
 	wc_sink_free(sink);
-	wc_store_close(store);
 	if (r < 0) {
 		log_error("checkpoint of process %d failed: %s", pid, err_str(r));
+		wc_store_close(store);
 		return 1;
 	}
+	if (print) {
+		r = print_image(store, id);
+		if (r < 0)
+			log_error("cannot print the image of snapshot %s: %s", id, err_str(r));
+	}
+	wc_store_close(store);
 	printf("%s\n", id);
 	if (fflush(stdout) != 0) {
 		log_error("cannot write the snapshot id: %s", err_str(-errno));
