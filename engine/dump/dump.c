@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,10 +136,16 @@ int eng_dump_process_state(struct eng_dump_ctx *ctx)
 	char *auxv;
 	int r;
 
+	/* Ids as the process sees them (its own pid namespace). */
 	proc->pid = ctx->pid;
 	proc->has_pgid = proc->has_sid = true;
 	proc->pgid = ctx->stat.pgrp;
 	proc->sid = ctx->stat.session;
+	if (st->ns_depth > 0) {
+		proc->pid = st->ns_pid;
+		proc->pgid = st->ns_pgid;
+		proc->sid = st->ns_sid;
+	}
 	r = read_proc_text(ctx, "comm", &comm);
 	if (r < 0)
 		return r;
@@ -368,7 +375,29 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	r = eng_remote_find_syscall(pid, ctx.maps, ctx.nr_maps, &ctx.syscall_ip);
 	if (r < 0)
 		goto fail;
-	r = eng_dump_remote_state(&ctx);
+	/*
+	 * While a remote session runs, the target's registers point into its
+	 * vdso with our arguments: if we died then, the kernel would detach it
+	 * like that. Termination signals wait until the sessions are over.
+	 */
+	{
+		sigset_t block, old;
+
+		sigemptyset(&block);
+		sigaddset(&block, SIGINT);
+		sigaddset(&block, SIGTERM);
+		sigaddset(&block, SIGHUP);
+		sigaddset(&block, SIGQUIT);
+		sigaddset(&block, SIGPIPE);
+		sigaddset(&block, SIGALRM);
+		sigaddset(&block, SIGUSR1);
+		sigaddset(&block, SIGUSR2);
+		pthread_sigmask(SIG_BLOCK, &block, &old);
+		r = eng_dump_remote_state(&ctx);
+		if (r < 0 && ctx.scratch)
+			eng_dump_remote_cleanup(&ctx);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (r < 0)
 		goto fail;
 	r = eng_dump_thread_state(&ctx);

@@ -76,6 +76,10 @@ struct eng_proc_status {
 	uint64_t sig_ign, sig_cgt;	/* bit n-1 for signal n */
 	int nr_threads;
 	int thp_enabled;		/* "THP_enabled:", -1 if not shown */
+	/* Last field of NSpid/NSpgid/NSsid: the ids in the process's own pid
+	 * namespace; ns_depth = number of NSpid fields (1: same namespace as
+	 * the reader of /proc). 0/0 if not shown. */
+	int ns_pid, ns_pgid, ns_sid, ns_depth;
 };
 int eng_dump_parse_status(const char *buf, struct eng_proc_status *ret);
 

@@ -219,6 +219,30 @@ static int status_ids(const char *buf, const char *key, uint32_t ids[4])
 	return 0;
 }
 
+/* The last of the blank-separated integers of field @key; returns how many
+ * there are (0 if the field is missing or malformed). */
+static int status_last_int(const char *buf, const char *key, int *ret)
+{
+	const char *p = status_field(buf, key);
+	int n = 0;
+
+	while (p && *p && *p != '\n') {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || errno || v < 0 || v > INT32_MAX)
+			return 0;
+		*ret = (int)v;
+		n++;
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+	}
+	return n;
+}
+
 int eng_dump_parse_status(const char *buf, struct eng_proc_status *ret)
 {
 	struct eng_proc_status *st;
@@ -278,6 +302,9 @@ int eng_dump_parse_status(const char *buf, struct eng_proc_status *ret)
 	p = status_field(buf, "Threads");
 	if (!p || sscanf(p, "%d", &st->nr_threads) != 1)
 		goto out;
+	st->ns_depth = status_last_int(buf, "NSpid", &st->ns_pid);
+	status_last_int(buf, "NSpgid", &st->ns_pgid);
+	status_last_int(buf, "NSsid", &st->ns_sid);
 	p = status_field(buf, "THP_enabled");
 	if (!p || sscanf(p, "%d", &st->thp_enabled) != 1)
 		st->thp_enabled = -1;

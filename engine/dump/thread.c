@@ -543,6 +543,30 @@ int eng_dump_threads_alloc(struct eng_dump_ctx *ctx)
 		eng_thread__init(th);
 		th->tid = ctx->threads.v[i].tid;
 		proc->threads[proc->n_threads++] = th;
+		/* In a nested pid namespace the image holds the inner tids. */
+		if (ctx->status.ns_depth > 1) {
+			_cleanup_free_ char *buf = NULL;
+			struct eng_proc_status *st;
+			char rel[64];
+			int r;
+
+			snprintf(rel, sizeof(rel), "task/%d/status", ctx->threads.v[i].tid);
+			r = read_file_at(ctx->proc_fd, rel, &buf, NULL);
+			if (r < 0)
+				return err_wrap(r, "cannot read /proc/%d/%s", ctx->pid, rel);
+			st = malloc(sizeof(*st));
+			if (!st)
+				return -ENOMEM;
+			r = eng_dump_parse_status(buf, st);
+			if (r == 0 && st->ns_depth == ctx->status.ns_depth)
+				th->tid = st->ns_pid;
+			else
+				r = err_set(EINVAL, "cannot find the namespace tid of thread %d",
+					    ctx->threads.v[i].tid);
+			free(st);
+			if (r < 0)
+				return r;
+		}
 	}
 	return 0;
 }

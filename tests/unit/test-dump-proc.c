@@ -120,7 +120,7 @@ static void test_status(void)
 			"CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n"
 			"CapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n"
 			"CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n"
-			"THP_enabled:\t1\n";
+			"THP_enabled:\t1\nNSpid:\t4242\t17\t1\nNSpgid:\t4242 17 0\nNSsid:\t99\n";
 	struct eng_proc_status st;
 
 	CHECK(eng_dump_parse_status(s, &st) == 0);
@@ -131,6 +131,7 @@ static void test_status(void)
 	CHECK(st.sig_ign == 0x1000 && st.sig_cgt == 0x180000002ull);
 	CHECK(st.cap_prm == 0x1ffffffffffull && st.cap_amb == 0);
 	CHECK(st.no_new_privs && st.seccomp == 2 && st.thp_enabled == 1);
+	CHECK(st.ns_depth == 3 && st.ns_pid == 1 && st.ns_pgid == 0 && st.ns_sid == 99);
 
 	CHECK(eng_dump_parse_status("Name:\tx\n", &st) < 0);
 	CHECK(eng_dump_parse_status("State:\tS\nTracerPid:\t0\nUid:\t1 2\n", &st) < 0);
@@ -142,6 +143,7 @@ static void test_status(void)
 		CHECK(buf && eng_dump_parse_status(buf, &st) == 0);
 		CHECK(st.uid[0] == getuid() && st.gid[1] == getegid());
 		CHECK(st.nr_threads == 1);
+		CHECK(st.ns_depth >= 1 && st.ns_pid > 0);
 		free(buf);
 	}
 }
