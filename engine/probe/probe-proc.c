@@ -437,7 +437,7 @@ static void probe_process_vm_readv(struct eng_features *f)
 
 	local = calloc(1, sizeof(pvm_buf));
 	if (!local) {
-		probe_set(f, ENG_FEAT_PROCESS_VM_READV, -ENOMEM, NULL);
+		probe_set(f, ENG_FEAT_PROCESS_VM_READV, -ENOMEM, "out of memory");
 		return;
 	}
 	r = probe_sleeper_start(pvm_setup, NULL, NULL, 0, &pid);
