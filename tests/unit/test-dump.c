@@ -50,6 +50,8 @@ static int failures;
 
 struct shared {
 	volatile uint64_t counter[NR_WORKERS + 1];
+	volatile uint64_t alarms, suspends, bad;
+	volatile pid_t suspender_tid;
 	volatile int eintr;
 	volatile int ready;
 	volatile int stop;
@@ -480,6 +482,154 @@ static void check_refusal(void)
 	CHECK(eng_checkpoint(getpid(), &(mem_sink_new())->sink, &opts, id) < 0);
 }
 
+/*
+ * Signals while the dump runs its remote syscalls: SIGALRM every 200 us, a
+ * thread in sigsuspend() with a temporary mask that lets SIGALRM in, a thread
+ * in nanosleep() with SIGALRM blocked. Twenty checkpoints in a row must all
+ * succeed and leave every mask, sleep and handler as they were.
+ */
+static void storm_alarm(int sig)
+{
+	(void)sig;
+	sh->alarms++;
+}
+
+static bool mask_is(sigset_t want)
+{
+	sigset_t cur;
+
+	pthread_sigmask(SIG_BLOCK, NULL, &cur);
+	for (int sig = 1; sig < 32; sig++)
+		if (sigismember(&cur, sig) != sigismember(&want, sig))
+			return false;
+	return true;
+}
+
+static void *storm_suspender(void *arg)
+{
+	sigset_t blocked, temp;
+
+	(void)arg;
+	prctl(PR_SET_NAME, "suspender");
+	sh->suspender_tid = (pid_t)syscall(SYS_gettid);
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGUSR2);
+	sigaddset(&blocked, SIGALRM);
+	pthread_sigmask(SIG_SETMASK, &blocked, NULL);
+	sigemptyset(&temp);
+	sigaddset(&temp, SIGUSR2);
+	while (!sh->stop) {
+		sigsuspend(&temp);
+		sh->suspends++;
+		if (!mask_is(blocked))
+			sh->bad++;
+	}
+	return NULL;
+}
+
+static void *storm_sleeper(void *arg)
+{
+	sigset_t blocked;
+
+	(void)arg;
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGALRM);
+	pthread_sigmask(SIG_SETMASK, &blocked, NULL);
+	while (!sh->stop) {
+		sh->counter[1]++;
+		sleep_ms(1);
+	}
+	return NULL;
+}
+
+static _Noreturn void storm_child(void)
+{
+	struct sigaction sa = { .sa_handler = storm_alarm };
+	struct itimerval it = { { 0, 200 }, { 0, 200 } };
+	sigset_t mine;
+	pthread_t th;
+
+	sigaction(SIGALRM, &sa, NULL);
+	sigemptyset(&mine);
+	sigaddset(&mine, SIGUSR2);
+	sigaddset(&mine, SIGALRM);
+	pthread_sigmask(SIG_SETMASK, &mine, NULL);	/* inherited by the threads */
+	pthread_create(&th, NULL, storm_suspender, NULL);
+	pthread_create(&th, NULL, storm_sleeper, NULL);
+	sigdelset(&mine, SIGALRM);
+	pthread_sigmask(SIG_SETMASK, &mine, NULL);
+	setitimer(ITIMER_REAL, &it, NULL);
+	sh->ready = 1;
+	while (!sh->stop) {
+		sh->counter[0]++;
+		if (!mask_is(mine))
+			sh->bad++;
+	}
+	_exit(0);
+}
+
+static void check_signal_storm(void)
+{
+	struct eng_dump_stats stats = {};
+	struct eng_dump_opts opts = { .sz = sizeof(opts), .leave_running = true, .stats = &stats };
+	uint64_t retries = 0, a0, s0;
+	char id[WC_ID_LEN + 1];
+	pid_t pid;
+	int ok = 0;
+
+	sh->eintr = 0;
+	sh->bad = 0;
+	pid = spawn(storm_child);
+	for (int i = 0; i < 20; i++) {
+		struct mem_sink *ms = mem_sink_new();
+		int r = eng_checkpoint(pid, &ms->sink, &opts, id);
+
+		if (r < 0)
+			fprintf(stderr, "storm: checkpoint %d: %s\n", i, err_str(r));
+		ok += r == 0;
+		retries += stats.remote_retries;
+		/* The suspender's saved mask is its real one, not sigsuspend's. */
+		if (r == 0 && i == 10) {
+			EngImage *img = decode(ms);
+			bool seen = false;
+
+			CHECK(img != NULL);
+			for (size_t t = 0; img && t < img->procs[0]->n_threads; t++) {
+				const EngThread *th = img->procs[0]->threads[t];
+				struct user_regs_struct regs;
+
+				if (!th->comm || strcmp(th->comm, "suspender") != 0)
+					continue;
+				seen = true;
+				memcpy(&regs, th->regs.data, sizeof(regs));
+				CHECK(th->sigmask == ((1ull << (SIGUSR2 - 1)) | (1ull << (SIGALRM - 1))));
+				if (th->in_syscall)
+					CHECK(regs.rax == SYS_rt_sigsuspend);
+			}
+			CHECK(seen);
+			if (img)
+				eng_image__free_unpacked(img, NULL);
+		}
+		wc_sink_free(&ms->sink);
+	}
+	CHECK(ok == 20);
+	/* The main thread takes the process's SIGALRMs while it runs: wake the
+	 * suspender with its own. */
+	a0 = sh->alarms;
+	s0 = sh->suspends;
+	for (int i = 0; i < 5; i++) {
+		syscall(SYS_tgkill, pid, sh->suspender_tid, SIGALRM);
+		usleep(10000);
+	}
+	CHECK(sh->alarms > a0 && sh->suspends >= s0 + 5);
+	CHECK(tracer_of(pid) == 0);
+	stop_child(pid);
+	CHECK(sh->bad == 0);
+	CHECK(sh->eintr == 0);
+	fprintf(stderr, "storm: 20 checkpoints, %llu remote sessions restarted after a signal\n",
+		(unsigned long long)retries);
+}
+
 static void check_kill(void)
 {
 	struct eng_dump_opts opts = { .sz = sizeof(opts) };
@@ -536,6 +686,7 @@ int main(void)
 	check_leave_running();
 	check_avx512();
 	check_refusal();
+	check_signal_storm();
 	check_kill();
 
 	unlink(tmpfile_path);
