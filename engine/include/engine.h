@@ -183,4 +183,51 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 /* ------------------------------------------------------------- restore */
 /* (engine/restore) */
 
+struct eng_restore_stats {
+	uint64_t nr_threads;
+	uint64_t nr_vmas;
+	uint64_t validate_ns;		/* open, unpack, keys, files, cpu, vdso, pids */
+	uint64_t spawn_ns;		/* clone3 of the process (and its init) */
+	uint64_t premap_ns;		/* child: reserve, map and populate the areas */
+	uint64_t fill_ns;		/* child: wc_snapshot_fill */
+	uint64_t prepare_ns;		/* child: descriptors, creds, restorer args */
+	uint64_t ready_ns;		/* from clone3 until every thread parked */
+	uint64_t resume_ns;		/* ptrace: unmap, registers, detach */
+	uint64_t total_ns;		/* eng_restore from entry to return */
+};
+
+struct eng_restore_opts {
+	size_t sz;			/* sizeof(struct eng_restore_opts) */
+	bool new_pidns;			/* restore into a fresh pid namespace */
+	bool inherit_stdio;		/* fds 0, 1, 2 are the caller's */
+	struct eng_restore_stats *stats;	/* optional, filled on success */
+};
+
+struct eng_restored {
+	pid_t pid;			/* the restored process, in the caller's namespace */
+	pid_t ns_pid;			/* its pid in its own namespace (the saved pid) */
+	pid_t child;			/* the caller's child to wait for: pid itself, or
+					 * the init of the new namespace (which exits with
+					 * the restored process's status, 128+sig if killed) */
+};
+
+/*
+ * Restore snapshot @snap (full id or unique prefix) of @store as a running
+ * process, a child of the caller (directly, or through the init of a new
+ * pid namespace). The snapshot is never consumed.
+ *
+ * Everything is validated before anything is started: the image, the
+ * presence of every page in the store, the files (size, mtime, build-id),
+ * the CPU's xsave features, the vdso, the pids. On success every thread
+ * runs from where it was checkpointed; on failure nothing is left running
+ * and the detail (naming the snapshot and the step) is in err_detail().
+ *
+ * Errors: -ENOENT no such snapshot, -EBADMSG corrupt image or page,
+ * -EEXIST a pid/tid is taken (use new_pidns), -EXDEV different kernel vdso
+ * or CPU features, -ESTALE a file changed since the checkpoint,
+ * -EOPNOTSUPP something this version cannot restore.
+ */
+int eng_restore(struct wc_store *store, const char *snap, const struct eng_restore_opts *opts,
+		struct eng_restored *ret);
+
 #endif

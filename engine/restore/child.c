@@ -1,0 +1,834 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The restore child: the new process (already with its pid), still running
+ * the warmfork binary with libc. It builds the restored address space in
+ * one reserved region, fills it from the store, prepares descriptors and
+ * process state, copies the restorer blob and jumps to it.
+ *
+ * The region, at a hole that overlaps neither our own mappings nor any
+ * address the restored process will use (16 MiB clear on both sides):
+ *
+ *   region_start
+ *   +-----------------+ 0
+ *   | restorer blob   |  RWX, ENG_RESTORER_BLOB_SIZE rounded to a page
+ *   +-----------------+ args_off
+ *   | struct rst_args |  RW, with its arrays (moves, rlimits, threads,
+ *   | + arrays        |  siginfos, groups)
+ *   +-----------------+ stacks_off
+ *   | thread stacks   |  RW, RST_STACK_SIZE per thread, [0] = leader
+ *   +-----------------+ scratch_off
+ *   | vdso scratch    |  PROT_NONE, size of [vvar]..[vdso] (overlapping moves)
+ *   +-----------------+ premap_off
+ *   | area 0          |  each area mapped like the original (anon, file,
+ *   | area 1          |  shared), filled, then moved out by the restorer
+ *   | ...             |  with mremap (page tables move, nothing is copied)
+ *   +-----------------+ region_len
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "restore.h"
+#include "restorer/restorer-blob.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE	0x100000
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT		47
+#define PR_CAP_AMBIENT_IS_SET	1
+#endif
+
+struct child_plan {
+	uint64_t region;
+	uint64_t region_len;
+	uint64_t args_off, stacks_off, scratch_off, premap_off;
+	uint64_t args_len;
+	struct rst_args *args;
+	struct rst_move *moves;
+	struct wc_fill_target *targets;
+	size_t nr_targets;
+	int *file_fds;		/* per eng_process.files, -1 unopened */
+};
+
+static uint64_t vma_len(const EngVma *v)
+{
+	return v->end - v->start;
+}
+
+static bool vma_is_special(const EngVma *v)
+{
+	return v->kind == ENG_VMA_KIND__VMA_VDSO || v->kind == ENG_VMA_KIND__VMA_VVAR ||
+	       v->kind == ENG_VMA_KIND__VMA_VVAR_VCLOCK || v->kind == ENG_VMA_KIND__VMA_VSYSCALL;
+}
+
+static int vma_area(const EngVma *v)
+{
+	return v->has_area ? v->area : -1;
+}
+
+/* Bytes of the args block: struct + every array, 64-byte aligned pieces. */
+static uint64_t args_size(const EngProcess *p, uint64_t *off_moves, uint64_t *off_rl,
+			  uint64_t *off_thr, uint64_t *off_sig, uint64_t *off_groups)
+{
+	uint64_t o = ALIGN_UP((uint64_t)sizeof(struct rst_args), 64);
+	uint64_t nsig = p->n_shared_pending;
+
+	for (size_t i = 0; i < p->n_threads; i++)
+		nsig += p->threads[i]->n_pending;
+	*off_moves = o;
+	o = ALIGN_UP(o + p->n_vmas * sizeof(struct rst_move), 64);
+	*off_rl = o;
+	o = ALIGN_UP(o + p->n_rlimits * sizeof(struct rst_rlimit), 64);
+	*off_thr = o;
+	o = ALIGN_UP(o + p->n_threads * sizeof(struct rst_thread), 64);
+	*off_sig = o;
+	o = ALIGN_UP(o + nsig * RST_SIGINFO_SIZE, 64);
+	*off_groups = o;
+	o += (p->creds ? p->creds->n_groups : 0) * sizeof(uint32_t);
+	return ALIGN_UP(o, RST_PAGE);
+}
+
+static int open_file(const struct eng_rst_ctx *ctx, struct child_plan *pl, uint32_t idx,
+		     bool rw, int *ret)
+{
+	const EngProcess *p = ctx->proc;
+	int fd;
+
+	if (idx >= p->n_files)
+		return err_set(EBADMSG, "file index %u out of range", idx);
+	/* One descriptor per file and mode: shared file mappings may need O_RDWR. */
+	if (!rw && pl->file_fds[idx] >= 0) {
+		*ret = pl->file_fds[idx];
+		return 0;
+	}
+	fd = open(p->files[idx]->path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "cannot open \"%s\": %m", p->files[idx]->path);
+	if (rw) {
+		*ret = fd;	/* the caller closes it */
+		return 1;
+	}
+	pl->file_fds[idx] = fd;
+	*ret = fd;
+	return 0;
+}
+
+static int madvise_flags(uint64_t addr, uint64_t len, uint32_t madv)
+{
+	static const struct {
+		uint32_t bit;
+		int advice;
+	} tab[] = {
+		{ ENG_MADV_HUGEPAGE, MADV_HUGEPAGE },
+		{ ENG_MADV_NOHUGEPAGE, MADV_NOHUGEPAGE },
+		{ ENG_MADV_DONTFORK, MADV_DONTFORK },
+		{ ENG_MADV_DONTDUMP, MADV_DONTDUMP },
+		{ ENG_MADV_WIPEONFORK, MADV_WIPEONFORK },
+		{ ENG_MADV_RANDOM, MADV_RANDOM },
+		{ ENG_MADV_SEQUENTIAL, MADV_SEQUENTIAL },
+		{ ENG_MADV_MERGEABLE, MADV_MERGEABLE },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(tab); i++) {
+		if (!(madv & tab[i].bit))
+			continue;
+		if (madvise((void *)addr, len, tab[i].advice) < 0 && tab[i].bit != ENG_MADV_MERGEABLE)
+			return err_set(errno, "madvise(%d) of 0x%" PRIx64 ": %m", tab[i].advice, addr);
+	}
+	if (madv & (ENG_MADV_LOCKED | ENG_MADV_LOCKONFAULT)) {
+		if (mlock2((void *)addr, len, (madv & ENG_MADV_LOCKONFAULT) ? MLOCK_ONFAULT : 0) < 0)
+			return err_set(errno, "mlock of 0x%" PRIx64 ": %m", addr);
+	}
+	return 0;
+}
+
+/* Populate every run of data pages (and zero pages to be cleared in a
+ * file mapping) for writing, in one madvise per run. */
+static int populate_runs(uint64_t base, const struct wc_area *a, bool with_zero)
+{
+	uint64_t i = 0;
+
+	while (i < a->nr_pages) {
+		uint64_t j;
+
+		if (a->kinds[i] != WC_PAGE_DATA && !(with_zero && a->kinds[i] == WC_PAGE_ZERO)) {
+			i++;
+			continue;
+		}
+		for (j = i + 1; j < a->nr_pages; j++)
+			if (a->kinds[j] != WC_PAGE_DATA && !(with_zero && a->kinds[j] == WC_PAGE_ZERO))
+				break;
+		if (madvise((void *)(base + i * RST_PAGE), (j - i) * RST_PAGE, MADV_POPULATE_WRITE) < 0)
+			return err_set(errno, "cannot populate 0x%" PRIx64 "+0x%" PRIx64 ": %m",
+				       base + i * RST_PAGE, (j - i) * RST_PAGE);
+		i = j;
+	}
+	return 0;
+}
+
+static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
+{
+	const EngProcess *p = ctx->proc;
+	uint64_t cur = pl->region + pl->premap_off;
+	uint32_t nmoves = 0;
+	int r;
+
+	for (size_t i = 0; i < p->n_vmas; i++) {
+		const EngVma *v = p->vmas[i];
+		const struct wc_area *a = NULL;
+		uint64_t len = vma_len(v);
+		int ai = vma_area(v), fd = -1, owned = 0;
+		int flags = MAP_FIXED, prot;
+		bool fill, zero_fix = false;
+		void *m;
+
+		if (vma_is_special(v))
+			continue;
+		if (ai >= 0) {
+			a = wc_snapshot_area(ctx->snap, (size_t)ai);
+			if (!a || a->start != v->start || a->nr_pages * RST_PAGE != len)
+				return err_set(EBADMSG, "area %d does not match mapping 0x%" PRIx64
+					       "-0x%" PRIx64, ai, v->start, v->end);
+		}
+		if (a && v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
+			for (uint64_t k = 0; k < a->nr_pages && !zero_fix; k++)
+				zero_fix = a->kinds[k] == WC_PAGE_ZERO;
+		fill = (a && a->nr_data) || zero_fix;
+		prot = fill ? PROT_READ | PROT_WRITE : (int)v->prot;
+		if (v->map_flags & MAP_GROWSDOWN)
+			flags |= MAP_GROWSDOWN;
+		if (v->map_flags & MAP_NORESERVE)
+			flags |= MAP_NORESERVE;
+
+		switch (v->kind) {
+		case ENG_VMA_KIND__VMA_ANON_PRIVATE:
+			flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+			break;
+		case ENG_VMA_KIND__VMA_ANON_SHARED:
+			flags |= MAP_SHARED | MAP_ANONYMOUS;
+			break;
+		case ENG_VMA_KIND__VMA_FILE_PRIVATE:
+			if (!v->has_file)
+				return err_set(EBADMSG, "mapping 0x%" PRIx64 " has no file", v->start);
+			r = open_file(ctx, pl, v->file, false, &fd);
+			if (r < 0)
+				return r;
+			flags |= MAP_PRIVATE;
+			break;
+		case ENG_VMA_KIND__VMA_FILE_SHARED:
+			if (!v->has_file)
+				return err_set(EBADMSG, "mapping 0x%" PRIx64 " has no file", v->start);
+			r = open_file(ctx, pl, v->file, (v->prot & PROT_WRITE) != 0, &fd);
+			if (r < 0)
+				return r;
+			owned = r;
+			flags |= MAP_SHARED;
+			break;
+		default:
+			return err_set(EBADMSG, "mapping 0x%" PRIx64 " of unknown kind %d", v->start,
+				       v->kind);
+		}
+		m = mmap((void *)cur, len, prot, flags, fd, fd >= 0 ? (off_t)v->pgoff : 0);
+		if (owned)
+			close(fd);
+		if (m == MAP_FAILED)
+			return err_set(errno, "cannot premap 0x%" PRIx64 "-0x%" PRIx64 " (%s): %m",
+				       v->start, v->end, v->name ? v->name : "");
+		if (fill) {
+			r = populate_runs(cur, a, zero_fix);
+			if (r < 0)
+				return r;
+			if (zero_fix)
+				for (uint64_t k = 0; k < a->nr_pages; k++)
+					if (a->kinds[k] == WC_PAGE_ZERO)
+						memset((void *)(cur + k * RST_PAGE), 0, RST_PAGE);
+			if (a->nr_data)
+				pl->targets[pl->nr_targets++] =
+					(struct wc_fill_target){ (size_t)ai, (void *)cur };
+		}
+		pl->moves[nmoves++] = (struct rst_move){
+			.src = cur, .dst = v->start, .len = len, .prot = v->prot,
+			.fix_prot = (uint32_t)prot != v->prot,
+		};
+		cur += len;
+	}
+	pl->args->nr_moves = nmoves;
+	return 0;
+}
+
+static int apply_madvise(const struct eng_rst_ctx *ctx, struct child_plan *pl)
+{
+	const EngProcess *p = ctx->proc;
+	uint32_t m = 0;
+	int r;
+
+	for (size_t i = 0; i < p->n_vmas; i++) {
+		const EngVma *v = p->vmas[i];
+
+		if (vma_is_special(v))
+			continue;
+		if (v->has_madv && v->madv) {
+			r = madvise_flags(pl->moves[m].src, pl->moves[m].len, v->madv);
+			if (r < 0)
+				return r;
+		}
+		m++;
+	}
+	return 0;
+}
+
+static int set_sigactions(const EngProcess *p)
+{
+	for (size_t i = 0; i < p->n_sigactions; i++) {
+		const EngSigaction *s = p->sigactions[i];
+		struct {
+			uint64_t handler, flags, restorer, mask;
+		} ka = { s->handler, s->flags, s->restorer, s->mask };
+
+		if (s->sig == SIGKILL || s->sig == SIGSTOP || s->sig < 1 || s->sig > 64)
+			continue;
+		if (syscall(SYS_rt_sigaction, s->sig, &ka, NULL, 8) < 0)
+			return err_set(errno, "cannot restore the action of signal %u: %m", s->sig);
+	}
+	return 0;
+}
+
+static int fill_threads(const struct eng_rst_ctx *ctx, struct child_plan *pl,
+			uint64_t off_thr, uint64_t off_sig)
+{
+	const EngProcess *p = ctx->proc;
+	struct rst_args *a = pl->args;
+	struct rst_thread *th = (struct rst_thread *)((char *)a + off_thr);
+	uint64_t sig = off_sig;
+
+	a->threads_off = off_thr;
+	a->nr_threads = (uint32_t)p->n_threads;
+	a->shared_pending_off = sig;
+	for (size_t i = 0; i < p->n_shared_pending; i++) {
+		if (p->shared_pending[i]->raw.len != RST_SIGINFO_SIZE)
+			return err_set(EBADMSG, "shared pending signal %zu: bad siginfo size", i);
+		memcpy((char *)a + sig, p->shared_pending[i]->raw.data, RST_SIGINFO_SIZE);
+		sig += RST_SIGINFO_SIZE;
+	}
+	a->nr_shared_pending = (uint32_t)p->n_shared_pending;
+	for (size_t i = 0; i < p->n_threads; i++) {
+		const EngThread *t = p->threads[i];
+		struct rst_thread *r = &th[i];
+
+		r->tid = t->tid;
+		r->stack_top = pl->region + pl->stacks_off + (i + 1) * RST_STACK_SIZE;
+		if (t->has_ss_flags && !(t->ss_flags & SS_DISABLE) && t->ss_size) {
+			r->flags |= RST_TF_ALTSTACK;
+			r->ss_sp = t->ss_sp;
+			r->ss_size = t->ss_size;
+			r->ss_flags = t->ss_flags;
+		}
+		if (t->has_robust_list && t->robust_list) {
+			r->flags |= RST_TF_ROBUST;
+			r->robust_list = t->robust_list;
+			r->robust_len = t->robust_len;
+		}
+		if (t->has_clear_child_tid) {
+			r->flags |= RST_TF_TIDADDR;
+			r->clear_child_tid = t->clear_child_tid;
+		}
+		if (t->has_rseq_addr && t->rseq_addr && t->rseq_len) {
+			r->flags |= RST_TF_RSEQ;
+			r->rseq_addr = t->rseq_addr;
+			r->rseq_len = t->rseq_len;
+			r->rseq_sig = t->rseq_sig;
+		}
+		if (t->comm && t->comm[0]) {
+			r->flags |= RST_TF_COMM;
+			snprintf(r->comm, sizeof(r->comm), "%s", t->comm);
+		}
+		if (t->has_sched_policy && (t->sched_policy & 0xff) != SCHED_OTHER) {
+			r->flags |= RST_TF_SCHED;
+			r->sched_policy = t->sched_policy;
+			r->sched_prio = t->sched_prio;
+		}
+		if (t->has_nice && t->nice) {
+			r->flags |= RST_TF_NICE;
+			r->nice = t->nice;
+		}
+		r->pending_off = sig;
+		for (size_t k = 0; k < t->n_pending; k++) {
+			if (t->pending[k]->raw.len != RST_SIGINFO_SIZE)
+				return err_set(EBADMSG, "thread %u: bad pending siginfo size", t->tid);
+			memcpy((char *)a + sig, t->pending[k]->raw.data, RST_SIGINFO_SIZE);
+			sig += RST_SIGINFO_SIZE;
+		}
+		r->nr_pending = (uint32_t)t->n_pending;
+	}
+	return 0;
+}
+
+static int fill_creds(const EngProcess *p, struct rst_args *a, uint64_t off_groups)
+{
+	const EngCreds *c = p->creds;
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct cd[2] = {};
+	uint64_t eff, prm, inh, bnd = 0, amb = 0;
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	gid_t groups[256];
+	int ng, last = 0;
+
+	if (!c)
+		return 0;
+	if (syscall(SYS_capget, &hdr, cd) < 0)
+		return err_set(errno, "capget: %m");
+	eff = cd[0].effective | (uint64_t)cd[1].effective << 32;
+	prm = cd[0].permitted | (uint64_t)cd[1].permitted << 32;
+	inh = cd[0].inheritable | (uint64_t)cd[1].inheritable << 32;
+	for (int cap = 0; cap < 64; cap++) {
+		int r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+
+		if (r < 0)
+			break;
+		last = cap;
+		if (r)
+			bnd |= 1ull << cap;
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) > 0)
+			amb |= 1ull << cap;
+	}
+	getresuid(&ru, &eu, &su);
+	getresgid(&rg, &eg, &sg);
+	ng = getgroups(ARRAY_SIZE(groups), groups);
+
+	a->creds = (struct rst_creds){
+		.uid = c->uid, .euid = c->euid, .suid = c->suid, .fsuid = c->fsuid,
+		.gid = c->gid, .egid = c->egid, .sgid = c->sgid, .fsgid = c->fsgid,
+		.nr_groups = (uint32_t)c->n_groups,
+		.securebits = c->has_securebits ? c->securebits : 0,
+		.groups_off = off_groups,
+		.cap_eff = c->has_cap_eff ? c->cap_eff : eff,
+		.cap_prm = c->has_cap_prm ? c->cap_prm : prm,
+		.cap_inh = c->has_cap_inh ? c->cap_inh : inh,
+		.cap_bnd = c->has_cap_bnd ? c->cap_bnd : bnd,
+		.cap_amb = c->has_cap_amb ? c->cap_amb : amb,
+		.cap_last = (uint32_t)last,
+		.no_new_privs = c->has_no_new_privs && c->no_new_privs,
+	};
+	for (size_t i = 0; i < c->n_groups; i++)
+		((uint32_t *)((char *)a + off_groups))[i] = c->groups[i];
+	a->creds.change_ids = c->uid != ru || c->euid != eu || c->suid != su || c->gid != rg ||
+			      c->egid != eg || c->sgid != sg || c->fsuid != eu || c->fsgid != eg ||
+			      ng < 0 || (size_t)ng != c->n_groups;
+	for (size_t i = 0; !a->creds.change_ids && i < c->n_groups; i++)
+		a->creds.change_ids = groups[i] != c->groups[i];
+	a->creds.set_caps = a->creds.cap_eff != eff || a->creds.cap_prm != prm ||
+			    a->creds.cap_inh != inh || a->creds.cap_bnd != bnd ||
+			    a->creds.cap_amb != amb ||
+			    (a->creds.change_ids && (c->uid || c->euid || c->suid)) ||
+			    (uint32_t)prctl(PR_GET_SECUREBITS) != a->creds.securebits;
+	a->has_creds = a->creds.change_ids || a->creds.set_caps || a->creds.no_new_privs;
+	return 0;
+}
+
+/*
+ * Descriptors: every saved fd opened first at a temporary number above
+ * @base, then everything else closed, then each moved to its number.
+ */
+static int prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep)
+{
+	const EngProcess *p = ctx->proc;
+	_cleanup_free_ int *tmp = calloc(p->n_fds + 3, sizeof(int));
+	int ntmp = 0, top;
+
+	if (!tmp)
+		return -ENOMEM;
+	/* Our own descriptors worth keeping move above base first. */
+	top = base;
+	for (int i = 0; i < nr_keep; i++) {
+		int fd = fcntl(keep[i], F_DUPFD_CLOEXEC, top);
+
+		if (fd < 0)
+			return err_set(errno, "cannot move descriptor %d: %m", keep[i]);
+		keep[i] = fd;
+		top = fd + 1;
+	}
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		const char *path = NULL;
+		int fd, t, oflags = (int)(f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
+
+		if (ctx->inherit_stdio && f->fd <= 2) {
+			tmp[ntmp++] = -1;	/* handled below */
+			continue;
+		}
+		switch (f->kind) {
+		case ENG_FD_KIND__FD_REG:
+			if (!f->has_file || f->file >= p->n_files)
+				return err_set(EBADMSG, "fd %u has no file", f->fd);
+			path = p->files[f->file]->path;
+			break;
+		case ENG_FD_KIND__FD_DEV_NULL:
+			path = "/dev/null";
+			break;
+		case ENG_FD_KIND__FD_DEV_ZERO:
+			path = "/dev/zero";
+			break;
+		case ENG_FD_KIND__FD_DEV_URANDOM:
+			path = "/dev/urandom";
+			break;
+		case ENG_FD_KIND__FD_DEV_RANDOM:
+			path = "/dev/random";
+			break;
+		case ENG_FD_KIND__FD_TTY:
+		case ENG_FD_KIND__FD_PIPE:
+		case ENG_FD_KIND__FD_SOCKET:
+			if (f->fd > 2)
+				return err_set(EOPNOTSUPP, "fd %u: a terminal/pipe/socket that is not "
+					       "a standard stream", f->fd);
+			break;
+		default:
+			return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
+		}
+		if (path) {
+			fd = open(path, oflags | O_CLOEXEC);
+			if (fd < 0)
+				return err_set(errno, "fd %u: cannot open \"%s\": %m", f->fd, path);
+			if (f->kind == ENG_FD_KIND__FD_REG && f->has_pos &&
+			    lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+				close(fd);
+				return err_set(errno, "fd %u: cannot seek \"%s\": %m", f->fd, path);
+			}
+		} else {
+			fd = (int)f->fd;	/* the caller's stream of the same number */
+		}
+		t = fcntl(fd, F_DUPFD_CLOEXEC, top);
+		if (path)
+			close(fd);
+		if (t < 0)
+			return err_set(errno, "fd %u: %m", f->fd);
+		top = t + 1;
+		tmp[ntmp++] = t;
+	}
+	int stdio_tmp[3] = { -1, -1, -1 };
+	if (ctx->inherit_stdio) {
+		for (int i = 0; i < 3; i++) {
+			stdio_tmp[i] = fcntl(i, F_DUPFD_CLOEXEC, top);
+			if (stdio_tmp[i] >= 0)
+				top = stdio_tmp[i] + 1;
+		}
+	}
+	/* Close everything below base (ours and inherited). */
+	if (syscall(SYS_close_range, 0u, (unsigned)base - 1, 0u) < 0)
+		return err_set(errno, "close_range: %m");
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		int flags = f->has_cloexec && f->cloexec ? O_CLOEXEC : 0;
+
+		if (tmp[i] < 0)
+			continue;
+		if (dup3(tmp[i], (int)f->fd, flags) < 0)
+			return err_set(errno, "fd %u: dup3: %m", f->fd);
+	}
+	for (int i = 0; i < 3; i++) {
+		if (stdio_tmp[i] >= 0 && dup3(stdio_tmp[i], i, 0) < 0)
+			return err_set(errno, "fd %d: dup3: %m", i);
+	}
+	/* Close the temporaries and every other descriptor at or above base
+	 * (the store's, the pipe's read end): only the kept ones survive. */
+	{
+		unsigned lo = (unsigned)base;
+
+		for (int i = 0; i <= nr_keep; i++) {
+			unsigned hi = i < nr_keep ? (unsigned)keep[i] : ~0u;
+
+			if (hi > lo && syscall(SYS_close_range, lo, i < nr_keep ? hi - 1 : hi, 0u) < 0)
+				return err_set(errno, "close_range: %m");
+			if (i < nr_keep)
+				lo = (unsigned)keep[i] + 1;
+		}
+	}
+	return 0;
+}
+
+void eng_restore_report_fail(int fd, int err, const char *detail)
+{
+	struct rst_report rep = { .err = err < 0 ? err : -EIO, .step = RST_STEP_CHILD };
+
+	snprintf(rep.detail, sizeof(rep.detail), "%s", detail ? detail : "");
+	(void)!write(fd, &rep, sizeof(rep));
+}
+
+/*
+ * glibc registered an rseq area in our TLS; the kernel writes it on every
+ * return to user space, so it must be unregistered before the restorer
+ * unmaps our memory (else: SIGSEGV on the first syscall return).
+ */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+#define RSEQ_SIG_X86		0x53053053
+#define RSEQ_FLAG_UNREGISTER	1
+
+static int rseq_unregister(void)
+{
+	char *area;
+
+	if (!&__rseq_size || !&__rseq_offset || !__rseq_size)
+		return 0;
+	area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	if (syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_X86) == 0)
+		return 0;
+	if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_X86) == 0)
+		return 0;
+	if (errno == EINVAL && syscall(SYS_rseq, area, 32, RSEQ_FLAG_UNREGISTER, 0) < 0 &&
+	    errno == EINVAL)
+		return 0;	/* not registered */
+	return err_set(errno, "cannot unregister our rseq area: %m");
+}
+
+static _noreturn_ void jump_to_restorer(uint64_t entry, uint64_t stack, struct rst_args *args)
+{
+	asm volatile("movq %0, %%rsp\n\t"
+		     "jmpq *%1\n\t"
+		     :
+		     : "r"(stack), "r"(entry), "D"(args)
+		     : "memory");
+	__builtin_unreachable();
+}
+
+int eng_restore_child(struct eng_rst_ctx *ctx)
+{
+	const EngProcess *p = ctx->proc;
+	_cleanup_free_ char *maps = NULL;
+	_cleanup_free_ struct eng_range *busy = NULL;
+	struct wc_source *src = NULL;
+	struct eng_vdso_block vd;
+	struct child_plan pl = {};
+	uint64_t off_moves, off_rl, off_thr, off_sig, off_groups, premap_len = 0, vdso_len = 0;
+	uint64_t t0 = now_ns(), t1, t2;
+	int64_t vdso_delta = 0;
+	size_t nbusy, nbusy_all;
+	sigset_t all;
+	int r, has_vdso, maxfd = 2, keep[2];
+
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+	r = read_file("/proc/self/maps", &maps, NULL);
+	if (r < 0)
+		return err_wrap(r, "cannot read /proc/self/maps");
+	r = eng_restore_parse_maps(maps, &busy, &nbusy, &vd);
+	if (r < 0)
+		return r;
+	r = eng_restore_vdso_delta(p, &vd, &vdso_delta);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	has_vdso = r == 0;
+
+	/* Every address the restored process will use is busy too. */
+	{
+		struct eng_range *b = realloc(busy, (nbusy + p->n_vmas) * sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		busy = b;
+	}
+	nbusy_all = nbusy;
+	for (size_t i = 0; i < p->n_vmas; i++) {
+		const EngVma *v = p->vmas[i];
+
+		if (v->kind == ENG_VMA_KIND__VMA_VSYSCALL)
+			continue;
+		busy[nbusy_all++] = (struct eng_range){ v->start, v->end };
+		if (!vma_is_special(v))
+			premap_len += vma_len(v);
+	}
+	nbusy_all = eng_restore_ranges_merge(busy, nbusy_all);
+	for (size_t i = 0; i < vd.nr; i++)
+		vdso_len = vd.vma[i].end - vd.vma[0].start;
+
+	pl.args_len = args_size(p, &off_moves, &off_rl, &off_thr, &off_sig, &off_groups);
+	pl.args_off = ALIGN_UP((uint64_t)ENG_RESTORER_BLOB_SIZE, RST_PAGE);
+	pl.stacks_off = pl.args_off + pl.args_len;
+	pl.scratch_off = pl.stacks_off + p->n_threads * (uint64_t)RST_STACK_SIZE;
+	pl.premap_off = pl.scratch_off + ALIGN_UP(vdso_len, RST_PAGE);
+	pl.region_len = pl.premap_off + premap_len;
+	r = eng_restore_find_hole(busy, nbusy_all, pl.region_len, RST_REGION_GAP, 2ull << 20,
+				  1ull << 32, RST_TASK_SIZE, &pl.region);
+	if (r < 0)
+		r = eng_restore_find_hole(busy, nbusy_all, pl.region_len, RST_PAGE, RST_PAGE,
+					  1ull << 16, RST_TASK_SIZE, &pl.region);
+	if (r < 0)
+		return err_set(ENOMEM, "no free address range of %" PRIu64 " bytes for the restore",
+			       pl.region_len);
+	if (mmap((void *)pl.region, pl.region_len, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) !=
+	    (void *)pl.region)
+		return err_set(errno, "cannot reserve the restore region at 0x%" PRIx64 ": %m",
+			       pl.region);
+	if (mmap((void *)pl.region, pl.scratch_off, PROT_READ | PROT_WRITE | PROT_EXEC,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return err_set(errno, "cannot map the restorer: %m");
+	memcpy((void *)pl.region, eng_restorer_blob, ENG_RESTORER_BLOB_SIZE);
+	pl.args = (struct rst_args *)(pl.region + pl.args_off);
+	pl.moves = (struct rst_move *)((char *)pl.args + off_moves);
+	pl.targets = calloc(p->n_vmas + 1, sizeof(*pl.targets));
+	pl.file_fds = malloc((p->n_files + 1) * sizeof(int));
+	if (!pl.targets || !pl.file_fds)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_files; i++)
+		pl.file_fds[i] = -1;
+
+	/* Memory. */
+	r = premap_areas(ctx, &pl);
+	if (r < 0)
+		return r;
+	t1 = now_ns();
+	r = wc_store_source_new(ctx->store, &src);
+	if (r < 0)
+		return err_wrap(r, "cannot read the store");
+	r = wc_snapshot_fill(ctx->snap, src, pl.targets, pl.nr_targets);
+	wc_source_free(src);
+	if (r < 0)
+		return r;
+	r = apply_madvise(ctx, &pl);
+	if (r < 0)
+		return r;
+	t2 = now_ns();
+	for (size_t i = 0; i < p->n_files; i++)
+		if (pl.file_fds[i] >= 0)
+			close(pl.file_fds[i]);
+
+	/* The restorer's arguments. */
+	struct rst_args *a = pl.args;
+	a->magic = RST_MAGIC;
+	a->version = RST_VERSION;
+	a->total_len = pl.args_len;
+	a->task_size = RST_TASK_SIZE;
+	a->region_start = pl.region;
+	a->region_len = pl.region_len;
+	a->moves_off = off_moves;
+	a->pid = p->pid;
+	{
+		struct eng_range keepr[RST_MAX_KEEP];
+		size_t nk = 0;
+
+		keepr[nk++] = (struct eng_range){ pl.region, pl.region + pl.region_len };
+		for (size_t i = 0; i < vd.nr; i++)
+			keepr[nk++] = vd.vma[i];
+		nk = eng_restore_ranges_merge(keepr, nk);
+		for (size_t i = 0; i < nk; i++)
+			a->keep[i] = (struct rst_range){ keepr[i].start, keepr[i].end - keepr[i].start };
+		a->nr_keep = (uint32_t)nk;
+	}
+	a->nr_vdso = (uint32_t)vd.nr;
+	for (size_t i = 0; i < vd.nr; i++)
+		a->vdso[i] = (struct rst_range){ vd.vma[i].start, vd.vma[i].end - vd.vma[i].start };
+	a->unmap_vdso = !has_vdso;
+	a->vdso_delta = vdso_delta;
+	a->vdso_scratch = vdso_len ? pl.region + pl.scratch_off : 0;
+
+	a->rlimits_off = off_rl;
+	for (size_t i = 0; i < p->n_rlimits; i++) {
+		struct rst_rlimit *rl = (struct rst_rlimit *)((char *)a + off_rl) + i;
+
+		rl->resource = p->rlimits[i]->resource;
+		rl->cur = p->rlimits[i]->cur;
+		rl->max = p->rlimits[i]->max;
+	}
+	a->nr_rlimits = (uint32_t)p->n_rlimits;
+	for (size_t i = 0; i < p->n_itimers && a->nr_itimers < 3; i++) {
+		const EngItimer *it = p->itimers[i];
+
+		if (!it->value_us)
+			continue;
+		a->itimers[a->nr_itimers++] = (struct rst_itimer){
+			.which = it->which, .interval_us = it->interval_us, .value_us = it->value_us,
+		};
+	}
+	r = fill_threads(ctx, &pl, off_thr, off_sig);
+	if (r < 0)
+		return r;
+	r = fill_creds(p, a, off_groups);
+	if (r < 0)
+		return r;
+
+	/* Process-wide state that needs no restorer. */
+	r = set_sigactions(p);
+	if (r < 0)
+		return r;
+	umask(p->umask & 0777);
+	if (personality(p->personality) < 0)
+		return err_set(errno, "cannot set personality 0x%x: %m", p->personality);
+
+	/* PR_SET_MM_MAP and its exe_fd. */
+	for (size_t i = 0; i < p->n_fds; i++)
+		if ((int)p->fds[i]->fd > maxfd)
+			maxfd = (int)p->fds[i]->fd;
+	keep[0] = ctx->status_fd;
+	keep[1] = -1;
+	if (p->mm) {
+		const EngMm *mm = p->mm;
+
+		if (mm->auxv.len > RST_AUXV_MAX || mm->auxv.len % 16)
+			return err_set(EBADMSG, "saved auxv of %zu bytes", mm->auxv.len);
+		a->mm = (struct rst_mm_map){
+			.start_code = mm->start_code, .end_code = mm->end_code,
+			.start_data = mm->start_data, .end_data = mm->end_data,
+			.start_brk = mm->start_brk, .brk = mm->brk, .start_stack = mm->start_stack,
+			.arg_start = mm->arg_start, .arg_end = mm->arg_end,
+			.env_start = mm->env_start, .env_end = mm->env_end,
+			.auxv_size = (uint32_t)mm->auxv.len,
+		};
+		memcpy(a->auxv, mm->auxv.data, mm->auxv.len);
+		if (mm->has_exe_file) {
+			if (mm->exe_file >= p->n_files)
+				return err_set(EBADMSG, "exe file index out of range");
+			keep[1] = open(p->files[mm->exe_file]->path, O_RDONLY | O_CLOEXEC);
+			if (keep[1] < 0)
+				return err_set(errno, "cannot open the executable \"%s\": %m",
+					       p->files[mm->exe_file]->path);
+		}
+		a->set_mm = 1;
+	}
+	if (keep[1] < 0) {
+		/* PR_SET_MM_MAP needs an exe_fd: keep our own executable. */
+		keep[1] = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		if (keep[1] < 0)
+			return err_set(errno, "cannot open /proc/self/exe: %m");
+	}
+	r = prepare_fds(ctx, maxfd + 1, keep, 2);
+	if (r < 0)
+		return r;
+	ctx->status_fd = keep[0];
+	a->status_fd = (uint32_t)keep[0];
+	a->mm.exe_fd = (uint32_t)keep[1];
+
+	if (p->cwd && chdir(p->cwd) < 0)
+		return err_set(errno, "cannot enter the working directory \"%s\": %m", p->cwd);
+	if (p->root && strcmp(p->root, "/") != 0 && chroot(p->root) < 0)
+		return err_set(errno, "cannot chroot to \"%s\": %m", p->root);
+
+	r = rseq_unregister();
+	if (r < 0)
+		return r;
+	a->premap_ns = t1 - t0;
+	a->fill_ns = t2 - t1;
+	a->prepare_ns = now_ns() - t2;
+	jump_to_restorer(pl.region, pl.region + pl.stacks_off + RST_STACK_SIZE, a);
+}

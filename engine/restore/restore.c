@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * eng_restore: validate a snapshot, create the process with its pid, let
+ * the child build its memory and the restorer re-create its threads, then
+ * resume every thread (resume.c). See docs/engine-restore.md.
+ *
+ *   parent (warmfork)          child (pid = saved pid)        restorer (blob)
+ *   validate everything
+ *   clone3(set_tid) ---------> premap + fill + fds + state
+ *                              jump ------------------------> unmap old, mremap areas,
+ *                                                             vdso, mm, threads, park
+ *   read report <------------------------------------------- status pipe
+ *   ptrace: unmap region, registers, xsave, mask, detach
+ *
+ * With new_pidns the parent's child is a minimal init (pid 1 of a new pid
+ * namespace) which creates the process with set_tid inside it, reaps, and
+ * forwards signals; it exits with the restored process's status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/sched.h>
+#include <xxhash.h>
+
+#include "common/compiler.h"
+#include "common/elf.h"
+#include "common/err.h"
+#include "common/util.h"
+#include "restore.h"
+
+#ifndef CLONE_NEWPID
+#define CLONE_NEWPID 0x20000000
+#endif
+
+struct clone_args_v2 {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+
+static pid_t clone3_with_tid(uint64_t flags, pid_t tid)
+{
+	struct clone_args_v2 ca = { .flags = flags, .exit_signal = SIGCHLD };
+	pid_t want = tid;
+
+	if (tid > 0) {
+		ca.set_tid = (uint64_t)(uintptr_t)&want;
+		ca.set_tid_size = 1;
+	}
+	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+/* ------------------------------------------------------------ validation */
+
+static int check_keys(struct wc_store *store, struct wc_snapshot *snap)
+{
+	size_t n = 0, na = wc_snapshot_nr_areas(snap), k = 0;
+	_cleanup_free_ struct wc_key *keys = NULL;
+	_cleanup_free_ uint8_t *lack = NULL;
+	int r;
+
+	for (size_t i = 0; i < na; i++)
+		n += wc_snapshot_area(snap, i)->nr_data;
+	if (!n)
+		return 0;
+	keys = malloc(n * sizeof(*keys));
+	lack = calloc((n + 7) / 8, 1);
+	if (!keys || !lack)
+		return -ENOMEM;
+	for (size_t i = 0; i < na; i++) {
+		const struct wc_area *a = wc_snapshot_area(snap, i);
+
+		memcpy(keys + k, a->keys, a->nr_data * sizeof(*keys));
+		k += a->nr_data;
+	}
+	r = wc_store_lacks(store, keys, n, lack);
+	if (r < 0)
+		return err_wrap(r, "cannot look the pages up in the store");
+	if (r > 0) {
+		size_t first = 0;
+
+		while (!(lack[first / 8] & (1u << (first % 8))))
+			first++;
+		return err_set(EBADMSG, "%d of its %zu pages are missing from the store "
+			       "(first: key %016" PRIx64 "%016" PRIx64 ")", r, n,
+			       keys[first].hi, keys[first].lo);
+	}
+	return 0;
+}
+
+static int check_files(const EngProcess *p)
+{
+	_cleanup_free_ bool *strict = calloc(p->n_files + 1, sizeof(bool));
+
+	if (!strict)
+		return -ENOMEM;
+	/* Mapped files and files open for reading must be unchanged; a file
+	 * the process writes to (a log, its stdout) may have grown. */
+	for (size_t i = 0; i < p->n_vmas; i++)
+		if (p->vmas[i]->has_file && p->vmas[i]->file < p->n_files)
+			strict[p->vmas[i]->file] = true;
+	for (size_t i = 0; i < p->n_fds; i++)
+		if (p->fds[i]->has_file && p->fds[i]->file < p->n_files &&
+		    (p->fds[i]->flags & O_ACCMODE) == O_RDONLY)
+			strict[p->fds[i]->file] = true;
+	if (p->mm && p->mm->has_exe_file && p->mm->exe_file < p->n_files)
+		strict[p->mm->exe_file] = true;
+
+	for (size_t i = 0; i < p->n_files; i++) {
+		const EngFileId *f = p->files[i];
+		struct stat st;
+
+		if (stat(f->path, &st) < 0)
+			return err_set(errno == ENOENT ? ESTALE : errno, "file \"%s\": %m", f->path);
+		if (!strict[i])
+			continue;
+		if (f->has_size && (uint64_t)st.st_size != f->size)
+			return err_set(ESTALE, "file \"%s\" changed since the checkpoint (size %" PRIu64
+				       " instead of %" PRIu64 ")", f->path, (uint64_t)st.st_size, f->size);
+		if (f->has_mtime_ns &&
+		    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != f->mtime_ns)
+			return err_set(ESTALE, "file \"%s\" changed since the checkpoint (mtime)",
+				       f->path);
+		if (f->has_build_id && f->build_id.len) {
+			uint8_t bid[ELF_BUILD_ID_MAX];
+			int n = elf_build_id(f->path, bid, sizeof(bid));
+
+			if (n < 0)
+				return err_set(-n, "file \"%s\": cannot read its build-id: %s", f->path,
+					       strerror(-n));
+			if ((size_t)n != f->build_id.len || memcmp(bid, f->build_id.data, n))
+				return err_set(ESTALE, "file \"%s\" has another ELF build-id than at "
+					       "the checkpoint", f->path);
+		}
+	}
+	return 0;
+}
+
+static void cpuid_count(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, uint32_t *c,
+			uint32_t *d)
+{
+	asm volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
+}
+
+static int check_cpu(const EngImage *img, const EngProcess *p)
+{
+	uint32_t a, b, c, d, lo, hi;
+	uint64_t xcr0;
+
+	cpuid_count(1, 0, &a, &b, &c, &d);
+	if (!(c & (1u << 27)))	/* OSXSAVE */
+		return err_set(EXDEV, "this CPU/kernel does not enable XSAVE");
+	asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	xcr0 = lo | (uint64_t)hi << 32;
+	cpuid_count(0xd, 0, &a, &b, &c, &d);
+	if (img->has_xfeatures_mask && (img->xfeatures_mask & ~xcr0))
+		return err_set(EXDEV, "the CPU lacks xsave features the process used (saved XCR0 "
+			       "0x%" PRIx64 ", here 0x%" PRIx64 ")", img->xfeatures_mask, xcr0);
+	for (size_t i = 0; i < p->n_threads; i++) {
+		const EngThread *t = p->threads[i];
+
+		if (t->has_xfeatures && (t->xfeatures & ~xcr0))
+			return err_set(EXDEV, "thread %u uses xsave features 0x%" PRIx64 " this CPU "
+				       "does not enable (0x%" PRIx64 ")", t->tid, t->xfeatures, xcr0);
+		if (t->xsave.len != b)
+			return err_set(EXDEV, "thread %u: xsave area of %zu bytes, this CPU uses %u",
+				       t->tid, t->xsave.len, b);
+	}
+	return 0;
+}
+
+static int check_vdso(const EngImage *img, const EngProcess *p)
+{
+	_cleanup_free_ char *maps = NULL;
+	_cleanup_free_ struct eng_range *r = NULL;
+	struct eng_vdso_block vd;
+	size_t nr;
+	int64_t delta;
+	int ret;
+
+	ret = read_file("/proc/self/maps", &maps, NULL);
+	if (ret < 0)
+		return err_wrap(ret, "cannot read /proc/self/maps");
+	ret = eng_restore_parse_maps(maps, &r, &nr, &vd);
+	if (ret < 0)
+		return ret;
+	ret = eng_restore_vdso_delta(p, &vd, &delta);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < vd.nr; i++) {
+		if (vd.kind[i] != ENG_VMA_KIND__VMA_VDSO)
+			continue;
+		uint64_t len = vd.vma[i].end - vd.vma[i].start;
+		XXH128_canonical_t can;
+
+		if (img->has_vdso_size && img->vdso_size != len)
+			return err_set(EXDEV, "this kernel's vdso (%" PRIu64 " bytes) differs from "
+				       "the saved one (%" PRIu64 " bytes)", len, img->vdso_size);
+		XXH128_canonicalFromHash(&can, XXH3_128bits((const void *)vd.vma[i].start, len));
+		if (img->has_vdso_hash && (img->vdso_hash.len != sizeof(can) ||
+					   memcmp(img->vdso_hash.data, &can, sizeof(can))))
+			return err_set(EXDEV, "this kernel's vdso differs from the saved one "
+				       "(restore needs the kernel the process ran on)");
+	}
+	return 0;
+}
+
+static int check_pids(const EngProcess *p, bool new_pidns)
+{
+	_cleanup_free_ char *pm = NULL;
+	long pid_max = 32768;
+
+	if (read_file("/proc/sys/kernel/pid_max", &pm, NULL) == 0)
+		pid_max = strtol(pm, NULL, 10);
+	for (size_t i = 0; i < p->n_threads; i++) {
+		uint32_t tid = p->threads[i]->tid;
+
+		if (tid == 0 || tid >= (uint32_t)pid_max)
+			return err_set(EINVAL, "tid %u is not below pid_max (%ld)", tid, pid_max);
+		if (new_pidns)
+			continue;
+		if (kill((pid_t)tid, 0) == 0 || errno != ESRCH)
+			return err_set(EEXIST, "%s %u is taken (restore with --pidns=new to run "
+				       "it in a new pid namespace)", i == 0 ? "pid" : "tid", tid);
+	}
+	if (p->n_threads == 0 || p->threads[0]->tid != p->pid)
+		return err_set(EBADMSG, "the first thread is not the leader %u", p->pid);
+	return 0;
+}
+
+static int load_image(struct wc_snapshot *snap, EngImage **ret)
+{
+	const void *data;
+	size_t len;
+	EngImage *img;
+	int r;
+
+	r = wc_snapshot_blob(snap, ENG_IMAGE_BLOB, &data, &len);
+	if (r < 0)
+		return err_set(r == -ENOENT ? EBADMSG : -r, "no process image (blob \"%s\") in it",
+			       ENG_IMAGE_BLOB);
+	img = eng_image__unpack(NULL, len, data);
+	if (!img)
+		return err_set(EBADMSG, "its process image does not parse");
+	if (img->version != ENG_IMAGE_VERSION || img->n_procs != 1 || !img->procs[0]->creds ||
+	    !img->procs[0]->mm) {
+		eng_image__free_unpacked(img, NULL);
+		return err_set(EBADMSG, "its process image is of an unsupported version or shape");
+	}
+	*ret = img;
+	return 0;
+}
+
+/* ------------------------------------------------------------ processes */
+
+static _noreturn_ void run_child(struct eng_rst_ctx *ctx)
+{
+	int r = eng_restore_child(ctx);
+
+	eng_restore_report_fail(ctx->status_fd, r, err_str(r));
+	_exit(1);
+}
+
+static volatile pid_t init_target;
+
+static void init_forward(int sig)
+{
+	if (init_target > 0)
+		kill(init_target, sig);
+}
+
+/* pid 1 of the new namespace: create the process, reap, forward, exit like it. */
+static _noreturn_ void run_init(struct eng_rst_ctx *ctx)
+{
+	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+	struct sigaction sa = { .sa_handler = init_forward };
+	sigset_t all, old;
+	pid_t child;
+	int st;
+
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	child = clone3_with_tid(0, (pid_t)ctx->proc->pid);
+	if (child == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		run_child(ctx);
+	}
+	if (child < 0) {
+		int e = errno;
+
+		eng_restore_report_fail(ctx->status_fd, -e,
+					err_str(err_set(e, "cannot create pid %u in the new pid "
+						     "namespace: %s", ctx->proc->pid, strerror(e))));
+		_exit(1);
+	}
+	close(ctx->status_fd);
+	init_target = child;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
+		sigaction(fwd[i], &sa, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	for (;;) {
+		pid_t w = waitpid(-1, &st, __WALL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			_exit(127);
+		if (w != child)
+			continue;
+		if (WIFEXITED(st))
+			_exit(WEXITSTATUS(st));
+		if (WIFSIGNALED(st))
+			_exit(128 + WTERMSIG(st));
+	}
+}
+
+static pid_t first_child_of(pid_t pid)
+{
+	_cleanup_free_ char *buf = NULL;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+	if (read_file(path, &buf, NULL) < 0)
+		return -1;
+	return (pid_t)strtol(buf, NULL, 10) ?: -1;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR)
+		;
+}
+
+static const char *step_name(uint32_t step)
+{
+	static const char *const names[RST_STEP__COUNT] = {
+		[RST_STEP_CHECK] = "bad restorer arguments",
+		[RST_STEP_UNMAP] = "unmapping the old address space",
+		[RST_STEP_VDSO] = "moving the vdso",
+		[RST_STEP_MOVE] = "moving an area to its address",
+		[RST_STEP_PROTECT] = "protecting an area",
+		[RST_STEP_MM] = "PR_SET_MM_MAP",
+		[RST_STEP_RLIMIT] = "setting a resource limit",
+		[RST_STEP_ITIMER] = "setting an interval timer",
+		[RST_STEP_CLONE] = "creating a thread",
+		[RST_STEP_THREAD] = "restoring per-thread state",
+		[RST_STEP_SIGQUEUE] = "re-queueing a pending signal",
+		[RST_STEP_CREDS] = "restoring credentials",
+	};
+	return step < RST_STEP__COUNT && names[step] ? names[step] : "unknown step";
+}
+
+static const char *sub_name(uint32_t sub)
+{
+	switch (sub) {
+	case RST_SUB_ALTSTACK: return "sigaltstack";
+	case RST_SUB_ROBUST: return "robust list";
+	case RST_SUB_TIDADDR: return "clear_child_tid";
+	case RST_SUB_RSEQ: return "rseq";
+	case RST_SUB_NAME: return "name";
+	case RST_SUB_SCHED: return "scheduling policy";
+	case RST_SUB_NICE: return "nice";
+	default: return "";
+	}
+}
+
+static int report_error(const EngProcess *p, const struct rst_report *rep)
+{
+	int err = rep->err < 0 ? -rep->err : EIO;
+	char detail[sizeof(rep->detail) + 1];
+
+	if (rep->step == RST_STEP_CHILD) {
+		memcpy(detail, rep->detail, sizeof(rep->detail));
+		detail[sizeof(rep->detail)] = 0;
+		return err_set(err, "%s", detail);
+	}
+	if (rep->step == RST_STEP_MOVE || rep->step == RST_STEP_PROTECT) {
+		/* arg is the index among the non-special areas. */
+		uint64_t k = 0;
+
+		for (size_t i = 0; i < p->n_vmas; i++) {
+			const EngVma *v = p->vmas[i];
+
+			if (v->kind >= ENG_VMA_KIND__VMA_VDSO)
+				continue;
+			if (k++ == rep->arg)
+				return err_set(err, "restorer: %s (0x%" PRIx64 "-0x%" PRIx64 " %s): %s",
+					       step_name(rep->step), v->start, v->end,
+					       v->name ? v->name : "", strerror(err));
+		}
+	}
+	return err_set(err, "restorer: %s%s%s (%" PRIu64 "): %s", step_name(rep->step),
+		       rep->sub ? ": " : "", sub_name(rep->sub), rep->arg, strerror(err));
+}
+
+int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_restore_opts *opts,
+		struct eng_restored *ret)
+{
+	struct eng_restore_opts o = {};
+	struct wc_snapshot *snap = NULL;
+	EngImage *img = NULL;
+	const EngProcess *p;
+	struct eng_rst_ctx ctx = {};
+	struct rst_report rep;
+	uint64_t t0 = now_ns(), t_valid, t_spawn, t_ready, t_res;
+	int pfd[2] = { -1, -1 }, r;
+	pid_t child = -1, target = -1;
+	ssize_t n;
+
+	if (opts)
+		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
+	r = wc_snapshot_open(store, snap_id, &snap);
+	if (r < 0)
+		return err_wrap(r, "snapshot %s", snap_id);
+	snap_id = wc_snapshot_id(snap);
+	r = load_image(snap, &img);
+	if (r < 0)
+		goto out;
+	p = img->procs[0];
+	r = check_pids(p, o.new_pidns);
+	if (r < 0)
+		goto out;
+	r = check_cpu(img, p);
+	if (r < 0)
+		goto out;
+	r = check_vdso(img, p);
+	if (r < 0)
+		goto out;
+	r = check_files(p);
+	if (r < 0)
+		goto out;
+	r = check_keys(store, snap);
+	if (r < 0)
+		goto out;
+	t_valid = now_ns();
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		r = err_set(errno, "pipe: %m");
+		goto out;
+	}
+	ctx = (struct eng_rst_ctx){
+		.store = store, .snap = snap, .img = img, .proc = p,
+		.inherit_stdio = o.inherit_stdio, .status_fd = pfd[1],
+	};
+	fflush(NULL);
+	if (o.new_pidns) {
+		child = clone3_with_tid(CLONE_NEWPID, 0);
+		if (child == 0) {
+			close(pfd[0]);
+			if (p->pid == 1)
+				run_child(&ctx);
+			run_init(&ctx);
+		}
+	} else {
+		child = clone3_with_tid(0, (pid_t)p->pid);
+		if (child == 0) {
+			close(pfd[0]);
+			run_child(&ctx);
+		}
+	}
+	if (child < 0) {
+		r = err_set(errno == EEXIST ? EEXIST : errno, "cannot create %s: %m",
+			    o.new_pidns ? "a new pid namespace" : "the process with its pid");
+		goto out;
+	}
+	t_spawn = now_ns();
+	close(pfd[1]);
+	pfd[1] = -1;
+
+	do
+		n = read(pfd[0], &rep, sizeof(rep));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(rep)) {
+		int st = 0;
+
+		kill_and_reap(child);
+		child = -1;
+		r = err_set(EIO, "the new process died before reporting (%s)",
+			    n < 0 ? strerror(errno) : "no report");
+		(void)st;
+		goto out;
+	}
+	if (rep.err) {
+		r = report_error(p, &rep);
+		goto out;
+	}
+	t_ready = now_ns();
+	target = child;
+	if (o.new_pidns && p->pid != 1) {
+		target = first_child_of(child);
+		if (target < 0) {
+			r = err_set(ESRCH, "cannot find the restored process in its namespace");
+			goto out;
+		}
+	}
+	r = eng_restore_resume(target, p, &rep);
+	if (r < 0) {
+		r = err_wrap(r, "resuming");
+		goto out;
+	}
+	t_res = now_ns();
+	if (o.stats) {
+		*o.stats = (struct eng_restore_stats){
+			.nr_threads = p->n_threads,
+			.nr_vmas = p->n_vmas,
+			.validate_ns = t_valid - t0,
+			.spawn_ns = t_spawn - t_valid,
+			.premap_ns = rep.premap_ns,
+			.fill_ns = rep.fill_ns,
+			.prepare_ns = rep.prepare_ns,
+			.ready_ns = t_ready - t_valid,
+			.resume_ns = t_res - t_ready,
+			.total_ns = t_res - t0,
+		};
+	}
+	ret->pid = target;
+	ret->ns_pid = (pid_t)p->pid;
+	ret->child = child;
+	child = -1;
+	r = 0;
+out:
+	if (r < 0 && child > 0)
+		kill_and_reap(child);
+	if (pfd[0] >= 0)
+		close(pfd[0]);
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	if (r < 0)
+		r = err_wrap(r, "snapshot %s", snap_id);
+	if (img)
+		eng_image__free_unpacked(img, NULL);
+	wc_snapshot_close(snap);
+	return r;
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef ENGINE_RESTORE_H
+#define ENGINE_RESTORE_H
+
+/* engine/restore internals: shared by restore.c, child.c, resume.c, layout.c. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine.h"
+#include "image.pb-c.h"
+#include "../restorer/restorer.h"
+
+#define RST_PAGE		((uint64_t)4096)
+/* User address space end with 4-level paging (47 bits), minus the guard page. */
+#define RST_TASK_SIZE		((uint64_t)0x7ffffffff000)
+/* Keep this much free space around the region (stack guard gaps, growth). */
+#define RST_REGION_GAP		((uint64_t)16 << 20)
+
+/* ------------------------------------------------------------------ layout */
+
+struct eng_range {
+	uint64_t start;
+	uint64_t end;		/* exclusive */
+};
+
+/*
+ * Sort @r by start and merge overlapping or touching ranges, in place.
+ * Returns the new count.
+ */
+size_t eng_restore_ranges_merge(struct eng_range *r, size_t nr);
+
+/*
+ * The highest address A, aligned to @align, such that [A - gap, A + size + gap)
+ * lies inside [lo, hi) and overlaps no range of @busy (sorted and merged).
+ * Returns 0 and *ret, or -ENOMEM if there is no such hole.
+ */
+int eng_restore_find_hole(const struct eng_range *busy, size_t nr, uint64_t size, uint64_t gap,
+			  uint64_t align, uint64_t lo, uint64_t hi, uint64_t *ret);
+
+/* The [vvar],[vvar_vclock],[vdso] block of a process (up to 3 VMAs). */
+struct eng_vdso_block {
+	size_t nr;
+	struct eng_range vma[3];
+	int kind[3];		/* ENG_VMA_KIND__VMA_VVAR... */
+};
+
+/*
+ * Parse /proc/PID/maps text: every mapping into @ret_ranges (malloc'd), and
+ * the vdso block into @ret_vdso. Returns 0 or -errno (-EBADMSG unparsable).
+ */
+int eng_restore_parse_maps(const char *text, struct eng_range **ret_ranges, size_t *ret_nr,
+			   struct eng_vdso_block *ret_vdso);
+
+/*
+ * Check that the image's vdso block has the same shape (kinds, sizes,
+ * relative offsets) as @cur, and compute the move: *ret_delta = image start
+ * - current start. Returns 0, or -ENOENT if the image has no vdso block
+ * (*ret_delta untouched), or -EXDEV on a different shape (detail set).
+ */
+int eng_restore_vdso_delta(const EngProcess *proc, const struct eng_vdso_block *cur,
+			   int64_t *ret_delta);
+
+/* ------------------------------------------------------------------ child */
+
+/* Everything the child needs, prepared by the parent before clone3. */
+struct eng_rst_ctx {
+	struct wc_store *store;
+	struct wc_snapshot *snap;
+	const EngImage *img;
+	const EngProcess *proc;
+	bool inherit_stdio;
+	int status_fd;		/* write end of the status pipe */
+};
+
+/*
+ * In the freshly created process: premap, fill, prepare descriptors and
+ * process state, then jump to the restorer. Returns only on failure (-errno,
+ * detail recorded), after which the caller reports on ctx->status_fd (it
+ * may have been moved) and exits.
+ */
+int eng_restore_child(struct eng_rst_ctx *ctx);
+
+/* Write a failure report for a child-side error to @fd (best effort). */
+void eng_restore_report_fail(int fd, int err, const char *detail);
+
+/* ------------------------------------------------------------------ resume */
+
+/*
+ * Take every thread of the restored process @pid (in our pid namespace)
+ * over with ptrace once the restorer reported ready: unmap the region
+ * through the leader, load each thread's registers, xsave state and
+ * blocked mask, detach. Returns 0 or -errno with detail.
+ */
+int eng_restore_resume(pid_t pid, const EngProcess *proc, const struct rst_report *rep);
+
+/* Last field of the "NSpid:" line of /proc/PID/task/TID/status text. */
+int eng_restore_parse_nspid(const char *status, pid_t *ret);
+
+#endif
