@@ -18,8 +18,8 @@
  *   twice     two plain restores of the same snapshot, one after the other
  *   pidns4    four restores --pidns=new of the same snapshot at once
  *   failckpt  the checkpoint must fail and leave the process running unchanged
- *   corrupt   flip one byte in the store's packs/ *.pack: restore must refuse and
- *             start nothing
+ *   corrupt   restore once (control: must pass), then flip one byte in the store's
+ *             packs/ *.pack: restore must refuse and start nothing
  *   nockpt    no checkpoint at all (self-test of the program)
  *   tamper    flip the byte the program published instead of a checkpoint: the
  *             program must FAIL (self-test: proves it checks real state)
@@ -972,6 +972,16 @@ static int run_once(char **prog, unsigned rep)
 		static const char *const none[] = { NULL };
 		pid_t wf;
 
+		/* Control: the intact snapshot restores and passes, so a refusal below
+		 * is due to the flipped byte, not to a restore that never works. */
+		mode = M_PLAIN;
+		r = restore_one(snap, &orig);
+		mode = M_CORRUPT;
+		if (r) {
+			msg("control: restore of the intact snapshot failed");
+			return 1;
+		}
+		unlink_ready();
 		if (corrupt_store() < 0)
 			return 1;
 		wf = start_restore(snap, none, -1);
