@@ -133,9 +133,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	if (strncmp(link, "anon_inode:", 11) == 0) {
 		type = anon_type(link, tbuf, sizeof(tbuf));
 	} else if (S_ISREG(st.st_mode)) {
-		/* A standard stream on a deleted file is kept without a file id:
-		 * restore cannot reopen it and gives the caller's stream instead. */
-		if ((path_deleted(link) || link[0] != '/') && fd > 2)
+		if (path_deleted(link) || link[0] != '/')
 			type = "deleted or unnamed file";
 		else
 			kind = ENG_FD_KIND__FD_REG;
@@ -171,6 +169,9 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	} else {
 		type = "unknown type";
 	}
+	/* Standard streams of any other type: restore gives the caller's. */
+	if (kind < 0 && fd <= 2)
+		kind = ENG_FD_KIND__FD_STDIO;
 	if (kind < 0)
 		return err_set(EOPNOTSUPP, "process %d fd %d: unsupported descriptor (%s) \"%s\"",
 			       ctx->pid, fd, type, link);
@@ -191,7 +192,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		free(e);
 		return -ENOMEM;
 	}
-	if (kind == ENG_FD_KIND__FD_REG && link[0] == '/' && !path_deleted(link)) {
+	if (kind == ENG_FD_KIND__FD_REG) {
 		uint32_t idx;
 
 		r = eng_dump_file_id(ctx, link, &st, &idx);
