@@ -963,6 +963,11 @@ static int run_once(char **prog, unsigned rep)
 		msg("pid %d still exists after `warmfork checkpoint` returned", (int)pid);
 		return 1;
 	}
+	if (!WIFSIGNALED(st)) {
+		describe_status(st, why, sizeof(why));
+		msg("pid %d was not killed by the checkpoint: %s", (int)pid, why);
+		return 1;
+	}
 	forget(pid);
 	unlink_ready();
 	msg("checkpointed pid %d as %s", (int)pid, snap);
