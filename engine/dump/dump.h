@@ -159,6 +159,39 @@ int eng_remote_syscall(struct eng_remote *rs, long nr, long *ret, unsigned long 
 /* Put the saved registers back and return to an interrupt stop. */
 int eng_remote_end(struct eng_remote *rs);
 
+/*
+ * Batches: many syscalls for one ptrace round trip. The code below (position
+ * independent, eng_remote_blob) is copied once into the scratch page (which
+ * is mapped PROT_EXEC too); a table of struct eng_remote_call follows it.
+ * The thread runs with rip = code, rbx = table, r12 = count, executes each
+ * call, stores rax in ->ret, and ends on an int3: a SIGTRAP signal-delivery
+ * stop inside get_signal(). The saved registers are put back there; that
+ * stop is as good as the interrupt stop (detaching discards the SIGTRAP and
+ * runs the restart logic on the saved registers).
+ *
+ * int3 delivers SIGTRAP with force_sig(): if the thread blocks SIGTRAP or the
+ * process ignores it, the kernel would unblock it / reset its handler. Use a
+ * batch only when eng_remote_batch_ok() says neither is the case; otherwise
+ * run the calls one by one with eng_remote_syscall().
+ *
+ *   blob:  1: test r12,r12 ; jz 2f
+ *            rax,rdi,rsi,rdx,r10,r8,r9 <- [rbx+0..48] ; syscall ; [rbx+56] <- rax
+ *            rbx += 64 ; r12-- ; jmp 1b
+ *          2: int3
+ */
+struct eng_remote_call {
+	uint64_t nr;
+	uint64_t args[6];
+	int64_t ret;			/* filled by the target */
+};
+
+extern const uint8_t eng_remote_blob[], eng_remote_blob_end[];
+
+bool eng_remote_batch_ok(pid_t tid, uint64_t sig_ign);
+/* @code: address of the blob in the target; @table: where to put @calls. */
+int eng_remote_batch(struct eng_remote *rs, uint64_t code, uint64_t table,
+		     struct eng_remote_call *calls, size_t nr);
+
 /* Find the bytes 0f 05 in an executable mapping of @pid ([vdso] first). */
 int eng_remote_find_syscall(pid_t pid, const struct eng_proc_map *maps, size_t nr_maps,
 			    uint64_t *ret_ip);

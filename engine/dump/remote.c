@@ -146,6 +146,80 @@ int eng_remote_end(struct eng_remote *rs)
 	return 0;
 }
 
+__asm__(".pushsection .rodata\n"
+	".globl eng_remote_blob\n"
+	"eng_remote_blob:\n"
+	"1:	test %r12, %r12\n"
+	"	jz 2f\n"
+	"	mov 0(%rbx), %rax\n"
+	"	mov 8(%rbx), %rdi\n"
+	"	mov 16(%rbx), %rsi\n"
+	"	mov 24(%rbx), %rdx\n"
+	"	mov 32(%rbx), %r10\n"
+	"	mov 40(%rbx), %r8\n"
+	"	mov 48(%rbx), %r9\n"
+	"	syscall\n"
+	"	mov %rax, 56(%rbx)\n"
+	"	add $64, %rbx\n"
+	"	dec %r12\n"
+	"	jmp 1b\n"
+	"2:	int3\n"
+	"	jmp 2b\n"
+	".globl eng_remote_blob_end\n"
+	"eng_remote_blob_end:\n"
+	".popsection\n");
+
+bool eng_remote_batch_ok(pid_t tid, uint64_t sig_ign)
+{
+	uint64_t mask;
+	const uint64_t trap = 1ull << (SIGTRAP - 1);
+
+	if (sig_ign & trap)
+		return false;
+	if (ptrace(PTRACE_GETSIGMASK, tid, (void *)sizeof(mask), &mask) < 0)
+		return false;
+	return !(mask & trap);
+}
+
+int eng_remote_batch(struct eng_remote *rs, uint64_t code, uint64_t table,
+		     struct eng_remote_call *calls, size_t nr)
+{
+	/* rip after the int3 that ends the blob */
+	const uint64_t end_ip = code + (uint64_t)(eng_remote_blob_end - eng_remote_blob) - 2;
+	struct user_regs_struct regs = rs->saved;
+	size_t len = nr * sizeof(*calls);
+	struct iovec local = { calls, len }, remote = { (void *)(uintptr_t)table, len };
+	int st, r;
+
+	if (process_vm_writev(rs->tid, &local, 1, &remote, 1, 0) != (ssize_t)len)
+		return err_wrap(-errno ?: -EIO, "cannot write the call table into thread %d",
+				rs->tid);
+	regs.rip = code;
+	regs.rbx = table;
+	regs.r12 = nr;
+	regs.orig_rax = -1;	/* no syscall restart on our registers */
+	if (ptrace(PTRACE_SETREGS, rs->tid, NULL, &regs) < 0)
+		return err_wrap(-errno, "cannot set the registers of thread %d", rs->tid);
+	rs->active = true;
+	if (ptrace(PTRACE_CONT, rs->tid, NULL, NULL) < 0)
+		return err_wrap(-errno, "cannot resume thread %d", rs->tid);
+	r = eng_dump_wait_stop(rs->tid, &st);
+	if (r < 0) {
+		rs->active = false;
+		return err_set(r, "thread %d exited during remote syscalls", rs->tid);
+	}
+	if ((st >> 16) || WSTOPSIG(st) != SIGTRAP ||
+	    ptrace(PTRACE_GETREGS, rs->tid, NULL, &regs) < 0 || regs.rip != end_ip)
+		return remote_abandon(rs, st);
+	/* Our int3: back to the saved registers, staying in this stop. */
+	if (ptrace(PTRACE_SETREGS, rs->tid, NULL, &rs->saved) < 0)
+		return err_wrap(-errno, "cannot restore the registers of thread %d", rs->tid);
+	rs->active = false;
+	if (process_vm_readv(rs->tid, &local, 1, &remote, 1, 0) != (ssize_t)len)
+		return err_wrap(-errno ?: -EIO, "cannot read the call table of thread %d", rs->tid);
+	return 0;
+}
+
 static int find_in(pid_t pid, uint64_t start, uint64_t end, uint64_t *ret_ip)
 {
 	size_t len = MIN(end - start, (uint64_t)(4u << 20));

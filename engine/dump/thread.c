@@ -5,14 +5,16 @@
  * syscall inside the process can read (sigactions, itimers, brk, a few
  * prctl values).
  *
- * Remote results are written by the kernel into one scratch page the dump
- * maps in the target for the duration of phase 3 and unmaps after; its
- * layout (offsets into the page):
+ * The dump maps a 12 KiB scratch area (rwx, anonymous) in the target for
+ * the duration of phase 3 and unmaps it after; its layout:
  *
- *   0     .. 2047   struct kernel_sigaction[64] (32 bytes, signal n at n-1)
- *   2048  .. 2143   struct itimerval[3]
- *   2200  .. 2223   stack_t (sigaltstack)
- *   2240  .. 2247   clear_child_tid (PR_GET_TID_ADDRESS)
+ *   0     ..  255   eng_remote_blob (code run by batches, see dump.h)
+ *   256   .. 8191   struct eng_remote_call[], the batch's table
+ *   8192  results written by the kernel:
+ *     +0    .. 2047   struct kernel_sigaction[64] (32 bytes, signal n at n-1)
+ *     +2048 .. 2143   struct itimerval[3]
+ *     +2200 .. 2223   stack_t (sigaltstack)
+ *     +2240 .. 2247   clear_child_tid (PR_GET_TID_ADDRESS)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,11 +53,15 @@
 #define ERESTARTNOHAND		514
 #define ERESTART_RESTARTBLOCK	516
 
-#define SCRATCH_SIGACT		0
-#define SCRATCH_ITIMER		2048
-#define SCRATCH_SIGALTSTACK	2200
-#define SCRATCH_TIDADDR		2240
-#define SCRATCH_SIZE		4096
+#define SCRATCH_CODE		0		/* eng_remote_blob */
+#define SCRATCH_TABLE		256		/* struct eng_remote_call[] */
+#define SCRATCH_MAX_CALLS	((8192 - SCRATCH_TABLE) / 64)
+#define SCRATCH_RES		8192		/* results page: */
+#define SCRATCH_SIGACT		(SCRATCH_RES + 0)
+#define SCRATCH_ITIMER		(SCRATCH_RES + 2048)
+#define SCRATCH_SIGALTSTACK	(SCRATCH_RES + 2200)
+#define SCRATCH_TIDADDR		(SCRATCH_RES + 2240)
+#define SCRATCH_SIZE		12288
 
 #define REMOTE_RETRIES		8
 
@@ -76,10 +82,10 @@ struct kernel_sigaction_raw {
 
 static int scratch_read(struct eng_dump_ctx *ctx, void *buf)
 {
-	struct iovec local = { buf, SCRATCH_SIZE };
-	struct iovec remote = { (void *)ctx->scratch, SCRATCH_SIZE };
+	struct iovec local = { buf, 4096 };
+	struct iovec remote = { (void *)(uintptr_t)(ctx->scratch + SCRATCH_RES), 4096 };
 
-	if (process_vm_readv(ctx->pid, &local, 1, &remote, 1, 0) != SCRATCH_SIZE)
+	if (process_vm_readv(ctx->pid, &local, 1, &remote, 1, 0) != 4096)
 		return err_wrap(-errno ?: -EIO, "cannot read the scratch page of process %d",
 				ctx->pid);
 	return 0;
@@ -103,17 +109,60 @@ static int rsys(struct eng_remote *rs, long nr, long *ret, unsigned long a1, uns
 	return 0;
 }
 
-/* Per-thread: sigaltstack and clear_child_tid, results in the scratch page. */
-static int remote_thread_queries(struct eng_dump_ctx *ctx, struct eng_remote *rs)
+/* A list of remote calls, run as one batch or one by one. */
+struct call_list {
+	struct eng_remote_call v[SCRATCH_MAX_CALLS];
+	const char *what[SCRATCH_MAX_CALLS];
+	size_t n;
+};
+
+static void cl_add(struct call_list *cl, const char *what, long nr, uint64_t a1, uint64_t a2,
+		   uint64_t a3, uint64_t a4)
+{
+	struct eng_remote_call *c = &cl->v[cl->n];
+
+	*c = (struct eng_remote_call){ .nr = nr, .args = { a1, a2, a3, a4 } };
+	cl->what[cl->n++] = what;
+}
+
+static int cl_run(struct eng_dump_ctx *ctx, struct eng_remote *rs, struct call_list *cl,
+		  bool batch)
 {
 	int r;
 
-	r = rsys(rs, SYS_sigaltstack, NULL, 0, ctx->scratch + SCRATCH_SIGALTSTACK, 0, 0, 0, 0,
-		 "sigaltstack");
-	if (r < 0)
-		return r;
-	return rsys(rs, SYS_prctl, NULL, PR_GET_TID_ADDRESS, ctx->scratch + SCRATCH_TIDADDR, 0,
-		    0, 0, 0, "prctl(PR_GET_TID_ADDRESS)");
+	if (batch) {
+		r = eng_remote_batch(rs, ctx->scratch + SCRATCH_CODE, ctx->scratch + SCRATCH_TABLE,
+				     cl->v, cl->n);
+		if (r < 0)
+			return r;
+	} else {
+		for (size_t i = 0; i < cl->n; i++) {
+			const uint64_t *a = cl->v[i].args;
+			long v;
+
+			r = eng_remote_syscall(rs, (long)cl->v[i].nr, &v, a[0], a[1], a[2], a[3], a[4],
+					       a[5]);
+			if (r < 0)
+				return r;
+			cl->v[i].ret = v;
+		}
+	}
+	for (size_t i = 0; i < cl->n; i++) {
+		int64_t v = cl->v[i].ret;
+
+		if (v < 0 && v > -4096)
+			return err_set((int)-v, "remote %s in thread %d failed: %s", cl->what[i],
+				       rs->tid, strerror((int)-v));
+	}
+	return 0;
+}
+
+/* Per-thread: sigaltstack and clear_child_tid, results in the scratch page. */
+static void thread_queries(struct eng_dump_ctx *ctx, struct call_list *cl)
+{
+	cl_add(cl, "sigaltstack", SYS_sigaltstack, 0, ctx->scratch + SCRATCH_SIGALTSTACK, 0, 0);
+	cl_add(cl, "prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS,
+	       ctx->scratch + SCRATCH_TIDADDR, 0, 0);
 }
 
 static void thread_take_queries(EngThread *th, const uint8_t *page)
@@ -121,10 +170,10 @@ static void thread_take_queries(EngThread *th, const uint8_t *page)
 	uint64_t sp, size, tidaddr;
 	int32_t flags;
 
-	memcpy(&sp, page + SCRATCH_SIGALTSTACK, 8);
-	memcpy(&flags, page + SCRATCH_SIGALTSTACK + 8, 4);
-	memcpy(&size, page + SCRATCH_SIGALTSTACK + 16, 8);
-	memcpy(&tidaddr, page + SCRATCH_TIDADDR, 8);
+	memcpy(&sp, page + SCRATCH_SIGALTSTACK - SCRATCH_RES, 8);
+	memcpy(&flags, page + SCRATCH_SIGALTSTACK - SCRATCH_RES + 8, 4);
+	memcpy(&size, page + SCRATCH_SIGALTSTACK - SCRATCH_RES + 16, 8);
+	memcpy(&tidaddr, page + SCRATCH_TIDADDR - SCRATCH_RES, 8);
 	th->has_ss_sp = th->has_ss_size = th->has_ss_flags = true;
 	th->ss_sp = sp;
 	th->ss_size = size;
@@ -141,50 +190,63 @@ struct leader_results {
 /* The leader's session: scratch page, process-wide and its own queries. */
 static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
 {
+	_cleanup_free_ struct call_list *cl = calloc(1, sizeof(*cl));
 	struct eng_remote rs;
-	long v;
+	size_t i_brk, i_dump, i_thp, i_sec;
+	bool batch;
 	int r;
 
+	if (!cl)
+		return -ENOMEM;
+	batch = eng_remote_batch_ok(ctx->pid, ctx->status.sig_ign);
 	r = eng_remote_begin(&rs, ctx->pid, ctx->syscall_ip);
 	if (r < 0)
 		return r;
 	if (!ctx->scratch) {
-		r = rsys(&rs, SYS_mmap, &v, 0, SCRATCH_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, (unsigned long)-1, 0, "mmap");
+		size_t len = eng_remote_blob_end - eng_remote_blob;
+		struct iovec local = { (void *)eng_remote_blob, len }, remote;
+		long v;
+
+		r = eng_remote_syscall(&rs, SYS_mmap, &v, 0, SCRATCH_SIZE,
+				       PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+				       (unsigned long)-1, 0);
 		if (r < 0)
 			goto out;
+		if (v < 0 && v > -4096) {
+			r = err_set((int)-v, "remote mmap in process %d failed: %s", ctx->pid,
+				    strerror((int)-v));
+			goto out;
+		}
 		ctx->scratch = (uint64_t)v;
-	}
-	for (int sig = 1; sig <= 64; sig++) {
-		if (!(res->sigs & (1ull << (sig - 1))))
-			continue;
-		r = rsys(&rs, SYS_rt_sigaction, NULL, sig, 0,
-			 ctx->scratch + SCRATCH_SIGACT + (sig - 1) * 32, 8, 0, 0, "rt_sigaction");
-		if (r < 0)
+		remote = (struct iovec){ (void *)(uintptr_t)ctx->scratch, len };
+		if (process_vm_writev(ctx->pid, &local, 1, &remote, 1, 0) != (ssize_t)len) {
+			r = err_wrap(-errno ?: -EIO, "cannot write into process %d", ctx->pid);
 			goto out;
+		}
 	}
-	for (int which = 0; which < 3; which++) {
-		r = rsys(&rs, SYS_getitimer, NULL, which, ctx->scratch + SCRATCH_ITIMER + which * 32,
-			 0, 0, 0, 0, "getitimer");
-		if (r < 0)
-			goto out;
+	for (int sig = 1; sig <= 64; sig++)
+		if (res->sigs & (1ull << (sig - 1)))
+			cl_add(cl, "rt_sigaction", SYS_rt_sigaction, sig, 0,
+			       ctx->scratch + SCRATCH_SIGACT + (sig - 1) * 32, 8);
+	for (int which = 0; which < 3; which++)
+		cl_add(cl, "getitimer", SYS_getitimer, which,
+		       ctx->scratch + SCRATCH_ITIMER + which * 32, 0, 0);
+	i_brk = cl->n;
+	cl_add(cl, "brk", SYS_brk, 0, 0, 0, 0);
+	i_dump = cl->n;
+	cl_add(cl, "prctl(PR_GET_DUMPABLE)", SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0);
+	i_thp = cl->n;
+	cl_add(cl, "prctl(PR_GET_THP_DISABLE)", SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0);
+	i_sec = cl->n;
+	cl_add(cl, "prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0);
+	thread_queries(ctx, cl);
+	r = cl_run(ctx, &rs, cl, batch);
+	if (r >= 0) {
+		res->brk = cl->v[i_brk].ret;
+		res->dumpable = cl->v[i_dump].ret;
+		res->thp_disable = cl->v[i_thp].ret;
+		res->securebits = cl->v[i_sec].ret;
 	}
-	r = rsys(&rs, SYS_brk, &res->brk, 0, 0, 0, 0, 0, 0, "brk");
-	if (r < 0)
-		goto out;
-	r = rsys(&rs, SYS_prctl, &res->dumpable, PR_GET_DUMPABLE, 0, 0, 0, 0, 0,
-		 "prctl(PR_GET_DUMPABLE)");
-	if (r < 0)
-		goto out;
-	r = rsys(&rs, SYS_prctl, &res->thp_disable, PR_GET_THP_DISABLE, 0, 0, 0, 0, 0,
-		 "prctl(PR_GET_THP_DISABLE)");
-	if (r < 0)
-		goto out;
-	r = rsys(&rs, SYS_prctl, &res->securebits, PR_GET_SECUREBITS, 0, 0, 0, 0, 0,
-		 "prctl(PR_GET_SECUREBITS)");
-	if (r < 0)
-		goto out;
-	r = remote_thread_queries(ctx, &rs);
 out:
 	if (rs.active) {
 		int r2 = eng_remote_end(&rs);
@@ -197,13 +259,15 @@ out:
 
 static int remote_thread(struct eng_dump_ctx *ctx, pid_t tid)
 {
+	struct call_list cl = { .n = 0 };
 	struct eng_remote rs;
 	int r, r2;
 
 	r = eng_remote_begin(&rs, tid, ctx->syscall_ip);
 	if (r < 0)
 		return r;
-	r = remote_thread_queries(ctx, &rs);
+	thread_queries(ctx, &cl);
+	r = cl_run(ctx, &rs, &cl, eng_remote_batch_ok(tid, ctx->status.sig_ign));
 	r2 = eng_remote_end(&rs);
 	return r < 0 ? r : r2;
 }
@@ -237,7 +301,7 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 {
 	struct leader_results res = {};
 	EngProcess *proc = ctx->proc;
-	_cleanup_free_ uint8_t *page = malloc(SCRATCH_SIZE);
+	_cleanup_free_ uint8_t *page = malloc(4096);
 	int r = 0;
 
 	if (!page)
@@ -271,7 +335,7 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 
 		if (!(res.sigs & (1ull << (sig - 1))))
 			continue;
-		memcpy(&ka, page + SCRATCH_SIGACT + (sig - 1) * 32, sizeof(ka));
+		memcpy(&ka, page + SCRATCH_SIGACT - SCRATCH_RES + (sig - 1) * 32, sizeof(ka));
 		sa = malloc(sizeof(*sa));
 		if (!sa)
 			return -ENOMEM;
@@ -290,7 +354,7 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 		int64_t tv[4];
 		EngItimer *it;
 
-		memcpy(tv, page + SCRATCH_ITIMER + which * 32, sizeof(tv));
+		memcpy(tv, page + SCRATCH_ITIMER - SCRATCH_RES + which * 32, sizeof(tv));
 		it = malloc(sizeof(*it));
 		if (!it)
 			return -ENOMEM;

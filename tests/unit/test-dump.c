@@ -630,6 +630,56 @@ static void check_signal_storm(void)
 		(unsigned long long)retries);
 }
 
+/* A process that blocks and ignores SIGTRAP: the remote calls must not use
+ * the int3 batch (the kernel would unblock SIGTRAP and reset its handler). */
+static _Noreturn void trap_child(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+	sigset_t m;
+
+	sigaction(SIGTRAP, &sa, NULL);
+	sigemptyset(&m);
+	sigaddset(&m, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &m, NULL);
+	sh->ready = 1;
+	while (!sh->stop) {
+		struct sigaction cur;
+		sigset_t now;
+
+		sigaction(SIGTRAP, NULL, &cur);
+		pthread_sigmask(SIG_BLOCK, NULL, &now);
+		if (cur.sa_handler != SIG_IGN || !sigismember(&now, SIGTRAP))
+			sh->bad++;
+		sh->counter[0]++;
+		sleep_ms(1);
+	}
+	_exit(0);
+}
+
+static void check_sigtrap_fallback(void)
+{
+	struct eng_dump_opts opts = { .sz = sizeof(opts), .leave_running = true };
+	char id[WC_ID_LEN + 1];
+	uint64_t c0;
+	pid_t pid;
+
+	sh->bad = 0;
+	sh->eintr = 0;
+	pid = spawn(trap_child);
+	for (int i = 0; i < 3; i++) {
+		struct mem_sink *ms = mem_sink_new();
+
+		CHECK(eng_checkpoint(pid, &ms->sink, &opts, id) == 0);
+		wc_sink_free(&ms->sink);
+	}
+	c0 = sh->counter[0];
+	usleep(30000);
+	CHECK(sh->counter[0] > c0);
+	stop_child(pid);
+	CHECK(sh->bad == 0);
+	CHECK(sh->eintr == 0);
+}
+
 static void check_kill(void)
 {
 	struct eng_dump_opts opts = { .sz = sizeof(opts) };
@@ -687,6 +737,7 @@ int main(void)
 	check_avx512();
 	check_refusal();
 	check_signal_storm();
+	check_sigtrap_fallback();
 	check_kill();
 
 	unlink(tmpfile_path);
