@@ -18,6 +18,8 @@
 #include <inttypes.h>
 #include <liburing.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,7 @@ struct rd_op {
 
 struct rd_run {
 	size_t first_op, nr_ops;	/* primaries only */
+	size_t good;			/* pages read completely */
 	size_t first_iov, nr_iov;
 	uint32_t slot;
 	uint64_t off;
@@ -58,6 +61,7 @@ struct rd_ctx {
 	struct iovec *iov;
 	bool refreshed;		/* index refreshed once for missing keys */
 	bool need_full;		/* a pack vanished: full reload */
+	struct rd_verifier *verifier;
 	int err;		/* first fatal problem */
 };
 
@@ -269,68 +273,220 @@ static ssize_t run_pread(struct rd_ctx *c, const struct rd_run *run, size_t done
 	return (ssize_t)done;
 }
 
-/* @run's read finished with @res: verify each page, copy to duplicates. */
-static int run_complete(struct rd_ctx *c, const struct rd_run *run, ssize_t res)
+/* Problems found on the verifier thread, reported by the caller's thread
+ * (err_set() details are thread-local). */
+struct rd_problem {
+	size_t req;
+	enum wc_read_problem what;
+	uint32_t slot, page;
+};
+
+/*
+ * The verifier: hashes the pages of completed reads on a second thread
+ * while the submitting thread keeps the reads (kernel copies) going. Runs
+ * are handed over in completion order through a small queue.
+ */
+struct rd_verifier {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t *queue;		/* run indices, nr_runs slots */
+	size_t head, tail;	/* head: next to verify; tail: next free */
+	bool closing;
+	atomic_bool stop;	/* a problem without callback: stop early */
+	struct rd_problem *problems;
+	size_t nr_problems, cap_problems;
+	int err;		/* -ENOMEM while recording */
+};
+
+static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res);
+
+/* @run's read finished with @res: handle a short read or an error, and copy
+ * each page to the other destinations of its key. Sets run->good. The
+ * copies happen before verification: if a page is bad the whole read fails
+ * (or, for verify, the destinations are scratch). */
+static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res)
 {
-	size_t good;
 	int err = 0;
 
 	if (res >= 0 && (size_t)res < run->len)
 		res = run_pread(c, run, (size_t)res);
 	if (res < 0) {
 		err = (int)res;
-		good = 0;
+		run->good = 0;
 	} else {
-		good = (size_t)res / WC_PAGE_SIZE;
+		run->good = (size_t)res / WC_PAGE_SIZE;
 	}
 	for (size_t k = 0; k < run->nr_ops; k++) {
 		size_t oi = c->prim[run->first_op + k];
 		const struct rd_op *op = &c->ops[oi];
 		const struct wc_page_req *rq = &c->reqs[op->req];
-		uint32_t page = (uint32_t)op->pos;
-		struct wc_key key;
 		int r;
 
-		if (k >= good) {
-			r = problem(c, op->req, WC_READ_IO, run->slot, page, err);
+		if (k >= run->good) {
+			r = problem(c, op->req, WC_READ_IO, run->slot, (uint32_t)op->pos, err);
 			if (r < 0)
 				return r;
-			continue;
-		}
-		wc_key_of(rq->dst, &key);
-		if (!wc_key_eq(&key, &rq->key)) {
-			r = problem(c, op->req, WC_READ_BAD, run->slot, page, 0);
-			if (r < 0)
-				return r;
-			/* Duplicates of a bad page are bad too. */
 			for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++) {
-				r = problem(c, c->ops[j].req, WC_READ_BAD, run->slot, page, 0);
+				r = problem(c, c->ops[j].req, WC_READ_IO, run->slot, (uint32_t)op->pos, err);
 				if (r < 0)
 					return r;
 			}
 			continue;
 		}
+		for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++)
+			memcpy(c->reqs[c->ops[j].req].dst, rq->dst, WC_PAGE_SIZE);
+	}
+	return 0;
+}
+
+static int verifier_record(struct rd_verifier *v, size_t req, enum wc_read_problem what,
+			   uint32_t slot, uint32_t page)
+{
+	if (v->nr_problems == v->cap_problems) {
+		size_t ncap = v->cap_problems ? v->cap_problems * 2 : 16;
+		struct rd_problem *n = realloc(v->problems, ncap * sizeof(*n));
+
+		if (!n) {
+			v->err = -ENOMEM;
+			atomic_store(&v->stop, true);
+			return -ENOMEM;
+		}
+		v->problems = n;
+		v->cap_problems = ncap;
+	}
+	v->problems[v->nr_problems++] = (struct rd_problem){ req, what, slot, page };
+	return 0;
+}
+
+/* Hash every good page of @run against its key. With @v, problems are
+ * recorded for later; without, reported at once. */
+static int run_verify(struct rd_ctx *c, const struct rd_run *run, struct rd_verifier *v)
+{
+	for (size_t k = 0; k < run->good && k < run->nr_ops; k++) {
+		size_t oi = c->prim[run->first_op + k];
+		const struct rd_op *op = &c->ops[oi];
+		const struct wc_page_req *rq = &c->reqs[op->req];
+		uint32_t page = (uint32_t)op->pos;
+		bool bad_page;
+		struct wc_key key;
+		int r = 0;
+
+		wc_key_of(rq->dst, &key);
+		bad_page = !wc_key_eq(&key, &rq->key);
+		if (bad_page)
+			r = v ? verifier_record(v, op->req, WC_READ_BAD, run->slot, page) :
+				problem(c, op->req, WC_READ_BAD, run->slot, page, 0);
+		if (r < 0)
+			return r;
+		/* Duplicates of a bad page are bad; so is a second key at one
+		 * position (a damaged index). */
 		for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++) {
 			const struct wc_page_req *dup = &c->reqs[c->ops[j].req];
 
-			if (!wc_key_eq(&dup->key, &rq->key)) {
-				/* Two keys at one position: the index is damaged. */
-				r = problem(c, c->ops[j].req, WC_READ_BAD, run->slot, page, 0);
-				if (r < 0)
-					return r;
+			if (!bad_page && wc_key_eq(&dup->key, &rq->key))
 				continue;
-			}
-			memcpy(dup->dst, rq->dst, WC_PAGE_SIZE);
+			r = v ? verifier_record(v, c->ops[j].req, WC_READ_BAD, run->slot, page) :
+				problem(c, c->ops[j].req, WC_READ_BAD, run->slot, page, 0);
+			if (r < 0)
+				return r;
 		}
+		if (v && v->nr_problems && !c->cb)
+			atomic_store(&v->stop, true);
 	}
 	return 0;
+}
+
+static void *verifier_main(void *arg)
+{
+	struct rd_ctx *c = arg;
+	struct rd_verifier *v = c->verifier;
+
+	pthread_mutex_lock(&v->lock);
+	for (;;) {
+		size_t ri;
+
+		while (v->head == v->tail && !v->closing)
+			pthread_cond_wait(&v->cond, &v->lock);
+		if (v->head == v->tail)
+			break;
+		ri = v->queue[v->head++];
+		pthread_mutex_unlock(&v->lock);
+		if (!atomic_load(&v->stop))
+			run_verify(c, &c->runs[ri], v);
+		pthread_mutex_lock(&v->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+static void verifier_push(struct rd_verifier *v, size_t ri)
+{
+	pthread_mutex_lock(&v->lock);
+	v->queue[v->tail++] = ri;
+	pthread_cond_signal(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+}
+
+/* Start the verifier thread; NULL (verify inline) if it cannot start. */
+static struct rd_verifier *verifier_start(struct rd_ctx *c)
+{
+	struct rd_verifier *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->queue = malloc(c->nr_runs * sizeof(*v->queue));
+	if (!v->queue || pthread_mutex_init(&v->lock, NULL) != 0) {
+		free(v->queue);
+		free(v);
+		return NULL;
+	}
+	pthread_cond_init(&v->cond, NULL);
+	atomic_init(&v->stop, false);
+	c->verifier = v;
+	if (pthread_create(&v->thread, NULL, verifier_main, c) != 0) {
+		c->verifier = NULL;
+		pthread_cond_destroy(&v->cond);
+		pthread_mutex_destroy(&v->lock);
+		free(v->queue);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Join the verifier and report what it found, in the caller's thread. */
+static int verifier_finish(struct rd_ctx *c, struct rd_verifier *v)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&v->lock);
+	v->closing = true;
+	pthread_cond_signal(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	pthread_join(v->thread, NULL);
+	c->verifier = NULL;
+	for (size_t i = 0; i < v->nr_problems && r >= 0; i++)
+		r = problem(c, v->problems[i].req, v->problems[i].what, v->problems[i].slot,
+			    v->problems[i].page, 0);
+	if (r >= 0 && v->err)
+		r = v->err;
+	pthread_cond_destroy(&v->cond);
+	pthread_mutex_destroy(&v->lock);
+	free(v->problems);
+	free(v->queue);
+	free(v);
+	return r < 0 ? r : 0;
 }
 
 static int rd_exec_pread(struct rd_ctx *c)
 {
 	for (size_t i = 0; i < c->nr_runs; i++) {
-		int r = run_complete(c, &c->runs[i], run_pread(c, &c->runs[i], 0));
+		struct rd_run *run = &c->runs[i];
+		int r = run_io_done(c, run, run_pread(c, run, 0));
 
+		if (r == 0)
+			r = run_verify(c, run, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -365,16 +521,21 @@ void wc_store_rd_ring_free(struct wc_store *s)
 	}
 }
 
+/* Below this many pages a second thread costs more than it saves. */
+#define VERIFIER_MIN_PAGES	512u
+
 static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
 {
 	unsigned depth = c->s->opts.queue_depth, inflight = 0;
+	struct rd_verifier *v = NULL;
 	size_t next = 0;
-	int fatal = 0;
+	int fatal = 0, r;
 
+	if (c->nr_prim >= VERIFIER_MIN_PAGES)
+		v = verifier_start(c);
 	while (next < c->nr_runs || inflight) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
-		int r;
 
 		while (!fatal && next < c->nr_runs && inflight < depth) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
@@ -393,30 +554,42 @@ static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
 			next++;
 			inflight++;
 		}
-		if (fatal && !inflight)
+		if (!inflight)
 			break;
 		r = io_uring_submit_and_wait(ring, 1);
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			/* The ring failed: finish synchronously what is queued. */
+			/* The ring failed: stop issuing, drain what is in flight. */
 			if (!fatal)
 				fatal = r;
-			if (!inflight)
+			if (io_uring_cq_ready(ring) == 0)
 				break;
 		}
 		io_uring_for_each_cqe(ring, head, cqe) {
-			const struct rd_run *run = &c->runs[io_uring_cqe_get_data64(cqe)];
+			size_t ri = io_uring_cqe_get_data64(cqe);
+			struct rd_run *run = &c->runs[ri];
 
 			seen++;
 			inflight--;
-			if (!fatal) {
-				r = run_complete(c, run, cqe->res);
-				if (r < 0)
-					fatal = r;
-			}
+			if (fatal)
+				continue;
+			r = run_io_done(c, run, cqe->res);
+			if (r < 0)
+				fatal = r;
+			else if (v)
+				verifier_push(v, ri);
+			else if ((r = run_verify(c, run, NULL)) < 0)
+				fatal = r;
 		}
 		io_uring_cq_advance(ring, seen);
+		if (v && atomic_load(&v->stop) && !fatal)
+			fatal = -EBADMSG;	/* reported by verifier_finish */
 		if (fatal)
-			next = c->nr_runs;	/* stop issuing, drain what is in flight */
+			next = c->nr_runs;
+	}
+	if (v) {
+		r = verifier_finish(c, v);
+		if (r < 0)
+			return r;
 	}
 	return fatal;
 }
@@ -456,7 +629,7 @@ int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
 		goto out;
 	ring = rd_ring(s);
 	r = ring ? rd_exec_uring(&c, ring) : rd_exec_pread(&c);
-	if (r == 0 && c.err)
+	if (c.err)
 		r = c.err;
 out:
 	free(c.ops);
