@@ -211,6 +211,7 @@ struct eng_dump_ctx {
 	uint64_t syscall_ip;
 	uint64_t scratch;		/* remote scratch page, 0 if none */
 	int mem_fd;			/* /proc/PID/mem, -1 until needed */
+	bool no_batch;			/* scratch not executable: one-by-one calls */
 
 	EngImage *image;		/* everything below hangs from here */
 	EngProcess *proc;

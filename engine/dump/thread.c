@@ -198,7 +198,6 @@ static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
 
 	if (!cl)
 		return -ENOMEM;
-	batch = eng_remote_batch_ok(ctx->pid, ctx->status.sig_ign);
 	r = eng_remote_begin(&rs, ctx->pid, ctx->syscall_ip);
 	if (r < 0)
 		return r;
@@ -212,6 +211,15 @@ static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
 				       (unsigned long)-1, 0);
 		if (r < 0)
 			goto out;
+		/* W^X enforced (PR_SET_MDWE): no batches, data pages only. */
+		if (v == -EACCES || v == -EPERM) {
+			ctx->no_batch = true;
+			r = eng_remote_syscall(&rs, SYS_mmap, &v, 0, SCRATCH_SIZE,
+					       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+					       (unsigned long)-1, 0);
+			if (r < 0)
+				goto out;
+		}
 		if (v < 0 && v > -4096) {
 			r = err_set((int)-v, "remote mmap in process %d failed: %s", ctx->pid,
 				    strerror((int)-v));
@@ -240,6 +248,7 @@ static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
 	i_sec = cl->n;
 	cl_add(cl, "prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0);
 	thread_queries(ctx, cl);
+	batch = !ctx->no_batch && eng_remote_batch_ok(ctx->pid, ctx->status.sig_ign);
 	r = cl_run(ctx, &rs, cl, batch);
 	if (r >= 0) {
 		res->brk = cl->v[i_brk].ret;
@@ -267,7 +276,7 @@ static int remote_thread(struct eng_dump_ctx *ctx, pid_t tid)
 	if (r < 0)
 		return r;
 	thread_queries(ctx, &cl);
-	r = cl_run(ctx, &rs, &cl, eng_remote_batch_ok(tid, ctx->status.sig_ign));
+	r = cl_run(ctx, &rs, &cl, !ctx->no_batch && eng_remote_batch_ok(tid, ctx->status.sig_ign));
 	r2 = eng_remote_end(&rs);
 	return r < 0 ? r : r2;
 }
