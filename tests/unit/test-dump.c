@@ -158,6 +158,20 @@ __attribute__((target("avx512f"))) static _Noreturn void avx_child(void)
 	_exit(0);
 }
 
+/* Every child, killed at the end whatever happened to the checks. */
+static pid_t children[16];
+static size_t nr_children;
+
+static void kill_children(void)
+{
+	sh->stop = 1;
+	for (size_t i = 0; i < nr_children; i++) {
+		kill(children[i], SIGKILL);
+		waitpid(children[i], NULL, 0);
+	}
+	nr_children = 0;
+}
+
 static pid_t spawn(void (*fn)(void))
 {
 	pid_t pid;
@@ -172,6 +186,8 @@ static pid_t spawn(void (*fn)(void))
 				close(fd);
 		fn();
 	}
+	if (pid > 0 && nr_children < ARRAY_SIZE(children))
+		children[nr_children++] = pid;
 	for (int i = 0; i < 5000 && !sh->ready; i++)
 		usleep(1000);
 	CHECK(sh->ready);
@@ -740,6 +756,7 @@ int main(void)
 	check_sigtrap_fallback();
 	check_kill();
 
+	kill_children();
 	unlink(tmpfile_path);
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
