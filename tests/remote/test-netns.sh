@@ -41,6 +41,7 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+trap "exit 1" TERM INT HUP
 fail() { echo "FAIL: $*"; failed=1; }
 in_src() { ip netns exec "$NS_SRC" "$@"; }
 in_dst() { ip netns exec "$NS_DST" "$@"; }
@@ -62,8 +63,9 @@ cp "$T/key" "$T/open-key"; chmod 644 "$T/open-key"
 # rforkd NAME PORT STORE [ARGS...]: start in dst, wait for its listening line.
 start_rforkd() {
 	local name=$1 port=$2 store=$3; shift 3
-	in_dst "$RFORKD" --listen "$A_DST:$port" --key-file "$T/key" --store "$store" "$@" \
-		2> "$T/$name.log" &
+	# ip netns exec execs the daemon: $! is its pid, ours to kill and reap
+	ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:$port" --key-file "$T/key" \
+		--store "$store" "$@" < /dev/null > /dev/null 2> "$T/$name.log" &
 	PIDS+=($!)
 	DAEMONS+=($!)
 	for _ in $(seq 100); do
@@ -175,7 +177,7 @@ try: u.shutdown(socket.SHUT_WR)
 except OSError: pass
 PY
 ID3=$("$SNAPTOOL" make "$T/src" "$MIB" 3) || { echo "FAIL: make snapshot 3"; exit 1; }
-in_src python3 "$T/proxy.py" 9999 "$A_DST" 7717 300000 > "$T/proxy.out" 2>&1 &
+ip netns exec "$NS_SRC" python3 "$T/proxy.py" 9999 "$A_DST" 7717 300000 > "$T/proxy.out" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q ready "$T/proxy.out" && break; sleep 0.05; done
 if in_src "$RFORK" --host 127.0.0.1:9999 --key-file "$T/key" --store "$T/src" \
@@ -194,9 +196,10 @@ start_rforkd d2 7718 "$T/dst2" --timeout 3
 in_src tc qdisc add dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 200ms ||
 	fail "cannot rate-limit the link"
 T0=$(date +%s)
-in_src "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --store "$T/src" --timeout 3 \
-	--snapshot "$ID1" > "$T/p5.out" 2> "$T/p5.err" &
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --store "$T/src" \
+	--timeout 3 --snapshot "$ID1" > "$T/p5.out" 2> "$T/p5.err" &
 RF=$!
+PIDS+=($RF)
 sleep 1
 in_src ip link set "$V_SRC" down
 if wait $RF; then fail "push over a cut link succeeded"; fi
