@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,6 +30,43 @@
 
 #define FREEZE_MAX_ROUNDS	64
 #define FREEZE_MAX_SIGNALS	64	/* signal stops tolerated per thread */
+#define FREEZE_TIMEOUT_MS	10000	/* a thread must stop within this */
+
+/*
+ * Like eng_dump_wait_stop(), with a deadline: a thread in uninterruptible
+ * sleep (a dead NFS server, a vfork parent) would block waitpid() forever.
+ * Polls, yielding first (the stop usually comes within microseconds), then
+ * sleeping. -ETIMEDOUT at the deadline; the thread stays seized (the kernel
+ * detaches it when we exit).
+ */
+static int wait_stop_until(pid_t tid, int *ret_status, uint64_t deadline_ns)
+{
+	for (unsigned i = 0;; i++) {
+		int st;
+		pid_t r = waitpid(tid, &st, __WALL | WNOHANG);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == tid) {
+			if (WIFEXITED(st) || WIFSIGNALED(st))
+				return -ESRCH;
+			if (WIFSTOPPED(st)) {
+				*ret_status = st;
+				return 0;
+			}
+			continue;
+		}
+		if (now_ns() > deadline_ns)
+			return -ETIMEDOUT;
+		if (i < 64)
+			sched_yield();
+		else
+			usleep(i < 1000 ? 20 : 500);
+	}
+}
 
 int eng_dump_wait_stop(pid_t tid, int *ret_status)
 {
@@ -85,10 +123,17 @@ static void threads_remove(struct eng_dump_threads *ts, struct eng_dump_thread *
 /* Wait until @t is in its interrupt stop, letting signal stops through. */
 static int freeze_wait_thread(struct eng_dump_thread *t)
 {
-	for (int n = 0; n < FREEZE_MAX_SIGNALS; n++) {
-		int st, r;
+	uint64_t deadline = now_ns() + FREEZE_TIMEOUT_MS * 1000000ull;
 
-		r = eng_dump_wait_stop(t->tid, &st);
+	for (int n = 0; n < FREEZE_MAX_SIGNALS; n++) {
+		int st = 0, r;
+
+		r = wait_stop_until(t->tid, &st, deadline);
+		if (r == -ETIMEDOUT) {
+			t->seized = false;	/* given up: detached when we exit */
+			return err_set(ETIMEDOUT, "thread %d did not stop within %u s (uninterruptible "
+					 "sleep?)", t->tid, FREEZE_TIMEOUT_MS / 1000);
+		}
 		if (r < 0)
 			return r;
 		if ((st >> 16) == PTRACE_EVENT_STOP) {
@@ -253,7 +298,7 @@ void eng_dump_thaw(struct eng_dump_threads *ts)
 		 * pending; PTRACE_DETACH needs a stopped tracee, so wait for it.
 		 */
 		if (!t->stopped && freeze_wait_thread(t) < 0)
-			continue;
+			continue;	/* exited, or stuck: the kernel detaches it at our exit */
 		ptrace(PTRACE_DETACH, t->tid, NULL, NULL);
 		t->seized = false;
 		t->stopped = false;
