@@ -18,7 +18,13 @@ struct fill_ctx {
 	const struct wc_fill_target *targets;
 	size_t nr;
 	const size_t *first_req;	/* per target: index of its first request */
+	size_t base;			/* index of the current slice's first request */
 };
+
+/* Requests per call into the source: bounds the read engine's memory
+ * (about 100 bytes per request) for huge snapshots. A key repeated across
+ * slices is read once per slice. */
+#define FILL_SLICE	(1u << 20)
 
 /* The page index, within its area, of request @req. */
 static void locate(const struct fill_ctx *f, size_t req, size_t *ret_t, uint64_t *ret_page)
@@ -51,7 +57,7 @@ static int fill_problem(void *userdata, size_t req, enum wc_read_problem what, u
 	uint64_t page;
 	size_t t;
 
-	locate(f, req, &t, &page);
+	locate(f, f->base + req, &t, &page);
 	a = wc_snapshot_area(f->snap, f->targets[t].area_idx);
 	switch (what) {
 	case WC_READ_MISSING:
@@ -112,11 +118,19 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 		}
 	}
 	f.first_req = first_req;
-	if (wc_source_is_store(src))
-		return wc_store_read(wc_source_store(src), reqs, n, fill_problem, &f);
-	r = src->ops->read_pages(src, reqs, n);
-	if (r < 0)
-		return err_wrap(r, "snapshot %s", wc_snapshot_id(snap));
+	for (f.base = 0; f.base < n; f.base += FILL_SLICE) {
+		size_t len = MIN((size_t)FILL_SLICE, n - f.base);
+
+		if (wc_source_is_store(src)) {
+			r = wc_store_read(wc_source_store(src), reqs + f.base, len, fill_problem, &f);
+			if (r < 0)
+				return r;
+		} else {
+			r = src->ops->read_pages(src, reqs + f.base, len);
+			if (r < 0)
+				return err_wrap(r, "snapshot %s", wc_snapshot_id(snap));
+		}
+	}
 	return 0;
 }
 

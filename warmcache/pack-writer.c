@@ -42,7 +42,9 @@ struct wbuf {
 struct wc_writer {
 	struct wc_store *s;
 	uint32_t id;
-	size_t slot;
+	size_t slot;		/* cached: check with writer_slot() */
+	dev_t dev;
+	ino_t ino;
 	int pack_fd, idx_fd;
 	uint64_t next_page;	/* where the next appended page goes */
 	uint64_t idx_size;	/* bytes of valid idx */
@@ -70,9 +72,26 @@ static int writer_fail(struct wc_writer *w, int err)
 	return w->err;
 }
 
+/* The store's slot of our pack. A full index reload (another writer of
+ * this handle failed) renumbers slots: find ours again, or re-add it. */
+static int writer_slot(struct wc_writer *w, size_t *ret)
+{
+	struct wc_store *s = w->s;
+
+	if (w->slot < s->nr_packs && s->packs[w->slot].id == w->id) {
+		*ret = w->slot;
+		return 0;
+	}
+	if (wc_store_pack_slot(s, w->id, w->dev, w->ino, &w->slot) < 0)
+		return -ENOMEM;
+	*ret = w->slot;
+	return 0;
+}
+
 /* A buffer's pages are in the pack: append their idx records. */
 static int wbuf_done(struct wc_writer *w, struct wbuf *b)
 {
+	size_t slot;
 	int r;
 
 	for (uint32_t i = 0; i < b->nr; i++)
@@ -81,8 +100,11 @@ static int wbuf_done(struct wc_writer *w, struct wbuf *b)
 	if (r < 0)
 		return writer_fail(w, r);
 	w->idx_size += b->nr * sizeof(struct wc_idx_rec);
-	w->s->packs[w->slot].idx_off = w->idx_size;
-	w->s->packs[w->slot].nr_records += b->nr;
+	if (writer_slot(w, &slot) == 0) {
+		/* Refreshes need not re-read what we wrote. */
+		w->s->packs[slot].idx_off = MAX(w->s->packs[slot].idx_off, w->idx_size);
+		w->s->packs[slot].have_idx = true;
+	}
 	w->good_end = MAX(w->good_end, b->first_page + b->nr);
 	return 0;
 }
@@ -262,6 +284,8 @@ static int writer_reuse(struct wc_writer *w)
 			continue;
 		w->id = p->id;
 		w->slot = i;
+		w->dev = p->dev;
+		w->ino = p->ino;
 		w->idx_size = res.consumed;
 		w->next_page = DIV_ROUND_UP((uint64_t)st.st_size, WC_PAGE_SIZE);
 		w->good_end = w->next_page;
@@ -323,6 +347,8 @@ static int writer_create(struct wc_writer *w)
 			return r;
 		s->packs[w->slot].have_idx = true;
 		s->packs[w->slot].idx_off = WC_IDX_HDR_SIZE;
+		w->dev = st.st_dev;
+		w->ino = st.st_ino;
 		w->id = id;
 		w->idx_size = WC_IDX_HDR_SIZE;
 		w->next_page = 0;
@@ -404,6 +430,7 @@ fail:
 int wc_writer_append(struct wc_writer *w, const struct wc_key *key, const void *page)
 {
 	struct wbuf *b;
+	size_t slot;
 	int r;
 
 	if (w->err)
@@ -427,7 +454,9 @@ int wc_writer_append(struct wc_writer *w, const struct wc_key *key, const void *
 	b = &w->bufs[w->cur];
 	memcpy(b->data + (size_t)b->nr * WC_PAGE_SIZE, page, WC_PAGE_SIZE);
 	b->keys[b->nr++] = *key;
-	r = wc_index_put(&w->s->index, key, (uint32_t)w->slot + 1, (uint32_t)w->next_page);
+	r = writer_slot(w, &slot);
+	if (r == 0)
+		r = wc_index_put(&w->s->index, key, (uint32_t)slot + 1, (uint32_t)w->next_page);
 	if (r < 0)
 		return writer_fail(w, r);
 	w->next_page++;

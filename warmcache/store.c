@@ -498,9 +498,10 @@ static int pack_repair(struct wc_store *s, size_t slot)
 
 		wc_pack_name(iname, sizeof(iname), p->id, "idx");
 		ifd = openat(s->packs_fd, iname, O_RDONLY | O_CLOEXEC);
-		if (ifd >= 0 && fstat(ifd, &st) == 0)
+		if (ifd >= 0 && fstat(ifd, &st) == 0) {
 			p->idx_off = (uint64_t)st.st_size;
-		else
+			p->idx_ino = st.st_ino;
+		} else
 			p->idx_off = UINT64_MAX;	/* in-memory only: never re-read */
 	}
 	return 0;
@@ -526,6 +527,16 @@ static int pack_load_idx(struct wc_store *s, size_t slot)
 			return -errno;
 		r = pack_repair(s, slot);
 		return r == -EAGAIN || r == -ENOENT ? 0 : r;
+	}
+	{
+		struct stat ist;
+
+		/* A rebuilt idx (tmp + rename) is another file: read it from
+		 * its start (inserting known records again is harmless). */
+		if (fstat(fd, &ist) == 0 && p->idx_ino && ist.st_ino != p->idx_ino)
+			p->idx_off = 0;
+		if (fstat(fd, &ist) == 0)
+			p->idx_ino = ist.st_ino;
 	}
 	r = read_idx_tail(fd, p->idx_off, &buf, &len);
 	if (r == -EFBIG) {

@@ -147,6 +147,7 @@ struct wc_pack {
 	dev_t dev;
 	ino_t ino;		/* of the .pack file when first seen */
 	uint64_t idx_off;	/* bytes of the .idx consumed (valid prefix) */
+	ino_t idx_ino;		/* the .idx those bytes were read from, or 0 */
 	uint64_t nr_records;
 	int fd;			/* read-only fd, opened on first read, or -1 */
 	bool have_idx;		/* idx loaded (else retried at next refresh) */

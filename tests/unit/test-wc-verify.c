@@ -9,7 +9,8 @@
 
 #include "wc-unit.h"
 
-#define N 300u
+/* Enough pages for the read engine's verifier thread (io_uring path). */
+#define N 2000u
 
 static enum wc_page_kind gen(void *userdata, uint64_t i, void *page)
 {
@@ -96,19 +97,20 @@ int main(void)
 		 r, rep.pages_bad, l.n);
 	WU_CHECK(strstr(l.last, want) && strstr(l.last, "does not match"), "line: %s", l.last);
 
-	/* Filling stops with -EBADMSG naming snapshot, area, page, address. */
-	{
+	/* Filling stops with -EBADMSG naming snapshot, area, page, address,
+	 * through io_uring (verifier thread) and through pread. */
+	for (int no_uring = 0; no_uring < 2; no_uring++) {
 		struct wc_snapshot *snap;
 		struct wc_source *src;
 		uint8_t *mem = aligned_alloc(WC_PAGE_SIZE, (size_t)N * WC_PAGE_SIZE);
 
-		s = wu_open(dir, false);
+		s = wu_open(dir, no_uring);
 		WU_REQUIRE(mem && wc_snapshot_open(s, id, &snap) == 0, "open");
 		WU_REQUIRE(wc_store_source_new(s, &src) == 0, "source");
 		memset(mem, 0, (size_t)N * WC_PAGE_SIZE);
 		err_clear();
 		r = wc_snapshot_fill_area(snap, src, 0, mem);
-		WU_CHECK(r == -EBADMSG, "fill of a damaged page: %d", r);
+		WU_CHECK(r == -EBADMSG, "fill of a damaged page (no_uring %d): %d", no_uring, r);
 		WU_CHECK(err_detail() && strstr(err_detail(), want), "detail: %s",
 			 err_detail() ? err_detail() : "(none)");
 		wc_source_free(src);
