@@ -25,7 +25,8 @@
  * Use eng_features_get() to consult the features (probed once per process,
  * thread-safe); eng_probe_features() probes afresh (warmfork check, tests).
  * The caller must not reap children it did not create (waitpid(-1) from a
- * SIGCHLD handler) while probing: the probes wait for their own children.
+ * SIGCHLD handler) nor set SIGCHLD to SIG_IGN while probing: the probes
+ * wait for their own children.
  */
 enum eng_feature {
 	ENG_FEAT_PTRACE_SEIZE,		/* PTRACE_SEIZE + PTRACE_INTERRUPT on a child */
