@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Writes the seed corpus of fuzz-wire (tests/remote/corpus/): a handshake
+ * Writes the seed corpus of fuzz-rf-wire (tests/fuzz/corpus/rf-wire/): a handshake
  * opening, a whole valid push (areas, a batch with every page kind, its
  * pages, a blob in two chunks, a label, COMMIT), and a push whose page does
  * not match its key. Run by hand when the wire format changes:
- *   build/tests/remote/rf-fuzz-seeds tests/remote/corpus
+ *   build/tests/remote/rf-fuzz-seeds tests/fuzz/corpus/rf-wire
  */
 #include <stdio.h>
 #include <stdlib.h>
