@@ -55,7 +55,9 @@ struct eng_page_region {
 #define ENG_PAGE_IS_SWAPPED	(1ull << 4)
 
 #define CHUNK_PAGES	1024u		/* 4 MiB per process_vm_readv / put_pages */
-#define MAX_IOV		1024u
+#define MAX_IOV		1024u		/* IOV_MAX */
+/* A chunk holds at most CHUNK_PAGES / 2 + 1 runs: one iovec each always fits. */
+_Static_assert(CHUNK_PAGES / 2 + 1 <= MAX_IOV, "a chunk's runs must fit in one call");
 
 static bool str_starts(const char *s, const char *prefix)
 {
@@ -198,52 +200,52 @@ int eng_dump_vmas(struct eng_dump_ctx *ctx)
 	return 0;
 }
 
-struct page_buf {
-	uint8_t *data;			/* CHUNK_PAGES pages */
-	uint64_t *pm;			/* pagemap entries of the current vma */
-	uint8_t *kinds;			/* one per page of the current vma */
-	size_t cap_pages;		/* of pm and kinds */
+/*
+ * The stored pages of a vma as sorted runs of page indices [start, end).
+ * Kept as runs, not one byte per page: a JVM reserves gigabytes of which a
+ * few pages are present, and every byte we touch first costs a page fault.
+ */
+struct run {
+	uint64_t start, end;
 };
 
-static int buf_reserve(struct page_buf *b, size_t nr)
-{
-	uint64_t *pm;
-	uint8_t *k;
+struct runs {
+	struct run *v;
+	size_t n, cap;
+	uint64_t stored;		/* pages in all runs */
+};
 
-	if (nr <= b->cap_pages)
+static int runs_add(struct runs *rs, uint64_t start, uint64_t end)
+{
+	if (start >= end)
 		return 0;
-	pm = realloc(b->pm, nr * sizeof(*pm));
-	if (!pm)
-		return -ENOMEM;
-	b->pm = pm;
-	k = realloc(b->kinds, nr);
-	if (!k)
-		return -ENOMEM;
-	b->kinds = k;
-	b->cap_pages = nr;
+	rs->stored += end - start;
+	if (rs->n && rs->v[rs->n - 1].end == start) {
+		rs->v[rs->n - 1].end = end;
+		return 0;
+	}
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 64;
+		struct run *nv = realloc(rs->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		rs->v = nv;
+		rs->cap = cap;
+	}
+	rs->v[rs->n++] = (struct run){ start, end };
 	return 0;
 }
 
-static int read_pagemap(struct eng_dump_ctx *ctx, int pm_fd, const EngVma *v, uint64_t *pm,
-			size_t nr)
+/* Runs of a shared anonymous area: the pages its shmem object holds. */
+static int shmem_runs(int fd, uint64_t pgoff, uint64_t nr, struct runs *rs)
 {
-	int r = pread_full(pm_fd, pm, nr * sizeof(*pm), (off_t)(v->start / WC_PAGE_SIZE * 8));
-
-	if (r < 0)
-		return err_wrap(r, "cannot read /proc/%d/pagemap at %llx", ctx->pid,
-				(unsigned long long)v->start);
-	return 0;
-}
-
-/* Mark the pages of a shared anonymous area held by its shmem object. */
-static int shmem_kinds(int fd, uint64_t pgoff, uint8_t *kinds, size_t nr)
-{
-	off_t end = (off_t)(pgoff + (uint64_t)nr * WC_PAGE_SIZE);
+	off_t end = (off_t)(pgoff + nr * WC_PAGE_SIZE);
 	off_t pos = (off_t)pgoff;
 
-	memset(kinds, WC_PAGE_ABSENT, nr);
 	while (pos < end) {
 		off_t d = lseek(fd, pos, SEEK_DATA), h;
+		int r;
 
 		if (d < 0) {
 			if (errno == ENXIO)
@@ -256,41 +258,133 @@ static int shmem_kinds(int fd, uint64_t pgoff, uint8_t *kinds, size_t nr)
 		if (h < 0)
 			return -errno;
 		h = MIN(h, end);
-		for (off_t o = ALIGN_DOWN(d, (off_t)WC_PAGE_SIZE); o < h; o += WC_PAGE_SIZE)
-			kinds[(o - (off_t)pgoff) / WC_PAGE_SIZE] = WC_PAGE_DATA;
+		r = runs_add(rs, (uint64_t)(ALIGN_DOWN(d, (off_t)WC_PAGE_SIZE) - (off_t)pgoff) /
+				 WC_PAGE_SIZE,
+			     DIV_ROUND_UP((uint64_t)(h - (off_t)pgoff), WC_PAGE_SIZE));
+		if (r < 0)
+			return r;
 		pos = h;
+	}
+	return 0;
+}
+
+static bool pm_keep(const EngVma *v, uint64_t e)
+{
+	if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
+		return ((e & PM_PRESENT) && !(e & PM_FILE)) || (e & PM_SWAP);
+	return e & (PM_PRESENT | PM_SWAP);
+}
+
+/* Fallback without PAGEMAP_SCAN: /proc/PID/pagemap, 8 bytes per page. */
+static int pagemap_runs(struct eng_dump_ctx *ctx, int pm_fd, const EngVma *v, struct runs *rs)
+{
+	uint64_t nr = (v->end - v->start) / WC_PAGE_SIZE;
+	uint64_t pm[4096];
+
+	for (uint64_t off = 0; off < nr; off += ARRAY_SIZE(pm)) {
+		uint64_t n = MIN((uint64_t)ARRAY_SIZE(pm), nr - off);
+		int r = pread_full(pm_fd, pm, n * sizeof(pm[0]),
+				   (off_t)((v->start / WC_PAGE_SIZE + off) * 8));
+
+		if (r < 0)
+			return err_wrap(r, "cannot read /proc/%d/pagemap at %llx", ctx->pid,
+					(unsigned long long)(v->start + off * WC_PAGE_SIZE));
+		for (uint64_t i = 0; i < n; i++) {
+			if (!pm_keep(v, pm[i]))
+				continue;
+			r = runs_add(rs, off + i, off + i + 1);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The same classification from PAGEMAP_SCAN: the kernel returns only the
+ * runs of present or swapped pages, split where the category changes, so a
+ * sparse reservation of gigabytes costs a few calls instead of 8 bytes per
+ * page. -EOPNOTSUPP if the kernel lacks it.
+ */
+static int scan_runs(int pm_fd, const EngVma *v, struct runs *rs)
+{
+	static bool unsupported;
+	struct eng_page_region regs[256];
+	struct eng_pm_scan_arg arg = {
+		.size = sizeof(arg), .start = v->start, .end = v->end,
+		.vec = (uint64_t)(uintptr_t)regs, .vec_len = ARRAY_SIZE(regs),
+		.category_anyof_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED,
+		.return_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED | ENG_PAGE_IS_FILE,
+	};
+
+	if (unsupported)
+		return -EOPNOTSUPP;
+	for (;;) {
+		long n = ioctl(pm_fd, ENG_PAGEMAP_SCAN, &arg);
+
+		if (n < 0) {
+			if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) {
+				unsupported = true;
+				return -EOPNOTSUPP;
+			}
+			return -errno;
+		}
+		for (long i = 0; i < n; i++) {
+			uint64_t c = regs[i].categories;
+			int r;
+
+			if (regs[i].start < v->start || regs[i].end > v->end ||
+			    regs[i].start >= regs[i].end)
+				return -EIO;
+			if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE &&
+			    !(((c & ENG_PAGE_IS_PRESENT) && !(c & ENG_PAGE_IS_FILE)) ||
+			      (c & ENG_PAGE_IS_SWAPPED)))
+				continue;
+			r = runs_add(rs, (regs[i].start - v->start) / WC_PAGE_SIZE,
+				     (regs[i].end - v->start) / WC_PAGE_SIZE);
+			if (r < 0)
+				return r;
+		}
+		if (arg.walk_end >= v->end)
+			break;
+		arg.start = arg.walk_end;
 	}
 	return 0;
 }
 
 enum read_via { VIA_VM_READV, VIA_MEM, VIA_FD };
 
-/* Read the stored pages of [first, first+n) of @v into @dst. */
-static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const uint8_t *kinds,
-		      size_t first, size_t n, uint8_t *dst, enum read_via via, int fd,
-		      uint64_t *ret_pages)
+/*
+ * Copy the stored pages of [first, first + n) of @v, given by @rs from run
+ * index *@cursor on, into @dst back to back (compact: only as many pages of
+ * @dst are touched as pages are stored), and fill @kinds for the chunk.
+ */
+static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const struct runs *rs,
+		      size_t *cursor, uint64_t first, size_t n, uint8_t *kinds, uint8_t *dst,
+		      enum read_via via, int fd, uint64_t *ret_pages)
 {
 	struct iovec local[MAX_IOV], remote[MAX_IOV];
-	size_t nr_iov = 0, expect = 0, pages = 0;
+	uint64_t last = first + n;
+	size_t nr_iov = 0, expect = 0, pages = 0, k = *cursor;
 
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
+	memset(kinds, WC_PAGE_ABSENT, n);
+	while (k < rs->n && rs->v[k].end <= first)
+		k++;
+	for (; k < rs->n && rs->v[k].start < last && nr_iov < MAX_IOV; k++) {
+		uint64_t a = MAX(rs->v[k].start, first), b = MIN(rs->v[k].end, last);
 
-		if (kinds[first + i] != WC_PAGE_DATA) {
-			i++;
-			continue;
-		}
-		while (j < n && kinds[first + j] == WC_PAGE_DATA)
-			j++;
-		local[nr_iov].iov_base = dst + i * WC_PAGE_SIZE;
-		local[nr_iov].iov_len = (j - i) * WC_PAGE_SIZE;
-		remote[nr_iov].iov_base = (void *)(uintptr_t)(v->start + (first + i) * WC_PAGE_SIZE);
+		memset(kinds + (a - first), WC_PAGE_DATA, b - a);
+		local[nr_iov].iov_base = dst + pages * WC_PAGE_SIZE;
+		local[nr_iov].iov_len = (b - a) * WC_PAGE_SIZE;
+		remote[nr_iov].iov_base = (void *)(uintptr_t)(v->start + a * WC_PAGE_SIZE);
 		remote[nr_iov].iov_len = local[nr_iov].iov_len;
 		expect += local[nr_iov].iov_len;
-		pages += j - i;
+		pages += b - a;
 		nr_iov++;
-		i = j;
+		if (rs->v[k].end > last)
+			break;		/* continues in the next chunk */
 	}
+	*cursor = k;
 	if (!nr_iov)
 		return 0;
 
@@ -303,11 +397,11 @@ static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const uint8_t *
 					 (unsigned long long)(v->start + first * WC_PAGE_SIZE),
 					 got, expect);
 	} else {
-		for (size_t k = 0; k < nr_iov; k++) {
-			uint64_t addr = (uint64_t)(uintptr_t)remote[k].iov_base;
+		for (size_t i = 0; i < nr_iov; i++) {
+			uint64_t addr = (uint64_t)(uintptr_t)remote[i].iov_base;
 			off_t off = via == VIA_MEM ? (off_t)addr
 						   : (off_t)(v->pgoff + addr - v->start);
-			int r = pread_full(fd, local[k].iov_base, local[k].iov_len, off);
+			int r = pread_full(fd, local[i].iov_base, local[i].iov_len, off);
 
 			if (r < 0)
 				return err_wrap(r, "cannot read memory of process %d at %llx",
@@ -320,7 +414,7 @@ static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const uint8_t *
 
 /*
  * The page phase is a two-stage pipeline: a reader thread walks the vmas
- * (pagemap, then process_vm_readv of the stored pages of each chunk) and
+ * (page runs, then process_vm_readv of the stored pages of each chunk) and
  * fills a ring of NR_SLOTS chunk buffers; the calling thread hands them to
  * the sink in order (begin_area at each area's first chunk, put_pages).
  * Copying out of the process and the sink's hashing/writing overlap.
@@ -332,7 +426,7 @@ struct slot {
 	bool begin;			/* first chunk of a new area */
 	size_t n;			/* pages in this chunk */
 	uint8_t kinds[CHUNK_PAGES];
-	uint8_t *data;			/* CHUNK_PAGES pages */
+	uint8_t *data;			/* the chunk's stored pages, back to back */
 };
 
 struct pipeline {
@@ -348,73 +442,15 @@ struct pipeline {
 	uint64_t pages_read;
 };
 
-/*
- * The same classification as the pagemap loop, from PAGEMAP_SCAN: the kernel
- * returns only the runs of present or swapped pages, split where the
- * category changes, so a sparse reservation of gigabytes costs a few calls
- * instead of 8 bytes per page. -EOPNOTSUPP if the kernel lacks it.
- */
-static int scan_kinds(int pm_fd, const EngVma *v, uint8_t *kinds, size_t nr, size_t *ret_stored)
+/* The runs of @v and how to read them. */
+static int vma_runs(struct eng_dump_ctx *ctx, int pm_fd, EngVma *v, struct runs *rs,
+		    enum read_via *ret_via, int *ret_fd, int *shm_fd)
 {
-	static bool unsupported;
-	struct eng_page_region regs[256];
-	struct eng_pm_scan_arg arg = {
-		.size = sizeof(arg), .start = v->start, .end = v->end,
-		.vec = (uint64_t)(uintptr_t)regs, .vec_len = ARRAY_SIZE(regs),
-		.category_anyof_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED,
-		.return_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED | ENG_PAGE_IS_FILE,
-	};
-	size_t stored = 0;
-
-	if (unsupported)
-		return -EOPNOTSUPP;
-	memset(kinds, WC_PAGE_ABSENT, nr);
-	for (;;) {
-		long n = ioctl(pm_fd, ENG_PAGEMAP_SCAN, &arg);
-
-		if (n < 0) {
-			if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) {
-				unsupported = true;
-				return -EOPNOTSUPP;
-			}
-			return -errno;
-		}
-		for (long i = 0; i < n; i++) {
-			uint64_t c = regs[i].categories;
-			bool keep;
-
-			if (regs[i].start < v->start || regs[i].end > v->end ||
-			    regs[i].start >= regs[i].end)
-				return -EIO;
-			if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
-				keep = ((c & ENG_PAGE_IS_PRESENT) && !(c & ENG_PAGE_IS_FILE)) ||
-				       (c & ENG_PAGE_IS_SWAPPED);
-			else
-				keep = true;
-			if (!keep)
-				continue;
-			memset(kinds + (regs[i].start - v->start) / WC_PAGE_SIZE, WC_PAGE_DATA,
-			       (regs[i].end - regs[i].start) / WC_PAGE_SIZE);
-			stored += (regs[i].end - regs[i].start) / WC_PAGE_SIZE;
-		}
-		if (arg.walk_end >= v->end)
-			break;
-		arg.start = arg.walk_end;
-	}
-	*ret_stored = stored;
-	return 0;
-}
-
-/* Compute the page kinds of @v into b->kinds; returns the stored count. */
-static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, EngVma *v,
-		     enum read_via *ret_via, int *ret_fd, int *shm_fd, size_t *ret_stored)
-{
-	size_t nr = (v->end - v->start) / WC_PAGE_SIZE, stored = 0;
+	uint64_t nr = (v->end - v->start) / WC_PAGE_SIZE;
 	int r;
 
-	r = buf_reserve(b, nr);
-	if (r < 0)
-		return r;
+	rs->n = 0;
+	rs->stored = 0;
 	*ret_via = VIA_VM_READV;
 	*ret_fd = -1;
 	if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED) {
@@ -423,34 +459,23 @@ static int vma_kinds(struct eng_dump_ctx *ctx, int pm_fd, struct page_buf *b, En
 		snprintf(rel, sizeof(rel), "map_files/%llx-%llx", (unsigned long long)v->start,
 			 (unsigned long long)v->end);
 		*shm_fd = openat(ctx->proc_fd, rel, O_RDONLY | O_CLOEXEC);
-		if (*shm_fd >= 0 && shmem_kinds(*shm_fd, v->pgoff, b->kinds, nr) == 0) {
+		if (*shm_fd >= 0 && shmem_runs(*shm_fd, v->pgoff, nr, rs) == 0) {
 			*ret_via = VIA_FD;
 			*ret_fd = *shm_fd;
-			for (size_t i = 0; i < nr; i++)
-				stored += b->kinds[i] == WC_PAGE_DATA;
-			*ret_stored = stored;
 			return 0;
 		}
+		rs->n = 0;
+		rs->stored = 0;
 	}
-	r = scan_kinds(pm_fd, v, b->kinds, nr, &stored);
-	if (r == 0)
-		goto have_kinds;
-	r = read_pagemap(ctx, pm_fd, v, b->pm, nr);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < nr; i++) {
-		uint64_t e = b->pm[i];
-		bool keep;
-
-		if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE)
-			keep = ((e & PM_PRESENT) && !(e & PM_FILE)) || (e & PM_SWAP);
-		else
-			keep = e & (PM_PRESENT | PM_SWAP);
-		b->kinds[i] = keep ? WC_PAGE_DATA : WC_PAGE_ABSENT;
-		stored += keep;
+	r = scan_runs(pm_fd, v, rs);
+	if (r < 0) {
+		rs->n = 0;
+		rs->stored = 0;
+		r = pagemap_runs(ctx, pm_fd, v, rs);
+		if (r < 0)
+			return r;
 	}
-have_kinds:
-	if (!(v->prot & PROT_READ) && stored) {
+	if (!(v->prot & PROT_READ) && rs->stored) {
 		if (ctx->mem_fd < 0) {
 			ctx->mem_fd = openat(ctx->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
 			if (ctx->mem_fd < 0)
@@ -459,7 +484,6 @@ have_kinds:
 		*ret_via = VIA_MEM;
 		*ret_fd = ctx->mem_fd;
 	}
-	*ret_stored = stored;
 	return 0;
 }
 
@@ -488,25 +512,26 @@ static void pipe_slot_put(struct pipeline *pl)
 static int reader_run(struct pipeline *pl)
 {
 	struct eng_dump_ctx *ctx = pl->ctx;
-	struct page_buf b = {};
+	struct runs rs = {};
 	int r = 0;
 
 	for (size_t i = 0; i < ctx->proc->n_vmas && r >= 0; i++) {
 		EngVma *v = ctx->proc->vmas[i];
 		_cleanup_close_ int shm_fd = -1;
 		enum read_via via;
-		size_t nr, stored = 0;
+		size_t cursor = 0;
+		uint64_t nr;
 		int fd = -1;
 
 		if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
 			continue;
-		r = vma_kinds(ctx, pl->pm_fd, &b, v, &via, &fd, &shm_fd, &stored);
-		if (r < 0 || !stored)
+		r = vma_runs(ctx, pl->pm_fd, v, &rs, &via, &fd, &shm_fd);
+		if (r < 0 || !rs.stored)
 			continue;	/* no area: restore maps it empty (or from its file) */
 		nr = (v->end - v->start) / WC_PAGE_SIZE;
-		for (size_t off = 0; off < nr; off += CHUNK_PAGES) {
+		for (uint64_t off = 0; off < nr; off += CHUNK_PAGES) {
 			struct slot *s = pipe_slot_get(pl);
 
 			if (!s) {
@@ -515,17 +540,15 @@ static int reader_run(struct pipeline *pl)
 			}
 			s->v = v;
 			s->begin = off == 0;
-			s->n = MIN((size_t)CHUNK_PAGES, nr - off);
-			memcpy(s->kinds, b.kinds + off, s->n);
-			r = read_chunk(ctx, v, b.kinds, off, s->n, s->data, via, fd,
+			s->n = MIN((uint64_t)CHUNK_PAGES, nr - off);
+			r = read_chunk(ctx, v, &rs, &cursor, off, s->n, s->kinds, s->data, via, fd,
 				       &pl->pages_read);
 			if (r < 0)
 				break;
 			pipe_slot_put(pl);
 		}
 	}
-	free(b.pm);
-	free(b.kinds);
+	free(rs.v);
 	return r;
 }
 
@@ -545,6 +568,32 @@ static void *reader_thread(void *arg)
 	pthread_cond_broadcast(&pl->cond);
 	pthread_mutex_unlock(&pl->lock);
 	return NULL;
+}
+
+/* Hand a compact slot to the sink: one put_pages per run of stored pages
+ * (their bytes back to back in s->data), one per run of absent pages. */
+static int slot_put(struct wc_sink *sink, const struct slot *s)
+{
+	const uint8_t *data = s->data;
+
+	for (size_t i = 0; i < s->n;) {
+		uint8_t k = s->kinds[i];
+		size_t j = i;
+		int r;
+
+		while (j < s->n && s->kinds[j] == k)
+			j++;
+		if (k == WC_PAGE_DATA) {
+			r = sink->ops->put_pages(sink, data, NULL, j - i);
+			data += (j - i) * WC_PAGE_SIZE;
+		} else {
+			r = sink->ops->put_pages(sink, s->data, s->kinds + i, j - i);
+		}
+		if (r < 0)
+			return r;
+		i = j;
+	}
+	return 0;
 }
 
 int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
@@ -605,7 +654,7 @@ int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 			}
 			s->v->area = next_area++;
 		}
-		r = sink->ops->put_pages(sink, s->data, s->kinds, s->n);
+		r = slot_put(sink, s);
 		if (r < 0) {
 			r = err_wrap(r, "cannot store pages of %llx-%llx",
 				     (unsigned long long)s->v->start, (unsigned long long)s->v->end);
