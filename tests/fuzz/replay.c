@@ -21,6 +21,7 @@
 
 #include "common/util.h"
 #include "fuzz-api.h"
+#include "fuzz-wire.h"
 #include "fuzz-fixup.h"
 #include "fuzz-wire.h"
 
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
 	}
 	replay_dir(argv[1], "manifest", wc_fuzz_manifest, wc_fuzz_index);
 	replay_dir(argv[1], "index", wc_fuzz_index, wc_fuzz_manifest);
+	replay_dir(argv[1], "rf-wire", rf_fuzz_wire, wc_fuzz_manifest);
 	replay_dir(argv[1], "rf-wire", rf_fuzz_wire, wc_fuzz_manifest);
 	printf("%d corpus files replayed, %d failures\n", files, failures);
 	if (files < 10) {
