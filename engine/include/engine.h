@@ -175,8 +175,10 @@ struct eng_dump_opts {
  *
  * Errors: -ESRCH no such process (or a zombie), -EBUSY already traced,
  * -EOPNOTSUPP a descriptor or mapping this version cannot capture,
- * -EAGAIN the process kept changing (threads, signals) while freezing,
- * -EPERM not allowed to trace it, or what the sink returned.
+ * -EAGAIN the process kept changing (threads, signals) while freezing, or
+ * is stopped (SIGSTOP), -ETIMEDOUT a thread did not stop within 10 s
+ * (uninterruptible sleep), -EPERM not allowed to trace it, or what the sink
+ * returned.
  */
 int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
 		   char ret_id[WC_ID_LEN + 1]);
