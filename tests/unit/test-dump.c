@@ -61,6 +61,12 @@ struct shared {
 static struct shared *sh;
 static uint8_t altstack[65536] __attribute__((aligned(4096)));
 static uint8_t *pattern;
+static uint8_t *big;		/* BIG_PAGES, runs across the dump's 1024-page chunks */
+#define BIG_PAGES	3000
+static bool big_written(int i)
+{
+	return (i >= 1000 && i < 1100) || (i >= 2040 && i < 2050) || i == 2047 + 1 || i == 2999;
+}
 static uint8_t *fmap;
 static char tmpfile_path[] = "/tmp/test-dump-XXXXXX";
 static int keep_fd = -1;
@@ -113,6 +119,9 @@ static _Noreturn void child_main(void)
 	for (int i = 0; i < PAT_PAGES; i += 2)
 		memset(pattern + i * 4096, i * 7 + 1, 4096);
 	memset(pattern + 2 * 4096, 0, 4096);
+	for (int i = 0; i < BIG_PAGES; i++)
+		if (big_written(i))
+			memset(big + (size_t)i * 4096, (i % 251) + 1, 4096);
 	/* File-private mapping: only page 1 is written (COW). */
 	fmap[4096] = 'X';
 	fmap[4097] = 'Y';
@@ -364,6 +373,26 @@ static void check_leave_running(void)
 					      memcmp(a->data + (base + i) * 4096, want, 4096) == 0);
 				}
 			}
+		}
+		/* Runs crossing chunk boundaries. */
+		v = find_vma(p, (uint64_t)(uintptr_t)big);
+		a = area_of(ms, v);
+		CHECK(a != NULL);
+		if (a) {
+			size_t base = ((uintptr_t)big - a->desc.start) / 4096, bad = 0;
+
+			for (int i = 0; i < BIG_PAGES; i++) {
+				uint8_t k = a->kinds[base + i];
+
+				if (!big_written(i)) {
+					bad += k != WC_PAGE_ABSENT;
+					continue;
+				}
+				bad += k != WC_PAGE_DATA ||
+				       a->data[(base + i) * 4096] != (i % 251) + 1 ||
+				       a->data[(base + i) * 4096 + 4095] != (i % 251) + 1;
+			}
+			CHECK(bad == 0);
 		}
 		/* File-private: only the written page. */
 		v = find_vma(p, (uint64_t)(uintptr_t)fmap);
@@ -726,6 +755,12 @@ int main(void)
 	sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pattern = mmap(NULL, PAT_PAGES * 4096, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	big = mmap(NULL, BIG_PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	if (big == MAP_FAILED || madvise(big, BIG_PAGES * 4096, MADV_NOHUGEPAGE) < 0) {
+		perror("big");
+		return 1;
+	}
 	fd = mkstemp(tmpfile_path);
 	if (sh == MAP_FAILED || pattern == MAP_FAILED || fd < 0) {
 		perror("setup");
