@@ -536,7 +536,12 @@ static int read_maps(int pid, struct map_ent **ret, size_t *ret_nr)
 		ents[nr].end = e;
 		ents[nr].prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
 				(perms[2] == 'x' ? PROT_EXEC : 0);
-		snprintf(ents[nr].name, sizeof(ents[nr].name), "%s", name);
+		{
+			size_t l = strnlen(name, sizeof(ents[nr].name) - 1);
+
+			memcpy(ents[nr].name, name, l);
+			ents[nr].name[l] = '\0';
+		}
 		nr++;
 	}
 	fclose(f);

@@ -230,9 +230,10 @@ int wc_snapshot_load(struct wc_store *store, const char *full_id, struct wc_snap
 	if (r < 0)
 		return err_wrap(r, "snapshot %s: manifest damaged", full_id);
 	if (strcmp(snap->id, full_id) != 0) {
+		r = err_set(EBADMSG, "snapshot %s: manifest damaged: it names snapshot %s",
+			    full_id, snap->id);
 		wc_snapshot_close(snap);
-		return err_set(EBADMSG, "snapshot %s: manifest damaged: it names snapshot %s",
-			       full_id, snap->id);
+		return r;
 	}
 	*ret = snap;
 	return 0;

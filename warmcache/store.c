@@ -745,7 +745,8 @@ int wc_store_list(struct wc_store *s, char ***ret_ids, size_t *ret_nr)
 	}
 	closedir(d);
 	if (r == 0) {
-		qsort(ents, nr, sizeof(*ents), cmp_id_ent);
+		if (nr)
+			qsort(ents, nr, sizeof(*ents), cmp_id_ent);
 		ids = calloc(nr ? nr : 1, sizeof(*ids));
 		if (!ids)
 			r = -ENOMEM;
