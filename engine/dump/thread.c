@@ -480,8 +480,13 @@ static int thread_pending(pid_t tid, bool shared, EngSiginfo ***ret_v, size_t *r
 			v[n++] = s;
 		}
 		args.off += got;
-		if (args.off > 65536)
-			break;
+		if (args.off > (1u << 20)) {	/* far above any RLIMIT_SIGPENDING */
+			for (size_t i = 0; i < n; i++)
+				eng_siginfo__free_unpacked(v[i], NULL);
+			free(v);
+			return err_set(E2BIG, "thread %d has more than %u pending signals", tid,
+				       1u << 20);
+		}
 	}
 	*ret_v = v;
 	*ret_n = n;
