@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,7 +327,10 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	struct eng_dump_ctx ctx = { .pid = pid, .proc_fd = -1, .mem_fd = -1, .stats = &stats };
 	uint64_t t0 = now_ns(), t1, t_frozen;
 	char path[64], id[WC_ID_LEN + 1];
-	bool leave_running = opts && opts->leave_running;
+	/* Fields beyond what the caller's struct holds (opts->sz) are unset. */
+	bool leave_running = opts && opts->sz >= offsetof(struct eng_dump_opts, leave_running) +
+						    sizeof(opts->leave_running) &&
+			     opts->leave_running;
 	int r;
 
 	if (opts && opts->sz < sizeof(size_t))
