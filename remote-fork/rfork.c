@@ -8,8 +8,15 @@
  *
  * --snapshot pushes a snapshot of the local store: only the pages the peer
  * lacks travel. On success the snapshot's id on the peer goes to stdout and
- * one line of figures to stderr. The PID form (checkpoint, transfer, restore
- * on the peer) needs the engine and is refused with a clear line for now.
+ * one line of figures to stderr.
+ *
+ * PID: the process is checkpointed straight into the network (the engine's
+ * dump writes into the push sink; nothing is stored locally), rforkd
+ * restores it once committed, and the twin's pid (in the peer's root pid
+ * namespace) goes to stdout. The original keeps running (it is frozen for
+ * the checkpoint and transfer); with --move it is killed once the twin
+ * runs. On any failure the original is left running as it was. --lazy and
+ * --attach are not implemented yet and are refused.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +34,7 @@
 #include "rfork/net.h"
 #include "rfork/session.h"
 #include "rfork/transfer.h"
+#include "engine.h"
 #include "warmcache.h"
 
 static void usage(FILE *f)
@@ -37,6 +45,85 @@ static void usage(FILE *f)
 		"  --snapshot ID  push a snapshot of the local store; prints its id on the peer\n"
 		"  PID            fork the running process PID onto the peer (needs the engine)\n"
 		"Default port %u.\n", RF_DEFAULT_PORT);
+}
+
+/* Fork @pid onto @host: checkpoint into the push sink, then wait for the
+ * peer's RESTORED. */
+static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
+			bool move)
+{
+	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
+	struct eng_dump_stats dst = {};
+	struct rf_push_stats st = {};
+	struct rf_session_stats ss = {};
+	struct rf_session *s = NULL;
+	struct wc_sink *sink = NULL;
+	struct rf_msg m;
+	char remote_id[WC_ID_LEN + 1], b1[32], b2[32];
+	uint64_t t0 = now_ns(), t_frozen;
+	const char *what = "connecting";
+	int r, fd;
+
+	dopts.stats = &dst;
+	fd = rf_connect(host, RF_DEFAULT_PORT, timeout_ms);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	what = "authenticating";
+	r = rf_session_client(fd, key, timeout_ms, &s);
+	if (r < 0)
+		goto out;
+	what = "checkpointing and sending";
+	r = rf_push_sink_new(s, RF_PUSH_RESTORE, &sink);
+	if (r < 0)
+		goto out;
+	/* The engine commits the sink: that is the peer's COMMITTED. On any
+	 * failure the process is detached unchanged. */
+	r = eng_checkpoint(pid, sink, &dopts, remote_id);
+	rf_push_sink_stats(sink, &st);
+	t_frozen = now_ns();
+	if (r < 0)
+		goto out;
+	what = "waiting for the twin to start";
+	r = rf_session_recv(s, &m);
+	if (r == -ENODATA)
+		r = err_set(ECONNRESET, "peer closed the connection before the twin started");
+	if (r >= 0 && m.type != RF_MSG_RESTORED)
+		r = err_set(EPROTO, "peer answered %s instead of RESTORED", rf_msg_name(m.type));
+	if (r < 0)
+		goto out;
+	rf_session_stats(s, &ss);
+	if (move) {
+		/* The twin runs: the original can go. */
+		if (kill(pid, SIGKILL) < 0 && errno != ESRCH)
+			log_error("twin runs, but killing the original pid %d failed: %s", pid,
+				  strerror(errno));
+	}
+	printf("%u\n", m.restored.pid);
+	fflush(stdout);
+	log_error("forked pid %d to %s as pid %u%s (snapshot %s): %llu bytes (%s) on the wire, "
+		  "%llu pages sent, %llu skipped as already present, %llu zero, %llu absent "
+		  "(%s of data pages), frozen %.2f s, twin running after %.2f s%s; its stdout "
+		  "\"%.*s\", stderr \"%.*s\" on %s",
+		  pid, host, m.restored.pid,
+		  m.restored.flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was "
+							     "taken there)" : "",
+		  remote_id, (unsigned long long)ss.bytes_sent, fmt_bytes(ss.bytes_sent, b1, sizeof(b1)),
+		  (unsigned long long)st.pages_sent, (unsigned long long)st.pages_skipped,
+		  (unsigned long long)st.pages_zero, (unsigned long long)st.pages_absent,
+		  fmt_bytes(st.pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst.frozen_ns / 1e9,
+		  (now_ns() - t0) / 1e9, move ? ", original killed" : "",
+		  (int)m.restored.out_len, m.restored.out_path, (int)m.restored.err_len,
+		  m.restored.err_path, host);
+	(void)t_frozen;
+out:
+	if (r < 0)
+		log_error("forking pid %d to %s failed while %s: %s%s", pid, host, what, err_str(r),
+			  move ? " (the original keeps running)" : "");
+	wc_sink_free(sink);
+	rf_session_free(s);
+	return r < 0 ? 1 : 0;
 }
 
 static int push_snapshot(const char *host, const uint8_t *key, int timeout_ms,
@@ -79,7 +166,7 @@ static int push_snapshot(const char *host, const uint8_t *key, int timeout_ms,
 	if (r < 0)
 		goto out;
 	what = "sending";
-	r = rf_push_sink_new(s, &sink);
+	r = rf_push_sink_new(s, 0, &sink);
 	if (r >= 0)
 		r = rf_snapshot_feed(snap, src, sink);
 	if (r >= 0) {
@@ -197,12 +284,15 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		/* Checkpoint → stream → restore needs the engine (issue 3); this
-		 * front end will plug its dump into rf_push_sink_new() then. */
-		log_error("cannot fork pid %d onto %s: live rfork needs the checkpoint/restore engine, "
-			  "which is not built yet (--snapshot ID pushes a stored snapshot)", pid, host);
+		if (lazy || attach) {
+			log_error("%s is not implemented yet (eager rfork works without it)",
+				  lazy ? "--lazy" : "--attach");
+			sodium_memzero(key, sizeof(key));
+			return 2;
+		}
+		r = fork_process(host, key, timeout_ms, pid, move);
 		sodium_memzero(key, sizeof(key));
-		return 1;
+		return r;
 	}
 	r = wc_store_default_dir(store_arg, store_dir, sizeof(store_dir));
 	if (r < 0) {

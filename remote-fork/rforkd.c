@@ -4,7 +4,12 @@
  * rfork peers that hold the same pre-shared key.
  *
  *   rforkd --listen ADDR:PORT --key-file FILE [--store DIR] [--timeout SEC]
- *          [--max-sessions N]
+ *          [--max-sessions N] [--output-dir DIR]
+ *
+ * A push either just stores the snapshot (rfork --snapshot) or, with
+ * RF_PUSH_RESTORE (rfork PID), also restores it: with its original pid if
+ * free, else in a new pid namespace; its stdio goes to files in
+ * --output-dir (default /var/lib/rforkd), whose paths go back to rfork.
  *
  * One child per connection (a hostile or broken peer can only end its own
  * child); the parent accepts, reaps and is a child subreaper, since the
@@ -14,6 +19,7 @@
  * non-loopback address without one.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -29,12 +35,14 @@
 
 #include <sodium.h>
 
+#include "common/compiler.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "rfork/net.h"
 #include "rfork/session.h"
 #include "rfork/transfer.h"
+#include "engine.h"
 #include "warmcache.h"
 
 static volatile sig_atomic_t stop_sig;
@@ -62,19 +70,83 @@ static void on_alarm(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: rforkd --listen ADDR:PORT --key-file FILE [--store DIR] [--timeout SEC]\n"
-		   "              [--max-sessions N]\n"
+		   "              [--max-sessions N] [--output-dir DIR]\n"
 		   "Receive snapshots pushed by rfork peers holding the same key (default port %u).\n",
 		RF_DEFAULT_PORT);
 }
 
 struct opts {
 	const char *store_dir;
+	const char *output_dir;
 	int timeout_ms;
 	uint8_t key[RF_KEY_BYTES];
 };
 
-/* Receive one pushed snapshot into the store. */
-static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0)
+/*
+ * Restore snapshot @id of @store as a twin: stdin /dev/null, stdout and
+ * stderr to files in the output dir (the restore gives the twin our fds
+ * 0-2). Its original pid if free, else a new pid namespace. The twin is our
+ * child (or its namespace's init is); we exit right after, so it becomes
+ * the child of the daemon, a subreaper, which reaps it.
+ */
+static int restore_twin(struct wc_store *store, const char *id, const struct opts *o,
+			struct eng_restored *ret, bool *ret_new_pidns, char *out_path,
+			char *err_path, size_t path_len)
+{
+	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true };
+	int r, log_fd = -1, in = -1, out = -1, err = -1;
+
+	r = mkdir_p(o->output_dir, 0700);
+	if (r < 0)
+		return err_set(r, "output dir \"%s\": %s", o->output_dir, strerror(-r));
+	snprintf(out_path, path_len, "%s/%s.out", o->output_dir, id);
+	snprintf(err_path, path_len, "%s/%s.err", o->output_dir, id);
+	in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (in < 0 || out < 0 || err < 0 || log_fd < 0) {
+		r = err_set(errno, "twin stdio in \"%s\": %s", o->output_dir, strerror(errno));
+		goto out;
+	}
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+		r = -errno;
+		goto restore_log;
+	}
+	*ret_new_pidns = false;
+	r = eng_restore(store, id, &ro, ret);
+	if (r == -EEXIST) {
+		/* Its pid (or a tid) is taken here: same ids, own namespace. */
+		ro.new_pidns = true;
+		*ret_new_pidns = true;
+		err_clear();
+		r = eng_restore(store, id, &ro, ret);
+	}
+restore_log:
+	dup2(log_fd, 2);
+	if (in >= 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			close(null);
+		}
+	}
+out:
+	if (log_fd >= 0)
+		close(log_fd);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (err >= 0)
+		close(err);
+	return r;
+}
+
+/* Receive one pushed snapshot into the store (and restore it if asked). */
+static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, uint32_t flags)
 {
 	struct wc_store *store = NULL;
 	struct wc_source *have = NULL;
@@ -99,6 +171,42 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0)
 	rf_session_stats(s, &ss);
 	if (r < 0)
 		goto out;
+	/* Committed: release the ingest before restoring from the store. */
+	wc_sink_free(TAKE_PTR(out));
+	wc_source_free(TAKE_PTR(have));
+	if (flags & RF_PUSH_RESTORE) {
+		char out_path[PATH_MAX], err_path[PATH_MAX];
+		struct eng_restored tw;
+		bool new_pidns = false;
+		uint8_t *p;
+		size_t ol, el;
+
+		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path));
+		if (r < 0) {
+			r = err_wrap(r, "restoring snapshot %s", id);
+			rf_session_send_error(s, r, err_str(r));
+			goto out;
+		}
+		ol = strnlen(out_path, RF_PATH_MAX);
+		el = strnlen(err_path, RF_PATH_MAX);
+		p = rf_session_frame(s, RF_MSG_RESTORED, 12 + 4 + ol + el);
+		rf_put_u32(p, tw.pid);
+		rf_put_u32(p + 4, tw.ns_pid);
+		rf_put_u32(p + 8, new_pidns ? RF_RESTORED_NEW_PIDNS : 0);
+		rf_put_u16(p + 12, ol);
+		memcpy(p + 14, out_path, ol);
+		rf_put_u16(p + 14 + ol, el);
+		memcpy(p + 16 + ol, err_path, el);
+		/* The twin runs whether or not rfork hears about it. */
+		(void)rf_session_send(s, 16 + ol + el);
+		log_error("%s: received snapshot %s and restored it as pid %d%s: %llu pages (%llu data: "
+			  "%llu received, %llu already held), %s in, %.2f s", peer, id, (int)tw.pid,
+			  new_pidns ? " (new pid namespace)" : "", (unsigned long long)st.pages_total,
+			  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
+			  (unsigned long long)(st.pages_local + st.pages_dup),
+			  fmt_bytes(ss.bytes_received, sz, sizeof(sz)), (now_ns() - t0) / 1e9);
+		goto out;
+	}
 	log_error("%s: received snapshot %s: %llu pages (%llu data: %llu received, %llu already "
 		  "held), %s in, %.2f s", peer, id, (unsigned long long)st.pages_total,
 		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
@@ -145,7 +253,7 @@ static int session_main(int fd, const struct opts *o)
 	}
 	switch (m.type) {
 	case RF_MSG_PUSH:
-		r = serve_push(s, o, t0);
+		r = serve_push(s, o, t0, m.push.flags);
 		break;
 	default:
 		r = err_set(EPROTO, "unexpected request %s", rf_msg_name(m.type));
@@ -182,12 +290,13 @@ int main(int argc, char **argv)
 		{ "store",		required_argument, NULL, 's' },
 		{ "timeout",		required_argument, NULL, 't' },
 		{ "max-sessions",	required_argument, NULL, 'm' },
+		{ "output-dir",		required_argument, NULL, 'o' },
 		{ "help",		no_argument,	   NULL, 'h' },
 		{}
 	};
 	const char *listen_spec = NULL, *key_file = NULL, *store_arg = NULL;
 	char store_dir[PATH_MAX], name[128];
-	struct opts o = { .timeout_ms = 30000 };
+	struct opts o = { .timeout_ms = 30000, .output_dir = "/var/lib/rforkd" };
 	unsigned max_sessions = 16;
 	struct sigaction sa = {};
 	struct wc_store *store;
@@ -196,7 +305,7 @@ int main(int argc, char **argv)
 	uint64_t v;
 
 	log_prog = "rforkd";
-	while ((c = getopt_long(argc, argv, "l:k:s:t:m:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:k:s:t:m:o:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			listen_spec = optarg;
@@ -220,6 +329,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			max_sessions = v;
+			break;
+		case 'o':
+			o.output_dir = optarg;
 			break;
 		case 'h':
 			usage(stdout);

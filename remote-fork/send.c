@@ -405,7 +405,7 @@ static const struct wc_sink_ops push_ops = {
 	.free = push_free,
 };
 
-int rf_push_sink_new(struct rf_session *s, struct wc_sink **ret)
+int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 {
 	struct rf_push *p;
 	uint8_t *out;
@@ -416,8 +416,12 @@ int rf_push_sink_new(struct rf_session *s, struct wc_sink **ret)
 		return -ENOMEM;
 	p->sink.ops = &push_ops;
 	p->s = s;
+	if (flags & ~RF_PUSH_FLAGS) {
+		free(p);
+		return -EINVAL;
+	}
 	out = rf_session_frame(s, RF_MSG_PUSH, 4);
-	rf_put_u32(out, 0);
+	rf_put_u32(out, flags);
 	r = rf_session_send(s, 4);
 	if (r < 0) {
 		free(p);

@@ -29,6 +29,7 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_LABEL:	return "LABEL";
 	case RF_MSG_COMMIT:	return "COMMIT";
 	case RF_MSG_COMMITTED:	return "COMMITTED";
+	case RF_MSG_RESTORED:	return "RESTORED";
 	}
 	return "unknown";
 }
@@ -297,6 +298,25 @@ static int parse_committed(struct cur *c, struct rf_msg *m)
 	return cur_end(c);
 }
 
+static int parse_restored(struct cur *c, struct rf_msg *m)
+{
+	int r;
+
+	if ((r = cur_u32(c, &m->restored.pid)) < 0 || (r = cur_u32(c, &m->restored.ns_pid)) < 0 ||
+	    (r = cur_u32(c, &m->restored.flags)) < 0 ||
+	    (r = cur_str(c, RF_PATH_MAX, "stdout path", &m->restored.out_path,
+			 &m->restored.out_len)) < 0 ||
+	    (r = cur_str(c, RF_PATH_MAX, "stderr path", &m->restored.err_path,
+			 &m->restored.err_len)) < 0)
+		return r;
+	if (m->restored.pid == 0 || m->restored.pid > INT32_MAX || m->restored.ns_pid == 0 ||
+	    m->restored.ns_pid > INT32_MAX)
+		return err_set(EPROTO, "RESTORED: bad pid %u (%u)", m->restored.pid, m->restored.ns_pid);
+	if (m->restored.flags & ~RF_RESTORED_NEW_PIDNS)
+		return err_set(EPROTO, "RESTORED: unknown flags 0x%x", m->restored.flags);
+	return cur_end(c);
+}
+
 int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 {
 	struct rf_msg m = {};
@@ -330,6 +350,8 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		break;
 	case RF_MSG_PUSH:
 		r = cur_u32(&c, &m.push.flags);
+		if (r >= 0 && (m.push.flags & ~RF_PUSH_FLAGS))
+			r = err_set(EPROTO, "PUSH: unknown flags 0x%x", m.push.flags);
 		if (r >= 0)
 			r = cur_end(&c);
 		break;
@@ -356,6 +378,9 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		break;
 	case RF_MSG_COMMITTED:
 		r = parse_committed(&c, &m);
+		break;
+	case RF_MSG_RESTORED:
+		r = parse_restored(&c, &m);
 		break;
 	default:
 		return err_set(EPROTO, "unknown frame type %u", m.type);

@@ -380,7 +380,7 @@ static int send_snapshot(struct sender *sd, struct rf_session *s)
 	struct wc_sink *sink;
 	int r;
 
-	r = rf_push_sink_new(s, &sink);
+	r = rf_push_sink_new(s, 0, &sink);
 	if (r < 0)
 		return r;
 	for (unsigned a = 0; a < NR_AREAS && r >= 0; a++) {

@@ -43,11 +43,13 @@ struct rf_push_stats {
 };
 
 /* A sink streaming to the peer of @s (a client session). @s must outlive
- * the sink; it is not freed with it. The PUSH frame is sent here. On
+ * the sink; it is not freed with it. The PUSH frame, with @flags
+ * (RF_PUSH_RESTORE: the peer restores the snapshot once committed and
+ * answers RESTORED after COMMITTED), is sent here. On
  * commit, ret_id is the snapshot id on the receiving side. Freeing an
  * uncommitted sink sends nothing: the caller closes the session and the
  * receiver abandons its ingest. */
-int rf_push_sink_new(struct rf_session *s, struct wc_sink **ret);
+int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret);
 /* @sink must come from rf_push_sink_new(). */
 void rf_push_sink_stats(const struct wc_sink *sink, struct rf_push_stats *ret);
 

@@ -77,7 +77,16 @@ enum rf_msg_type {
 	RF_MSG_LABEL		= 22,	/* C->S: a label */
 	RF_MSG_COMMIT		= 23,	/* C->S: end of snapshot, with totals */
 	RF_MSG_COMMITTED	= 24,	/* S->C: the snapshot id on the receiver */
+	RF_MSG_RESTORED		= 25,	/* S->C: the twin runs: pids, stdio paths */
 };
+
+/* PUSH flags */
+#define RF_PUSH_RESTORE		(1u << 0)	/* restore the snapshot once committed */
+#define RF_PUSH_FLAGS		RF_PUSH_RESTORE
+
+/* RESTORED flags */
+#define RF_RESTORED_NEW_PIDNS	(1u << 0)	/* the pid was taken: new pid namespace */
+#define RF_PATH_MAX		1024u
 
 struct rf_msg {
 	uint16_t type;
@@ -147,6 +156,15 @@ struct rf_msg {
 		struct {
 			char id[WC_ID_LEN + 1];
 		} committed;
+		struct {
+			uint32_t pid;			/* in the receiver's root pid namespace */
+			uint32_t ns_pid;		/* in its own (the saved pid) */
+			uint32_t flags;			/* RF_RESTORED_* */
+			const char *out_path;		/* stdout file on the receiver */
+			size_t out_len;
+			const char *err_path;		/* stderr file on the receiver */
+			size_t err_len;
+		} restored;
 	};
 };
 
