@@ -42,7 +42,9 @@ int cli_open_store(const struct cli_ctx *ctx, bool create, struct wc_store **ret
 	opts.sync = env_true("WARMFORK_STORE_SYNC");
 	err_clear();
 	r = wc_store_open(ctx->store_dir, create ? WC_OPEN_CREATE : 0, &opts, ret);
-	if (r < 0)
+	if (r < 0 && err_detail())
+		log_error("%s", err_detail());	/* names the store already */
+	else if (r < 0)
 		log_error("cannot open store \"%s\": %s", ctx->store_dir, err_str(r));
 	return r;
 }

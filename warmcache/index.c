@@ -28,7 +28,8 @@ void wc_index_reset(struct wc_index *idx)
 	idx->nr = 0;
 }
 
-/* Keys are uniformly distributed hashes: the low bits are the bucket. */
+/* Keys are uniformly distributed hashes: the low bits are the bucket.
+ * Keep in sync with wc_index_prefetch(). */
 static inline size_t bucket_of(const struct wc_key *key, size_t cap)
 {
 	return (size_t)(key->lo ^ (key->hi >> 7)) & (cap - 1);

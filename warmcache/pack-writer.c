@@ -416,6 +416,15 @@ int wc_writer_open(struct wc_store *s, bool fresh, struct wc_writer **ret)
 	if (s->uring_ok) {
 		r = io_uring_queue_init(w->depth * 2, &w->ring, 0);
 		w->uring = r == 0;
+		if (w->uring) {
+			/* Buffered writes that cannot complete inline (ext4) go to
+			 * io-wq workers; they all serialize on the pack's inode
+			 * lock, so one worker does it without contention, on the
+			 * other core while this thread hashes. */
+			unsigned max_workers[2] = { 1, 0 };
+
+			io_uring_register_iowq_max_workers(&w->ring, max_workers);
+		}
 	}
 	r = writer_attach(w, fresh);
 	if (r < 0)

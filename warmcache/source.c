@@ -152,7 +152,11 @@ static int rd_plan(struct rd_ctx *c, size_t nr)
 
 	c->nr_ops = 0;
 	for (size_t i = 0; i < nr; i++) {
-		const struct wc_ient *e = wc_index_get(&s->index, &c->reqs[i].key);
+		const struct wc_ient *e;
+
+		if (i + 16 < nr)
+			wc_index_prefetch(&s->index, &c->reqs[i + 16].key);
+		e = wc_index_get(&s->index, &c->reqs[i].key);
 
 		if (!e && !c->refreshed) {
 			/* Written by another process since we loaded the index? */

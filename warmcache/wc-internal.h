@@ -129,6 +129,13 @@ void wc_index_reset(struct wc_index *idx);
 int wc_index_put(struct wc_index *idx, const struct wc_key *key, uint32_t pack, uint32_t page);
 const struct wc_ient *wc_index_get(const struct wc_index *idx, const struct wc_key *key);
 struct wc_ient *wc_index_lookup(struct wc_index *idx, const struct wc_key *key);
+/* Start loading @key's bucket into the cache (lookups of a batch miss the
+ * cache one after the other otherwise). */
+static inline void wc_index_prefetch(const struct wc_index *idx, const struct wc_key *key)
+{
+	if (idx->cap)
+		__builtin_prefetch(&idx->ents[(size_t)(key->lo ^ (key->hi >> 7)) & (idx->cap - 1)]);
+}
 
 /* A set of keys (a wc_index with pack = 1). */
 static inline int wc_keyset_add(struct wc_index *set, const struct wc_key *key)
