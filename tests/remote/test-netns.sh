@@ -10,12 +10,17 @@
 #  4. a byte flipped in the stream by a proxy is rejected, no snapshot;
 #  5. a link cut mid-transfer leaves no snapshot, rfork exits non-zero
 #     with one line;
+#  6. rfork PID: the twin runs on the receiver (in a new pid namespace, as
+#     the pid is taken on this one machine), continues from the checkpoint
+#     with the same memory checksum, the original keeps running; a second
+#     rfork of it sends <= 10% of the bytes; --move ends the original once
+#     the twin runs; a cut link leaves the original running, unchanged;
 #  plus the daemon's refusals (no key, open key file).
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: test-netns.sh RFORKD RFORK SNAPTOOL WARMFORK
+# usage: test-netns.sh RFORKD RFORK SNAPTOOL WARMFORK TWINPROG
 set -u
-RFORKD=$1 RFORK=$2 SNAPTOOL=$3 WARMFORK=$4
+RFORKD=$1 RFORK=$2 SNAPTOOL=$3 WARMFORK=$4 TWINPROG=$5
 MIB=${RF_TEST_MIB:-64}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -92,7 +97,7 @@ fi
 ID1=$("$SNAPTOOL" make "$T/src" "$MIB" 1) || { echo "FAIL: make snapshot 1"; exit 1; }
 ID2=$("$SNAPTOOL" make "$T/src" "$MIB" 2) || { echo "FAIL: make snapshot 2"; exit 1; }
 
-start_rforkd d1 7717 "$T/dst" --timeout 5
+start_rforkd d1 7717 "$T/dst" --timeout 5 --output-dir "$T/out1"
 
 # --- 1. first push arrives intact
 if ! in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --store "$T/src" \
@@ -192,7 +197,7 @@ grep -q "failed authentication" "$T/d1.log" || fail "rforkd did not report the f
 
 # --- 5. link cut mid-transfer: a fresh receiver store (everything travels)
 # behind a 50 Mbit/s link, cut after a second
-start_rforkd d2 7718 "$T/dst2" --timeout 3
+start_rforkd d2 7718 "$T/dst2" --timeout 3 --output-dir "$T/out2"
 in_src tc qdisc add dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 200ms ||
 	fail "cannot rate-limit the link"
 T0=$(date +%s)
@@ -211,10 +216,96 @@ sleep 4		# the receiver's own timeout
 grep -q "push failed" "$T/d2.log" || fail "rforkd did not log the broken push: $(cat "$T/d2.log")"
 [ "$(nsnap "$T/dst2")" = 0 ] || fail "a snapshot appeared after a cut link"
 in_src ip link set "$V_SRC" up
+
+# the same with a running process: it must be left running, unchanged
+ip netns exec "$NS_SRC" "$TWINPROG" "$MIB" > "$T/orig2.out" 2>&1 &
+ORIG2=$!
+PIDS+=($ORIG2)
+for _ in $(seq 300); do [ -s "$T/orig2.out" ] && break; sleep 0.05; done
+SUM2=$(awk 'NR==1{print $2}' "$T/orig2.out")
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --timeout 3 \
+	"$ORIG2" > "$T/f5.out" 2> "$T/f5.err" &
+RF=$!
+PIDS+=($RF)
+sleep 1
+in_src ip link set "$V_SRC" down
+if wait $RF; then fail "rfork PID over a cut link succeeded"; fi
+cat "$T/f5.err"
+[ "$(wc -l < "$T/f5.err")" = 1 ] || fail "cut: rfork PID printed not one line"
+in_src ip link set "$V_SRC" up
+N0=$(wc -l < "$T/orig2.out")
+sleep 0.5
+kill -0 "$ORIG2" 2>/dev/null || fail "the original died when the link was cut"
+[ "$(wc -l < "$T/orig2.out")" -gt "$N0" ] || fail "the original stopped running after a cut link"
+awk -v s="$SUM2" '$2 != s {bad=1} END {exit bad}' "$T/orig2.out" ||
+	fail "the original's memory changed after a failed rfork"
+kill "$ORIG2"
 in_src tc qdisc del dev "$V_SRC" root
+sleep 3.5	# the receiver's own timeout
+[ "$(nsnap "$T/dst2")" = 0 ] || fail "a snapshot appeared after a cut link (rfork PID)"
+grep -c "push failed" "$T/d2.log" | grep -q 2 || fail "rforkd did not log the second broken push"
+
+# --- 6. rfork PID
+TWINS=()
+ip netns exec "$NS_SRC" "$TWINPROG" "$MIB" > "$T/orig.out" 2>&1 &
+ORIG=$!
+PIDS+=($ORIG)
+for _ in $(seq 300); do [ -s "$T/orig.out" ] && break; sleep 0.05; done
+SUM=$(awk 'NR==1{print $2}' "$T/orig.out")
+[ -n "$SUM" ] || fail "the test process printed nothing"
+
+# check_twin N PID_FILE ERR_FILE: the twin runs and prints the original's checksum
+check_twin() {
+	local n=$1 out err=$3 twin outf first
+	twin=$(cat "$2")
+	[ -n "$twin" ] || { fail "rfork $n: no twin pid"; return; }
+	TWINS+=("$twin")
+	[ "$(wc -l < "$err")" = 1 ] || fail "rfork $n printed not one line on stderr"
+	grep -q "new pid namespace" "$err" || fail "rfork $n did not say the twin got a new pid namespace"
+	outf=$(sed -n 's/.*its stdout "\([^"]*\)".*/\1/p' "$err")
+	for _ in $(seq 40); do [ -s "$outf" ] && break; sleep 0.05; done
+	sleep 0.3
+	kill -0 "$twin" 2>/dev/null || fail "rfork $n: twin $twin is not running"
+	[ -s "$outf" ] || { fail "rfork $n: the twin printed nothing to \"$outf\""; return; }
+	awk -v s="$SUM" '$2 != s {bad=1} END {exit bad}' "$outf" ||
+		fail "rfork $n: the twin's memory checksum differs: $(head -2 "$outf")"
+	first=$(awk 'NR==1{print $1}' "$outf")
+	[ "$first" -gt 0 ] || fail "rfork $n: the twin started over instead of continuing"
+}
+
+if ! ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" "$ORIG" \
+	> "$T/f1.out" 2> "$T/f1.err"; then
+	fail "rfork PID: $(cat "$T/f1.err")"
+fi
+cat "$T/f1.err"
+check_twin 1 "$T/f1.out" "$T/f1.err"
+kill -0 "$ORIG" 2>/dev/null || fail "the original died with rfork (without --move)"
+BF1=$(bytes_of "$T/f1.err")
+
+if ! ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" "$ORIG" \
+	> "$T/f2.out" 2> "$T/f2.err"; then
+	fail "second rfork PID: $(cat "$T/f2.err")"
+fi
+cat "$T/f2.err"
+check_twin 2 "$T/f2.out" "$T/f2.err"
+BF2=$(bytes_of "$T/f2.err")
+if [ -z "$BF1" ] || [ -z "$BF2" ] || [ $((BF2 * 10)) -gt "$BF1" ]; then
+	fail "second rfork PID sent $BF2 bytes, first $BF1: more than 10%"
+fi
+
+if ! ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --move "$ORIG" \
+	> "$T/f3.out" 2> "$T/f3.err"; then
+	fail "rfork --move: $(cat "$T/f3.err")"
+fi
+cat "$T/f3.err"
+check_twin 3 "$T/f3.out" "$T/f3.err"
+wait "$ORIG" 2>/dev/null
+kill -0 "$ORIG" 2>/dev/null && fail "rfork --move left the original running"
+for tw in "${TWINS[@]}"; do kill "$tw" 2>/dev/null; done
+sleep 0.3
 
 # --- the daemons logged one line per session, and are still running
 for p in "${DAEMONS[@]}"; do kill -0 "$p" 2>/dev/null || fail "an rforkd died"; done
 echo "--- rforkd log"; cat "$T/d1.log" "$T/d2.log"
-[ $failed = 0 ] && echo "ok: push $B1 bytes, similar push $B2 bytes"
+[ $failed = 0 ] && echo "ok: push $B1 bytes, similar push $B2 bytes; rfork PID $BF1 bytes, again $BF2"
 exit $failed
