@@ -225,6 +225,16 @@ int eng_dump_process_state(struct eng_dump_ctx *ctx)
 	r = readlink_proc(ctx, "root", &proc->root);
 	if (r < 0)
 		return r;
+	{
+		size_t lc = strlen(proc->cwd), lr = strlen(proc->root);
+
+		if ((lc >= 10 && strcmp(proc->cwd + lc - 10, " (deleted)") == 0) ||
+		    (lr >= 10 && strcmp(proc->root + lr - 10, " (deleted)") == 0))
+			return err_set(EOPNOTSUPP, "process %d: its working or root directory "
+					 "\"%s\" was deleted", ctx->pid,
+					 lc >= 10 && strcmp(proc->cwd + lc - 10, " (deleted)") == 0 ?
+					 proc->cwd : proc->root);
+	}
 	r = read_proc_text(ctx, "personality", &pers);
 	if (r < 0)
 		return r;
