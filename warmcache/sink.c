@@ -279,6 +279,52 @@ static int sink_put_label(struct wc_sink *sink, const char *key, const char *val
 	return 0;
 }
 
+/*
+ * With opts.sync, a snapshot must not be published before every page it
+ * names is on disk, including pages deduplicated against packs that other
+ * (unsynced) ingests wrote: fdatasync each pack, and its idx, that holds a
+ * page of this snapshot, and the packs directory (new pack names).
+ */
+static int sync_referenced_packs(struct store_sink *k)
+{
+	struct wc_store *s = k->s;
+	_cleanup_free_ uint8_t *seen = NULL;
+	int r = 0;
+
+	seen = calloc(s->nr_packs + 1, 1);
+	if (!seen)
+		return -ENOMEM;
+	for (size_t a = 0; a < k->nr_areas; a++) {
+		for (size_t i = 0; i < k->areas[a].nr_keys; i++) {
+			const struct wc_ient *e = wc_index_get(&s->index, &k->areas[a].keys[i]);
+
+			if (e && e->pack <= s->nr_packs)
+				seen[e->pack - 1] = 1;
+		}
+	}
+	for (size_t slot = 0; slot < s->nr_packs && r == 0; slot++) {
+		static const char *const exts[] = { "pack", "idx" };
+
+		if (!seen[slot])
+			continue;
+		for (size_t x = 0; x < 2 && r == 0; x++) {
+			char name[32];
+			int fd;
+
+			wc_pack_name(name, sizeof(name), s->packs[slot].id, exts[x]);
+			fd = openat(s->packs_fd, name, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				return -errno;
+			if (fdatasync(fd) < 0)
+				r = -errno;
+			close(fd);
+		}
+	}
+	if (r == 0 && fsync(s->packs_fd) < 0)
+		r = -errno;
+	return r;
+}
+
 static int new_id(struct wc_store *s, char id[WC_ID_LEN + 1])
 {
 	for (int attempt = 0; attempt < 16; attempt++) {
@@ -322,6 +368,11 @@ static int sink_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 	/* Every page must be in a pack, and recorded, before the rename. */
 	if (k->w) {
 		r = s->opts.sync ? wc_writer_sync(k->w) : wc_writer_flush(k->w);
+		if (r < 0)
+			return io_fail(k, r);
+	}
+	if (s->opts.sync) {
+		r = sync_referenced_packs(k);
 		if (r < 0)
 			return io_fail(k, r);
 	}

@@ -313,7 +313,11 @@ static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res)
 {
 	int err = 0;
 
-	if (res >= 0 && (size_t)res < run->len)
+	/* A short read (end of a truncated pack, or a partial read) or a
+	 * failed one (-EAGAIN, -EINTR...): try the rest synchronously once. */
+	if (res < 0)
+		res = run_pread(c, run, 0);
+	else if ((size_t)res < run->len)
 		res = run_pread(c, run, (size_t)res);
 	if (res < 0) {
 		err = (int)res;
