@@ -504,6 +504,28 @@ static int prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep
 		default:
 			return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
 		}
+		/* Descriptors of the same file, flags and offset most likely share
+		 * one open file description (2>&1): share it again, so that their
+		 * writes do not overwrite each other. */
+		if (f->kind == ENG_FD_KIND__FD_REG) {
+			size_t k;
+
+			for (k = 0; k < i; k++) {
+				const EngFd *g = p->fds[k];
+
+				if (tmp[k] >= 0 && g->kind == f->kind && g->file == f->file &&
+				    g->flags == f->flags && g->pos == f->pos)
+					break;
+			}
+			if (k < i) {
+				t = fcntl(tmp[k], F_DUPFD_CLOEXEC, top);
+				if (t < 0)
+					return err_set(errno, "fd %u: %m", f->fd);
+				top = t + 1;
+				tmp[ntmp++] = t;
+				continue;
+			}
+		}
 		if (path) {
 			fd = open(path, oflags | O_CLOEXEC);
 			if (fd < 0)

@@ -302,7 +302,17 @@ static _noreturn_ void run_init(struct eng_rst_ctx *ctx)
 						     "namespace: %s", ctx->proc->pid, strerror(e))));
 		_exit(1);
 	}
-	close(ctx->status_fd);
+	/* Hold none of the caller's descriptors: a detached namespace must not
+	 * keep the caller's pipes open. */
+	{
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (null >= 0) {
+			for (int fd = 0; fd < 3; fd++)
+				dup2(null, fd);
+		}
+		syscall(SYS_close_range, 3u, ~0u, 0u);
+	}
 	init_target = child;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < ARRAY_SIZE(fwd); i++)
