@@ -16,6 +16,7 @@
 #define RST_PAGE		((uint64_t)4096)
 /* User address space end with 4-level paging (47 bits), minus the guard page. */
 #define RST_TASK_SIZE		((uint64_t)0x7ffffffff000)
+#define RST_PMD_SIZE		((uint64_t)2 << 20)
 /* Keep this much free space around the region (stack guard gaps, growth). */
 #define RST_REGION_GAP		((uint64_t)16 << 20)
 
