@@ -19,6 +19,7 @@
 #include <liburing.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,6 @@ struct rd_ctx {
 	struct iovec *iov;
 	bool refreshed;		/* index refreshed once for missing keys */
 	bool need_full;		/* a pack vanished: full reload */
-	struct rd_verifier *verifier;
 	int err;		/* first fatal problem */
 };
 
@@ -277,40 +277,65 @@ static ssize_t run_pread(struct rd_ctx *c, const struct rd_run *run, size_t done
 	return (ssize_t)done;
 }
 
-/* Problems found on the verifier thread, reported by the caller's thread
- * (err_set() details are thread-local). */
+/*
+ * Execution. A "lane" works through runs: it reads a run, copies each page
+ * to the other destinations of its key while the run is still in the
+ * cache, and hashes every page against its key. The pread baseline has
+ * one lane. The io_uring path has two, each with its own ring, taking runs
+ * from a shared counter: the caller's thread and a helper thread, so both
+ * cores copy and hash (each on data it just read, which keeps it in the
+ * cache; splitting copying and hashing between threads would not).
+ *
+ * Problems found by the helper are recorded and reported by the caller's
+ * thread after the join (err_set() details are thread-local).
+ */
 struct rd_problem {
 	size_t req;
 	enum wc_read_problem what;
 	uint32_t slot, page;
+	int err;
 };
 
-/*
- * The verifier: hashes the pages of completed reads on a second thread
- * while the submitting thread keeps the reads (kernel copies) going. Runs
- * are handed over in completion order through a small queue.
- */
-struct rd_verifier {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	size_t *queue;		/* run indices, nr_runs slots */
-	size_t head, tail;	/* head: next to verify; tail: next free */
-	bool closing;
-	atomic_bool stop;	/* a problem without callback: stop early */
+struct rd_lane {
+	struct rd_ctx *c;
+	struct io_uring *ring;		/* NULL: preadv */
+	bool deferred;			/* helper: record problems */
+	bool ring_broken;		/* drop the ring after this read */
 	struct rd_problem *problems;
 	size_t nr_problems, cap_problems;
-	int err;		/* -ENOMEM while recording */
+	int err;			/* fatal: stop this lane */
 };
 
-static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res);
+/* Shared between the lanes of one read. */
+struct rd_shared {
+	atomic_size_t next_run;
+	atomic_bool stop;		/* a fatal problem: every lane stops */
+};
 
-/* @run's read finished with @res: handle a short read or an error, and copy
- * each page to the other destinations of its key. Sets run->good. The
- * copies happen before verification: if a page is bad the whole read fails
- * (or, for verify, the destinations are scratch). */
-static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res)
+static int lane_problem(struct rd_lane *l, size_t req, enum wc_read_problem what, uint32_t slot,
+			uint32_t page, int err)
 {
+	if (!l->deferred)
+		return problem(l->c, req, what, slot, page, err);
+	if (l->nr_problems == l->cap_problems) {
+		size_t ncap = l->cap_problems ? l->cap_problems * 2 : 16;
+		struct rd_problem *n = realloc(l->problems, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		l->problems = n;
+		l->cap_problems = ncap;
+	}
+	l->problems[l->nr_problems++] = (struct rd_problem){ req, what, slot, page, err };
+	/* Without a callback the first problem ends the read. */
+	return l->c->cb ? 0 : -EBADMSG;
+}
+
+/* @run's read finished with @res: handle a short or failed read, copy each
+ * page to the other destinations of its key, verify every page. */
+static int lane_run_done(struct rd_lane *l, struct rd_run *run, ssize_t res)
+{
+	struct rd_ctx *c = l->c;
 	int err = 0;
 
 	/* A short read (end of a truncated pack, or a partial read) or a
@@ -329,62 +354,19 @@ static int run_io_done(struct rd_ctx *c, struct rd_run *run, ssize_t res)
 		size_t oi = c->prim[run->first_op + k];
 		const struct rd_op *op = &c->ops[oi];
 		const struct wc_page_req *rq = &c->reqs[op->req];
-		int r;
-
-		if (k >= run->good) {
-			r = problem(c, op->req, WC_READ_IO, run->slot, (uint32_t)op->pos, err);
-			if (r < 0)
-				return r;
-			for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++) {
-				r = problem(c, c->ops[j].req, WC_READ_IO, run->slot, (uint32_t)op->pos, err);
-				if (r < 0)
-					return r;
-			}
-			continue;
-		}
-		for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++)
-			memcpy(c->reqs[c->ops[j].req].dst, rq->dst, WC_PAGE_SIZE);
-	}
-	return 0;
-}
-
-static int verifier_record(struct rd_verifier *v, size_t req, enum wc_read_problem what,
-			   uint32_t slot, uint32_t page)
-{
-	if (v->nr_problems == v->cap_problems) {
-		size_t ncap = v->cap_problems ? v->cap_problems * 2 : 16;
-		struct rd_problem *n = realloc(v->problems, ncap * sizeof(*n));
-
-		if (!n) {
-			v->err = -ENOMEM;
-			atomic_store(&v->stop, true);
-			return -ENOMEM;
-		}
-		v->problems = n;
-		v->cap_problems = ncap;
-	}
-	v->problems[v->nr_problems++] = (struct rd_problem){ req, what, slot, page };
-	return 0;
-}
-
-/* Hash every good page of @run against its key. With @v, problems are
- * recorded for later; without, reported at once. */
-static int run_verify(struct rd_ctx *c, const struct rd_run *run, struct rd_verifier *v)
-{
-	for (size_t k = 0; k < run->good && k < run->nr_ops; k++) {
-		size_t oi = c->prim[run->first_op + k];
-		const struct rd_op *op = &c->ops[oi];
-		const struct wc_page_req *rq = &c->reqs[op->req];
 		uint32_t page = (uint32_t)op->pos;
-		bool bad_page;
+		enum wc_read_problem what = WC_READ_IO;
+		bool bad_page = true;
 		struct wc_key key;
 		int r = 0;
 
-		wc_key_of(rq->dst, &key);
-		bad_page = !wc_key_eq(&key, &rq->key);
+		if (k < run->good) {
+			wc_key_of(rq->dst, &key);
+			bad_page = !wc_key_eq(&key, &rq->key);
+			what = WC_READ_BAD;
+		}
 		if (bad_page)
-			r = v ? verifier_record(v, op->req, WC_READ_BAD, run->slot, page) :
-				problem(c, op->req, WC_READ_BAD, run->slot, page, 0);
+			r = lane_problem(l, op->req, what, run->slot, page, err);
 		if (r < 0)
 			return r;
 		/* Duplicates of a bad page are bad; so is a second key at one
@@ -392,214 +374,250 @@ static int run_verify(struct rd_ctx *c, const struct rd_run *run, struct rd_veri
 		for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++) {
 			const struct wc_page_req *dup = &c->reqs[c->ops[j].req];
 
-			if (!bad_page && wc_key_eq(&dup->key, &rq->key))
+			if (!bad_page && wc_key_eq(&dup->key, &rq->key)) {
+				memcpy(dup->dst, rq->dst, WC_PAGE_SIZE);
 				continue;
-			r = v ? verifier_record(v, c->ops[j].req, WC_READ_BAD, run->slot, page) :
-				problem(c, c->ops[j].req, WC_READ_BAD, run->slot, page, 0);
+			}
+			r = lane_problem(l, c->ops[j].req, bad_page ? what : WC_READ_BAD, run->slot,
+					 page, err);
 			if (r < 0)
 				return r;
 		}
-		if (v && v->nr_problems && !c->cb)
-			atomic_store(&v->stop, true);
 	}
 	return 0;
 }
 
-static void *verifier_main(void *arg)
+static void lane_run_pread(struct rd_lane *l, struct rd_shared *sh)
 {
-	struct rd_ctx *c = arg;
-	struct rd_verifier *v = c->verifier;
-
-	pthread_mutex_lock(&v->lock);
 	for (;;) {
 		size_t ri;
+		int r;
 
-		while (v->head == v->tail && !v->closing)
-			pthread_cond_wait(&v->cond, &v->lock);
-		if (v->head == v->tail)
-			break;
-		ri = v->queue[v->head++];
-		pthread_mutex_unlock(&v->lock);
-		if (!atomic_load(&v->stop))
-			run_verify(c, &c->runs[ri], v);
-		pthread_mutex_lock(&v->lock);
-	}
-	pthread_mutex_unlock(&v->lock);
-	return NULL;
-}
-
-static void verifier_push(struct rd_verifier *v, size_t ri)
-{
-	pthread_mutex_lock(&v->lock);
-	v->queue[v->tail++] = ri;
-	pthread_cond_signal(&v->cond);
-	pthread_mutex_unlock(&v->lock);
-}
-
-/* Start the verifier thread; NULL (verify inline) if it cannot start. */
-static struct rd_verifier *verifier_start(struct rd_ctx *c)
-{
-	struct rd_verifier *v = calloc(1, sizeof(*v));
-
-	if (!v)
-		return NULL;
-	v->queue = malloc(c->nr_runs * sizeof(*v->queue));
-	if (!v->queue || pthread_mutex_init(&v->lock, NULL) != 0) {
-		free(v->queue);
-		free(v);
-		return NULL;
-	}
-	pthread_cond_init(&v->cond, NULL);
-	atomic_init(&v->stop, false);
-	c->verifier = v;
-	if (pthread_create(&v->thread, NULL, verifier_main, c) != 0) {
-		c->verifier = NULL;
-		pthread_cond_destroy(&v->cond);
-		pthread_mutex_destroy(&v->lock);
-		free(v->queue);
-		free(v);
-		return NULL;
-	}
-	return v;
-}
-
-/* Join the verifier and report what it found, in the caller's thread. */
-static int verifier_finish(struct rd_ctx *c, struct rd_verifier *v)
-{
-	int r = 0;
-
-	pthread_mutex_lock(&v->lock);
-	v->closing = true;
-	pthread_cond_signal(&v->cond);
-	pthread_mutex_unlock(&v->lock);
-	pthread_join(v->thread, NULL);
-	c->verifier = NULL;
-	for (size_t i = 0; i < v->nr_problems && r >= 0; i++)
-		r = problem(c, v->problems[i].req, v->problems[i].what, v->problems[i].slot,
-			    v->problems[i].page, 0);
-	if (r >= 0 && v->err)
-		r = v->err;
-	pthread_cond_destroy(&v->cond);
-	pthread_mutex_destroy(&v->lock);
-	free(v->problems);
-	free(v->queue);
-	free(v);
-	return r < 0 ? r : 0;
-}
-
-static int rd_exec_pread(struct rd_ctx *c)
-{
-	for (size_t i = 0; i < c->nr_runs; i++) {
-		struct rd_run *run = &c->runs[i];
-		int r = run_io_done(c, run, run_pread(c, run, 0));
-
-		if (r == 0)
-			r = run_verify(c, run, NULL);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-static struct io_uring *rd_ring(struct wc_store *s)
-{
-	if (!s->uring_ok)
-		return NULL;
-	if (!s->rd_ring) {
-		struct io_uring *ring = calloc(1, sizeof(*ring));
-
-		if (!ring)
-			return NULL;
-		if (io_uring_queue_init(s->opts.queue_depth, ring, 0) < 0) {
-			free(ring);
-			s->uring_ok = false;	/* e.g. a seccomp filter: use pread */
-			return NULL;
+		if (atomic_load(&sh->stop))
+			return;
+		ri = atomic_fetch_add(&sh->next_run, 1);
+		if (ri >= l->c->nr_runs)
+			return;
+		r = lane_run_done(l, &l->c->runs[ri], run_pread(l->c, &l->c->runs[ri], 0));
+		if (r < 0) {
+			l->err = r;
+			atomic_store(&sh->stop, true);
+			return;
 		}
-		s->rd_ring = ring;
-	}
-	return s->rd_ring;
-}
-
-void wc_store_rd_ring_free(struct wc_store *s)
-{
-	if (s->rd_ring) {
-		io_uring_queue_exit(s->rd_ring);
-		free(s->rd_ring);
-		s->rd_ring = NULL;
 	}
 }
 
-/* Below this many pages a second thread costs more than it saves. */
-#define VERIFIER_MIN_PAGES	512u
+/* Runs a lane claims at once: read together, processed one after the
+ * other while the next ones are still in the cache. */
+#define LANE_BATCH	2u
 
-static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
+/* Submit everything queued; returns how many were submitted. Transient
+ * failures are retried; anything else leaves the rest unsubmitted. */
+static unsigned submit_all(struct io_uring *ring, unsigned n)
 {
-	unsigned depth = c->s->opts.queue_depth, inflight = 0;
-	struct rd_verifier *v = NULL;
-	size_t next = 0;
-	int fatal = 0, r;
+	unsigned submitted = 0;
 
-	if (c->nr_prim >= VERIFIER_MIN_PAGES)
-		v = verifier_start(c);
-	while (next < c->nr_runs || inflight) {
+	for (int tries = 0; submitted < n && tries < 10000; ) {
+		int r = io_uring_submit(ring);
+
+		if (r > 0) {
+			submitted += (unsigned)r;
+			continue;
+		}
+		if (r == 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY) {
+			tries++;
+			sched_yield();
+			continue;
+		}
+		break;
+	}
+	return submitted;
+}
+
+static void lane_run_uring(struct rd_lane *l, struct rd_shared *sh)
+{
+	struct rd_ctx *c = l->c;
+	struct io_uring *ring = l->ring;
+
+	while (!l->ring_broken) {
 		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
+		size_t first, n;
+		unsigned submitted, done = 0;
+		int r;
 
-		while (!fatal && next < c->nr_runs && inflight < depth) {
+		if (atomic_load(&sh->stop))
+			return;
+		first = atomic_fetch_add(&sh->next_run, LANE_BATCH);
+		if (first >= c->nr_runs)
+			return;
+		n = MIN((size_t)LANE_BATCH, c->nr_runs - first);
+		for (size_t i = 0; i < n; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-			const struct rd_run *run = &c->runs[next];
+			const struct rd_run *run = &c->runs[first + i];
 			int fd = c->s->packs[run->slot].fd;
 
-			if (!sqe)
-				break;
 			if (run->nr_iov == 1)
 				io_uring_prep_read(sqe, fd, c->iov[run->first_iov].iov_base,
 						   (unsigned)run->len, run->off);
 			else
 				io_uring_prep_readv(sqe, fd, &c->iov[run->first_iov],
 						    (unsigned)run->nr_iov, run->off);
-			io_uring_sqe_set_data64(sqe, next);
-			next++;
-			inflight++;
+			io_uring_sqe_set_data64(sqe, first + i);
 		}
-		if (!inflight)
-			break;
-		r = io_uring_submit_and_wait(ring, 1);
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			/* The ring failed: stop issuing, drain what is in flight. */
-			if (!fatal)
-				fatal = r;
-			if (io_uring_cq_ready(ring) == 0)
-				break;
+		submitted = submit_all(ring, (unsigned)n);
+		if (submitted < n) {
+			/* The ring is unusable: it is dropped after this read (so
+			 * the queued requests are never issued); the runs it did
+			 * not take are read with preadv. */
+			l->ring_broken = true;
 		}
-		io_uring_for_each_cqe(ring, head, cqe) {
-			size_t ri = io_uring_cqe_get_data64(cqe);
-			struct rd_run *run = &c->runs[ri];
-
-			seen++;
-			inflight--;
-			if (fatal)
+		while (done < submitted) {
+			r = io_uring_wait_cqe(ring, &cqe);
+			if (r == -EINTR)
 				continue;
-			r = run_io_done(c, run, cqe->res);
-			if (r < 0)
-				fatal = r;
-			else if (v)
-				verifier_push(v, ri);
-			else if ((r = run_verify(c, run, NULL)) < 0)
-				fatal = r;
+			if (r < 0) {
+				l->ring_broken = true;
+				l->err = l->err ? l->err : r;
+				atomic_store(&sh->stop, true);
+				return;
+			}
+			size_t ri = io_uring_cqe_get_data64(cqe);
+			int res = cqe->res;
+
+			io_uring_cqe_seen(ring, cqe);
+			done++;
+			if (!l->err) {
+				r = lane_run_done(l, &c->runs[ri], res);
+				if (r < 0) {
+					l->err = r;
+					atomic_store(&sh->stop, true);
+				}
+			}
 		}
-		io_uring_cq_advance(ring, seen);
-		if (v && atomic_load(&v->stop) && !fatal)
-			fatal = -EBADMSG;	/* reported by verifier_finish */
-		if (fatal)
-			next = c->nr_runs;
+		for (size_t i = submitted; i < n && !l->err; i++) {
+			struct rd_run *run = &c->runs[first + i];
+
+			r = lane_run_done(l, run, run_pread(c, run, 0));
+			if (r < 0) {
+				l->err = r;
+				atomic_store(&sh->stop, true);
+			}
+		}
+		if (l->err)
+			return;
 	}
-	if (v) {
-		r = verifier_finish(c, v);
-		if (r < 0)
-			return r;
+	/* Without a ring: go on with preadv. */
+	lane_run_pread(l, sh);
+}
+
+static int rd_exec_pread(struct rd_ctx *c)
+{
+	struct rd_shared sh;
+	struct rd_lane l = { .c = c };
+
+	atomic_init(&sh.next_run, 0);
+	atomic_init(&sh.stop, false);
+	lane_run_pread(&l, &sh);
+	return l.err;
+}
+
+static struct io_uring *new_ring(struct wc_store *s)
+{
+	struct io_uring *ring = calloc(1, sizeof(*ring));
+
+	if (!ring)
+		return NULL;
+	if (io_uring_queue_init(MAX(s->opts.queue_depth, LANE_BATCH), ring, 0) < 0) {
+		free(ring);
+		return NULL;
 	}
-	return fatal;
+	return ring;
+}
+
+static struct io_uring *rd_ring(struct wc_store *s, int which)
+{
+	if (!s->uring_ok)
+		return NULL;
+	if (!s->rd_ring[which]) {
+		s->rd_ring[which] = new_ring(s);
+		if (!s->rd_ring[which] && which == 0)
+			s->uring_ok = false;	/* e.g. a seccomp filter: use pread */
+	}
+	return s->rd_ring[which];
+}
+
+void wc_store_rd_ring_free(struct wc_store *s)
+{
+	for (int i = 0; i < 2; i++) {
+		if (s->rd_ring[i]) {
+			io_uring_queue_exit(s->rd_ring[i]);
+			free(s->rd_ring[i]);
+			s->rd_ring[i] = NULL;
+		}
+	}
+}
+
+struct helper_arg {
+	struct rd_lane *lane;
+	struct rd_shared *sh;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper_arg *h = arg;
+
+	lane_run_uring(h->lane, h->sh);
+	return NULL;
+}
+
+/* Below this many pages a second thread costs more than it saves. */
+#define HELPER_MIN_PAGES	512u
+
+static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
+{
+	struct rd_lane main_lane = { .c = c, .ring = ring };
+	struct rd_lane helper = { .c = c, .deferred = true };
+	struct helper_arg ha = { &helper, NULL };
+	struct rd_shared sh;
+	pthread_t thread;
+	bool have_helper = false;
+	int r;
+
+	atomic_init(&sh.next_run, 0);
+	atomic_init(&sh.stop, false);
+	ha.sh = &sh;
+	if (c->nr_prim >= HELPER_MIN_PAGES && c->nr_runs >= 2 * LANE_BATCH) {
+		helper.ring = rd_ring(c->s, 1);
+		have_helper = helper.ring && pthread_create(&thread, NULL, helper_main, &ha) == 0;
+	}
+	lane_run_uring(&main_lane, &sh);
+	if (have_helper)
+		pthread_join(thread, NULL);
+	for (int i = 0; i < 2; i++) {
+		struct rd_lane *l = i ? &helper : &main_lane;
+
+		if (l->ring_broken && c->s->rd_ring[i] == l->ring) {
+			io_uring_queue_exit(l->ring);
+			free(l->ring);
+			c->s->rd_ring[i] = NULL;
+		}
+	}
+	/* The helper's problems, reported here, after the main lane's. */
+	r = main_lane.err;
+	for (size_t i = 0; i < helper.nr_problems && (r == 0 || c->cb); i++) {
+		int e = problem(c, helper.problems[i].req, helper.problems[i].what,
+				helper.problems[i].slot, helper.problems[i].page,
+				helper.problems[i].err);
+
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	if (r == 0 && helper.err && helper.err != -EBADMSG)
+		r = helper.err;
+	else if (r == 0 && helper.err == -EBADMSG)
+		r = c->err ? c->err : -EBADMSG;
+	free(helper.problems);
+	return r;
 }
 
 int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
@@ -635,7 +653,7 @@ int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
 	}
 	if (r < 0)
 		goto out;
-	ring = rd_ring(s);
+	ring = rd_ring(s, 0);
 	r = ring ? rd_exec_uring(&c, ring) : rd_exec_pread(&c);
 	if (c.err)
 		r = c.err;

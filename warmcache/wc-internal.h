@@ -174,7 +174,7 @@ struct wc_store {
 	size_t nr_packs, cap_packs;
 	struct wc_index index;
 
-	struct io_uring *rd_ring;	/* reads, created on first use */
+	struct io_uring *rd_ring[2];	/* reads (caller, helper), made on first use */
 };
 
 /* Bring the index up to date with the directory: new idx records, new
