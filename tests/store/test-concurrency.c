@@ -18,6 +18,9 @@
  *     pages; every one must fill right after its commit.
  *  D. gc waits for an open ingest: gc started while a sink is open does not
  *     finish before that ingest commits, and the snapshot survives it.
+ *  E. Ingests wait for gc: while DIR/lock is held exclusively (what gc
+ *     holds, docs/store.md "Locking"), an ingest cannot start, and readers
+ *     keep reading; released, the ingest goes through.
  *
  * ST_SEED=N reproduces a run.
  */
@@ -28,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -474,6 +479,57 @@ static void phase_d(void)
 	wc_store_close(store);
 }
 
+static void phase_e(void)
+{
+	int started[2], done[2], status, r, lock_fd;
+	char lock_path[4096], c, id[WC_ID_LEN + 1] = "";
+	struct wc_store *store;
+	pid_t ing;
+
+	snprintf(lock_path, sizeof(lock_path), "%s/lock", dir);
+	lock_fd = open(lock_path, O_RDWR | O_CLOEXEC);
+	ST_REQUIRE(lock_fd >= 0, "E: open %s: %m", lock_path);
+	ST_REQUIRE(flock(lock_fd, LOCK_EX) == 0, "E: flock: %m");
+	ST_REQUIRE(pipe(started) == 0 && pipe(done) == 0, "pipe");
+	ing = fork();
+	ST_REQUIRE(ing >= 0, "fork");
+	if (ing == 0) {
+		struct st_spec s = { .seed = seed ^ 0xe, .nr_areas = 1, .nr_pages = 32, .pct_zero = 10 };
+
+		close(lock_fd);
+		if (write(started[1], "S", 1) != 1 || wc_store_open(dir, 0, NULL, &store) < 0 ||
+		    st_ingest(store, &s, id) < 0 || write(done[1], id, WC_ID_LEN) != WC_ID_LEN)
+			_exit(1);
+		_exit(0);
+	}
+	close(started[1]);
+	close(done[1]);
+	ST_REQUIRE(read(started[0], &c, 1) == 1, "E: ingest child did not start");
+	/* Readers go on meanwhile. */
+	r = wc_store_open(dir, WC_OPEN_RDONLY, NULL, &store);
+	ST_REQUIRE(r == 0, "open: %s", err_str(r));
+	ST_CHECK(st_check_all(store, "E (gc lock held)", NULL) == 0, "E: a reader failed while the gc lock was held");
+	wc_store_close(store);
+	usleep(300000);
+	ST_CHECK(waitpid(ing, &status, WNOHANG) == 0,
+		 "E: an ingest completed while the gc lock was held (status %#x)", status);
+	ST_REQUIRE(flock(lock_fd, LOCK_UN) == 0, "E: unlock");
+	close(lock_fd);
+	ST_CHECK(read(done[0], id, WC_ID_LEN) == WC_ID_LEN, "E: ingest did not finish after the lock was released");
+	ST_CHECK(wait_child(ing) == 0, "E: ingest child failed");
+	close(started[0]);
+	close(done[0]);
+	if (id[0]) {
+		char why[256];
+
+		r = wc_store_open(dir, 0, NULL, &store);
+		ST_REQUIRE(r == 0, "open: %s", err_str(r));
+		r = st_check_snapshot(store, NULL, id, why, sizeof(why));
+		ST_CHECK(r == 0, "E: snapshot %s: %s", id, why);
+		wc_store_close(store);
+	}
+}
+
 int main(void)
 {
 	const char *env_seed = getenv("ST_SEED");
@@ -500,6 +556,8 @@ int main(void)
 	printf("C done (%d failures)\n", st_failures);
 	phase_d();
 	printf("D done (%d failures)\n", st_failures);
+	phase_e();
+	printf("E done (%d failures)\n", st_failures);
 
 	{
 		char *out = NULL;
