@@ -54,7 +54,7 @@ extern char **environ;
 struct opts {
 	struct we_ready_spec ready;
 	const char *store_dir;
-	bool quiet, refresh, no_store, list, forget;
+	bool quiet, verbose, refresh, no_store, list, forget;
 	uint64_t timeout_ms;		/* give up warming after this long */
 	uint64_t wait_ms;		/* wait this long for a concurrent warm-up */
 	char **cmd;
@@ -84,7 +84,8 @@ static void usage(FILE *f)
 		"  --list            list warm-exec snapshots\n"
 		"  --forget          forget the snapshot of CMD\n"
 		"  --store DIR       the store (default: $WARMFORK_STORE, /var/lib/warmfork)\n"
-		"  -q, --quiet       no message when falling back to a cold start\n");
+		"  -q, --quiet       no message when falling back to a cold start\n"
+		"  -v, --verbose     say what happens, with timings\n");
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -100,6 +101,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "forget",	no_argument,		NULL, O_FORGET },
 		{ "store",	required_argument,	NULL, O_STORE },
 		{ "quiet",	no_argument,		NULL, 'q' },
+		{ "verbose",	no_argument,		NULL, 'v' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{}
 	};
@@ -108,7 +110,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->ready.kinds = WE_READY_NOTIFY | WE_READY_STDIN;
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
 	o->wait_ms = DEFAULT_WAIT_MS;
-	while ((c = getopt_long(argc, argv, "+qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_READY:
 			if (we_ready_parse(optarg, &o->ready) < 0) {
@@ -141,6 +143,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'v':
+			o->verbose = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -165,6 +170,23 @@ static void say(const struct opts *o, const char *fmt, ...)
 	if (o->quiet)
 		return;
 	fputs("warm-exec: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t t_start_ns;
+
+/* With --verbose: one line with the time since start. */
+static void trace(const struct opts *o, const char *fmt, ...) _printf_(2, 3);
+static void trace(const struct opts *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!o->verbose)
+		return;
+	fprintf(stderr, "warm-exec: [%8.3f ms] ", (now_ns() - t_start_ns) / 1e6);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -602,6 +624,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 			caller_tio_saved = true;
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &l.tio);
 	}
+	trace(o, "restoring snapshot %s", id);
 	r = we_restore(store, id, &child, &prog);
 	if (r < 0) {
 		restore_caller_tty();
@@ -609,6 +632,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 		we_loaded_fini(&l);
 		return r;
 	}
+	trace(o, "restored, running as pid %d", prog);
 	if (l.restore_signal)
 		kill(prog, l.restore_signal);
 	if (l.has_tio)
@@ -700,6 +724,7 @@ int main(int argc, char **argv)
 	int r, sfd, lock_fd = -1, status;
 
 	log_prog = "warm-exec";
+	t_start_ns = now_ns();
 	if (parse_opts(argc, argv, &o) < 0)
 		return 2;
 
@@ -736,6 +761,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(ref, sizeof(ref), "warm-exec.%s", key);
+	trace(&o, "key %s", key);
 
 	if (o.forget) {
 		r = wc_ref_get(store, ref, id);
@@ -813,6 +839,7 @@ int main(int argc, char **argv)
 		fcntl(io.err_r, F_SETFL, O_NONBLOCK);
 	}
 
+	trace(&o, "started cold as pid %d%s", prog, save ? "" : " (not saving)");
 	if (!save)
 		goto cold_only;
 
@@ -822,6 +849,7 @@ int main(int argc, char **argv)
 		rmdir(rundir);
 		exit_like(status);
 	}
+	trace(&o, "ready: %s", rr == READY_OK ? (msg.ready ? "notify" : "yes") : "no");
 	if (rr != READY_OK) {
 		say(&o, rr == READY_TIMEOUT ? "the program did not become ready; not saving it"
 					    : "lost track of the program; not saving it");
@@ -845,6 +873,7 @@ int main(int argc, char **argv)
 		}
 		relay_output(&io, &rec, true);
 		r = we_save(store, prog, &sv, id);
+		trace(&o, "checkpoint: %s", r < 0 ? err_str(r) : id);
 		if (r < 0) {
 			say(&o, "cannot snapshot the program (%s); it goes on cold", err_str(r));
 			goto cold_only;
