@@ -81,6 +81,26 @@ static bool shared_is_anon(const char *path)
 	       str_starts(path, "[anon_shmem:") || path_deleted(path);
 }
 
+/*
+ * A JVM's perf-data file (/tmp/hsperfdata_USER/PID, MAP_SHARED, no fd kept).
+ * Every JVM that starts deletes the perf-data files of pids that are not
+ * alive, so after the checkpoint kills the process the file may vanish
+ * before the restore: it is captured by content instead (VMA_ANON_SHARED),
+ * and the restored JVM keeps its counters in anonymous shared memory.
+ */
+static bool jvm_perfdata(const char *path, pid_t pid, pid_t ns_pid)
+{
+	const char *dir = strstr(path, "/hsperfdata_");
+	const char *base = strrchr(path, '/');
+	char want[16], want_ns[16];
+
+	if (!dir || !base || base <= dir)
+		return false;
+	snprintf(want, sizeof(want), "%d", pid);
+	snprintf(want_ns, sizeof(want_ns), "%d", ns_pid);
+	return strcmp(base + 1, want) == 0 || strcmp(base + 1, want_ns) == 0;
+}
+
 static int vma_fill(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, uint64_t vmf,
 		    EngVma *v)
 {
@@ -116,7 +136,7 @@ static int vma_fill(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, uint
 	} else if (m->shared) {
 		if (special && !str_starts(p, "[anon_shmem:"))
 			goto unsupported;
-		if (shared_is_anon(p)) {
+		if (shared_is_anon(p) || jvm_perfdata(p, ctx->pid, ctx->status.ns_pid)) {
 			v->kind = ENG_VMA_KIND__VMA_ANON_SHARED;
 			v->map_flags |= MAP_ANONYMOUS;
 			v->has_shmid = true;
