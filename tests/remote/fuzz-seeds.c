@@ -49,7 +49,7 @@ static void push(bool bad_page)
 	memset(page, 0x42, sizeof(page));
 	rf_page_key(page, &k1);
 	rf_page_key(known, &k2);
-	rf_put_u32(rec(RF_MSG_PUSH, 4), 0);
+	rf_put_u32(rec(RF_MSG_PUSH, 4), bad_page ? 0 : RF_PUSH_RESTORE);
 	p = rec(RF_MSG_AREA, 28 + 6);
 	rf_put_u64(p, 0x400000);
 	rf_put_u64(p + 8, 5);
@@ -126,6 +126,14 @@ int main(int argc, char **argv)
 	p[8] = 0x11;
 	p = rec(RF_MSG_COMMITTED, WC_ID_LEN);
 	memcpy(p, "0123456789abcdef", WC_ID_LEN);
+	p = rec(RF_MSG_RESTORED, 12 + 2 + 9 + 2 + 9);
+	rf_put_u32(p, 4242);
+	rf_put_u32(p + 4, 77);
+	rf_put_u32(p + 8, RF_RESTORED_NEW_PIDNS);
+	rf_put_u16(p + 12, 9);
+	memcpy(p + 14, "/x/id.out", 9);
+	rf_put_u16(p + 23, 9);
+	memcpy(p + 25, "/x/id.err", 9);
 	save(argv[1], "any-replies");
 	return 0;
 }

@@ -124,8 +124,15 @@ B2=$(bytes_of "$T/p2.err")
 if [ -z "$B1" ] || [ -z "$B2" ] || [ $((B2 * 10)) -gt "$B1" ]; then
 	fail "second push sent $B2 bytes, first $B1: more than 10%"
 fi
+# several sessions at once: two pushes in parallel both land
+for k in 1 2; do
+	ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --store "$T/src" \
+		--snapshot "$([ $k = 1 ] && echo "$ID1" || echo "$ID2")" > "$T/c$k.out" 2> "$T/c$k.err" &
+	CP[$k]=$!
+done
+for k in 1 2; do wait "${CP[$k]}" || fail "concurrent push $k: $(cat "$T/c$k.err")"; done
 N=$(nsnap "$T/dst")
-[ "$N" = 2 ] || fail "receiver holds $N snapshots, want 2"
+[ "$N" = 4 ] || fail "receiver holds $N snapshots, want 4"
 
 # --- 3. wrong key: both sides refuse, nothing is stored
 if in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/wrong" --store "$T/src" \
@@ -148,7 +155,7 @@ s.recv(4096)
 PY
 sleep 0.3
 grep -q "client failed to prove" "$T/d1.log" || fail "rforkd accepted a forged proof: $(tail -2 "$T/d1.log")"
-[ "$(nsnap "$T/dst")" = 2 ] || fail "a snapshot appeared after a rejected key"
+[ "$(nsnap "$T/dst")" = 4 ] || fail "a snapshot appeared after a rejected key"
 
 # --- 4. a byte flipped in flight: rejected, nothing stored
 cat > "$T/proxy.py" <<'PY'
@@ -193,7 +200,7 @@ cat "$T/p4.err"
 [ "$(wc -l < "$T/p4.err")" = 1 ] || fail "tamper: rfork printed not one line"
 sleep 0.3
 grep -q "failed authentication" "$T/d1.log" || fail "rforkd did not report the forged frame: $(tail -2 "$T/d1.log")"
-[ "$(nsnap "$T/dst")" = 2 ] || fail "a snapshot appeared after a tampered frame"
+[ "$(nsnap "$T/dst")" = 4 ] || fail "a snapshot appeared after a tampered frame"
 
 # --- 5. link cut mid-transfer: a fresh receiver store (everything travels)
 # behind a 50 Mbit/s link, cut after a second
