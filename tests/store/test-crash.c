@@ -14,10 +14,15 @@
  * and is killed at a random point; the store must still be complete and a
  * later gc must finish the job.
  *
+ * Phase 3: the same through the CLI: `warmfork ingest FILE FILE` killed at
+ * random times; every listed snapshot holds exactly the two files, and
+ * `warmfork verify`, `inspect --json` and `gc` succeed.
+ *
  * The run is seeded: ST_SEED=N reproduces it, ST_ROUNDS=N changes the number
  * of kills (default 40).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +38,7 @@
 #include "store-test.h"
 
 #define MAX_CHILD_SNAPS	8
+#define ALIGN_UP_PAGE(x) (((x) + WC_PAGE_SIZE - 1) & ~(size_t)(WC_PAGE_SIZE - 1))
 
 static const char *dir;
 static uint64_t seed;
@@ -247,6 +253,155 @@ static int gc_and_check(const char *ctx, bool via_cli)
 	return garbage && exact;
 }
 
+/* Two files: pages of random data and zeros, the second with a partial
+ * last page. */
+static void make_files(const char *base, char path[2][4096], uint8_t *data[2], size_t len[2])
+{
+	static const size_t sizes[2] = { 1536 * WC_PAGE_SIZE, 700 * WC_PAGE_SIZE + 123 };
+
+	for (int f = 0; f < 2; f++) {
+		FILE *fp;
+
+		snprintf(path[f], 4096, "%s/file%d", base, f);
+		len[f] = sizes[f];
+		data[f] = calloc(1, ALIGN_UP_PAGE(sizes[f]));
+		ST_REQUIRE(data[f], "calloc");
+		for (size_t j = 0; j * WC_PAGE_SIZE < sizes[f]; j++)
+			if (st_mix64(seed ^ (f << 24) ^ j) % 4)
+				st_gen_page(seed ^ 0xf11e ^ f, j, data[f] + j * WC_PAGE_SIZE);
+		memset(data[f] + sizes[f], 0, ALIGN_UP_PAGE(sizes[f]) - sizes[f]);
+		fp = fopen(path[f], "we");
+		ST_REQUIRE(fp && fwrite(data[f], 1, sizes[f], fp) == sizes[f] && fclose(fp) == 0,
+			   "write %s", path[f]);
+	}
+}
+
+/* A snapshot of the CLI ingest: two areas named after the files, holding
+ * their bytes (the last page zero-padded). 0 if so. */
+static int check_cli_snapshot(struct wc_store *store, const char *id, char path[2][4096],
+			      uint8_t *data[2], size_t len[2], char *why, size_t why_len)
+{
+	struct wc_snapshot *snap;
+	struct wc_source *src;
+	int r;
+
+	r = wc_snapshot_open(store, id, &snap);
+	if (r < 0) {
+		snprintf(why, why_len, "open: %s", err_str(r));
+		return r;
+	}
+	r = wc_store_source_new(store, &src);
+	ST_REQUIRE(r == 0, "source: %s", err_str(r));
+	if (wc_snapshot_nr_areas(snap) != 2) {
+		snprintf(why, why_len, "%zu areas", wc_snapshot_nr_areas(snap));
+		r = 1;
+	}
+	for (size_t a = 0; a < 2 && r == 0; a++) {
+		const struct wc_area *ar = wc_snapshot_area(snap, a);
+		size_t bytes = ALIGN_UP_PAGE(len[a]);
+		uint8_t *dst;
+
+		if (strcmp(ar->name, path[a]) || ar->nr_pages * WC_PAGE_SIZE != bytes) {
+			snprintf(why, why_len, "area %zu is \"%.200s\", %" PRIu64 " pages", a, ar->name,
+				 ar->nr_pages);
+			r = 1;
+			break;
+		}
+		dst = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ST_REQUIRE(dst != MAP_FAILED, "mmap");
+		r = wc_snapshot_fill_area(snap, src, a, dst);
+		if (r < 0)
+			snprintf(why, why_len, "fill: %s", err_str(r));
+		else if (memcmp(dst, data[a], bytes) != 0) {
+			snprintf(why, why_len, "area %zu: content differs from %.200s", a, path[a]);
+			r = 1;
+		}
+		munmap(dst, bytes);
+	}
+	wc_source_free(src);
+	wc_snapshot_close(snap);
+	return r;
+}
+
+static void phase_cli(uint64_t *rng)
+{
+	char *base = st_tmpdir("crash-cli"), path[2][4096], store_dir[4200], *out;
+	uint8_t *data[2];
+	size_t len[2];
+	uint64_t t0, cli_us;
+	unsigned killed = 0;
+	int r;
+
+	ST_REQUIRE(base, "tmpdir");
+	snprintf(store_dir, sizeof(store_dir), "%s/store", base);
+	make_files(base, path, data, len);
+	t0 = st_now_us();
+	r = st_cli(store_dir, &out, "ingest", path[0], path[1], NULL);
+	ST_REQUIRE(r == 0, "warmfork ingest exited %d:\n%s", r, out);
+	free(out);
+	cli_us = st_now_us() - t0 + 1;
+
+	for (unsigned round = 0; round < 8; round++) {
+		const char *bin = getenv("WARMFORK_BIN");
+		uint64_t delay = st_rand(rng) % (2 * cli_us);
+		struct wc_store *store;
+		char **ids, ctx[64];
+		size_t nr;
+		int status;
+		pid_t pid;
+
+		snprintf(ctx, sizeof(ctx), "cli round %u (kill after %" PRIu64 " us)", round, delay);
+		pid = fork();
+		ST_REQUIRE(pid >= 0, "fork");
+		if (pid == 0) {
+			int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+			dup2(devnull, 1);
+			execl(bin, bin, "--store", store_dir, "ingest", path[0], path[1], (char *)NULL);
+			_exit(127);
+		}
+		usleep(delay);
+		kill(pid, SIGKILL);
+		ST_REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+			killed++;
+		else
+			ST_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+				 "%s: warmfork ingest failed (status %#x)", ctx, status);
+
+		r = wc_store_open(store_dir, 0, NULL, &store);
+		ST_REQUIRE(r == 0, "%s: open: %s", ctx, err_str(r));
+		r = wc_store_list(store, &ids, &nr);
+		ST_REQUIRE(r == 0, "%s: list: %s", ctx, err_str(r));
+		for (size_t i = 0; i < nr; i++) {
+			char why[256];
+
+			r = check_cli_snapshot(store, ids[i], path, data, len, why, sizeof(why));
+			ST_CHECK(r == 0, "%s: snapshot %s: %s", ctx, ids[i], why);
+			if (i == 0) {
+				r = st_cli(store_dir, &out, "inspect", "--json", ids[i], NULL);
+				ST_CHECK(r == 0 && strstr(out, ids[i]), "%s: warmfork inspect exited %d:\n%s",
+					 ctx, r, out);
+				free(out);
+			}
+		}
+		wc_id_list_free(ids, nr);
+		wc_store_close(store);
+		r = st_cli(store_dir, &out, "verify", NULL);
+		ST_CHECK(r == 0, "%s: warmfork verify exited %d:\n%s", ctx, r, out);
+		free(out);
+		if (round % 3 == 2) {
+			r = st_cli(store_dir, &out, "gc", NULL);
+			ST_CHECK(r == 0, "%s: warmfork gc exited %d:\n%s", ctx, r, out);
+			free(out);
+		}
+	}
+	printf("phase 3: %u of 8 CLI ingests killed before they finished (one takes %" PRIu64 " us)\n",
+	       killed, cli_us);
+	free(data[0]);
+	free(data[1]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *env_seed = getenv("ST_SEED"), *env_rounds = getenv("ST_ROUNDS");
@@ -402,6 +557,8 @@ int main(int argc, char **argv)
 		gc_and_check(ctx, round % 2);
 	}
 	printf("phase 2: %u of 10 gc runs killed before they finished\n", gc_kills);
+
+	phase_cli(&rng);
 
 	if (st_failures) {
 		printf("FAILED: %d check(s); seed=%#" PRIx64 "\n", st_failures, seed);
