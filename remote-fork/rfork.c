@@ -60,7 +60,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	struct wc_sink *sink = NULL;
 	struct rf_msg m;
 	char remote_id[WC_ID_LEN + 1], b1[32], b2[32];
-	uint64_t t0 = now_ns(), t_frozen;
+	uint64_t t0 = now_ns();
 	const char *what = "connecting";
 	int r, fd;
 
@@ -82,7 +82,6 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	 * failure the process is detached unchanged. */
 	r = eng_checkpoint(pid, sink, &dopts, remote_id);
 	rf_push_sink_stats(sink, &st);
-	t_frozen = now_ns();
 	if (r < 0)
 		goto out;
 	what = "waiting for the twin to start";
@@ -116,7 +115,6 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		  (now_ns() - t0) / 1e9, move ? ", original killed" : "",
 		  (int)m.restored.out_len, m.restored.out_path, (int)m.restored.err_len,
 		  m.restored.err_path, host);
-	(void)t_frozen;
 out:
 	if (r < 0)
 		log_error("forking pid %d to %s failed while %s: %s%s", pid, host, what, err_str(r),

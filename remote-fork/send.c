@@ -256,14 +256,17 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 			  size_t nr_pages)
 {
 	struct rf_push *p = to_push(sink);
-	const uint8_t *src = buf;
 	int r;
 
 	if (p->failed || p->committed)
 		return -EINVAL;
 	if (!p->in_area || nr_pages > p->area_left)
 		return push_fail(p, err_set(EINVAL, "%zu pages beyond the current area", nr_pages));
-	for (size_t i = 0; i < nr_pages; i++, src += WC_PAGE_SIZE) {
+	if (!buf && !kinds)
+		return push_fail(p, err_set(EINVAL, "no pages and no kinds"));
+	for (size_t i = 0; i < nr_pages; i++) {
+		/* @buf may be NULL when every page is absent. */
+		const uint8_t *src = buf ? (const uint8_t *)buf + i * WC_PAGE_SIZE : NULL;
 		struct push_batch *b;
 		uint8_t kind;
 
@@ -273,6 +276,8 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
 			kind = WC_PAGE_ABSENT;
 			p->st.pages_absent++;
+		} else if (!src) {
+			return push_fail(p, err_set(EINVAL, "page %zu is present but no buffer given", i));
 		} else if (rf_page_is_zero(src)) {
 			kind = WC_PAGE_ZERO;
 			p->st.pages_zero++;
