@@ -586,7 +586,8 @@ static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
 	atomic_init(&sh.next_run, 0);
 	atomic_init(&sh.stop, false);
 	ha.sh = &sh;
-	if (c->nr_prim >= HELPER_MIN_PAGES && c->nr_runs >= 2 * LANE_BATCH) {
+	if (!c->s->opts.no_threads && c->nr_prim >= HELPER_MIN_PAGES &&
+	    c->nr_runs >= 2 * LANE_BATCH) {
 		helper.ring = rd_ring(c->s, 1);
 		have_helper = helper.ring && pthread_create(&thread, NULL, helper_main, &ha) == 0;
 	}

@@ -195,6 +195,16 @@ int main(void)
 	printf("io_uring in use: %s\n", wc_store_uses_uring(s) ? "yes" : "no (pread)");
 	wc_store_close(s);
 
+	/* io_uring without the helper thread. */
+	{
+		struct wc_store_opts o = { .sz = sizeof(o), .no_threads = true };
+		int r = wc_store_open(dir, 0, &o, &s);
+
+		WU_REQUIRE(r == 0, "open: %s", err_str(r));
+		check(s, id, false);
+		wc_store_close(s);
+	}
+
 	/* A second handle (fresh index from disk), baseline path. */
 	s = wu_open(dir, true);
 	WU_CHECK(!wc_store_uses_uring(s), "no_uring ignored");

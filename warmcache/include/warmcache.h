@@ -68,7 +68,17 @@ struct wc_store_opts {
 	bool no_uring;			/* use the pread/pwrite path (baseline) */
 	bool sync;			/* fdatasync packs before publishing a manifest */
 	unsigned queue_depth;		/* io_uring depth; 0 = default */
+	/* Large io_uring reads use a helper thread (joined before the call
+	 * returns). Set this where no other thread may ever exist, e.g. in a
+	 * process about to hand its address space to a restorer. */
+	bool no_threads;
 };
+
+/*
+ * A wc_store keeps descriptors open (the store directory, packs it read
+ * from, io_uring rings) until wc_store_close(): close it before running
+ * code that must not inherit them.
+ */
 
 /* The store directory: --store, else $WARMFORK_STORE, else /var/lib/warmfork
  * (root) or ~/.cache/warmfork. @explicit_dir may be NULL. */
