@@ -462,6 +462,8 @@ out:
 	eng_dump_threads_fini(&ctx.threads);
 	if (ctx.image)
 		eng_image__free_unpacked(ctx.image, NULL);
+	for (size_t i = 0; i < ctx.nr_maps; i++)
+		eng_dump_map_fini(&ctx.maps[i]);
 	free(ctx.maps);
 	free(ctx.vmflags);
 	if (ctx.mem_fd >= 0)

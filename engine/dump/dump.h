@@ -34,7 +34,7 @@ struct eng_proc_map {
 	bool shared;
 	unsigned dev_major, dev_minor;
 	uint64_t ino;
-	char path[4096];		/* "" for anonymous; may end in " (deleted)" */
+	char *path;			/* owned; "" for anonymous; may end in " (deleted)" */
 };
 
 /* VmFlags bits beyond ENG_MADV_*, used to classify and refuse. */
@@ -45,8 +45,10 @@ struct eng_proc_map {
 #define ENG_VMF_MAYREAD		(1ull << 36)	/* mr */
 #define ENG_VMF_SHARED		(1ull << 37)	/* sh */
 
-/* Parse "start-end perms offset maj:min inode   path". -EINVAL if malformed. */
+/* Parse "start-end perms offset maj:min inode   path". -EINVAL if malformed.
+ * ret->path is allocated: free it with eng_dump_map_fini(). */
 int eng_dump_parse_maps_line(const char *line, struct eng_proc_map *ret);
+void eng_dump_map_fini(struct eng_proc_map *m);
 /* Parse the value of a "VmFlags:" line into ENG_MADV_* | ENG_VMF_* bits. */
 uint64_t eng_dump_parse_vmflags(const char *flags);
 

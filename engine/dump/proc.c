@@ -62,12 +62,19 @@ int eng_dump_parse_maps_line(const char *line, struct eng_proc_map *ret)
 	while (*p == ' ' || *p == '\t')
 		p++;
 	len = strcspn(p, "\n");
-	if (len >= sizeof(m.path))
+	if (len >= 4096)
 		return -ENAMETOOLONG;
-	memcpy(m.path, p, len);
-	m.path[len] = '\0';
+	m.path = strndup(p, len);
+	if (!m.path)
+		return -ENOMEM;
 	*ret = m;
 	return 0;
+}
+
+void eng_dump_map_fini(struct eng_proc_map *m)
+{
+	free(m->path);
+	m->path = NULL;
 }
 
 static const struct {

@@ -36,16 +36,20 @@ static void test_maps(void)
 	CHECK(m.prot == (PROT_READ | PROT_EXEC) && !m.shared);
 	CHECK(m.dev_major == 8 && m.dev_minor == 2 && m.ino == 173521);
 	CHECK(strcmp(m.path, "/usr/bin/dbus daemon (deleted)") == 0);
+	eng_dump_map_fini(&m);
 
 	CHECK(eng_dump_parse_maps_line("7ffd1000-7ffd3000 rw-s 00000000 00:01 1024 ", &m) == 0);
 	CHECK(m.shared && m.prot == (PROT_READ | PROT_WRITE) && m.path[0] == '\0');
+	eng_dump_map_fini(&m);
 
 	CHECK(eng_dump_parse_maps_line("7f0000000000-7f0000001000 ---p 00000000 00:00 0", &m) == 0);
 	CHECK(m.prot == 0 && m.path[0] == '\0');
+	eng_dump_map_fini(&m);
 
 	CHECK(eng_dump_parse_maps_line("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0"
 				       "                  [vsyscall]", &m) == 0);
 	CHECK(m.prot == PROT_EXEC && strcmp(m.path, "[vsyscall]") == 0);
+	eng_dump_map_fini(&m);
 
 	/* Hostile lines. */
 	CHECK(eng_dump_parse_maps_line("", &m) < 0);

@@ -116,8 +116,8 @@ static void exercise(void (*fn)(void), const char *name)
 			line--;
 		CHECK(line && eng_dump_parse_maps_line(line, &vdso) == 0 &&
 		      strcmp(vdso.path, "[vdso]") == 0);
-		CHECK(eng_remote_find_syscall(pid, &vdso, 1, &ip) == 0 && ip >= vdso.start &&
-		      ip < vdso.end);
+		CHECK(vdso.path && eng_remote_find_syscall(pid, &vdso, 1, &ip) == 0 &&
+		      ip >= vdso.start && ip < vdso.end);
 	}
 
 	/* One by one. */
@@ -179,6 +179,7 @@ static void exercise(void (*fn)(void), const char *name)
 	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECK(sh->eintr == 0);
 	free(maps);
+	eng_dump_map_fini(&vdso);
 	fprintf(stderr, "%s: done\n", name);
 }
 
