@@ -56,6 +56,7 @@ struct eng_page_region {
 
 #define CHUNK_PAGES	1024u		/* 4 MiB per process_vm_readv / put_pages */
 #define MAX_IOV		1024u		/* IOV_MAX */
+#define MAX_AREA_PAGES	(1ull << 26)	/* 256 GiB: the largest vma stored as an area */
 /* A chunk holds at most CHUNK_PAGES / 2 + 1 runs: one iovec each always fits. */
 _Static_assert(CHUNK_PAGES / 2 + 1 <= MAX_IOV, "a chunk's runs must fit in one call");
 
@@ -551,6 +552,17 @@ static int reader_run(struct pipeline *pl)
 		if (r < 0 || !rs.stored)
 			continue;	/* no area: restore maps it empty (or from its file) */
 		nr = (v->end - v->start) / WC_PAGE_SIZE;
+		/* An area lists every page of its vma: refuse absurd ones (e.g. a
+		 * sanitizer's terabytes of shadow) rather than build a manifest of
+		 * billions of page kinds. */
+		if (nr > MAX_AREA_PAGES) {
+			r = err_set(EOPNOTSUPP, "process %d: mapping %llx-%llx (%llu GiB) holds data "
+					 "but is too large for a store area (max %llu GiB)", ctx->pid,
+					 (unsigned long long)v->start, (unsigned long long)v->end,
+					 (unsigned long long)(nr >> 18),
+					 (unsigned long long)(MAX_AREA_PAGES >> 18));
+			break;
+		}
 		for (uint64_t off = 0; off < nr; off += CHUNK_PAGES) {
 			struct slot *s = pipe_slot_get(pl);
 

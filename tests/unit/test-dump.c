@@ -523,8 +523,10 @@ static void check_refusal(void)
 	stop_child(pid);
 	CHECK(sh->eintr == 0);
 
-	/* Not a process / already traced. */
-	CHECK(eng_checkpoint(getpid(), &(mem_sink_new())->sink, &opts, id) < 0);
+	/* Not this process itself. */
+	ms = mem_sink_new();
+	CHECK(eng_checkpoint(getpid(), &ms->sink, &opts, id) < 0);
+	wc_sink_free(&ms->sink);
 }
 
 /*
