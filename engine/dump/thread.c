@@ -579,6 +579,20 @@ static int thread_state(struct eng_dump_ctx *ctx, pid_t tid, EngThread *th, void
 		return err_wrap(-errno, "cannot read the scheduling parameters of thread %d", tid);
 	th->has_sched_prio = true;
 	th->sched_prio = sp.sched_priority;
+	{
+		cpu_set_t set;
+		int n = (int)syscall(SYS_sched_getaffinity, tid, sizeof(set), &set);
+
+		/* The raw syscall returns the kernel's mask size in bytes. */
+		if (n > 0) {
+			th->cpu_affinity.data = malloc(n);
+			if (!th->cpu_affinity.data)
+				return -ENOMEM;
+			memcpy(th->cpu_affinity.data, &set, n);
+			th->cpu_affinity.len = n;
+			th->has_cpu_affinity = true;
+		}
+	}
 	errno = 0;
 	prio = getpriority(PRIO_PROCESS, tid);
 	if (prio == -1 && errno)

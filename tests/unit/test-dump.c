@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,13 @@ static void *worker(void *arg)
 
 	snprintf(name, sizeof(name), "worker-%ld", i);
 	prctl(PR_SET_NAME, name);
+	if (i == 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		sched_setaffinity(0, sizeof(set), &set);	/* this thread only */
+	}
 	while (!sh->stop) {
 		sh->counter[i + 1]++;
 		sleep_ms(1);
@@ -321,6 +329,14 @@ static void check_leave_running(void)
 			CHECK(t->has_clear_child_tid && t->clear_child_tid);
 			CHECK(t->has_rseq_addr && t->rseq_addr && t->rseq_sig == 0x53053053);
 			CHECK(t->comm && (i == 0 || strncmp(t->comm, "worker-", 7) == 0));
+			CHECK(t->has_cpu_affinity && t->cpu_affinity.len >= 1);
+			if (t->comm && strcmp(t->comm, "worker-0") == 0 && t->cpu_affinity.len) {
+				bool only0 = t->cpu_affinity.data[0] == 1;
+
+				for (size_t b = 1; b < t->cpu_affinity.len; b++)
+					only0 = only0 && !t->cpu_affinity.data[b];
+				CHECK(only0);
+			}
 			/* Every thread sleeps in nanosleep: rewound to re-execute it. */
 			if (t->in_syscall) {
 				struct user_regs_struct regs;
