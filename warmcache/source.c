@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
@@ -538,6 +539,12 @@ static struct io_uring *rd_ring(struct wc_store *s, int which)
 {
 	if (!s->uring_ok)
 		return NULL;
+	if (s->rd_ring_pid != getpid()) {
+		/* A ring's queues are shared memory: after fork the child
+		 * must not use the parent's. Drop our copies, make new ones. */
+		wc_store_rd_ring_free(s);
+		s->rd_ring_pid = getpid();
+	}
 	if (!s->rd_ring[which]) {
 		s->rd_ring[which] = new_ring(s);
 		if (!s->rd_ring[which] && which == 0)

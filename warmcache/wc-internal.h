@@ -175,6 +175,7 @@ struct wc_store {
 	struct wc_index index;
 
 	struct io_uring *rd_ring[2];	/* reads (caller, helper), made on first use */
+	pid_t rd_ring_pid;		/* process that made them (not shared across fork) */
 };
 
 /* Bring the index up to date with the directory: new idx records, new

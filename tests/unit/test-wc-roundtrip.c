@@ -6,6 +6,7 @@
  * baseline; zero and absent pages are never written to.
  */
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "wc-unit.h"
 
@@ -193,6 +194,23 @@ int main(void)
 	check(s, id, false);
 	check(s, id, true);
 	printf("io_uring in use: %s\n", wc_store_uses_uring(s) ? "yes" : "no (pread)");
+	/* One handle on both sides of a fork, both reading at once: the
+	 * child must not use the parent's rings. */
+	{
+		pid_t pid = fork();
+		int status;
+
+		WU_REQUIRE(pid >= 0, "fork: %m");
+		if (pid == 0) {
+			check(s, id, false);
+			check(s, id, true);
+			_exit(wu_failures ? 1 : 0);
+		}
+		check(s, id, false);
+		check(s, id, true);
+		WU_REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid: %m");
+		WU_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child read failed: 0x%x", status);
+	}
 	wc_store_close(s);
 
 	/* io_uring without the helper thread. */
