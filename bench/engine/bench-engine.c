@@ -10,7 +10,10 @@
  *   tiny    wl-tiny.c: one thread counting
  *   mem1g   wl-mem.c: 1 GiB anonymous, 1/2 unique, 1/4 duplicated, 1/4 zero
  *   python  /usr/bin/python3 wl-python.py: stdlib imported (~25 MB)
- *   jvm     java -XX:+UseG1GC WlJvm: pool of 4, ~24 threads, ~270 MB RSS
+ *   jvm     java -XX:+UseG1GC -XX:-UsePerfData WlJvm: pool of 4, ~24 threads,
+ *           ~270 MB RSS (no perf data: any JVM starting between checkpoint and
+ *           restore would delete /tmp/hsperfdata_root/PID, which the snapshot
+ *           maps by reference, and the restore would refuse)
  *
  * Protocol (every workload): it writes 'R' on its stdout when set up, then waits
  * for one byte on stdin; on that byte it writes 'A' on stdout at once, then
@@ -486,7 +489,7 @@ int main(int argc, char **argv)
 		  .target_ckpt_ms = 400, .target_restore_ms = 350, .target_stored_bytes = 0.55e9 },
 		{ .name = "python", .argv = { "/usr/bin/python3", (char *)pyscript }, .runs = runs,
 		  .target_restore_ms = 10 },
-		{ .name = "jvm", .argv = { "java", "-XX:+UseG1GC", "-Xms64m", "-Xmx1g", "-cp", tmp_root,
+		{ .name = "jvm", .argv = { "java", "-XX:+UseG1GC", "-XX:-UsePerfData", "-Xms64m", "-Xmx1g", "-cp", tmp_root,
 					   "WlJvm", "160" }, .runs = runs, .target_restore_ms = 100 },
 	};
 	const int nr = (int)(sizeof(wls) / sizeof(wls[0]));

@@ -3,7 +3,8 @@
  * cr-harness: checkpoint/restore test driver in the spirit of CRIU's zdtm.
  *
  *   cr-harness [--warmfork PATH] [--mode MODE] [--repeat N] [--timeout SEC]
- *              [--go signal|file] [--javac SRC] -- PROGRAM [ARGS...]
+ *              [--go signal|file] [--javac SRC] [--between SHELL-CMD] [--keep]
+ *              -- PROGRAM [ARGS...]
  *
  * It starts PROGRAM with $CR_DIR set, waits for its ready file (tests/cr/lib/cr.h),
  * checkpoints it with `warmfork checkpoint`, restores it with `warmfork restore` as
@@ -23,6 +24,10 @@
  *   nockpt    no checkpoint at all (self-test of the program)
  *   tamper    flip the byte the program published instead of a checkpoint: the
  *             program must FAIL (self-test: proves it checks real state)
+ *
+ * --between runs a shell command after the checkpoint, before the restore (e.g.
+ * something that changes the world the snapshot refers to). --keep keeps the
+ * temporary directory with its stores.
  *
  * Exit: 0 pass, 1 fail, 77 skip. The harness is a child subreaper; whatever
  * happens it kills and reaps every descendant before it exits, and every wait
@@ -74,6 +79,7 @@ static char tmp_root[PATH_MAX];
 static char cr_dir[PATH_MAX];
 static char store_dir[PATH_MAX];
 static unsigned long long own_pidns;
+static const char *between_cmd;
 
 /* A ready file's content: see cr.h. */
 struct ready {
@@ -971,6 +977,17 @@ static int run_once(char **prog, unsigned rep)
 	forget(pid);
 	unlink_ready();
 	msg("checkpointed pid %d as %s", (int)pid, snap);
+	if (between_cmd) {
+		char *argv[] = { "/bin/sh", "-c", (char *)between_cmd, NULL };
+		pid_t b = spawn(argv, (int[]){ -1, -1, -1 }, NULL);
+
+		if (b < 0 || !wait_exit(b, deadline_ns, &st)) {
+			msg("--between command did not finish within the timeout");
+			return 1;
+		}
+		describe_status(st, why, sizeof(why));
+		msg("ran \"%s\" between checkpoint and restore: %s", between_cmd, why);
+	}
 
 	switch (mode) {
 	case M_CORRUPT: {
@@ -1078,6 +1095,7 @@ int main(int argc, char **argv)
 		{ "go",		required_argument, NULL, 'g' },
 		{ "javac",	required_argument, NULL, 'j' },
 		{ "keep",	no_argument,	   NULL, 'k' },
+		{ "between",	required_argument, NULL, 'b' },
 		{}
 	};
 	struct sigaction sa = { .sa_handler = on_stop };
@@ -1087,7 +1105,7 @@ int main(int argc, char **argv)
 	struct stat st;
 	int c, rc = 0;
 
-	while ((c = getopt_long(argc, argv, "+w:m:r:t:g:j:k", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+w:m:r:t:g:j:kb:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 			warmfork = optarg;
@@ -1116,6 +1134,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			keep = true;
+			break;
+		case 'b':
+			between_cmd = optarg;
 			break;
 		default:
 			return 1;
