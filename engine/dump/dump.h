@@ -10,8 +10,10 @@
  *   1. freeze     seize + interrupt every thread (freeze.c)
  *   2. inspect    /proc only: vmas, fds, files, status; refuse what we cannot
  *                 capture before changing anything (proc.c, files.c, mem.c)
- *   3. collect    ptrace + remote syscalls in each thread (thread.c, remote.c)
- *   4. memory     pagemap + process_vm_readv into the sink (mem.c)
+ *   3. collect    remote syscalls (batched) in each thread, then ptrace state
+ *                 (thread.c, remote.c)
+ *   4. memory     PAGEMAP_SCAN runs + process_vm_readv (reader thread) into
+ *                 the sink (mem.c)
  *   5. commit     packed image as a blob, sink commit (dump.c)
  *   6. release    detach (leave running) or SIGKILL and wait for the ids
  */
@@ -127,8 +129,9 @@ int eng_dump_wait_stop(pid_t tid, int *ret_status);
 /*
  * Remote syscalls: run a syscall inside a stopped thread of the target.
  *
- * A session starts from the thread's interrupt stop (PTRACE_EVENT_STOP,
- * inside get_signal()) and ends back in one, with every register as it was:
+ * A session starts from a ptrace stop inside get_signal() (the interrupt
+ * stop, or the SIGTRAP stop a batch ends in) and ends back in an interrupt
+ * stop, with every register as it was:
  *
  *   interrupt-stop --SETREGS(rip=syscall insn, rax=nr, orig_rax=-1)-->
  *   PTRACE_SYSCALL --> entry-stop --> PTRACE_SYSCALL --> exit-stop (rax)
