@@ -149,6 +149,20 @@ static int freeze_wait_thread(struct eng_dump_thread *t)
 	return err_set(EAGAIN, "thread %d keeps receiving signals while being frozen", t->tid);
 }
 
+/* Does thread @tid of @pid disappear within ~20 ms (it was exiting)? */
+static bool thread_vanishes(pid_t pid, pid_t tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d", pid, tid);
+	for (int i = 0; i < 200; i++) {
+		if (access(path, F_OK) < 0 && errno == ENOENT)
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
 static int freeze_check(pid_t pid)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -212,6 +226,9 @@ int eng_dump_freeze(pid_t pid, struct eng_dump_threads *ret)
 			if (ptrace(PTRACE_SEIZE, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0) {
 				if (errno == ESRCH)
 					continue;	/* it exited meanwhile */
+				/* A thread in the middle of exiting refuses with EPERM. */
+				if (errno == EPERM && tid != pid && thread_vanishes(pid, tid))
+					continue;
 				r = -errno;
 				closedir(d);
 				if (r == -EPERM && tid == pid)
