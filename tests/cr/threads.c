@@ -91,13 +91,23 @@ int main(int argc, char **argv)
 	cr_ready_tamper((const void *)&slots[3].tid, sizeof(pid_t));
 	cr_wait();
 
-	/* Every thread advanced its counter between the cut and now. */
+	/* Every thread still advances its counter after go. The deadline is long:
+	 * on a loaded machine (many copies of us spinning on 2 CPUs) a thread
+	 * that just yielded may wait many time slices before it runs again. */
 	for (unsigned i = 0; i < NR; i++)
 		before[i] = slots[i].published;
-	cr_sleep_ms(50);
+	for (uint64_t t0 = cr_now_ns(); cr_now_ns() - t0 < 10000000000ULL;) {
+		unsigned moved = 0;
+
+		for (unsigned i = 0; i < NR; i++)
+			moved += slots[i].published > before[i];
+		if (moved == NR)
+			break;
+		cr_sleep_ms(1);
+	}
 	for (unsigned i = 0; i < NR; i++)
-		cr_check(slots[i].published > before[i], "thread %u: counter stuck at %llu after go", i,
-			 (unsigned long long)before[i]);
+		cr_check(slots[i].published > before[i], "thread %u: counter stuck at %llu for 10 s after go",
+			 i, (unsigned long long)before[i]);
 	go_all = 1;
 	for (unsigned i = 0; i < NR; i++) {
 		void *ret = NULL;
