@@ -105,6 +105,12 @@ public class CrJvm {
             });
         latch.await(30, TimeUnit.SECONDS);
         long pid = ProcessHandle.current().pid();
+        // Dozens of OS threads: the pool plus the JVM's own (GC, JIT, ...).
+        int tasksBefore = new java.io.File("/proc/self/task").list().length;
+        if (tasksBefore < 24) {
+            System.err.println("FAIL CrJvm: only " + tasksBefore + " threads before the cut");
+            System.exit(1);
+        }
         heartbeat();
         Path go;
         for (;;) {
@@ -142,6 +148,7 @@ public class CrJvm {
         byte[][] garbage = new byte[200][];
         for (int i = 0; i < 2000; i++)
             garbage[i % 200] = new byte[64 * 1024];
+        int tasksAfter = new java.io.File("/proc/self/task").list().length;
         if (ProcessHandle.current().pid() != pid)
             fails.add("pid changed");
         pool.shutdown();
@@ -150,8 +157,8 @@ public class CrJvm {
         for (String f : fails)
             System.err.println("FAIL CrJvm: " + f);
         if (fails.isEmpty())
-            System.err.println("PASS CrJvm (restores seen: " + restores + ", threads: "
-                    + Thread.getAllStackTraces().size() + ")");
+            System.err.println("PASS CrJvm (restores seen: " + restores + ", OS threads before the cut: "
+                    + tasksBefore + ", at the end: " + tasksAfter + ")");
         System.exit(fails.isEmpty() ? 0 : 1);
     }
 }
