@@ -17,6 +17,11 @@
  *     in a fresh store: ten_shared_ratio = store bytes after all ten /
  *     store bytes after the first.
  *
+ * Besides: the best of the runs (*_best_gbps), the CPU time the process
+ * spent in each timed section, all threads and io_uring workers included
+ * (*_cpu_ms, medians), and the 1-minute load average at the start: on a
+ * shared machine a wall-clock figure alone does not say much.
+ *
  * Environment: BENCH_STORE_MIB (default 1024), BENCH_STORE_TEN_MIB (256),
  * BENCH_STORE_RUNS (3), TMPDIR (where the stores go). For profiling one
  * read path (perf record), BENCH_STORE_ONLY=uring or =pread times only
@@ -54,6 +59,15 @@ static double now_s(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the whole process (every thread, io_uring workers included). */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -130,12 +144,14 @@ static void rm_rf(const char *dir)
 }
 
 /* Ingest @nr_pages pages of @buf as one snapshot of @nr_areas areas. */
+static double last_cpu_s;	/* CPU time of the last ingest() or fill_all() */
+
 static double ingest(struct wc_store *store, const uint8_t *buf, size_t nr_pages,
 		     unsigned nr_areas, char id[WC_ID_LEN + 1])
 {
 	size_t per_area = nr_pages / nr_areas;
 	struct wc_sink *sink;
-	double t0 = now_s();
+	double t0 = now_s(), c0 = cpu_s();
 	int r;
 
 	r = wc_store_sink_new(store, &sink);
@@ -164,6 +180,7 @@ static double ingest(struct wc_store *store, const uint8_t *buf, size_t nr_pages
 	if (r < 0)
 		die("commit", r);
 	wc_sink_free(sink);
+	last_cpu_s = cpu_s() - c0;
 	return now_s() - t0;
 }
 
@@ -174,12 +191,13 @@ static double fill_all(struct wc_store *store, const char *id, uint8_t *dst, siz
 	struct wc_snapshot *snap;
 	struct wc_source *src;
 	size_t nr_areas, off = 0;
-	double t0, t;
+	double t0, c0, t;
 	int r;
 
 	/* The fill contract: @dst reads as zero. Not timed. */
 	memset(dst, 0, nr_pages * WC_PAGE_SIZE);
 	t0 = now_s();
+	c0 = cpu_s();
 	r = wc_store_source_new(store, &src);
 	if (r < 0)
 		die("source", r);
@@ -198,6 +216,7 @@ static double fill_all(struct wc_store *store, const char *id, uint8_t *dst, siz
 	if (r < 0)
 		die("fill", r);
 	t = now_s() - t0;
+	last_cpu_s = cpu_s() - c0;
 	wc_snapshot_close(snap);
 	wc_source_free(src);
 	if (memcmp(dst, expect, nr_pages * WC_PAGE_SIZE) != 0) {
@@ -293,7 +312,8 @@ int main(void)
 	const char *tmp = getenv("TMPDIR");
 	char dir[4096], dir10[4096], id[WC_ID_LEN + 1], cpu[256], date[64];
 	uint64_t logical = len, unique_bytes = 0, disk_mixed, disk_one = 0, disk_ten;
-	double t_ingest, t_uring[16], t_pread[16], t;
+	double t_ingest, t_uring[16], t_pread[16], t, cpu_ingest, cpu_uring[16], cpu_pread[16];
+	double load1 = 0;
 	uint8_t *src, *dst, pattern[NR_PATTERNS][WC_PAGE_SIZE];
 	struct wc_store *store, *store_pread;
 	struct utsname un;
@@ -302,6 +322,16 @@ int main(void)
 
 	if (runs < 1 || runs > 16)
 		runs = 3;
+	/* The machine may be shared: say how busy it was. */
+	{
+		FILE *f = fopen("/proc/loadavg", "re");
+
+		if (f) {
+			if (fscanf(f, "%lf", &load1) != 1)
+				load1 = 0;
+			fclose(f);
+		}
+	}
 	if (!tmp || !*tmp)
 		tmp = "/tmp";
 	snprintf(dir, sizeof(dir), "%s/wf-bench-store-XXXXXX", tmp);
@@ -335,6 +365,7 @@ int main(void)
 	store = open_store(dir, true, false);
 	uring = wc_store_uses_uring(store);
 	t_ingest = ingest(store, src, nr_pages, NR_AREAS, id);
+	cpu_ingest = last_cpu_s;
 
 	/* 3. Read back: warm-up, then alternate io_uring and pread runs. */
 	store_pread = open_store(dir, false, true);
@@ -343,10 +374,15 @@ int main(void)
 		const char *only = getenv("BENCH_STORE_ONLY");
 
 		t_uring[i] = t_pread[i] = INFINITY;
-		if (!only || strcmp(only, "pread") != 0)
+		cpu_uring[i] = cpu_pread[i] = 0;
+		if (!only || strcmp(only, "pread") != 0) {
 			t_uring[i] = fill_all(store, id, dst, nr_pages, src);
-		if (!only || strcmp(only, "uring") != 0)
+			cpu_uring[i] = last_cpu_s;
+		}
+		if (!only || strcmp(only, "uring") != 0) {
 			t_pread[i] = fill_all(store_pread, id, dst, nr_pages, src);
+			cpu_pread[i] = last_cpu_s;
+		}
 	}
 
 	/* 4. Bytes on disk. */
@@ -398,16 +434,18 @@ int main(void)
 		       ",\"ingest_gbps\":%.2f,\"read_uring_gbps\":%.2f,\"read_pread_gbps\":%.2f"
 		       ",\"uring_vs_pread\":%.2f,\"read_uring_unique_gbps\":%.2f"
 		       ",\"read_uring_best_gbps\":%.2f,\"read_pread_best_gbps\":%.2f"
+		       ",\"ingest_cpu_ms\":%.1f,\"read_uring_cpu_ms\":%.1f,\"read_pread_cpu_ms\":%.1f"
 		       ",\"disk_ratio_mixed\":%.4f,\"ten_shared_ratio\":%.3f,\"ten_snapshot_bytes\":%zu"
 		       ",\"io_uring\":%s,\"runs\":%d,\"fs\":\"%s\",\"kernel\":\"%s\",\"cpu\":\"%s\""
-		       ",\"nr_cpus\":%ld,\"mem_gib\":%.1f,\"date\":\"%s\"}\n",
+		       ",\"nr_cpus\":%ld,\"mem_gib\":%.1f,\"load1\":%.2f,\"date\":\"%s\"}\n",
 		       logical, unique_bytes, logical / t_ingest / 1e9, logical / t / 1e9,
 		       logical / tp / 1e9, ratio, unique_bytes / t / 1e9,
 		       logical / t_uring[0] / 1e9, logical / t_pread[0] / 1e9,
+		       cpu_ingest * 1e3, median(cpu_uring, runs) * 1e3, median(cpu_pread, runs) * 1e3,
 		       (double)disk_mixed / logical, (double)disk_ten / disk_one,
 		       ten_mib << 20, uring ? "true" : "false", runs, fs_name(tmp), un.release, cpu,
 		       sysconf(_SC_NPROCESSORS_ONLN),
-		       (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE) / (1u << 30), date);
+		       (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE) / (1u << 30), load1, date);
 	}
 	return 0;
 }
