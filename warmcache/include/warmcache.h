@@ -102,6 +102,8 @@ void wc_id_list_free(char **ids, size_t nr);
 /* Resolve a unique prefix to a full id. */
 int wc_store_resolve(struct wc_store *store, const char *prefix, char ret_id[WC_ID_LEN + 1]);
 
+/* Delete a snapshot (full id or unique prefix) and the refs naming it. Its
+ * pages stay until wc_store_gc(). */
 int wc_store_remove(struct wc_store *store, const char *id);
 
 struct wc_gc_stats {
@@ -121,7 +123,9 @@ struct wc_store_stats {
 };
 int wc_store_stats(struct wc_store *store, struct wc_store_stats *ret);
 
-/* Named references (e.g. warm-exec's cache keys → snapshot id). */
+/* Named references (e.g. warm-exec's cache keys → snapshot id). Names:
+ * [A-Za-z0-9._:@+=-], 1..200 chars, not starting with '.'. A ref does not
+ * keep its snapshot from wc_store_remove(), which deletes it. */
 int wc_ref_set(struct wc_store *store, const char *name, const char *id);
 int wc_ref_get(struct wc_store *store, const char *name, char ret_id[WC_ID_LEN + 1]);
 int wc_ref_del(struct wc_store *store, const char *name);
@@ -248,9 +252,10 @@ int wc_store_snapshot_usage(struct wc_store *store, const struct wc_snapshot *sn
 
 /* Fill area @idx of @snap into @dst (nr_pages * WC_PAGE_SIZE bytes), which
  * must already read as zero: zero and absent pages are not touched. Each
- * distinct key is read once and copied to its other places. A page whose
- * content does not match its key fails with -EBADMSG and a detail naming
- * the snapshot, area and page. */
+ * distinct key is read once (per batch of 2^20 pages) and copied to its
+ * other places. A page whose content does not match its key fails with
+ * -EBADMSG and a detail naming the snapshot, area, page and address; the
+ * contents of @dst are then unspecified. */
 int wc_snapshot_fill_area(struct wc_snapshot *snap, struct wc_source *src, size_t idx,
 			  void *dst);
 
