@@ -466,6 +466,7 @@ out:
 		eng_dump_map_fini(&ctx.maps[i]);
 	free(ctx.maps);
 	free(ctx.vmflags);
+	free(ctx.whole_pages);
 	if (ctx.mem_fd >= 0)
 		close(ctx.mem_fd);
 out_close:

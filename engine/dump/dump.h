@@ -210,6 +210,10 @@ struct eng_dump_ctx {
 	struct eng_dump_threads threads;
 	struct eng_proc_map *maps;	/* from smaps, sorted */
 	uint64_t *vmflags;		/* per map */
+	/* Per map: pages to store in full (a private mapping of a deleted file,
+	 * saved as anonymous memory: its file cannot be mapped again); 0 for
+	 * the usual rules. */
+	uint64_t *whole_pages;
 	size_t nr_maps;
 	struct eng_proc_stat stat;
 	struct eng_proc_status status;

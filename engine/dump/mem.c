@@ -102,8 +102,8 @@ static bool jvm_perfdata(const char *path, pid_t pid, pid_t ns_pid)
 	return strcmp(base + 1, want) == 0 || strcmp(base + 1, want_ns) == 0;
 }
 
-static int vma_fill(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, uint64_t vmf,
-		    EngVma *v)
+static int vma_fill(struct eng_dump_ctx *ctx, size_t map_idx, const struct eng_proc_map *m,
+		    uint64_t vmf, EngVma *v)
 {
 	const char *p = m->path;
 	bool special = p[0] == '[';
@@ -151,12 +151,30 @@ static int vma_fill(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, uint
 		v->map_flags |= MAP_ANONYMOUS;
 	} else if (special) {
 		goto unsupported;
-	} else {
-		if (path_deleted(p))
+	} else if (path_deleted(p)) {
+		/*
+		 * A private mapping of a deleted file (an upgraded library, a memfd
+		 * mapped MAP_PRIVATE): it cannot be mapped from its file again, so
+		 * it is saved as anonymous memory holding every page up to the
+		 * file's end (beyond it, the process could only get SIGBUS).
+		 */
+		char rel[96];
+		struct stat st;
+		uint64_t eof_pages;
+
+		snprintf(rel, sizeof(rel), "map_files/%llx-%llx", (unsigned long long)m->start,
+			 (unsigned long long)m->end);
+		if (fstatat(ctx->proc_fd, rel, &st, 0) < 0)
 			return err_set(EOPNOTSUPP, "process %d: mapping %llx-%llx of deleted file "
-					 "\"%s\" is not supported", ctx->pid,
+					 "\"%s\" cannot be read (%s)", ctx->pid,
 					 (unsigned long long)m->start, (unsigned long long)m->end,
-					 p);
+					 p, strerror(errno));
+		eof_pages = st.st_size > (off_t)m->pgoff ?
+			DIV_ROUND_UP((uint64_t)st.st_size - m->pgoff, WC_PAGE_SIZE) : 0;
+		ctx->whole_pages[map_idx] = MIN(eof_pages, (m->end - m->start) / WC_PAGE_SIZE);
+		v->kind = ENG_VMA_KIND__VMA_ANON_PRIVATE;
+		v->map_flags |= MAP_ANONYMOUS;
+	} else {
 		v->kind = ENG_VMA_KIND__VMA_FILE_PRIVATE;
 	}
 
@@ -202,7 +220,8 @@ int eng_dump_vmas(struct eng_dump_ctx *ctx)
 	EngProcess *proc = ctx->proc;
 
 	proc->vmas = calloc(ctx->nr_maps ? ctx->nr_maps : 1, sizeof(*proc->vmas));
-	if (!proc->vmas)
+	ctx->whole_pages = calloc(ctx->nr_maps ? ctx->nr_maps : 1, sizeof(*ctx->whole_pages));
+	if (!proc->vmas || !ctx->whole_pages)
 		return -ENOMEM;
 	for (size_t i = 0; i < ctx->nr_maps; i++) {
 		EngVma *v = malloc(sizeof(*v));
@@ -212,7 +231,7 @@ int eng_dump_vmas(struct eng_dump_ctx *ctx)
 			return -ENOMEM;
 		eng_vma__init(v);
 		proc->vmas[proc->n_vmas++] = v;
-		r = vma_fill(ctx, &ctx->maps[i], ctx->vmflags[i], v);
+		r = vma_fill(ctx, i, &ctx->maps[i], ctx->vmflags[i], v);
 		if (r < 0)
 			return r;
 	}
@@ -464,8 +483,8 @@ struct pipeline {
 };
 
 /* The runs of @v and how to read them. */
-static int vma_runs(struct eng_dump_ctx *ctx, int pm_fd, EngVma *v, struct runs *rs,
-		    enum read_via *ret_via, int *ret_fd, int *shm_fd)
+static int vma_runs(struct eng_dump_ctx *ctx, int pm_fd, EngVma *v, uint64_t whole,
+		    struct runs *rs, enum read_via *ret_via, int *ret_fd, int *shm_fd)
 {
 	uint64_t nr = (v->end - v->start) / WC_PAGE_SIZE;
 	int r;
@@ -474,6 +493,12 @@ static int vma_runs(struct eng_dump_ctx *ctx, int pm_fd, EngVma *v, struct runs 
 	rs->stored = 0;
 	*ret_via = VIA_VM_READV;
 	*ret_fd = -1;
+	if (whole) {
+		r = runs_add(rs, 0, whole);
+		if (r < 0)
+			return r;
+		goto have_runs;
+	}
 	if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED) {
 		char rel[96];
 
@@ -496,6 +521,7 @@ static int vma_runs(struct eng_dump_ctx *ctx, int pm_fd, EngVma *v, struct runs 
 		if (r < 0)
 			return r;
 	}
+have_runs:
 	if (!(v->prot & PROT_READ) && rs->stored) {
 		if (ctx->mem_fd < 0) {
 			ctx->mem_fd = openat(ctx->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
@@ -548,7 +574,8 @@ static int reader_run(struct pipeline *pl)
 		    v->kind != ENG_VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
 			continue;
-		r = vma_runs(ctx, pl->pm_fd, v, &rs, &via, &fd, &shm_fd);
+		r = vma_runs(ctx, pl->pm_fd, v, ctx->whole_pages ? ctx->whole_pages[i] : 0, &rs,
+			     &via, &fd, &shm_fd);
 		if (r < 0 || !rs.stored)
 			continue;	/* no area: restore maps it empty (or from its file) */
 		nr = (v->end - v->start) / WC_PAGE_SIZE;

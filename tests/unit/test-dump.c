@@ -69,6 +69,7 @@ static bool big_written(int i)
 	return (i >= 1000 && i < 1100) || (i >= 2040 && i < 2050) || i == 2047 + 1 || i == 2999;
 }
 static uint8_t *fmap;
+static uint8_t *dmap;		/* private map of a deleted file: 3.5 pages of 'D', 6 mapped */
 static char tmpfile_path[] = "/tmp/test-dump-XXXXXX";
 static int keep_fd = -1;
 
@@ -130,6 +131,7 @@ static _Noreturn void child_main(void)
 	for (int i = 0; i < BIG_PAGES; i++)
 		if (big_written(i))
 			memset(big + (size_t)i * 4096, (i % 251) + 1, 4096);
+	dmap[0] = 'Z';
 	/* File-private mapping: only page 1 is written (COW). */
 	fmap[4096] = 'X';
 	fmap[4097] = 'Y';
@@ -421,6 +423,20 @@ static void check_leave_running(void)
 			CHECK(a->kinds[0] == WC_PAGE_ABSENT && a->kinds[2] == WC_PAGE_ABSENT);
 			CHECK(a->kinds[1] == WC_PAGE_DATA && a->data[4096] == 'X' &&
 			      a->data[4097] == 'Y' && a->data[4098] == 'F');
+		}
+		/* Private map of a deleted file: anonymous, every page to EOF. */
+		v = find_vma(p, (uint64_t)(uintptr_t)dmap);
+		a = area_of(ms, v);
+		CHECK(v && v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE && a);
+		if (a) {
+			size_t base = ((uintptr_t)dmap - a->desc.start) / 4096;
+			const uint8_t *d = a->data + base * 4096;
+
+			CHECK(a->kinds[base] == WC_PAGE_DATA && d[0] == 'Z' && d[1] == 'D');
+			CHECK(a->kinds[base + 1] == WC_PAGE_DATA && d[4096] == 'D');
+			CHECK(a->kinds[base + 3] == WC_PAGE_DATA && d[3 * 4096 + 2047] == 'D' &&
+			      d[3 * 4096 + 2048] == 0);
+			CHECK(a->kinds[base + 4] == WC_PAGE_ABSENT && a->kinds[base + 5] == WC_PAGE_ABSENT);
 		}
 		/* Shared anonymous: content stored. */
 		v = find_vma(p, (uint64_t)(uintptr_t)sh);
@@ -798,6 +814,21 @@ int main(void)
 	if (fmap == MAP_FAILED || keep_fd < 0 || lseek(keep_fd, 123, SEEK_SET) != 123) {
 		perror("setup");
 		return 1;
+	}
+	{
+		char dpath[] = "/tmp/test-dump-del-XXXXXX";
+		uint8_t page[4096];
+		int dfd = mkstemp(dpath);
+
+		memset(page, 'D', sizeof(page));
+		if (dfd < 0 || write(dfd, page, 4096) != 4096 || write(dfd, page, 4096) != 4096 ||
+		    write(dfd, page, 4096) != 4096 || write(dfd, page, 2048) != 2048)
+			return 1;
+		dmap = mmap(NULL, 6 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, dfd, 0);
+		close(dfd);
+		unlink(dpath);
+		if (dmap == MAP_FAILED)
+			return 1;
 	}
 	/* Touch the file pages so they are in the page cache and mapped. */
 	CHECK(fmap[0] == 'F' && fmap[2 * 4096] == 'F');
