@@ -507,6 +507,20 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		r = report_error(p, &rep);
 		goto out;
 	}
+	/* The leader closes the pipe right after its report: wait for that
+	 * (EOF), else the takeover could stop it before the close and leave the
+	 * pipe open in the restored process. */
+	{
+		char c;
+
+		do
+			n = read(pfd[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 0) {
+			r = err_set(EPROTO, "the restorer kept its status pipe open");
+			goto out;
+		}
+	}
 	t_ready = now_ns();
 	target = child;
 	if (o.new_pidns && p->pid != 1) {
