@@ -175,7 +175,7 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 	wc_sink_free(TAKE_PTR(out));
 	wc_source_free(TAKE_PTR(have));
 	if (flags & RF_PUSH_RESTORE) {
-		char out_path[PATH_MAX], err_path[PATH_MAX];
+		char out_path[PATH_MAX] = "", err_path[PATH_MAX] = "";
 		struct eng_restored tw;
 		bool new_pidns = false;
 		uint8_t *p;
@@ -183,8 +183,18 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path));
 		if (r < 0) {
+			char why[512];
+
 			r = err_wrap(r, "restoring snapshot %s", id);
-			rf_session_send_error(s, r, err_str(r));
+			snprintf(why, sizeof(why), "%s", err_str(r));
+			rf_session_send_error(s, r, why);
+			/* Nothing runs: clean up (its pages go with the next gc). */
+			(void)wc_store_remove(store, id);
+			if (*out_path)
+				unlink(out_path);
+			if (*err_path)
+				unlink(err_path);
+			err_set(r, "%s", why);
 			goto out;
 		}
 		ol = strnlen(out_path, RF_PATH_MAX);

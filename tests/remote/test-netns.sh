@@ -10,6 +10,8 @@
 #  4. a byte flipped in the stream by a proxy is rejected, no snapshot;
 #  5. a link cut mid-transfer leaves no snapshot, rfork exits non-zero
 #     with one line;
+#  5b. a twin that cannot start (its output dir cannot be created): rfork
+#     says so in one line, the original keeps running, no snapshot remains;
 #  6. rfork PID: the twin runs on the receiver (in a new pid namespace, as
 #     the pid is taken on this one machine), continues from the checkpoint
 #     with the same memory checksum, the original keeps running; a second
@@ -204,6 +206,7 @@ grep -q "failed authentication" "$T/d1.log" || fail "rforkd did not report the f
 
 # --- 5. link cut mid-transfer: a fresh receiver store (everything travels)
 # behind a 50 Mbit/s link, cut after a second
+touch "$T/out2"	# a file: d2's twins cannot get their stdio files (test 5b)
 start_rforkd d2 7718 "$T/dst2" --timeout 3 --output-dir "$T/out2"
 in_src tc qdisc add dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 200ms ||
 	fail "cannot rate-limit the link"
@@ -246,11 +249,26 @@ kill -0 "$ORIG2" 2>/dev/null || fail "the original died when the link was cut"
 [ "$(wc -l < "$T/orig2.out")" -gt "$N0" ] || fail "the original stopped running after a cut link"
 awk -v s="$SUM2" '$2 != s {bad=1} END {exit bad}' "$T/orig2.out" ||
 	fail "the original's memory changed after a failed rfork"
-kill "$ORIG2"
 in_src tc qdisc del dev "$V_SRC" root
 sleep 3.5	# the receiver's own timeout
 [ "$(nsnap "$T/dst2")" = 0 ] || fail "a snapshot appeared after a cut link (rfork PID)"
 grep -c "push failed" "$T/d2.log" | grep -q 2 || fail "rforkd did not log the second broken push"
+
+# --- 5b. the twin cannot start on the receiver
+if ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" "$ORIG2" \
+	> "$T/f6.out" 2> "$T/f6.err"; then
+	fail "rfork PID succeeded although the twin could not start"
+fi
+cat "$T/f6.err"
+[ "$(wc -l < "$T/f6.err")" = 1 ] || fail "twin failure: rfork printed not one line"
+grep -q "restoring snapshot" "$T/f6.err" || fail "twin failure not explained: $(cat "$T/f6.err")"
+[ -s "$T/f6.out" ] && fail "rfork printed a pid although the twin did not start"
+N0=$(wc -l < "$T/orig2.out")
+sleep 0.5
+[ "$(wc -l < "$T/orig2.out")" -gt "$N0" ] || fail "the original stopped after a failed twin start"
+sleep 0.3
+[ "$(nsnap "$T/dst2")" = 0 ] || fail "the receiver kept the snapshot of a twin that did not start"
+kill "$ORIG2"
 
 # --- 6. rfork PID
 TWINS=()
