@@ -200,6 +200,64 @@ static int sink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 	return 0;
 }
 
+static int sink_put_keys(struct wc_sink *sink, const uint8_t *kinds, const struct wc_key *keys,
+			 size_t nr_pages)
+{
+	struct store_sink *k = (struct store_sink *)sink;
+	struct wc_store *s = k->s;
+	struct sink_area *a;
+	bool refreshed = false;
+	size_t j = 0;
+	int r;
+
+	if (k->err)
+		return k->err;
+	if (!k->nr_areas || k->committed)
+		return err_set(EINVAL, "put_keys without begin_area");
+	a = &k->areas[k->nr_areas - 1];
+	if (nr_pages > a->nr_pages - a->put)
+		return err_set(EINVAL, "area at 0x%llx: %zu pages more than its %llu",
+			       (unsigned long long)a->start, nr_pages,
+			       (unsigned long long)a->nr_pages);
+	if (nr_pages && !kinds)
+		return err_set(EINVAL, "put_keys without kinds");
+	/* Check everything before recording anything: a refused call leaves
+	 * the area as it was. */
+	for (size_t i = 0; i < nr_pages; i++) {
+		char hex[33];
+
+		if (kinds[i] > WC_PAGE_DATA)
+			return err_set(EINVAL, "put_keys: page %zu has unknown kind %u", i, kinds[i]);
+		if (kinds[i] != WC_PAGE_DATA)
+			continue;
+		if (!wc_index_get(&s->index, &keys[j]) && !refreshed) {
+			/* Stored by another process since our last look? Only
+			 * appends can have happened: we hold the ingest lock. */
+			r = wc_store_refresh(s, false);
+			if (r < 0)
+				return r;
+			refreshed = true;
+		}
+		if (!wc_index_get(&s->index, &keys[j])) {
+			wc_key_hex(&keys[j], hex);
+			return err_set(ENOENT, "put_keys: page %s is not in store \"%s\"", hex, s->dir);
+		}
+		j++;
+	}
+	r = grow((void **)&a->kinds, &a->kinds_cap, a->put + nr_pages, 1);
+	if (r < 0)
+		return sink_fail(k, r);
+	r = grow((void **)&a->keys, &a->keys_cap, a->nr_keys + j, sizeof(*a->keys));
+	if (r < 0)
+		return sink_fail(k, r);
+	memcpy(a->kinds + a->put, kinds, nr_pages);
+	a->put += nr_pages;
+	if (j)
+		memcpy(a->keys + a->nr_keys, keys, j * sizeof(*keys));
+	a->nr_keys += j;
+	return 0;
+}
+
 static int sink_put_blob(struct wc_sink *sink, const char *name, const void *data, size_t len)
 {
 	struct store_sink *k = (struct store_sink *)sink;
@@ -474,6 +532,7 @@ static const struct wc_sink_ops store_sink_ops = {
 	.put_label = sink_put_label,
 	.commit = sink_commit,
 	.free = sink_free,
+	.put_keys = sink_put_keys,
 };
 
 int wc_store_sink_new(struct wc_store *s, struct wc_sink **ret)

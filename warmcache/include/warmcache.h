@@ -158,6 +158,13 @@ struct wc_sink_ops {
 	int (*commit)(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1]);
 	/* Abandon (if not committed) and free. */
 	void (*free)(struct wc_sink *sink);
+	/* Optional (NULL if unsupported): @nr_pages pages of the current area
+	 * by kind alone, with @keys holding one key per WC_PAGE_DATA page, for
+	 * pages whose content the sink already holds (ask a source's lacks()
+	 * first), so that they need not be read or sent again. Fails with
+	 * -ENOENT (detail naming the key) if a key is not held. */
+	int (*put_keys)(struct wc_sink *sink, const uint8_t *kinds, const struct wc_key *keys,
+			size_t nr_pages);
 };
 
 struct wc_sink {
