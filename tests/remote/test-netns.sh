@@ -268,6 +268,7 @@ sleep 0.5
 [ "$(wc -l < "$T/orig2.out")" -gt "$N0" ] || fail "the original stopped after a failed twin start"
 sleep 0.3
 [ "$(nsnap "$T/dst2")" = 0 ] || fail "the receiver kept the snapshot of a twin that did not start"
+grep -q "restoring snapshot .*Not a directory" "$T/d2.log" || fail "rforkd did not log the failed twin"
 kill "$ORIG2"
 
 # --- 6. rfork PID
