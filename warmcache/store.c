@@ -78,6 +78,32 @@ static int open_subdir(int dirfd, const char *name, bool create)
 	return fd < 0 ? -errno : fd;
 }
 
+/* Empty, or what an interrupted creation leaves: a store may be made here. */
+static bool dir_is_new_store(int dirfd)
+{
+	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	bool ok = true;
+	DIR *d;
+
+	if (dfd < 0)
+		return false;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return false;
+	}
+	while (ok && (de = readdir(d))) {
+		const char *n = de->d_name;
+
+		ok = !strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "packs") ||
+		     !strcmp(n, "snapshots") || !strcmp(n, "refs") || !strcmp(n, "lock") ||
+		     !strcmp(n, "lost+found") || !strncmp(n, ".format.tmp-", 12);
+	}
+	closedir(d);
+	return ok;
+}
+
 int wc_store_open(const char *dir, unsigned flags, const struct wc_store_opts *opts,
 		  struct wc_store **ret)
 {
@@ -121,6 +147,11 @@ int wc_store_open(const char *dir, unsigned flags, const struct wc_store_opts *o
 		goto fail;
 	}
 	r = read_file_at(s->dirfd, "format", &fmt, NULL);
+	if (r == -ENOENT && create && !dir_is_new_store(s->dirfd)) {
+		r = err_set(ENOTEMPTY, "cannot create a store in \"%s\": the directory holds other files",
+			    dir);
+		goto fail;
+	}
 	if (r == -ENOENT && create) {
 		int lfd;
 
