@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -847,6 +848,16 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		keep[1] = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 		if (keep[1] < 0)
 			return err_set(errno, "cannot open /proc/self/exe: %m");
+	}
+	/* Temporary descriptors go above every saved one: allow as many as the
+	 * hard limit does (the restorer sets the saved limits afterwards). */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 	r = prepare_fds(ctx, maxfd + 1, keep, 2);
 	if (r < 0)

@@ -12,6 +12,7 @@
 
 #include "common/util.h"
 #include "restore.h"
+#include "restorer-blob.h"
 
 static int failures;
 
@@ -182,8 +183,20 @@ static void test_nspid(void)
 	CHECK(eng_restore_parse_nspid("Name:\tx\nNSpid:\t\n", &p) == -EBADMSG);
 }
 
+/* The contract resume.c relies on: a syscall instruction at the exported offset. */
+static void test_blob(void)
+{
+	CHECK(ENG_RESTORER_BLOB_SIZE > 64 && ENG_RESTORER_BLOB_SIZE == sizeof(eng_restorer_blob));
+	CHECK(ENG_RESTORER_SYSCALL_OFF + 2 <= ENG_RESTORER_BLOB_SIZE);
+	CHECK(eng_restorer_blob[ENG_RESTORER_SYSCALL_OFF] == 0x0f &&
+	      eng_restorer_blob[ENG_RESTORER_SYSCALL_OFF + 1] == 0x05);
+	CHECK(sizeof(struct rst_mm_map) == 104);	/* PR_SET_MM_MAP_SIZE */
+	CHECK(sizeof(struct rst_report) == 256);	/* one atomic pipe write */
+}
+
 int main(void)
 {
+	test_blob();
 	test_merge();
 	test_hole();
 	test_maps();
