@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -25,10 +26,15 @@
 
 static volatile pid_t forward_to;
 
-static void forward_signal(int sig)
+static volatile bool same_pgrp;
+
+/* A signal the terminal sent to our whole process group already reached
+ * the restored process if it shares our group: forward only the others. */
+static void forward_signal(int sig, siginfo_t *si, void *uc)
 {
-	if (forward_to > 0)
-		kill(forward_to, sig);
+	if (forward_to <= 0 || (same_pgrp && si && si->si_code == SI_KERNEL))
+		return;
+	kill(forward_to, sig);
 }
 
 static void usage(FILE *f)
@@ -64,7 +70,7 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .stats = &stats };
 	struct eng_restored res = {};
 	struct wc_store *store = NULL;
-	struct sigaction sa = { .sa_handler = forward_signal };
+	struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO };
 	bool detach = false, want_stats = false;
 	const char *snap;
 	int c, r, st;
@@ -117,6 +123,7 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		return 0;
 	}
 
+	same_pgrp = getpgid(res.pid) == getpgrp();
 	forward_to = res.pid;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)

@@ -871,6 +871,27 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	if (p->root && strcmp(p->root, "/") != 0 && chroot(p->root) < 0)
 		return err_set(errno, "cannot chroot to \"%s\": %m", p->root);
 
+	/* Session and process group: the process led its own, lead them again;
+	 * otherwise it stays in the caller's (the saved ones may not exist). */
+	if (p->has_sid && p->sid == p->pid) {
+		if (setsid() < 0)
+			return err_set(errno, "cannot start a session: %m");
+	} else if (p->has_pgid && p->pgid == p->pid) {
+		if (setpgid(0, 0) < 0)
+			return err_set(errno, "cannot lead a process group: %m");
+	}
+	/* Best effort: lowering it needs CAP_SYS_RESOURCE. */
+	if (p->has_oom_score_adj) {
+		char buf[16];
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			int len = snprintf(buf, sizeof(buf), "%d", p->oom_score_adj);
+
+			(void)!write(fd, buf, (size_t)len);
+			close(fd);
+		}
+	}
 	r = rseq_unregister();
 	if (r < 0)
 		return r;
