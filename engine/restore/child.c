@@ -842,6 +842,13 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 					       p->files[mm->exe_file]->path);
 		}
 		a->set_mm = 1;
+		if (mm->has_dumpable) {
+			a->set_dumpable = 1;
+			a->dumpable = mm->dumpable ? 1 : 0;
+		}
+		if (mm->has_thp_disable && mm->thp_disable &&
+		    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
+			return err_set(errno, "cannot disable transparent huge pages: %m");
 	}
 	if (keep[1] < 0) {
 		/* PR_SET_MM_MAP needs an exe_fd: keep our own executable. */

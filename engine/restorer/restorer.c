@@ -33,6 +33,7 @@
 #define MREMAP_MAYMOVE		1
 #define MREMAP_FIXED		2
 #define PR_SET_PDEATHSIG	1
+#define PR_SET_DUMPABLE		4
 #define PR_SET_KEEPCAPS		8
 #define PR_SET_NAME		15
 #define PR_CAPBSET_DROP		24
@@ -502,6 +503,11 @@ void rst_main(struct rst_args *a)
 		futex_wait(&a->arrived, n);
 	if (a->thread_err)
 		rst_fail(a, a->thread_err, a->thread_step, a->thread_sub, a->thread_arg);
+	if (a->set_dumpable) {
+		r = SYS2(prctl, PR_SET_DUMPABLE, a->dumpable);
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_CREDS, 0, a->pid);
+	}
 
 	memset(&rep, 0, sizeof(rep));
 	rep.region_start = a->region_start;

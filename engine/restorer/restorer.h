@@ -201,6 +201,10 @@ struct rst_args {
 	uint32_t has_creds;
 	struct rst_creds creds;
 
+	uint32_t set_dumpable;		/* 1: PR_SET_DUMPABLE(dumpable) once all threads
+					 * changed credentials (that resets it) */
+	uint32_t dumpable;
+
 	/* Futex words, written by the restorer. */
 	uint32_t arrived;		/* threads that finished their setup */
 	uint32_t park;			/* threads wait on it forever (never changes) */
