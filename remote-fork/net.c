@@ -139,6 +139,16 @@ out:
 	return r;
 }
 
+void rf_tcp_keepalive(int fd, int timeout_ms)
+{
+	int one = 1, idle = MAX(timeout_ms / 1000, 1), intvl = MAX(idle / 3, 1), cnt = 3;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
 	_cleanup_close_ int fd = -1;
@@ -171,6 +181,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
 	/* Unacknowledged data older than the timeout kills the connection:
 	 * a cut link ends in an error, not a hang. */
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+	rf_tcp_keepalive(fd, timeout_ms);
 	fl = fcntl(fd, F_GETFL);
 	if (fl >= 0)
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);

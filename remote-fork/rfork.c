@@ -49,8 +49,37 @@ static void usage(FILE *f)
 
 /* Fork @pid onto @host: checkpoint into the push sink, then wait for the
  * peer's RESTORED. */
+/* --attach: copy the twin's output to ours until EXIT; returns its status
+ * (exit code or 128+signal), or -errno if the link failed first. */
+static int relay_output(struct rf_session *s)
+{
+	bool open_fd[3] = { false, true, true };
+
+	rf_session_set_timeout(s, -1);	/* the twin may be quiet for hours */
+
+	for (;;) {
+		struct rf_msg m;
+		int r = rf_session_recv(s, &m);
+
+		if (r == -ENODATA)
+			return err_set(ECONNRESET, "peer closed the connection before the twin exited");
+		if (r < 0)
+			return r;
+		if (m.type == RF_MSG_EXIT)
+			return (int)m.exit.status;
+		if (m.type != RF_MSG_OUTPUT || !open_fd[m.output.fd])
+			return err_set(EPROTO, "peer sent %s while relaying output", rf_msg_name(m.type));
+		if (!m.output.len) {
+			open_fd[m.output.fd] = false;
+			continue;
+		}
+		/* Our own stdout closed: keep draining, like a pipe reader gone. */
+		(void)write_full(m.output.fd, m.output.data, m.output.len);
+	}
+}
+
 static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
-			bool move)
+			bool move, bool attach)
 {
 	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
 	struct eng_dump_stats dst = {};
@@ -62,6 +91,8 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	char remote_id[WC_ID_LEN + 1], b1[32], b2[32];
 	uint64_t t0 = now_ns();
 	const char *what = "connecting";
+	bool m_restored = false;
+	char stdio[2 * RF_PATH_MAX + 300];
 	int r, fd;
 
 	dopts.stats = &dst;
@@ -75,7 +106,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	if (r < 0)
 		goto out;
 	what = "checkpointing and sending";
-	r = rf_push_sink_new(s, RF_PUSH_RESTORE, &sink);
+	r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
 	if (r < 0)
 		goto out;
 	/* The engine commits the sink: that is the peer's COMMITTED. On any
@@ -92,6 +123,13 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		r = err_set(EPROTO, "peer answered %s instead of RESTORED", rf_msg_name(m.type));
 	if (r < 0)
 		goto out;
+	m_restored = true;
+	if (attach)
+		snprintf(stdio, sizeof(stdio), "attached: its output follows here");
+	else
+		snprintf(stdio, sizeof(stdio), "its stdout \"%.*s\", stderr \"%.*s\" on %s",
+			 (int)m.restored.out_len, m.restored.out_path, (int)m.restored.err_len,
+			 m.restored.err_path, host);
 	rf_session_stats(s, &ss);
 	if (move) {
 		/* The twin runs: the original can go. */
@@ -103,8 +141,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	fflush(stdout);
 	log_error("forked pid %d to %s as pid %u%s (snapshot %s): %llu bytes (%s) on the wire, "
 		  "%llu pages sent, %llu skipped as already present, %llu zero, %llu absent "
-		  "(%s of data pages), frozen %.2f s, twin running after %.2f s%s; its stdout "
-		  "\"%.*s\", stderr \"%.*s\" on %s",
+		  "(%s of data pages), frozen %.2f s, twin running after %.2f s%s; %s",
 		  pid, host, m.restored.pid,
 		  m.restored.flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was "
 							     "taken there)" : "",
@@ -113,12 +150,20 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		  (unsigned long long)st.pages_zero, (unsigned long long)st.pages_absent,
 		  fmt_bytes(st.pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst.frozen_ns / 1e9,
 		  (now_ns() - t0) / 1e9, move ? ", original killed" : "",
-		  (int)m.restored.out_len, m.restored.out_path, (int)m.restored.err_len,
-		  m.restored.err_path, host);
+		  stdio);
+	if (attach) {
+		what = "relaying the twin's output";
+		r = relay_output(s);
+		if (r >= 0) {
+			wc_sink_free(sink);
+			rf_session_free(s);
+			return r;	/* the twin's exit status */
+		}
+	}
 out:
 	if (r < 0)
 		log_error("forking pid %d to %s failed while %s: %s%s", pid, host, what, err_str(r),
-			  move ? " (the original keeps running)" : "");
+			  move && !m_restored ? " (the original keeps running)" : "");
 	wc_sink_free(sink);
 	rf_session_free(s);
 	return r < 0 ? 1 : 0;
@@ -282,13 +327,12 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		if (lazy || attach) {
-			log_error("%s is not implemented yet (eager rfork works without it)",
-				  lazy ? "--lazy" : "--attach");
+		if (lazy) {
+			log_error("--lazy is not implemented yet (eager rfork works without it)");
 			sodium_memzero(key, sizeof(key));
 			return 2;
 		}
-		r = fork_process(host, key, timeout_ms, pid, move);
+		r = fork_process(host, key, timeout_ms, pid, move, attach);
 		sodium_memzero(key, sizeof(key));
 		return r;
 	}

@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,19 +92,39 @@ struct opts {
  */
 static int restore_twin(struct wc_store *store, const char *id, const struct opts *o,
 			struct eng_restored *ret, bool *ret_new_pidns, char *out_path,
-			char *err_path, size_t path_len)
+			char *err_path, size_t path_len, int *attach_fds)
 {
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true };
 	int r, log_fd = -1, in = -1, out = -1, err = -1;
 
-	r = mkdir_p(o->output_dir, 0700);
-	if (r < 0)
-		return err_set(r, "output dir \"%s\": %s", o->output_dir, strerror(-r));
-	snprintf(out_path, path_len, "%s/%s.out", o->output_dir, id);
-	snprintf(err_path, path_len, "%s/%s.err", o->output_dir, id);
 	in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (attach_fds) {
+		/* --attach: stdout and stderr are pipes we relay to rfork. */
+		int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
+
+		if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+			r = err_set(errno, "twin stdio pipes: %s", strerror(errno));
+			if (po[0] >= 0) {
+				close(po[0]);
+				close(po[1]);
+			}
+			goto out;
+		}
+		out = po[1];
+		err = pe[1];
+		attach_fds[0] = po[0];
+		attach_fds[1] = pe[0];
+	} else {
+		r = mkdir_p(o->output_dir, 0700);
+		if (r < 0) {
+			r = err_set(r, "output dir \"%s\": %s", o->output_dir, strerror(-r));
+			goto out;
+		}
+		snprintf(out_path, path_len, "%s/%s.out", o->output_dir, id);
+		snprintf(err_path, path_len, "%s/%s.err", o->output_dir, id);
+		out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	}
 	log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
 	if (in < 0 || out < 0 || err < 0 || log_fd < 0) {
 		r = err_set(errno, "twin stdio in \"%s\": %s", o->output_dir, strerror(errno));
@@ -142,6 +163,75 @@ out:
 		close(out);
 	if (err >= 0)
 		close(err);
+	if (r < 0 && attach_fds && attach_fds[0] >= 0) {
+		close(attach_fds[0]);
+		close(attach_fds[1]);
+		attach_fds[0] = attach_fds[1] = -1;
+	}
+	return r;
+}
+
+/*
+ * --attach: relay the twin's stdout and stderr to rfork as OUTPUT frames
+ * until both end, then wait for the twin (or its namespace's init) and send
+ * EXIT with its status. If rfork goes away the twin keeps running; its
+ * pipes close with us (a write then gets SIGPIPE/EPIPE, as with ssh).
+ */
+static int relay_twin(struct rf_session *s, const struct eng_restored *tw, int fds[2])
+{
+	uint8_t buf[RF_OUTPUT_MAX];
+	int open_fds = 2, r = 0, status;
+	uint8_t *p;
+
+	while (open_fds) {
+		struct pollfd pf[2] = {
+			{ .fd = fds[0], .events = POLLIN },
+			{ .fd = fds[1], .events = POLLIN },
+		};
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			ssize_t n;
+
+			if (fds[i] < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(fds[i], buf, sizeof(buf));
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+				pf[i].fd = -1;
+				open_fds--;
+				n = 0;		/* an empty OUTPUT: that stream ended */
+			}
+			p = rf_session_frame(s, RF_MSG_OUTPUT, 1 + n);
+			p[0] = i + 1;
+			memcpy(p + 1, buf, n);
+			r = rf_session_send(s, 1 + n);
+			if (r < 0)
+				goto out;
+		}
+	}
+	while (waitpid(tw->child, &status, 0) < 0) {
+		if (errno != EINTR) {
+			r = err_set(errno, "waiting for the twin: %s", strerror(errno));
+			goto out;
+		}
+	}
+	status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	p = rf_session_frame(s, RF_MSG_EXIT, 4);
+	rf_put_u32(p, status);
+	r = rf_session_send(s, 4);
+out:
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 	return r;
 }
 
@@ -176,12 +266,15 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 	wc_source_free(TAKE_PTR(have));
 	if (flags & RF_PUSH_RESTORE) {
 		char out_path[PATH_MAX] = "", err_path[PATH_MAX] = "";
+		int attach_fds[2] = { -1, -1 };
+		bool attach = flags & RF_PUSH_ATTACH;
 		struct eng_restored tw;
 		bool new_pidns = false;
 		uint8_t *p;
 		size_t ol, el;
 
-		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path));
+		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path),
+				 attach ? attach_fds : NULL);
 		if (r < 0) {
 			char why[512];
 
@@ -215,6 +308,15 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 			  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
 			  (unsigned long long)(st.pages_local + st.pages_dup),
 			  fmt_bytes(ss.bytes_received, sz, sizeof(sz)), (now_ns() - t0) / 1e9);
+		if (attach) {
+			/* Close the store first: the relay may last as long as the twin. */
+			wc_store_close(TAKE_PTR(store));
+			r = relay_twin(s, &tw, attach_fds);
+			if (r < 0)
+				log_error("%s: relaying the output of twin %d ended: %s", peer,
+					  (int)tw.pid, err_str(r));
+			r = 0;
+		}
 		goto out;
 	}
 	log_error("%s: received snapshot %s: %llu pages (%llu data: %llu received, %llu already "
@@ -418,8 +520,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+		rf_tcp_keepalive(fd, o.timeout_ms);
 		pid = fork();
 		if (pid < 0) {
 			log_error("fork: %s", strerror(errno));

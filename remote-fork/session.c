@@ -252,7 +252,7 @@ void rf_session_send_error(struct rf_session *s, int err, const char *text)
 	memcpy(p + 6, text, n);
 	/* Do not wait long for a peer that may be the cause of the error. */
 	int saved = s->timeout_ms;
-	s->timeout_ms = MIN(saved, 1000);
+	s->timeout_ms = saved < 0 ? 1000 : MIN(saved, 1000);
 	(void)rf_session_send(s, 6 + n);
 	s->timeout_ms = saved;
 }
@@ -341,6 +341,16 @@ int rf_session_readable(struct rf_session *s)
 	if (r < 0)
 		return -errno;
 	return r > 0;
+}
+
+void rf_session_set_timeout(struct rf_session *s, int timeout_ms)
+{
+	s->timeout_ms = timeout_ms;
+}
+
+int rf_session_fd(const struct rf_session *s)
+{
+	return s->fd;
 }
 
 void rf_session_stats(const struct rf_session *s, struct rf_session_stats *ret)

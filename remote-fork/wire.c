@@ -30,6 +30,8 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_COMMIT:	return "COMMIT";
 	case RF_MSG_COMMITTED:	return "COMMITTED";
 	case RF_MSG_RESTORED:	return "RESTORED";
+	case RF_MSG_OUTPUT:	return "OUTPUT";
+	case RF_MSG_EXIT:	return "EXIT";
 	}
 	return "unknown";
 }
@@ -352,6 +354,8 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		r = cur_u32(&c, &m.push.flags);
 		if (r >= 0 && (m.push.flags & ~RF_PUSH_FLAGS))
 			r = err_set(EPROTO, "PUSH: unknown flags 0x%x", m.push.flags);
+		if (r >= 0 && (m.push.flags & RF_PUSH_ATTACH) && !(m.push.flags & RF_PUSH_RESTORE))
+			r = err_set(EPROTO, "PUSH: ATTACH without RESTORE");
 		if (r >= 0)
 			r = cur_end(&c);
 		break;
@@ -381,6 +385,28 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		break;
 	case RF_MSG_RESTORED:
 		r = parse_restored(&c, &m);
+		break;
+	case RF_MSG_OUTPUT: {
+		const uint8_t *fd = NULL;
+
+		r = cur_bytes(&c, 1, &fd);
+		if (r >= 0 && *fd != 1 && *fd != 2)
+			r = err_set(EPROTO, "OUTPUT: bad fd %u", *fd);
+		if (r >= 0 && c.left > RF_OUTPUT_MAX)
+			r = err_set(EPROTO, "OUTPUT: %zu bytes exceeds %u", c.left, RF_OUTPUT_MAX);
+		if (r >= 0) {
+			m.output.fd = *fd;
+			m.output.data = c.p;
+			m.output.len = c.left;
+		}
+		break;
+	}
+	case RF_MSG_EXIT:
+		r = cur_u32(&c, &m.exit.status);
+		if (r >= 0 && m.exit.status > 255)
+			r = err_set(EPROTO, "EXIT: status %u out of range", m.exit.status);
+		if (r >= 0)
+			r = cur_end(&c);
 		break;
 	default:
 		return err_set(EPROTO, "unknown frame type %u", m.type);

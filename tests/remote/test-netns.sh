@@ -15,7 +15,8 @@
 #  6. rfork PID: the twin runs on the receiver (in a new pid namespace, as
 #     the pid is taken on this one machine), continues from the checkpoint
 #     with the same memory checksum, the original keeps running; a second
-#     rfork of it sends <= 10% of the bytes; --move ends the original once
+#     rfork of it sends <= 10% of the bytes; --attach brings the twin's
+#     output back and exits with its status; --move ends the original once
 #     the twin runs; a cut link leaves the original running, unchanged;
 #  plus the daemon's refusals (no key, open key file).
 # Exit 0 pass, 1 fail, 77 skip.
@@ -318,6 +319,23 @@ BF2=$(bytes_of "$T/f2.err")
 if [ -z "$BF1" ] || [ -z "$BF2" ] || [ $((BF2 * 10)) -gt "$BF1" ]; then
 	fail "second rfork PID sent $BF2 bytes, first $BF1: more than 10%"
 fi
+
+# --attach: the twin's output comes back to rfork, whose status is the twin's
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --attach "$ORIG" \
+	> "$T/a.out" 2> "$T/a.err" &
+RA=$!
+PIDS+=($RA)
+for _ in $(seq 100); do [ "$(wc -l < "$T/a.out")" -ge 4 ] && break; sleep 0.1; done
+cat "$T/a.err"
+TWA=$(head -1 "$T/a.out")
+[ "$(tail -n +2 "$T/a.out" | wc -l)" -ge 3 ] || fail "rfork --attach relayed no output"
+tail -n +2 "$T/a.out" | awk -v s="$SUM" '$2 != s {bad=1} END {exit bad}' ||
+	fail "the attached twin's output differs: $(sed -n 2p "$T/a.out")"
+grep -q "attached" "$T/a.err" || fail "rfork --attach did not say so"
+[ -n "$TWA" ] && kill "$TWA"
+wait $RA
+RC=$?
+[ $RC = 143 ] || fail "rfork --attach exited $RC, want 143 (twin ended by SIGTERM)"
 
 if ! ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --move "$ORIG" \
 	> "$T/f3.out" 2> "$T/f3.err"; then

@@ -22,6 +22,10 @@ int rf_listen(const char *spec, unsigned def_port, bool *ret_loopback, char *ret
  * keepalive and TCP_USER_TIMEOUT = @timeout_ms. */
 int rf_connect(const char *spec, unsigned def_port, int timeout_ms);
 
+/* Keepalive probes after @timeout_ms of silence: an idle session on a dead
+ * link ends within about twice the timeout. */
+void rf_tcp_keepalive(int fd, int timeout_ms);
+
 /* "addr:port" of a connected socket's peer. */
 void rf_peer_name(int fd, char *buf, size_t len);
 

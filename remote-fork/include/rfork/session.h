@@ -65,6 +65,11 @@ int rf_session_recv(struct rf_session *s, struct rf_msg *ret);
 
 /* Is a record (or EOF) waiting? 1 yes, 0 no, -errno. Never blocks. */
 int rf_session_readable(struct rf_session *s);
+/* Per-operation timeout from now on; -1 waits forever (the socket's TCP
+ * keepalive still ends a dead link). */
+void rf_session_set_timeout(struct rf_session *s, int timeout_ms);
+/* The socket, for poll() next to other descriptors (do not read it). */
+int rf_session_fd(const struct rf_session *s);
 
 struct rf_session_stats {
 	uint64_t bytes_sent;		/* on the wire, handshake included */

@@ -78,11 +78,15 @@ enum rf_msg_type {
 	RF_MSG_COMMIT		= 23,	/* C->S: end of snapshot, with totals */
 	RF_MSG_COMMITTED	= 24,	/* S->C: the snapshot id on the receiver */
 	RF_MSG_RESTORED		= 25,	/* S->C: the twin runs: pids, stdio paths */
+	RF_MSG_OUTPUT		= 26,	/* S->C: --attach: bytes the twin wrote to fd 1 or 2 */
+	RF_MSG_EXIT		= 27,	/* S->C: --attach: the twin ended (exit status) */
 };
 
 /* PUSH flags */
 #define RF_PUSH_RESTORE		(1u << 0)	/* restore the snapshot once committed */
-#define RF_PUSH_FLAGS		RF_PUSH_RESTORE
+#define RF_PUSH_ATTACH		(1u << 1)	/* with RESTORE: relay the twin's output, then its exit */
+#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH)
+#define RF_OUTPUT_MAX		65536u		/* bytes per OUTPUT frame */
 
 /* RESTORED flags */
 #define RF_RESTORED_NEW_PIDNS	(1u << 0)	/* the pid was taken: new pid namespace */
@@ -165,6 +169,14 @@ struct rf_msg {
 			const char *err_path;		/* stderr file on the receiver */
 			size_t err_len;
 		} restored;
+		struct {
+			uint8_t fd;			/* 1 or 2 */
+			const uint8_t *data;
+			size_t len;			/* 0: that stream ended */
+		} output;
+		struct {
+			uint32_t status;		/* exit code, or 128 + signal */
+		} exit;
 	};
 };
 
