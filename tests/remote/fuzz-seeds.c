@@ -134,6 +134,12 @@ int main(int argc, char **argv)
 	memcpy(p + 14, "/x/id.out", 9);
 	rf_put_u16(p + 23, 9);
 	memcpy(p + 25, "/x/id.err", 9);
+	p = rec(RF_MSG_OUTPUT, 1 + 6);
+	p[0] = 1;
+	memcpy(p + 1, "hello\n", 6);
+	p = rec(RF_MSG_OUTPUT, 1);
+	p[0] = 2;
+	rf_put_u32(rec(RF_MSG_EXIT, 4), 143);
 	save(argv[1], "any-replies");
 	return 0;
 }
