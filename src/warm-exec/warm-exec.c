@@ -406,8 +406,8 @@ static int cold_io_setup(struct cold_io *io)
 		if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
 			ioctl(slave, TIOCSWINSZ, &ws);
 		io->child_in = slave;
-		io->child_out = dup(slave);
-		io->child_err = dup(slave);
+		io->child_out = fcntl(slave, F_DUPFD_CLOEXEC, 3);
+		io->child_err = fcntl(slave, F_DUPFD_CLOEXEC, 3);
 		return 0;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)

@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""warm-exec end to end, on real programs, as root.
+
+Usage: test-warm-exec.py WARM_EXEC WARMFORK TEST
+
+Each test uses a fresh store. The worker (wx-repl.py) draws a random token at
+start-up, before it is ready: a warm run that answers with the token of the
+snapshotted run really continued that process's memory; a different token
+means a cold start. Exit 0 pass, 1 fail, 77 skip.
+"""
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPL = os.path.join(HERE, "wx-repl.py")
+PY = "/usr/bin/python3"
+WARM_EXEC, WARMFORK, TEST = sys.argv[1], sys.argv[2], sys.argv[3]
+TIMEOUT = 60
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def run(args, stdin_data="", env=None, timeout=TIMEOUT):
+    p = subprocess.run(args, input=stdin_data.encode(), capture_output=True,
+                       env=env, timeout=timeout, close_fds=True)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def token_of(out):
+    for line in out.splitlines():
+        if line.startswith("token "):
+            return line.split()[1]
+    raise Fail("no token in output: %r" % out)
+
+
+def snapshots(env):
+    rc, out, err = run([WARMFORK, "ls", "--json"], env=env)
+    check(rc == 0, "warmfork ls failed: %s" % err)
+    return out.count('"id"')
+
+
+def verify(env):
+    rc, out, err = run([WARMFORK, "verify"], env=env)
+    check(rc == 0, "warmfork verify failed: %s %s" % (out, err))
+
+
+def test_answers(env, tmp):
+    """Cold and warm runs answer alike, the warm one from the snapshot; the
+    early output is replayed; exit status passes through; --refresh
+    re-warms; --list and --forget."""
+    cmd = [WARM_EXEC, "--", PY, REPL]
+    rc1, out1, err1 = run(cmd, "token\npid\neval 6*7\nexit 3\n", env)
+    check(rc1 == 3, "cold run exit status %d, want 3 (stderr %r)" % (rc1, err1))
+    check(out1.startswith("booting\nready\n"), "cold output %r" % out1)
+    check("42\n" in out1, "cold run did not compute 6*7: %r" % out1)
+    check("pid 2\n" in out1, "the program runs as pid 2 of its own namespace: %r" % out1)
+    check("warn: early" in err1, "cold stderr %r" % err1)
+    check(snapshots(env) == 1, "one snapshot after the first run")
+    t1 = token_of(out1)
+    for i in range(3):
+        rc, out, err = run(cmd, "token\npid\neval 6*7\nexit 3\n", env)
+        check(rc == 3, "warm run %d exit status %d (stderr %r)" % (i, rc, err))
+        check(out == out1, "warm run %d output differs:\n%r\n%r" % (i, out, out1))
+        check("warn: early" in err, "early stderr not replayed: %r" % err)
+        check(token_of(out) == t1, "warm run %d did not continue the snapshot" % i)
+    check(snapshots(env) == 1, "warm runs must not add snapshots")
+    rc, out, err = run([WARM_EXEC, "--refresh", "--", PY, REPL], "token\nexit 0\n", env)
+    t2 = token_of(out)
+    check(rc == 0 and t2 != t1, "--refresh must start cold")
+    rc, out, err = run(cmd, "token\nexit 0\n", env)
+    check(token_of(out) == t2, "after --refresh the new snapshot is used")
+    rc, out, err = run([WARM_EXEC, "--list"], "", env)
+    check(rc == 0 and "current" in out and REPL in out, "--list: %r" % out)
+    rc, out, err = run([WARM_EXEC, "--forget", "--", PY, REPL], "", env)
+    check(rc == 0, "--forget failed: %s" % err)
+    rc, out, err = run(cmd, "token\nexit 0\n", env)
+    check(token_of(out) not in (t1, t2), "after --forget the run is cold")
+    verify(env)
+
+
+def test_invalidate(env, tmp):
+    """A changed executable or library means a cold start (and a re-warm)."""
+    py = os.path.join(tmp, "python3")
+    shutil.copy2(os.path.realpath(PY), py)
+    lib = os.path.join(tmp, "libz.so.1")
+    shutil.copy2(os.path.realpath("/lib/x86_64-linux-gnu/libz.so.1"), lib)
+    env = dict(env, WX_LIB=lib)
+    cmd = [WARM_EXEC, "--", py, REPL]
+    _, out, _ = run(cmd, "token\n", env)
+    t1 = token_of(out)
+    _, out, _ = run(cmd, "token\n", env)
+    check(token_of(out) == t1, "second run must be warm")
+
+    # The library the program loaded changes: the snapshot is stale.
+    st = os.stat(lib)
+    os.utime(lib, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    rc, out, err = run(cmd, "token\n", env)
+    t2 = token_of(out)
+    check(t2 != t1, "a changed library must force a cold start")
+    check("starting cold" in err and "libz" in err, "say why in one line: %r" % err)
+    _, out, err = run(cmd, "token\n", env)
+    check(token_of(out) == t2, "the re-warmed snapshot is used next")
+    check("starting cold" not in err, "no message once warm again: %r" % err)
+    os.utime(lib, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+    _, out, err = run([WARM_EXEC, "--quiet", "--", py, REPL], "token\n", env)
+    check(token_of(out) not in (t1, t2) and err.count("warm-exec") == 0,
+          "--quiet hides the fallback line: %r" % err)
+
+    # The executable changes: a different key, a cold start.
+    _, out, _ = run(cmd, "token\n", env)
+    t3 = token_of(out)
+    st = os.stat(py)
+    os.utime(py, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    _, out, _ = run(cmd, "token\n", env)
+    check(token_of(out) != t3, "a changed executable must force a cold start")
+    verify(env)
+
+
+def test_concurrent(env, tmp):
+    """Four first runs at once: all answer, one snapshot, a sound store."""
+    cmd = [WARM_EXEC, "--", PY, REPL]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) for _ in range(4)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(b"token\neval 6*7\nexit 5\n", timeout=TIMEOUT)
+        check(p.returncode == 5, "concurrent run exit %d: %r" % (p.returncode, err))
+        outs.append(out.decode())
+        check("42\n" in outs[-1], "concurrent run answered %r" % outs[-1])
+    check(snapshots(env) == 1, "exactly one snapshot, got %d" % snapshots(env))
+    verify(env)
+    _, out, _ = run(cmd, "token\n", env)
+    check(token_of(out) in [token_of(o) for o in outs], "later run uses the warmed one")
+
+
+def test_signals(env, tmp):
+    """Signals reach the restored program; its exit status is ours."""
+    cmd = [WARM_EXEC, "--", PY, REPL]
+    run(cmd, "exit 0\n", env)		# warm it
+    for warm in (False, True):
+        args = cmd if warm else [WARM_EXEC, "--refresh", "--", PY, REPL]
+        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        p.stdin.write(b"token\n")
+        p.stdin.flush()
+        line = b""
+        deadline = time.time() + TIMEOUT
+        while not line.startswith(b"token") and time.time() < deadline:
+            line = p.stdout.readline()
+        check(line.startswith(b"token"), "no answer before the signal")
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=TIMEOUT)		# stdin stays open: no EOF race
+        out, err = p.communicate(timeout=TIMEOUT)
+        check(p.returncode == 42, "SIGTERM: exit %d, want 42 (%r)" % (p.returncode, err))
+        check(b"got TERM" in out, "the program's handler ran: %r" % out)
+    # Death by a signal: reported like a shell does, 128 + signal.
+    rc, out, err = run(cmd, "kill %d\n" % signal.SIGUSR2, env)
+    check(rc in (128 + signal.SIGUSR2, -signal.SIGUSR2), "killed by SIGUSR2: exit %d" % rc)
+
+
+def pty_session(args, env, steps):
+    """Run @args on a new pty; steps: (send, expect) pairs.
+    Returns (exit code, everything the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(args[0], args, env)
+    buf = b""
+    seen = b""
+
+    def expect(what, timeout=TIMEOUT):
+        nonlocal buf, seen
+        deadline = time.time() + timeout
+        while what not in buf:
+            left = deadline - time.time()
+            if left <= 0:
+                raise Fail("pty: waited for %r, screen: %r" % (what, buf[-400:]))
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    raise Fail("pty closed waiting for %r: %r" % (what, buf[-400:]))
+                buf += data
+                seen += data
+        buf = buf[buf.index(what) + len(what):]
+
+    try:
+        for send, want in steps:
+            if send == b"\x03":
+                time.sleep(0.5)		# let the loop start: ^C interrupts it
+            if send:
+                os.write(fd, send)
+            if want:
+                expect(want)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), seen
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def test_tty(env, tmp):
+    """An interactive Python on a terminal, cold then warm: it answers from
+    the snapshot's memory, Ctrl-C interrupts it, its exit status comes back."""
+    args = [WARM_EXEC, "--", PY, "-q", "-i", "-c", "import os; t = os.urandom(4).hex()"]
+    tokens = []
+    for run_no in range(3):
+        steps = [
+            (None, b">>> "),
+            (b"print('TOKEN', t, 6*7)\r", b"42"),
+            (None, b">>> "),
+            (b"while True: pass\r", b"... "),
+            (b"\r", None),
+            (b"\x03", b"KeyboardInterrupt"),
+            (None, b">>> "),
+            (b"exit(7)\r", None),
+        ]
+        try:
+            code, seen = pty_session(args, env, steps)
+        except Fail as e:
+            raise Fail("tty run %d: %s" % (run_no, e))
+        check(code == 7, "tty run %d: exit %d, want 7" % (run_no, code))
+        words = seen.decode(errors="replace").split()
+        i = [k for k, w in enumerate(words) if w == "TOKEN" and k + 2 < len(words)
+             and words[k + 2] == "42"]
+        check(i, "tty run %d: no answer on the screen: %r" % (run_no, seen[-300:]))
+        tokens.append(words[i[-1] + 1])
+    check(snapshots(env) == 1, "one snapshot for the terminal session")
+    check(tokens[1] == tokens[0] and tokens[2] == tokens[0],
+          "warm terminal runs continue the snapshot: %r" % tokens)
+
+
+TESTS = {
+    "answers": test_answers,
+    "invalidate": test_invalidate,
+    "concurrent": test_concurrent,
+    "signals": test_signals,
+    "tty": test_tty,
+}
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skip: needs root (ptrace, pid namespaces)")
+        return 77
+    if not os.path.exists(PY):
+        print("skip: %s missing" % PY)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="wx-")
+    env = dict(os.environ, WARMFORK_STORE=os.path.join(tmp, "store"))
+    env.pop("NOTIFY_SOCKET", None)
+    try:
+        TESTS[TEST](env, tmp)
+    except Fail as e:
+        print("FAIL %s: %s" % (TEST, e))
+        return 1
+    except subprocess.TimeoutExpired as e:
+        print("FAIL %s: timed out: %s" % (TEST, e))
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("ok %s" % TEST)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
