@@ -432,6 +432,17 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 
 	if (opts)
 		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
+	/* The child is a raw clone3 copy of this thread: another thread could
+	 * hold a libc lock (malloc) the child then waits for forever. */
+	{
+		_cleanup_free_ char *st = NULL;
+		const char *t;
+
+		if (read_file("/proc/self/status", &st, NULL) == 0 && (t = strstr(st, "\nThreads:")) &&
+		    strtol(t + strlen("\nThreads:"), NULL, 10) > 1)
+			return err_set(EBUSY, "restore of %s: the caller must be single-threaded",
+				       snap_id);
+	}
 	r = wc_snapshot_open(store, snap_id, &snap);
 	if (r < 0)
 		return err_wrap(r, "snapshot %s", snap_id);
