@@ -436,6 +436,13 @@ static void cold_io_close_child_ends(struct cold_io *io)
 		}
 }
 
+static pid_t init_prog;
+
+static void init_forward(int sig)
+{
+	kill(init_prog, sig);
+}
+
 /*
  * Start the program in a new pid namespace: our child is its init (pid 1),
  * which forks the program (pid 2) and exits with the program's status.
@@ -470,7 +477,17 @@ static pid_t start_cold(char **cmd, const struct cold_io *io, const char *notify
 			fprintf(stderr, "warm-exec: cannot run \"%s\": %m\n", cmd[0]);
 			_exit(127);
 		}
-		/* A minimal init: reap everything, exit like the program. */
+		/* A minimal init: pass termination signals on, reap everything,
+		 * exit like the program. */
+		init_prog = p;
+		{
+			static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+			struct sigaction sa = { .sa_handler = init_forward };
+
+			for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+				sigaction(sigs[i], &sa, NULL);
+			sigprocmask(SIG_SETMASK, oldmask, NULL);
+		}
 		for (;;) {
 			pid_t w = waitpid(-1, &status, 0);
 
