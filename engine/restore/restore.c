@@ -16,6 +16,7 @@
  * namespace) which creates the process with set_tid inside it, reaps, and
  * forwards signals; it exits with the restored process's status.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -416,6 +417,40 @@ static int report_error(const EngProcess *p, const struct rst_report *rep)
 		       rep->sub ? ": " : "", sub_name(rep->sub), rep->arg, strerror(err));
 }
 
+/*
+ * Threads of this process that run user code. io_uring's workers
+ * (iou-wrk-*, iou-sqp-*) are threads of the group too, but run only in the
+ * kernel and hold no libc lock: the store's rings have them.
+ */
+static int user_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 1;
+	while ((de = readdir(d))) {
+		char path[320], comm[32] = "";
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t len = read(fd, comm, sizeof(comm) - 1);
+
+			comm[len > 0 ? len : 0] = '\0';
+			close(fd);
+		}
+		if (strncmp(comm, "iou-", 4) != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_restore_opts *opts,
 		struct eng_restored *ret)
 {
@@ -434,15 +469,9 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
 	/* The child is a raw clone3 copy of this thread: another thread could
 	 * hold a libc lock (malloc) the child then waits for forever. */
-	{
-		_cleanup_free_ char *st = NULL;
-		const char *t;
-
-		if (read_file("/proc/self/status", &st, NULL) == 0 && (t = strstr(st, "\nThreads:")) &&
-		    strtol(t + strlen("\nThreads:"), NULL, 10) > 1)
-			return err_set(EBUSY, "restore of %s: the caller must be single-threaded",
-				       snap_id);
-	}
+	if (user_threads() > 1)
+		return err_set(EBUSY, "restore of %s: the caller must be single-threaded",
+			       snap_id);
 	r = wc_snapshot_open(store, snap_id, &snap);
 	if (r < 0)
 		return err_wrap(r, "snapshot %s", snap_id);

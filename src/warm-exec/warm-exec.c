@@ -889,8 +889,18 @@ int main(int argc, char **argv)
 			sv.tio = &tio;
 		}
 		relay_output(&io, &rec, true);
-		r = we_save(store, prog, &sv, id);
-		trace(&o, "checkpoint: %s", r < 0 ? err_str(r) : id);
+		/* A program that just said READY=1 may still hold the socket it
+		 * said it with, for a moment: a failed checkpoint leaves it running
+		 * untouched, so try again briefly before giving up. */
+		for (int tries = 0; ; tries++) {
+			err_clear();
+			r = we_save(store, prog, &sv, id);
+			trace(&o, "checkpoint: %s", r < 0 ? err_str(r) : id);
+			if (r != -EOPNOTSUPP || tries >= 25)
+				break;
+			usleep(20000);
+			relay_output(&io, &rec, true);
+		}
 		if (r < 0) {
 			say(&o, "cannot snapshot the program (%s); it goes on cold", err_str(r));
 			goto cold_only;
