@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,15 +52,43 @@ static void usage(FILE *f)
  * peer's RESTORED. */
 /* --attach: copy the twin's output to ours until EXIT; returns its status
  * (exit code or 128+signal), or -errno if the link failed first. */
+static volatile sig_atomic_t pending_sig;
+
+static void on_forwarded_signal(int sig)
+{
+	pending_sig = sig;
+}
+
 static int relay_output(struct rf_session *s)
 {
+	static const int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2 };
 	bool open_fd[3] = { false, true, true };
+	struct sigaction sa = { .sa_handler = on_forwarded_signal };	/* no SA_RESTART */
 
 	rf_session_set_timeout(s, -1);	/* the twin may be quiet for hours */
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
 
 	for (;;) {
+		struct pollfd pf = { .fd = rf_session_fd(s), .events = POLLIN };
 		struct rf_msg m;
-		int r = rf_session_recv(s, &m);
+		int r;
+
+		if (pending_sig) {
+			uint8_t *p = rf_session_frame(s, RF_MSG_SIGNAL, 4);
+
+			rf_put_u32(p, pending_sig);
+			pending_sig = 0;
+			r = rf_session_send(s, 4);
+			if (r < 0)
+				return r;
+		}
+		if (poll(&pf, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		r = rf_session_recv(s, &m);
 
 		if (r == -ENODATA)
 			return err_set(ECONNRESET, "peer closed the connection before the twin exited");

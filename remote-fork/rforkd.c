@@ -183,17 +183,34 @@ static int relay_twin(struct rf_session *s, const struct eng_restored *tw, int f
 	int open_fds = 2, r = 0, status;
 	uint8_t *p;
 
+	rf_session_set_timeout(s, -1);	/* the twin may be quiet for hours */
 	while (open_fds) {
-		struct pollfd pf[2] = {
+		struct pollfd pf[3] = {
 			{ .fd = fds[0], .events = POLLIN },
 			{ .fd = fds[1], .events = POLLIN },
+			{ .fd = rf_session_fd(s), .events = POLLIN },
 		};
 
-		if (poll(pf, 2, -1) < 0) {
+		if (poll(pf, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			r = -errno;
 			break;
+		}
+		if (pf[2].revents) {
+			struct rf_msg m;
+
+			r = rf_session_recv(s, &m);
+			if (r == -ENODATA) {
+				/* rfork went away: the twin runs on, unattached. */
+				r = 0;
+				goto out;
+			}
+			if (r >= 0 && m.type != RF_MSG_SIGNAL)
+				r = err_set(EPROTO, "unexpected %s while attached", rf_msg_name(m.type));
+			if (r < 0)
+				goto out;
+			kill(tw->pid, (int)m.signal.signo);
 		}
 		for (int i = 0; i < 2; i++) {
 			ssize_t n;

@@ -7,6 +7,7 @@
  * fuzz target (tests/remote/fuzz-wire.c) drives it.
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -32,8 +33,15 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_RESTORED:	return "RESTORED";
 	case RF_MSG_OUTPUT:	return "OUTPUT";
 	case RF_MSG_EXIT:	return "EXIT";
+	case RF_MSG_SIGNAL:	return "SIGNAL";
 	}
 	return "unknown";
+}
+
+bool rf_signal_forwarded(int signo)
+{
+	return signo == SIGHUP || signo == SIGINT || signo == SIGQUIT || signo == SIGTERM ||
+	       signo == SIGUSR1 || signo == SIGUSR2;
 }
 
 int rf_record_parse(const uint8_t *buf, size_t len, size_t max_body)
@@ -401,6 +409,13 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		}
 		break;
 	}
+	case RF_MSG_SIGNAL:
+		r = cur_u32(&c, &m.signal.signo);
+		if (r >= 0 && !rf_signal_forwarded((int)m.signal.signo))
+			r = err_set(EPROTO, "SIGNAL: signal %u is not forwarded", m.signal.signo);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
 	case RF_MSG_EXIT:
 		r = cur_u32(&c, &m.exit.status);
 		if (r >= 0 && m.exit.status > 255)

@@ -140,6 +140,7 @@ int main(int argc, char **argv)
 	p = rec(RF_MSG_OUTPUT, 1);
 	p[0] = 2;
 	rf_put_u32(rec(RF_MSG_EXIT, 4), 143);
+	rf_put_u32(rec(RF_MSG_SIGNAL, 4), 15);
 	save(argv[1], "any-replies");
 	return 0;
 }

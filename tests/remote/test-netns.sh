@@ -16,7 +16,7 @@
 #     the pid is taken on this one machine), continues from the checkpoint
 #     with the same memory checksum, the original keeps running; a second
 #     rfork of it sends <= 10% of the bytes; --attach brings the twin's
-#     output back and exits with its status; --move ends the original once
+#     output back, forwards SIGTERM and exits with the twin's status; --move ends the original once
 #     the twin runs; a cut link leaves the original running, unchanged;
 #  plus the daemon's refusals (no key, open key file).
 # Exit 0 pass, 1 fail, 77 skip.
@@ -332,10 +332,13 @@ TWA=$(head -1 "$T/a.out")
 tail -n +2 "$T/a.out" | awk -v s="$SUM" '$2 != s {bad=1} END {exit bad}' ||
 	fail "the attached twin's output differs: $(sed -n 2p "$T/a.out")"
 grep -q "attached" "$T/a.err" || fail "rfork --attach did not say so"
-[ -n "$TWA" ] && kill "$TWA"
+# SIGTERM to rfork is forwarded: the twin ends, rfork exits with its status
+kill -TERM $RA
 wait $RA
 RC=$?
-[ $RC = 143 ] || fail "rfork --attach exited $RC, want 143 (twin ended by SIGTERM)"
+[ $RC = 143 ] || fail "rfork --attach exited $RC, want 143 (twin ended by the forwarded SIGTERM)"
+sleep 0.2
+[ -n "$TWA" ] && kill -0 "$TWA" 2>/dev/null && { fail "the attached twin survived SIGTERM"; kill "$TWA"; }
 
 if ! ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --move "$ORIG" \
 	> "$T/f3.out" 2> "$T/f3.err"; then

@@ -80,6 +80,7 @@ enum rf_msg_type {
 	RF_MSG_RESTORED		= 25,	/* S->C: the twin runs: pids, stdio paths */
 	RF_MSG_OUTPUT		= 26,	/* S->C: --attach: bytes the twin wrote to fd 1 or 2 */
 	RF_MSG_EXIT		= 27,	/* S->C: --attach: the twin ended (exit status) */
+	RF_MSG_SIGNAL		= 28,	/* C->S: --attach: deliver a signal to the twin */
 };
 
 /* PUSH flags */
@@ -177,6 +178,9 @@ struct rf_msg {
 		struct {
 			uint32_t status;		/* exit code, or 128 + signal */
 		} exit;
+		struct {
+			uint32_t signo;			/* one of rf_signal_forwarded() */
+		} signal;
 	};
 };
 
@@ -235,6 +239,9 @@ static inline void rf_get_key(const uint8_t *p, struct wc_key *k)
 	k->lo = rf_get_u64(p);
 	k->hi = rf_get_u64(p + 8);
 }
+
+/* Signals rfork --attach forwards to the twin: HUP INT QUIT TERM USR1 USR2. */
+bool rf_signal_forwarded(int signo);
 
 /* A readable name for a message type (for details and logs). */
 const char *rf_msg_name(uint16_t type);
