@@ -130,6 +130,11 @@ static int reap_one(struct wc_writer *w, bool wait)
 	w->inflight--;
 	b->busy = false;
 	len = (size_t)b->nr * WC_PAGE_SIZE;
+	if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
+		/* Not a file system error (e.g. the submitting thread exited
+		 * and its requests were cancelled): write it ourselves. */
+		res = 0;
+	}
 	if (res < 0)
 		return writer_fail(w, res);
 	if ((size_t)res < len) {
