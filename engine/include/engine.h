@@ -203,6 +203,9 @@ struct eng_restore_opts {
 	size_t sz;			/* sizeof(struct eng_restore_opts) */
 	bool new_pidns;			/* restore into a fresh pid namespace */
 	bool inherit_stdio;		/* fds 0, 1, 2 are the caller's */
+	bool inherit_session;		/* stay in the caller's session and process
+					 * group (restoring onto the caller's terminal:
+					 * its keys then reach the process) */
 	struct eng_restore_stats *stats;	/* optional, filled on success */
 };
 

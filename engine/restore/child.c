@@ -880,7 +880,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 
 	/* Session and process group: the process led its own, lead them again;
 	 * otherwise it stays in the caller's (the saved ones may not exist). */
-	if (p->has_sid && p->sid == p->pid) {
+	if (ctx->inherit_session) {
+		/* The caller's terminal: stay in its foreground group. */
+	} else if (p->has_sid && p->sid == p->pid) {
 		if (setsid() < 0)
 			return err_set(errno, "cannot start a session: %m");
 	} else if (p->has_pgid && p->pgid == p->pid) {

@@ -503,7 +503,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	}
 	ctx = (struct eng_rst_ctx){
 		.store = store, .snap = snap, .img = img, .proc = p,
-		.inherit_stdio = o.inherit_stdio, .status_fd = pfd[1],
+		.inherit_stdio = o.inherit_stdio, .inherit_session = o.inherit_session,
+		.status_fd = pfd[1],
 	};
 	fflush(NULL);
 	if (o.new_pidns) {

@@ -73,6 +73,7 @@ struct eng_rst_ctx {
 	const EngImage *img;
 	const EngProcess *proc;
 	bool inherit_stdio;
+	bool inherit_session;
 	int status_fd;		/* write end of the status pipe */
 };
 

@@ -93,6 +93,7 @@ int we_restore(struct wc_store *store, const char *id, pid_t *ret_child, pid_t *
 		.sz = sizeof(opts),
 		.new_pidns = true,
 		.inherit_stdio = true,
+		.inherit_session = true,
 	};
 	struct eng_restored out;
 	int r;
