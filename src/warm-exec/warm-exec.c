@@ -57,6 +57,8 @@ struct opts {
 	bool quiet, verbose, refresh, no_store, list, forget;
 	uint64_t timeout_ms;		/* give up warming after this long */
 	uint64_t wait_ms;		/* wait this long for a concurrent warm-up */
+	char *warmup;			/* fed to stdin once, before the snapshot */
+	size_t warmup_len;
 	char **cmd;
 };
 
@@ -64,6 +66,7 @@ struct opts {
 struct cold_io {
 	bool tty;
 	int pty_master;			/* tty: everything goes through it */
+	int pty_slave;			/* our copy: how much input is unread */
 	int in_w, out_r, err_r;		/* pipes otherwise (our ends) */
 	int child_in, child_out, child_err;	/* the program's ends */
 };
@@ -79,6 +82,10 @@ static void usage(FILE *f)
 		"                    comma-separated; default notify,stdin\n"
 		"  --timeout=DUR     stop waiting for readiness after DUR (default 5m)\n"
 		"  --wait=DUR        wait up to DUR for a concurrent first run (default 2m)\n"
+		"  --warmup=TEXT     feed TEXT (\\n for newlines) to the program's stdin once\n"
+		"                    it is ready, wait until it is ready again, then save\n"
+		"                    it: the snapshot has run the code paths TEXT took\n"
+		"  --warmup-file=F   the same with the contents of F\n"
 		"  --refresh         take a new snapshot\n"
 		"  --no-store        run cold, save nothing\n"
 		"  --list            list warm-exec snapshots\n"
@@ -88,9 +95,32 @@ static void usage(FILE *f)
 		"  -v, --verbose     say what happens, with timings\n");
 }
 
+/* TEXT with \\n, \\t, \\\\ escapes, ending in a newline. */
+static char *unescape(const char *s, size_t *ret_len)
+{
+	size_t n = strlen(s);
+	char *out = malloc(n + 2), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == '\\' && s[1]) {
+			s++;
+			*p++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s;
+		} else {
+			*p++ = *s;
+		}
+	}
+	if (p == out || p[-1] != '\n')
+		*p++ = '\n';
+	*ret_len = (size_t)(p - out);
+	return out;
+}
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_READY = 256, O_TIMEOUT, O_WAIT, O_REFRESH, O_NO_STORE, O_LIST, O_FORGET, O_STORE };
+	enum { O_READY = 256, O_TIMEOUT, O_WAIT, O_REFRESH, O_NO_STORE, O_LIST, O_FORGET, O_STORE,
+	       O_WARMUP, O_WARMUP_FILE };
 	static const struct option longopts[] = {
 		{ "ready",	required_argument,	NULL, O_READY },
 		{ "timeout",	required_argument,	NULL, O_TIMEOUT },
@@ -100,6 +130,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "list",	no_argument,		NULL, O_LIST },
 		{ "forget",	no_argument,		NULL, O_FORGET },
 		{ "store",	required_argument,	NULL, O_STORE },
+		{ "warmup",	required_argument,	NULL, O_WARMUP },
+		{ "warmup-file", required_argument,	NULL, O_WARMUP_FILE },
 		{ "quiet",	no_argument,		NULL, 'q' },
 		{ "verbose",	no_argument,		NULL, 'v' },
 		{ "help",	no_argument,		NULL, 'h' },
@@ -140,6 +172,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_STORE:
 			o->store_dir = optarg;
 			break;
+		case O_WARMUP:
+			free(o->warmup);
+			o->warmup = unescape(optarg, &o->warmup_len);
+			if (!o->warmup)
+				return -ENOMEM;
+			break;
+		case O_WARMUP_FILE:
+			free(o->warmup);
+			o->warmup = NULL;
+			if (read_file(optarg, &o->warmup, &o->warmup_len) < 0) {
+				log_error("cannot read \"%s\": %m", optarg);
+				return -EINVAL;
+			}
+			break;
 		case 'q':
 			o->quiet = true;
 			break;
@@ -152,6 +198,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		default:
 			return -EINVAL;
 		}
+	}
+	if (o->warmup && !(o->ready.kinds & WE_READY_STDIN)) {
+		log_error("--warmup needs --ready to include stdin");
+		return -EINVAL;
 	}
 	o->cmd = argv + optind;
 	if (!o->list && !o->cmd[0]) {
@@ -386,7 +436,7 @@ static int cold_io_setup(struct cold_io *io)
 {
 	int p[2];
 
-	*io = (struct cold_io){ .pty_master = -1, .in_w = -1, .out_r = -1, .err_r = -1,
+	*io = (struct cold_io){ .pty_master = -1, .pty_slave = -1, .in_w = -1, .out_r = -1, .err_r = -1,
 				.child_in = -1, .child_out = -1, .child_err = -1 };
 	io->tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	if (io->tty) {
@@ -406,6 +456,7 @@ static int cold_io_setup(struct cold_io *io)
 		if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
 			ioctl(slave, TIOCSWINSZ, &ws);
 		io->child_in = slave;
+		io->pty_slave = fcntl(slave, F_DUPFD_CLOEXEC, 3);
 		io->child_out = fcntl(slave, F_DUPFD_CLOEXEC, 3);
 		io->child_err = fcntl(slave, F_DUPFD_CLOEXEC, 3);
 		return 0;
@@ -522,8 +573,13 @@ static pid_t start_cold(char **cmd, const struct cold_io *io, const char *notify
 	return init;
 }
 
-static void relay_output(struct cold_io *io, struct we_record *rec, bool record)
+enum relay { RELAY_SHOW, RELAY_RECORD, RELAY_DISCARD };
+
+/* Pass the program's pending output on: shown (and recorded), or dropped
+ * (the answers to the warm-up input). */
+static size_t relay_output(struct cold_io *io, struct we_record *rec, enum relay how)
 {
+	size_t total = 0;
 	char buf[65536];
 	int fds[2] = { io->tty ? io->pty_master : io->out_r, io->tty ? -1 : io->err_r };
 
@@ -533,23 +589,72 @@ static void relay_output(struct cold_io *io, struct we_record *rec, bool record)
 		if (fds[i] < 0)
 			continue;
 		while ((r = read(fds[i], buf, sizeof(buf))) > 0) {
+			total += (size_t)r;
+			if (how == RELAY_DISCARD)
+				continue;
 			write_full(i == 0 ? STDOUT_FILENO : STDERR_FILENO, buf, r);
-			if (record)
+			if (how == RELAY_RECORD)
 				we_record_add(rec, i + 1, buf, r);
 		}
 	}
+	return total;
 }
 
 enum ready_result { READY_OK, READY_EXITED, READY_TIMEOUT, READY_ERROR };
 
-/* Wait until the program is ready by any of the chosen tests, relaying and
- * recording its output meanwhile. */
+/* Is the program ready by any of the chosen tests? @stdin_hits and
+ * @last_ticks carry the stdin test's state from call to call. */
+static bool ready_now(const struct opts *o, pid_t prog, uint64_t elapsed_ms, bool notified,
+		      int hits_needed, int *stdin_hits, uint64_t *last_ticks)
+{
+	if (notified && (o->ready.kinds & WE_READY_NOTIFY))
+		return true;
+	if ((o->ready.kinds & WE_READY_AFTER) && elapsed_ms >= o->ready.after_ms)
+		return true;
+	if ((o->ready.kinds & WE_READY_PORT) && we_listening_on(prog, o->ready.port) > 0)
+		return true;
+	if (o->ready.kinds & WE_READY_STDIN) {
+		uint64_t ticks = 0;
+
+		/* Blocked on stdin three times in a row, and no CPU burnt in
+		 * between: a thread waiting for input while others still work
+		 * (a JIT, a loader) is not ready yet. */
+		if (we_blocked_on_stdin(prog) > 0 && we_cpu_ticks(prog, &ticks) == 0) {
+			if (*stdin_hits > 0 && ticks == *last_ticks)
+				(*stdin_hits)++;
+			else
+				*stdin_hits = 1;
+			*last_ticks = ticks;
+			return *stdin_hits >= hits_needed;
+		}
+		*stdin_hits = 0;
+	}
+	return false;
+}
+
+/* Has the program read all of the warm-up input we wrote? */
+static bool warmup_consumed(const struct cold_io *io)
+{
+	int pending = 0;
+
+	if (ioctl(io->tty ? io->pty_slave : io->in_w, FIONREAD, &pending) < 0)
+		return true;
+	return pending == 0;
+}
+
+/*
+ * Wait until the program is ready by any of the chosen tests, relaying and
+ * recording its output meanwhile. With --warmup, the first readiness feeds
+ * the warm-up input to the program's stdin; its answers are dropped, and
+ * the program is ready once it blocks on stdin again.
+ */
 static enum ready_result wait_ready(const struct opts *o, pid_t init, pid_t prog,
 				    struct cold_io *io, struct we_notify *nt, int sfd,
 				    struct we_record *rec, struct we_notify_msg *msg,
 				    int *ret_status)
 {
 	uint64_t start = now_ms(), last_ticks = 0;
+	bool warmup_sent = false, signalled = false;
 	int stdin_hits = 0;
 
 	for (;;) {
@@ -567,7 +672,8 @@ static enum ready_result wait_ready(const struct opts *o, pid_t init, pid_t prog
 		}
 		if (poll(pfd, n, READY_POLL_MS) < 0 && errno != EINTR)
 			return READY_ERROR;
-		relay_output(io, rec, true);
+		if (relay_output(io, rec, warmup_sent ? RELAY_DISCARD : RELAY_RECORD))
+			stdin_hits = 0;		/* still talking: not idle */
 
 		if (pfd[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -577,43 +683,39 @@ static enum ready_result wait_ready(const struct opts *o, pid_t init, pid_t prog
 					int status;
 
 					if (waitpid(init, &status, WNOHANG) == init) {
-						relay_output(io, rec, false);
+						relay_output(io, rec, RELAY_SHOW);
 						*ret_status = status;
 						return READY_EXITED;
 					}
 				} else if (si.ssi_signo == SIGUSR1 && (o->ready.kinds & WE_READY_SIGNAL)) {
-					return READY_OK;
+					signalled = true;
 				} else if ((int)si.ssi_code != SI_KERNEL) {
 					kill(prog, si.ssi_signo);
 				}
 			}
 		}
-		if (nt && we_notify_recv(nt, msg) > 0 && msg->ready &&
-		    (o->ready.kinds & WE_READY_NOTIFY))
-			return READY_OK;
+		if (nt)
+			we_notify_recv(nt, msg);
 
 		t = now_ms();
-		if ((o->ready.kinds & WE_READY_AFTER) && t - start >= o->ready.after_ms)
-			return READY_OK;
-		if ((o->ready.kinds & WE_READY_PORT) && we_listening_on(prog, o->ready.port) > 0)
-			return READY_OK;
-		if (o->ready.kinds & WE_READY_STDIN) {
-			uint64_t ticks = 0;
+		/* After the warm-up: its input all consumed, and a longer quiet
+		 * spell, so that the program has answered every line of it. */
+		if (warmup_sent && !warmup_consumed(io)) {
+			stdin_hits = 0;
+		} else if (signalled ||
+			   ready_now(o, prog, t - start, msg->ready, warmup_sent ? 10 : 3,
+				     &stdin_hits, &last_ticks)) {
+			int to = io->tty ? io->pty_master : io->in_w;
 
-			/* Blocked on stdin twice in a row, and no CPU burnt in between:
-			 * a thread waiting for input while others still work (a JIT, a
-			 * loader) is not ready yet. */
-			if (we_blocked_on_stdin(prog) > 0 && we_cpu_ticks(prog, &ticks) == 0) {
-				if (stdin_hits > 0 && ticks == last_ticks)
-					stdin_hits++;
-				else
-					stdin_hits = 1;
-				last_ticks = ticks;
-				if (stdin_hits >= 3)
-					return READY_OK;
-			} else {
-				stdin_hits = 0;
-			}
+			if (!o->warmup || warmup_sent)
+				return READY_OK;
+			/* Feed the warm-up, then wait for stdin readiness alone. */
+			if (write_full(to, o->warmup, o->warmup_len) < 0)
+				return READY_ERROR;
+			warmup_sent = true;
+			signalled = false;
+			msg->ready = false;
+			stdin_hits = 0;
 		}
 		if (t - start >= o->timeout_ms)
 			return READY_TIMEOUT;
@@ -888,7 +990,7 @@ int main(int argc, char **argv)
 			has_tio = true;
 			sv.tio = &tio;
 		}
-		relay_output(&io, &rec, true);
+		relay_output(&io, &rec, o.warmup ? RELAY_DISCARD : RELAY_RECORD);
 		/* A program that just said READY=1 may still hold the socket it
 		 * said it with, for a moment: a failed checkpoint leaves it running
 		 * untouched, so try again briefly before giving up. */
@@ -899,7 +1001,7 @@ int main(int argc, char **argv)
 			if (r != -EOPNOTSUPP || tries >= 25)
 				break;
 			usleep(20000);
-			relay_output(&io, &rec, true);
+			relay_output(&io, &rec, o.warmup ? RELAY_DISCARD : RELAY_RECORD);
 		}
 		if (r < 0) {
 			say(&o, "cannot snapshot the program (%s); it goes on cold", err_str(r));
@@ -908,7 +1010,7 @@ int main(int argc, char **argv)
 		(void)has_tio;
 	}
 	/* Saved, and the program is gone: show what it wrote last, publish. */
-	relay_output(&io, &rec, false);
+	relay_output(&io, &rec, RELAY_SHOW);
 	waitpid(init, NULL, 0);
 	r = wc_ref_set(store, ref, id);
 	if (lock_fd >= 0)
