@@ -251,7 +251,21 @@ def test_tty(env, tmp):
           "warm terminal runs continue the snapshot: %r" % tokens)
 
 
+def test_warmup(env, tmp):
+    """--warmup feeds input before the snapshot: the snapshot has processed
+    it, its answers are never shown, cold and warm runs look the same."""
+    cmd = [WARM_EXEC, "--warmup=eval 1000+1\\neval 1000+2", "--", PY, REPL]
+    rc, out1, err = run(cmd, "count\ntoken\n", env)
+    check(rc == 0, "cold run with warm-up: exit %d (%r)" % (rc, err))
+    check("1001" not in out1 and "1002" not in out1, "warm-up answers shown: %r" % out1)
+    check("count 3\n" in out1, "the program had processed the warm-up: %r" % out1)
+    check(out1.startswith("booting\nready\n"), "early output: %r" % out1)
+    rc, out2, err = run(cmd, "count\ntoken\n", env)
+    check(out2 == out1, "warm run differs:\n%r\n%r" % (out2, out1))
+
+
 TESTS = {
+    "warmup": test_warmup,
     "answers": test_answers,
     "invalidate": test_invalidate,
     "concurrent": test_concurrent,

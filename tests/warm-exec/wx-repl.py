@@ -2,7 +2,7 @@
 # A line-oriented worker for the warm-exec tests. It picks a random token and
 # prints some output before it is ready (blocked reading stdin); a warm run
 # must answer with the token of the run that was snapshotted, and replay the
-# early output. Commands on stdin: token, pid, eval EXPR, exit N, lib.
+# early output. Commands on stdin: token, count, pid, eval EXPR, exit N, kill SIG.
 import ctypes
 import os
 import signal
@@ -26,9 +26,13 @@ sys.stderr.write("warn: early\n")
 sys.stderr.flush()
 print("ready", flush=True)
 
+commands = 0
 for line in sys.stdin:
     cmd = line.strip()
-    if cmd == "token":
+    commands += 1
+    if cmd == "count":
+        print("count", commands, flush=True)
+    elif cmd == "token":
         print("token", token, flush=True)
     elif cmd == "pid":
         print("pid", os.getpid(), flush=True)
