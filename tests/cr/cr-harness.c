@@ -21,6 +21,9 @@
  *   failckpt  the checkpoint must fail and leave the process running unchanged
  *   corrupt   restore once (control: must pass), then flip one byte in the store's
  *             packs/ *.pack: restore must refuse and start nothing
+ *   pidtaken  a process of ours holds the original pid: restore must refuse (no
+ *             copy under another pid), leave that process alone; once it is
+ *             gone, a restore passes (control)
  *   nockpt    no checkpoint at all (self-test of the program)
  *   tamper    flip the byte the program published instead of a checkpoint: the
  *             program must FAIL (self-test: proves it checks real state)
@@ -47,7 +50,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sched.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -57,9 +62,9 @@
 #define MAX_PROCS 512
 
 enum mode { M_PLAIN, M_INHERIT, M_DETACH, M_PIDNS, M_TWICE, M_PIDNS4, M_FAILCKPT,
-	    M_CORRUPT, M_NOCKPT, M_TAMPER };
+	    M_CORRUPT, M_NOCKPT, M_TAMPER, M_PIDTAKEN };
 static const char *const mode_names[] = { "plain", "inherit", "detach", "pidns", "twice",
-	"pidns4", "failckpt", "corrupt", "nockpt", "tamper" };
+	"pidns4", "failckpt", "corrupt", "nockpt", "tamper", "pidtaken" };
 
 struct proc {
 	pid_t pid;
@@ -827,6 +832,78 @@ static bool check_says_missing(void)
 	return true;
 }
 
+/* A child that sleeps with pid @pid (clone3 set_tid; root). */
+static pid_t spawn_with_pid(pid_t pid)
+{
+	struct clone_args ca = {
+		.exit_signal = SIGCHLD,
+		.set_tid = (uint64_t)(uintptr_t)&pid,
+		.set_tid_size = 1,
+	};
+	long r = syscall(SYS_clone3, &ca, sizeof(ca));
+
+	if (r == 0) {
+		for (;;)
+			pause();
+	}
+	if (r < 0)
+		return -errno;
+	proc_find((pid_t)r, true);
+	return (pid_t)r;
+}
+
+static int restore_pidtaken(const char *snap, const struct ready *orig)
+{
+	static const char *const none[] = { NULL };
+	struct ready again;
+	pid_t holder, wf;
+	int st, r;
+
+	holder = spawn_with_pid(orig->pid);
+	if (holder < 0) {
+		msg("cannot take pid %d for the test: %s", (int)orig->pid, strerror(-holder));
+		return 1;
+	}
+	wf = start_restore(snap, none, -1);
+	if (wf < 0)
+		return 1;
+	if (!wait_exit(wf, deadline_ns, &st)) {
+		msg("restore onto a taken pid did not return within the timeout");
+		return 1;
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		msg("restore exited 0 although pid %d was taken", (int)orig->pid);
+		return 1;
+	}
+	sleep_ms(300);
+	if (scan_ready(&again, 1, false) || scan_ready(&again, 1, true)) {
+		msg("a copy ran although pid %d was taken (ready file by pid %d)", (int)orig->pid,
+		    (int)again.hostpid);
+		return 1;
+	}
+	if (has_exited(holder) || kill(holder, 0) < 0) {
+		msg("the process holding pid %d was disturbed", (int)orig->pid);
+		return 1;
+	}
+	{
+		pid_t kids[256];
+		int n = read_children(getpid(), kids, 256);
+
+		if (n != 1) {
+			msg("the refused restore left %d process(es) behind", n - 1);
+			return 1;
+		}
+	}
+	msg("restore refused while pid %d was taken", (int)orig->pid);
+	kill(holder, SIGKILL);
+	wait_exit(holder, deadline_ns, &st);
+	/* Control: with the pid free again the same snapshot restores and passes. */
+	mode = M_PLAIN;
+	r = restore_one(snap, orig);
+	mode = M_PIDTAKEN;
+	return r;
+}
+
 /* Control for failckpt: the same program started with CR_CONTROL=1 holds no
  * uncheckpointable descriptor, and its checkpoint must succeed; so the failure
  * of the real one is due to its descriptors, not to a checkpoint that never
@@ -1047,6 +1124,8 @@ static int run_once(char **prog, unsigned rep)
 		return 0;
 	case M_PIDNS4:
 		return restore_pidns4(snap, &orig);
+	case M_PIDTAKEN:
+		return restore_pidtaken(snap, &orig);
 	default:
 		return restore_one(snap, &orig);
 	}
