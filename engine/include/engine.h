@@ -228,9 +228,8 @@ struct eng_restored {
  * runs from where it was checkpointed; on failure nothing is left running
  * and the detail (naming the snapshot and the step) is in err_detail().
  *
- * The caller must be single-threaded (the process is created with a raw
- * clone3 so that it gets its pid: it must not inherit libc locks held by
- * another thread); -EBUSY otherwise.
+ * A multi-threaded caller costs one more fork (the process is created
+ * with a raw clone3 to get its pid, from a single-threaded copy).
  *
  * Errors: -ENOENT no such snapshot, -EBADMSG corrupt image or page,
  * -EEXIST a pid/tid is taken (use new_pidns), -EXDEV different kernel vdso

@@ -37,6 +37,9 @@
 #include "common/util.h"
 #include "restore.h"
 
+#ifndef CLONE_PARENT
+#define CLONE_PARENT 0x00008000
+#endif
 #ifndef CLONE_NEWPID
 #define CLONE_NEWPID 0x20000000
 #endif
@@ -48,7 +51,10 @@ struct clone_args_v2 {
 
 static pid_t clone3_with_tid(uint64_t flags, pid_t tid)
 {
-	struct clone_args_v2 ca = { .flags = flags, .exit_signal = SIGCHLD };
+	/* With CLONE_PARENT the exit signal is the caller's own (clone3 wants 0). */
+	struct clone_args_v2 ca = {
+		.flags = flags, .exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD,
+	};
 	pid_t want = tid;
 
 	if (tid > 0) {
@@ -56,6 +62,101 @@ static pid_t clone3_with_tid(uint64_t flags, pid_t tid)
 		ca.set_tid_size = 1;
 	}
 	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+/*
+ * Threads of this process that run user code. io_uring's workers
+ * (iou-wrk-*, iou-sqp-*) are threads of the group too, but run only in the
+ * kernel and hold no libc lock: the store's rings have them.
+ */
+static int user_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 1;
+	while ((de = readdir(d))) {
+		char path[320], comm[32] = "";
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t len = read(fd, comm, sizeof(comm) - 1);
+
+			comm[len > 0 ? len : 0] = '\0';
+			close(fd);
+		}
+		if (strncmp(comm, "iou-", 4) != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * Create the new process (returns 0 in it, its pid in the caller).
+ *
+ * A raw clone3 copies only the calling thread: in a multi-threaded caller
+ * another thread may hold a libc lock (malloc) that the child would wait for
+ * forever. Such a caller first fork()s (glibc makes the copy consistent), and
+ * that single-threaded helper clone3s the process with CLONE_PARENT, so that
+ * it is still the caller's child, reports its pid and exits. CLONE_PARENT
+ * excludes CLONE_NEWPID: the helper unshares the pid namespace instead, so
+ * that its next child is the namespace's init.
+ */
+static pid_t spawn(uint64_t flags, pid_t tid)
+{
+	int p[2], v = 0;
+	pid_t h, c;
+	ssize_t n;
+
+	if (user_threads() <= 1)
+		return clone3_with_tid(flags, tid);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	h = fork();
+	if (h < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (h == 0) {
+		close(p[0]);
+		if ((flags & CLONE_NEWPID) && syscall(SYS_unshare, CLONE_NEWPID) < 0) {
+			v = -errno;
+			(void)!write(p[1], &v, sizeof(v));
+			_exit(0);
+		}
+		c = clone3_with_tid((flags & ~(uint64_t)CLONE_NEWPID) | CLONE_PARENT, tid);
+		if (c == 0) {
+			close(p[1]);
+			return 0;
+		}
+		v = c < 0 ? -errno : c;
+		(void)!write(p[1], &v, sizeof(v));
+		_exit(0);
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &v, sizeof(v));
+	while (n < 0 && errno == EINTR);
+	close(p[0]);
+	while (waitpid(h, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (n != sizeof(v)) {
+		errno = EIO;
+		return -1;
+	}
+	if (v < 0) {
+		errno = -v;
+		return -1;
+	}
+	return v;
 }
 
 /* ------------------------------------------------------------ validation */
@@ -417,40 +518,6 @@ static int report_error(const EngProcess *p, const struct rst_report *rep)
 		       rep->sub ? ": " : "", sub_name(rep->sub), rep->arg, strerror(err));
 }
 
-/*
- * Threads of this process that run user code. io_uring's workers
- * (iou-wrk-*, iou-sqp-*) are threads of the group too, but run only in the
- * kernel and hold no libc lock: the store's rings have them.
- */
-static int user_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return 1;
-	while ((de = readdir(d))) {
-		char path[320], comm[32] = "";
-		int fd;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t len = read(fd, comm, sizeof(comm) - 1);
-
-			comm[len > 0 ? len : 0] = '\0';
-			close(fd);
-		}
-		if (strncmp(comm, "iou-", 4) != 0)
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_restore_opts *opts,
 		struct eng_restored *ret)
 {
@@ -467,11 +534,6 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 
 	if (opts)
 		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
-	/* The child is a raw clone3 copy of this thread: another thread could
-	 * hold a libc lock (malloc) the child then waits for forever. */
-	if (user_threads() > 1)
-		return err_set(EBUSY, "restore of %s: the caller must be single-threaded",
-			       snap_id);
 	r = wc_snapshot_open(store, snap_id, &snap);
 	if (r < 0)
 		return err_wrap(r, "snapshot %s", snap_id);
@@ -508,7 +570,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	};
 	fflush(NULL);
 	if (o.new_pidns) {
-		child = clone3_with_tid(CLONE_NEWPID, 0);
+		child = spawn(CLONE_NEWPID, 0);
 		if (child == 0) {
 			close(pfd[0]);
 			if (p->pid == 1)
@@ -516,7 +578,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 			run_init(&ctx);
 		}
 	} else {
-		child = clone3_with_tid(0, (pid_t)p->pid);
+		child = spawn(0, (pid_t)p->pid);
 		if (child == 0) {
 			close(pfd[0]);
 			run_child(&ctx);
