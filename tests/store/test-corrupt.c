@@ -397,9 +397,22 @@ static void case_index(void)
 	ingest(dir, &sy, y);
 	ST_REQUIRE(st_list_files(dir, "packs", ".idx", &idx, &nr) == 0 && nr >= 1, "list idx");
 
-	/* 1. Missing: rebuilt from the packs (docs/store.md). */
+	/* 0. Missing, store opened read-only: rebuilt in memory only. */
 	for (size_t i = 0; i < nr; i++)
 		ST_REQUIRE(unlink(idx[i]) == 0, "unlink %s", idx[i]);
+	{
+		struct wc_store *ro;
+
+		r = wc_store_open(dir, WC_OPEN_RDONLY, NULL, &ro);
+		ST_REQUIRE(r == 0, "open read-only: %s", err_str(r));
+		r = st_check_snapshot(ro, NULL, x, why, sizeof(why));
+		ST_CHECK(r == 0, "idx missing, read-only: snapshot %s: %s", x, why);
+		wc_store_close(ro);
+		for (size_t i = 0; i < nr; i++)
+			ST_CHECK(access(idx[i], F_OK) < 0, "idx missing: a read-only handle wrote %s", idx[i]);
+	}
+
+	/* 1. Missing: rebuilt from the packs (docs/store.md). */
 	r = check(dir, x, why, sizeof(why));
 	ST_CHECK(r == 0, "idx missing: snapshot %s: %s", x, why);
 	r = check(dir, y, why, sizeof(why));
