@@ -4,7 +4,7 @@
  * (snapshot, area, page) and confined to what it touches.
  *
  *  - a flipped bit in a stored page
- *  - a truncated pack (cut mid-page)
+ *  - a truncated pack (cut mid-page), a deleted pack
  *  - truncated, garbage and subtly wrong manifests (manifest-craft.h)
  *  - missing, torn and damaged .idx files (rebuilt from the packs, as
  *    docs/store.md documents)
@@ -278,6 +278,51 @@ static void case_truncated_pack(void)
 	free(dir);
 }
 
+/* A pack and its idx deleted: every page of the snapshot is missing. */
+static void case_missing_pack(void)
+{
+	char *dir = new_store("nopack");
+	struct st_spec sx = unique_spec(0x51, 2, 24);
+	char x[WC_ID_LEN + 1], why[512], *out;
+	struct wc_verify_report rep;
+	struct lines lines;
+	char **files;
+	size_t nr, nr_keys;
+	int r;
+
+	ingest(dir, &sx, x);
+	ST_REQUIRE(st_spec_keys(&sx, NULL, &nr_keys) == 0, "keys");
+	ST_REQUIRE(st_list_files(dir, "packs", "", &files, &nr) == 0 && nr == 2,
+		   "nopack: expected a pack and its idx, found %zu files", nr);
+	for (size_t i = 0; i < nr; i++)
+		ST_REQUIRE(unlink(files[i]) == 0, "unlink %s", files[i]);
+	st_free_list(files, nr);
+
+	r = check(dir, x, why, sizeof(why));
+	ST_CHECK(r == -EBADMSG && strstr(why, x), "nopack: fill returned %d (%s)", r, why);
+	r = verify(dir, NULL, &lines, &rep);
+	ST_CHECK(r == -EBADMSG && rep.pages_missing == nr_keys && rep.pages_bad == 0,
+		 "nopack: verify returned %d, %" PRIu64 " missing (expected %zu), %" PRIu64 " bad",
+		 r, rep.pages_missing, nr_keys, rep.pages_bad);
+	ST_CHECK(strstr(lines.buf, x), "nopack: verify does not name %s:\n%s", x, lines.buf);
+	r = st_cli(dir, &out, "verify", x, NULL);
+	ST_CHECK(r != 0 && r < 128 && strstr(out, x), "nopack: warmfork verify exited %d:\n%s", r, out);
+	free(out);
+	/* Nothing to reclaim, nothing to break: gc and a new ingest work. */
+	r = st_cli(dir, &out, "gc", NULL);
+	ST_CHECK(r == 0, "nopack: warmfork gc exited %d:\n%s", r, out);
+	free(out);
+	{
+		struct st_spec sy = unique_spec(0x52, 1, 24);
+		char y[WC_ID_LEN + 1];
+
+		ingest(dir, &sy, y);
+		r = check(dir, y, why, sizeof(why));
+		ST_CHECK(r == 0, "nopack: new snapshot %s: %s", y, why);
+	}
+	free(dir);
+}
+
 static void write_bytes(const char *path, const void *buf, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -481,6 +526,8 @@ int main(void)
 	printf("flipped bit: %d failures so far\n", st_failures);
 	case_truncated_pack();
 	printf("truncated pack: %d failures so far\n", st_failures);
+	case_missing_pack();
+	printf("missing pack: %d failures so far\n", st_failures);
 	case_manifests();
 	printf("manifests: %d failures so far\n", st_failures);
 	case_index();
