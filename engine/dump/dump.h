@@ -235,6 +235,14 @@ int eng_dump_file_id(struct eng_dump_ctx *ctx, const char *path, const struct st
 		     uint32_t *ret_idx);
 int eng_dump_fds(struct eng_dump_ctx *ctx);
 
+/* sockets.c */
+/* Inspect socket @fd of the frozen process (pidfd_getfd): a TCP/UDP socket
+ * without a peer gives *ret; anything else -EOPNOTSUPP with one line naming
+ * pid, fd, what it is and @link. */
+int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocket **ret);
+/* "1.2.3.4:80" or "[::1]:80" of a sockaddr_in/in6 into @buf. */
+const char *eng_dump_sockaddr_str(const void *sa, size_t len, char *buf, size_t size);
+
 /* mem.c */
 int eng_dump_vmas(struct eng_dump_ctx *ctx);
 int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink);

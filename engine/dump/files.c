@@ -109,6 +109,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	char rel[64], link[4096], tbuf[64];
 	_cleanup_free_ char *info = NULL;
 	struct eng_proc_fdinfo fi;
+	EngSocket *sk = NULL;
 	const char *type = NULL;
 	struct stat st;
 	ssize_t n;
@@ -158,10 +159,15 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		else
 			type = "pipe";
 	} else if (S_ISSOCK(st.st_mode)) {
-		if (fd <= 2)
+		if (fd <= 2) {
 			kind = ENG_FD_KIND__FD_SOCKET;
-		else
-			type = "socket";
+		} else {
+			/* TCP/UDP without a peer (sockets.c); anything else refused. */
+			r = eng_dump_socket(ctx, fd, link, &sk);
+			if (r < 0)
+				return r;
+			kind = ENG_FD_KIND__FD_INET_SOCKET;
+		}
 	} else if (S_ISDIR(st.st_mode)) {
 		type = "directory";
 	} else if (S_ISBLK(st.st_mode)) {
@@ -177,9 +183,13 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 			       ctx->pid, fd, type, link);
 
 	e = malloc(sizeof(*e));
-	if (!e)
+	if (!e) {
+		if (sk)
+			eng_socket__free_unpacked(sk, NULL);
 		return -ENOMEM;
+	}
 	eng_fd__init(e);
+	e->sock = sk;
 	e->fd = fd;
 	e->kind = kind;
 	e->flags = fi.flags & ~(uint32_t)O_CLOEXEC;
@@ -189,7 +199,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	e->pos = fi.pos;
 	e->path = strdup(link);
 	if (!e->path) {
-		free(e);
+		eng_fd__free_unpacked(e, NULL);	/* frees e->sock too */
 		return -ENOMEM;
 	}
 	if (kind == ENG_FD_KIND__FD_REG) {

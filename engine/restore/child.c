@@ -485,6 +485,7 @@ static int prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep
 	for (size_t i = 0; i < p->n_fds; i++) {
 		const EngFd *f = p->fds[i];
 		const char *path = NULL;
+		int sock = -1;
 		int fd, t, oflags = (int)(f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
 
 		if (ctx->inherit_stdio && f->fd <= 2) {
@@ -515,6 +516,12 @@ static int prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep
 			if (f->fd > 2)
 				return err_set(EOPNOTSUPP, "fd %u: a terminal/pipe/socket that is not "
 					       "a standard stream", f->fd);
+			break;
+		case ENG_FD_KIND__FD_INET_SOCKET:
+			/* Re-created by the parent (sockets.c), inherited. */
+			if (!ctx->sock_fds || ctx->sock_fds[i] < 0)
+				return err_set(EBADMSG, "fd %u: socket not re-created", f->fd);
+			sock = ctx->sock_fds[i];
 			break;
 		default:
 			return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
@@ -551,7 +558,8 @@ static int prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep
 				return err_set(errno, "fd %u: cannot seek \"%s\": %m", f->fd, path);
 			}
 		} else {
-			fd = (int)f->fd;	/* the caller's stream of the same number */
+			/* The re-created socket, or the caller's stream of the same number. */
+			fd = sock >= 0 ? sock : (int)f->fd;
 		}
 		t = fcntl(fd, F_DUPFD_CLOEXEC, top);
 		if (path)

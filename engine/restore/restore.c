@@ -528,7 +528,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	struct eng_rst_ctx ctx = {};
 	struct rst_report rep;
 	uint64_t t0 = now_ns(), t_valid, t_spawn, t_ready, t_res;
-	int pfd[2] = { -1, -1 }, r;
+	int pfd[2] = { -1, -1 }, r, *sock_fds = NULL;
 	pid_t child = -1, target = -1;
 	ssize_t n;
 
@@ -557,6 +557,10 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	r = check_keys(store, snap);
 	if (r < 0)
 		goto out;
+	/* Last: sockets take their addresses (sockets.c). */
+	r = eng_restore_sockets_open(p, &sock_fds);
+	if (r < 0)
+		goto out;
 	t_valid = now_ns();
 
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -567,6 +571,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.store = store, .snap = snap, .img = img, .proc = p,
 		.inherit_stdio = o.inherit_stdio, .inherit_session = o.inherit_session,
 		.status_fd = pfd[1],
+		.sock_fds = sock_fds,
 	};
 	fflush(NULL);
 	if (o.new_pidns) {
@@ -665,6 +670,8 @@ out:
 		close(pfd[0]);
 	if (pfd[1] >= 0)
 		close(pfd[1]);
+	if (img)
+		eng_restore_sockets_close(img->procs[0], sock_fds);
 	if (r < 0)
 		r = err_wrap(r, "snapshot %s", snap_id);
 	if (img)

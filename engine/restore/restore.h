@@ -75,6 +75,7 @@ struct eng_rst_ctx {
 	bool inherit_stdio;
 	bool inherit_session;
 	int status_fd;		/* write end of the status pipe */
+	int *sock_fds;		/* per eng_process.fds: the re-created socket, -1; or NULL */
 };
 
 /*
@@ -87,6 +88,16 @@ int eng_restore_child(struct eng_rst_ctx *ctx);
 
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);
+
+/* ------------------------------------------------------------------ sockets */
+
+/*
+ * Re-create every FD_INET_SOCKET of @p (options, bind, listen) in the
+ * caller; *ret_fds gets one entry per eng_process.fds (-1 for others), or
+ * NULL if there is none. An address in use is -EADDRINUSE with one line.
+ */
+int eng_restore_sockets_open(const EngProcess *p, int **ret_fds);
+void eng_restore_sockets_close(const EngProcess *p, int *fds);
 
 /* ------------------------------------------------------------------ resume */
 
