@@ -206,6 +206,10 @@ struct eng_restore_opts {
 	bool inherit_session;		/* stay in the caller's session and process
 					 * group (restoring onto the caller's terminal:
 					 * its keys then reach the process) */
+	int resume_signal;		/* if > 0: pending (SI_USER) when the process
+					 * resumes, so it is handled before any of the
+					 * process's own code runs (warm-exec's
+					 * restore notification) */
 	struct eng_restore_stats *stats;	/* optional, filled on success */
 };
 

@@ -87,11 +87,12 @@ static int vma_area(const EngVma *v)
 }
 
 /* Bytes of the args block: struct + every array, 64-byte aligned pieces. */
-static uint64_t args_size(const EngProcess *p, uint64_t *off_moves, uint64_t *off_rl,
-			  uint64_t *off_thr, uint64_t *off_sig, uint64_t *off_groups)
+static uint64_t args_size(const EngProcess *p, int extra_sig, uint64_t *off_moves,
+			  uint64_t *off_rl, uint64_t *off_thr, uint64_t *off_sig,
+			  uint64_t *off_groups)
 {
 	uint64_t o = ALIGN_UP((uint64_t)sizeof(struct rst_args), 64);
-	uint64_t nsig = p->n_shared_pending;
+	uint64_t nsig = p->n_shared_pending + (extra_sig > 0);
 
 	for (size_t i = 0; i < p->n_threads; i++)
 		nsig += p->threads[i]->n_pending;
@@ -345,6 +346,16 @@ static int fill_threads(const struct eng_rst_ctx *ctx, struct child_plan *pl,
 		sig += RST_SIGINFO_SIZE;
 	}
 	a->nr_shared_pending = (uint32_t)p->n_shared_pending;
+	if (ctx->resume_signal > 0 && ctx->resume_signal < 65) {
+		/* One more shared pending signal, as if sent by kill(2). */
+		siginfo_t *si = (siginfo_t *)((char *)a + sig);
+
+		memset(si, 0, RST_SIGINFO_SIZE);
+		si->si_signo = ctx->resume_signal;
+		si->si_code = SI_USER;
+		sig += RST_SIGINFO_SIZE;
+		a->nr_shared_pending++;
+	}
 	for (size_t i = 0; i < p->n_threads; i++) {
 		const EngThread *t = p->threads[i];
 		struct rst_thread *r = &th[i];
@@ -707,7 +718,7 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	for (size_t i = 0; i < vd.nr; i++)
 		vdso_len = vd.vma[i].end - vd.vma[0].start;
 
-	pl.args_len = args_size(p, &off_moves, &off_rl, &off_thr, &off_sig, &off_groups);
+	pl.args_len = args_size(p, ctx->resume_signal, &off_moves, &off_rl, &off_thr, &off_sig, &off_groups);
 	pl.args_off = ALIGN_UP((uint64_t)ENG_RESTORER_BLOB_SIZE, RST_PAGE);
 	pl.stacks_off = pl.args_off + pl.args_len;
 	pl.scratch_off = pl.stacks_off + p->n_threads * (uint64_t)RST_STACK_SIZE;

@@ -570,6 +570,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	ctx = (struct eng_rst_ctx){
 		.store = store, .snap = snap, .img = img, .proc = p,
 		.inherit_stdio = o.inherit_stdio, .inherit_session = o.inherit_session,
+		.resume_signal = o.resume_signal,
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
 	};

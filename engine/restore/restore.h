@@ -74,6 +74,7 @@ struct eng_rst_ctx {
 	const EngProcess *proc;
 	bool inherit_stdio;
 	bool inherit_session;
+	int resume_signal;
 	int status_fd;		/* write end of the status pipe */
 	int *sock_fds;		/* per eng_process.fds: the re-created socket, -1; or NULL */
 };

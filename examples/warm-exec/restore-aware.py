@@ -11,9 +11,9 @@ instance ids) is drawn again in the handler. Run it twice:
     warm-exec --ready=notify -- ./restore-aware.py   # warm: restored, new id
 
 Protocol: send "X_WARM_EXEC_RESTORE_SIGNAL=<number>" on $NOTIFY_SOCKET
-(before or with READY=1). warm-exec keeps the number with the snapshot and
-sends that signal to the program right after each restore, before it gives it
-its first input.
+(before or with READY=1). warm-exec keeps the number with the snapshot, and
+every restored copy resumes with that signal pending: the handler runs before
+any other code of the program.
 """
 import os
 import random
@@ -55,7 +55,6 @@ new_identity()
 signal.signal(signal.SIGUSR2, on_restore)
 notify("X_WARM_EXEC_RESTORE_SIGNAL=%d\nREADY=1" % signal.SIGUSR2)
 
-# Wait a moment for a restore signal, if one is coming, then answer.
 line = sys.stdin.readline()
 print("instance %s restored %d boot %.6f squares %d" %
       (instance, restored, boot, len(table)), flush=True)

@@ -87,13 +87,15 @@ void we_loaded_fini(struct we_loaded *l)
 	*l = (struct we_loaded){};
 }
 
-int we_restore(struct wc_store *store, const char *id, pid_t *ret_child, pid_t *ret_pid)
+int we_restore(struct wc_store *store, const char *id, int resume_signal, pid_t *ret_child,
+	       pid_t *ret_pid)
 {
 	struct eng_restore_opts opts = {
 		.sz = sizeof(opts),
 		.new_pidns = true,
 		.inherit_stdio = true,
 		.inherit_session = true,
+		.resume_signal = resume_signal,
 	};
 	struct eng_restored out;
 	int r;

@@ -39,10 +39,12 @@ void we_loaded_fini(struct we_loaded *l);
 /*
  * Restore @id in a new pid namespace with the caller's stdio. On success
  * *ret_child is our child to wait for (its exit status is the program's)
- * and *ret_pid the program itself (to send signals to). -ESTALE: the
+ * and *ret_pid the program itself (to send signals to). @resume_signal,
+ * if > 0, is pending when the program resumes. -ESTALE: the
  * snapshot no longer matches this machine (a file, the kernel, the CPU
  * changed), with the reason as detail.
  */
-int we_restore(struct wc_store *store, const char *id, pid_t *ret_child, pid_t *ret_pid);
+int we_restore(struct wc_store *store, const char *id, int resume_signal, pid_t *ret_child,
+	       pid_t *ret_pid);
 
 #endif

@@ -744,7 +744,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &l.tio);
 	}
 	trace(o, "restoring snapshot %s", id);
-	r = we_restore(store, id, &child, &prog);
+	r = we_restore(store, id, l.restore_signal, &child, &prog);
 	if (r < 0) {
 		restore_caller_tty();
 		caller_tio_saved = false;
@@ -752,8 +752,6 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 		return r;
 	}
 	trace(o, "restored, running as pid %d", prog);
-	if (l.restore_signal)
-		kill(prog, l.restore_signal);
 	if (l.has_tio)
 		kill(prog, SIGWINCH);
 	we_loaded_fini(&l);

@@ -264,7 +264,26 @@ def test_warmup(env, tmp):
     check(out2 == out1, "warm run differs:\n%r\n%r" % (out2, out1))
 
 
+def test_restore_signal(env, tmp):
+    """A program that asks (X_WARM_EXEC_RESTORE_SIGNAL on the notify socket)
+    gets its signal in every restored copy before it reads its input: the
+    copies share the start-up, and each draws its own identity."""
+    example = os.path.join(HERE, "..", "..", "examples", "warm-exec", "restore-aware.py")
+    cmd = [WARM_EXEC, "--ready=notify", "--", PY, example]
+    seen = []
+    for i in range(3):
+        rc, out, err = run(cmd, "go\n", env)
+        check(rc == 0, "run %d: exit %d (%r)" % (i, rc, err))
+        words = out.split()
+        check(len(words) == 8 and words[0] == "instance", "run %d: %r" % (i, out))
+        check(words[3] == "1", "run %d: the restore signal was not handled first: %r" % (i, out))
+        seen.append((words[1], words[5]))
+    check(len({b for _, b in seen}) == 1, "all copies continue one start-up: %r" % seen)
+    check(len({inst for inst, _ in seen}) == 3, "each copy has its own identity: %r" % seen)
+
+
 TESTS = {
+    "restore-signal": test_restore_signal,
     "warmup": test_warmup,
     "answers": test_answers,
     "invalidate": test_invalidate,
