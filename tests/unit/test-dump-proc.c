@@ -14,17 +14,7 @@
 
 #include "common/util.h"
 #include "dump.h"
-
-static int failures;
-
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                           \
-			failures++;                                               \
-		}                                                                 \
-	} while (0)
+#include "test-check.h"
 
 static void test_maps(void)
 {

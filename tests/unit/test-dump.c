@@ -34,17 +34,7 @@
 #include "engine.h"
 #include "image.pb-c.h"
 #include "mem-sink.h"
-
-static int failures;
-
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                           \
-			failures++;                                               \
-		}                                                                 \
-	} while (0)
+#include "test-check.h"
 
 #define NR_WORKERS	3
 #define PAT_PAGES	64

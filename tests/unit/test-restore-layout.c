@@ -13,17 +13,7 @@
 #include "common/util.h"
 #include "restore.h"
 #include "restorer-blob.h"
-
-static int failures;
-
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                           \
-			failures++;                                               \
-		}                                                                 \
-	} while (0)
+#include "test-check.h"
 
 static void test_merge(void)
 {

@@ -13,17 +13,7 @@
 #include "common/elf.h"
 #include "common/util.h"
 #include "key.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-		failures++;						\
-	}								\
-} while (0)
+#include "test-check.h"
 
 static void key(char *const argv[], char *const envp[], const char *exe, char out[33])
 {

@@ -21,17 +21,7 @@
 #include <unistd.h>
 
 #include "ready.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-		failures++;						\
-	}								\
-} while (0)
+#include "test-check.h"
 
 enum mode { M_READ, M_POLL, M_SELECT, M_EPOLL, M_SLEEP, M_READ_OTHER };
 

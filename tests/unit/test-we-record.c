@@ -9,17 +9,7 @@
 
 #include "common/util.h"
 #include "record.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-		failures++;						\
-	}								\
-} while (0)
+#include "test-check.h"
 
 static size_t drain(int fd, char *buf, size_t len)
 {
