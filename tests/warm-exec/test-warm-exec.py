@@ -282,7 +282,67 @@ def test_restore_signal(env, tmp):
     check(len({inst for inst, _ in seen}) == 3, "each copy has its own identity: %r" % seen)
 
 
+def http_get(port, deadline):
+    """GET / on 127.0.0.1:PORT, retried until @deadline (connection refused
+    while the program starts, or between its checkpoint and its restore)."""
+    import urllib.request
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as r:
+                return r.read().decode()
+        except OSError as e:
+            if time.time() > deadline:
+                raise Fail("no HTTP answer on port %d: %s" % (port, e))
+            time.sleep(0.05)
+
+
+def test_server(env, tmp):
+    """A server (http.server) that speaks sd_notify is warmed with its
+    listening socket: the cold run and a warm run both answer HTTP; the warm
+    run answers with the cold run's start-up token (it continued the
+    snapshot), its own request count, and exits 43 on SIGTERM like the cold."""
+    import socket
+    server = os.path.join(HERE, "wx-server.py")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [WARM_EXEC, "--ready=notify", "--", PY, server, str(port)]
+    answers = []
+    for i in range(2):
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        try:
+            deadline = time.time() + TIMEOUT
+            if i == 0:
+                while snapshots(env) < 1:
+                    if p.poll() is not None or time.time() > deadline:
+                        p.kill()
+                        raise Fail("the cold run made no snapshot: %r" % (p.communicate()[1],))
+                    time.sleep(0.05)
+            first = http_get(port, deadline).split()
+            second = http_get(port, deadline).split()
+            check(len(first) == 6 and first[0] == "token", "answer: %r" % first)
+            check(second[:4] == first[:4] and int(second[5]) == int(first[5]) + 1,
+                  "the same server answers: %r %r" % (first, second))
+            answers.append(first)
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=TIMEOUT)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        check(p.returncode == 43, "run %d: SIGTERM: exit %d, want 43 (%r)" % (i, p.returncode, err))
+        if i == 1:
+            check(b"cold" not in err, "the second run was not warm: %r" % err)
+    cold, warm = answers
+    check(warm[1] == cold[1] and warm[3] == cold[3],
+          "the warm run continued the snapshot: %r vs %r" % (warm, cold))
+    check(warm[5] == "1", "the warm copy served its first request: %r" % warm)
+    check(snapshots(env) == 1, "one snapshot")
+
+
 TESTS = {
+    "server": test_server,
     "restore-signal": test_restore_signal,
     "warmup": test_warmup,
     "answers": test_answers,
