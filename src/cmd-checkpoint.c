@@ -34,7 +34,7 @@ static const char *const vma_kinds[] = {
 	"vvar-vclock", "vsyscall",
 };
 static const char *const fd_kinds[] = {
-	"reg", "null", "zero", "urandom", "random", "tty", "pipe", "socket", "stdio",
+	"reg", "null", "zero", "urandom", "random", "tty", "pipe", "socket", "stdio", "inet-socket",
 };
 
 /* Debug aid: the image as stored, decoded again, one object per line. */
