@@ -95,6 +95,86 @@ static int get_int(int fd, int level, int opt, int *ret)
 	return 0;
 }
 
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/*
+ * Integer options saved as eng_sockopt, beyond the named fields: family 0
+ * applies to both, protocol 0 to both. A value the kernel resolves when
+ * unset (IPV6_UNICAST_HOPS -1 reads as 64) reads the same on a fresh socket,
+ * and restore only sets what differs from a fresh socket.
+ */
+static const struct sockopt_desc {
+	int family, protocol, level, name;
+} saved_opts[] = {
+	{ 0, 0, SOL_SOCKET, SO_PRIORITY },
+	{ 0, 0, SOL_SOCKET, SO_MARK },
+	{ 0, 0, SOL_SOCKET, SO_RCVLOWAT },
+	{ 0, 0, SOL_SOCKET, SO_OOBINLINE },
+	{ 0, 0, SOL_SOCKET, SO_DONTROUTE },
+	{ 0, 0, SOL_SOCKET, SO_TIMESTAMP },
+	{ 0, 0, SOL_SOCKET, SO_TIMESTAMPNS },
+	{ 0, 0, SOL_SOCKET, SO_RXQ_OVFL },
+	{ AF_INET, 0, IPPROTO_IP, IP_TOS },
+	{ AF_INET, 0, IPPROTO_IP, IP_TTL },
+	{ AF_INET, 0, IPPROTO_IP, IP_MTU_DISCOVER },
+	{ AF_INET, 0, IPPROTO_IP, IP_RECVERR },
+	{ AF_INET, 0, IPPROTO_IP, IP_TRANSPARENT },
+	{ AF_INET, 0, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_PKTINFO },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_RECVTTL },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_RECVTOS },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_RECVORIGDSTADDR },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_MULTICAST_TTL },
+	{ AF_INET, IPPROTO_UDP, IPPROTO_IP, IP_MULTICAST_LOOP },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_UNICAST_HOPS },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_TCLASS },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_MTU_DISCOVER },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_RECVERR },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_TRANSPARENT },
+	{ AF_INET6, 0, IPPROTO_IPV6, IPV6_FREEBIND },
+	{ AF_INET6, IPPROTO_UDP, IPPROTO_IPV6, IPV6_RECVPKTINFO },
+	{ AF_INET6, IPPROTO_UDP, IPPROTO_IPV6, IPV6_RECVHOPLIMIT },
+	{ AF_INET6, IPPROTO_UDP, IPPROTO_IPV6, IPV6_RECVTCLASS },
+	{ AF_INET6, IPPROTO_UDP, IPPROTO_IPV6, IPV6_MULTICAST_HOPS },
+	{ AF_INET6, IPPROTO_UDP, IPPROTO_IPV6, IPV6_MULTICAST_LOOP },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_MAXSEG },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_DEFER_ACCEPT },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_FASTOPEN },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_USER_TIMEOUT },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_NOTSENT_LOWAT },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_SYNCNT },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_LINGER2 },
+	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_WINDOW_CLAMP },
+};
+
+static int save_opts(int sk, int family, int proto, EngSocket *s)
+{
+	s->opts = calloc(ARRAY_SIZE(saved_opts), sizeof(*s->opts));
+	if (!s->opts)
+		return -ENOMEM;
+	for (size_t i = 0; i < ARRAY_SIZE(saved_opts); i++) {
+		const struct sockopt_desc *d = &saved_opts[i];
+		EngSockopt *o;
+		int v;
+
+		if ((d->family && d->family != family) || (d->protocol && d->protocol != proto))
+			continue;
+		if (get_int(sk, d->level, d->name, &v) < 0)
+			continue;	/* not readable on this kernel: nothing to keep */
+		o = malloc(sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		eng_sockopt__init(o);
+		o->level = d->level;
+		o->name = d->name;
+		o->value = v;
+		s->opts[s->n_opts++] = o;
+	}
+	return 0;
+}
+
 #define REFUSE(ctx, fd, link, fmt, ...)                                                        \
 	err_set(EOPNOTSUPP, "process %d fd %d: unsupported descriptor (" fmt ") \"%s\"",       \
 		(ctx)->pid, (fd), ##__VA_ARGS__, (link))
@@ -221,6 +301,10 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 				return -ENOMEM;
 			}
 		}
+	}
+	if (save_opts(sk, family, proto, s) < 0) {
+		eng_socket__free_unpacked(s, NULL);
+		return -ENOMEM;
 	}
 	*ret = s;
 	return 0;

@@ -129,6 +129,14 @@ static int open_one(const EngFd *f, int *ret)
 		if (!r && s->has_keepcnt)
 			r = set_if_differs(fd, IPPROTO_TCP, TCP_KEEPCNT, s->keepcnt);
 	}
+	for (size_t i = 0; !r && i < s->n_opts; i++) {
+		r = set_if_differs(fd, s->opts[i]->level, s->opts[i]->name, s->opts[i]->value);
+		if (r < 0)
+			return err_set(-r, "fd %u: %s socket %s: cannot set option %d/%d to %d: %s",
+				       f->fd, what, addr_str(s, abuf, sizeof(abuf)),
+				       s->opts[i]->level, s->opts[i]->name, s->opts[i]->value,
+				       strerror(-r));
+	}
 	if (r < 0)
 		return err_set(-r, "fd %u: cannot set the options of the %s socket %s: %s", f->fd,
 			       what, addr_str(s, abuf, sizeof(abuf)), strerror(-r));

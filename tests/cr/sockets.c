@@ -3,12 +3,13 @@
  * sockets: TCP listeners and UDP sockets across the cut.
  *
  * Default: before ready it opens, at fixed numbers,
- *   20 TCP 0.0.0.0:auto  backlog 7,  REUSEADDR NODELAY KEEPALIVE KEEPIDLE=77, O_NONBLOCK, cloexec
+ *   20 TCP 0.0.0.0:auto  backlog 7,  REUSEADDR NODELAY KEEPALIVE KEEPIDLE=77, O_NONBLOCK, cloexec,
+ *                        IP_TOS 0x10, TCP_DEFER_ACCEPT
  *   21 TCP 127.0.0.1:auto backlog 3, REUSEPORT, SO_RCVBUF set
  *   22 TCP [::]:auto     backlog 11, V6ONLY=0 (also reachable over IPv4)
  *   23 TCP [::1]:auto    backlog 5,  V6ONLY=1, SO_SNDBUF set
- *   24 UDP 127.0.0.1:auto SO_BROADCAST
- *   25 UDP [::]:auto     V6ONLY=1, O_NONBLOCK
+ *   24 UDP 127.0.0.1:auto SO_BROADCAST, IP_PKTINFO
+ *   25 UDP [::]:auto     V6ONLY=1, O_NONBLOCK, IPV6_RECVPKTINFO
  *   26 TCP never bound (a socket the program has not used yet)
  * and draws a 64-byte secret (published for tamper) whose hash it keeps apart.
  * After go each socket must be the same kind, bound to the same address and
@@ -47,6 +48,8 @@ struct spec {
 	int backlog;		/* -1: not listening */
 	bool reuseaddr, reuseport, nodelay, keepalive, v6only, broadcast, nonblock, cloexec;
 	int keepidle, rcvbuf, sndbuf;
+	int tos, defer_accept;		/* IP_TOS, TCP_DEFER_ACCEPT (0: left alone) */
+	bool pktinfo;			/* IP_PKTINFO / IPV6_RECVPKTINFO */
 	bool unbound;
 	/* Recorded before ready. */
 	struct sockaddr_storage addr;
@@ -57,7 +60,7 @@ struct spec {
 static struct spec specs[] = {
 	{ .fd = 20, .family = AF_INET, .type = SOCK_STREAM, .ip = "0.0.0.0", .backlog = 7,
 	  .reuseaddr = true, .nodelay = true, .keepalive = true, .keepidle = 77, .nonblock = true,
-	  .cloexec = true },
+	  .cloexec = true, .tos = 0x10, .defer_accept = 5 },
 	{ .fd = 21, .family = AF_INET, .type = SOCK_STREAM, .ip = "127.0.0.1", .backlog = 3,
 	  .reuseport = true, .rcvbuf = 50000 },
 	{ .fd = 22, .family = AF_INET6, .type = SOCK_STREAM, .ip = "::", .backlog = 11,
@@ -65,9 +68,9 @@ static struct spec specs[] = {
 	{ .fd = 23, .family = AF_INET6, .type = SOCK_STREAM, .ip = "::1", .backlog = 5,
 	  .v6only = true, .sndbuf = 40000 },
 	{ .fd = 24, .family = AF_INET, .type = SOCK_DGRAM, .ip = "127.0.0.1", .backlog = -1,
-	  .broadcast = true, .cloexec = true },
+	  .broadcast = true, .cloexec = true, .pktinfo = true },
 	{ .fd = 25, .family = AF_INET6, .type = SOCK_DGRAM, .ip = "::", .backlog = -1,
-	  .v6only = true, .nonblock = true },
+	  .v6only = true, .nonblock = true, .pktinfo = true },
 	{ .fd = 26, .family = AF_INET, .type = SOCK_STREAM, .backlog = -1, .unbound = true },
 };
 #define NR_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -149,6 +152,13 @@ static void open_spec(struct spec *s)
 		setint(fd, SOL_SOCKET, SO_RCVBUF, s->rcvbuf, "RCVBUF");
 	if (s->sndbuf)
 		setint(fd, SOL_SOCKET, SO_SNDBUF, s->sndbuf, "SNDBUF");
+	if (s->tos)
+		setint(fd, IPPROTO_IP, IP_TOS, s->tos, "IP_TOS");
+	if (s->defer_accept)
+		setint(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, s->defer_accept, "DEFER_ACCEPT");
+	if (s->pktinfo)
+		setint(fd, s->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+		       s->family == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO, 1, "PKTINFO");
 	if (!s->unbound) {
 		make_addr(s, &ss, &len);
 		if (bind(fd, (struct sockaddr *)&ss, len) < 0)
@@ -218,6 +228,16 @@ static void check_spec(const struct spec *s)
 	cr_check(!!(getint(fd, SOL_SOCKET, SO_BUF_LOCK) & 2) == !!s->rcvbuf &&
 		 !!(getint(fd, SOL_SOCKET, SO_BUF_LOCK) & 1) == !!s->sndbuf,
 		 "fd %d: SO_BUF_LOCK %d", fd, getint(fd, SOL_SOCKET, SO_BUF_LOCK));
+	if (s->family == AF_INET)
+		cr_check(getint(fd, IPPROTO_IP, IP_TOS) == s->tos, "fd %d: IP_TOS %#x", fd,
+			 getint(fd, IPPROTO_IP, IP_TOS));
+	if (s->type == SOCK_STREAM)
+		cr_check(!!getint(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT) == !!s->defer_accept,
+			 "fd %d: TCP_DEFER_ACCEPT %d", fd, getint(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT));
+	if (s->type == SOCK_DGRAM)
+		cr_check(!!getint(fd, s->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+				  s->family == AF_INET ? IP_PKTINFO : IPV6_RECVPKTINFO) == s->pktinfo,
+			 "fd %d: PKTINFO", fd);
 	cr_check(!!(fl & O_NONBLOCK) == s->nonblock, "fd %d: O_NONBLOCK %d", fd, !!(fl & O_NONBLOCK));
 	cr_check(!!(fdf & FD_CLOEXEC) == s->cloexec, "fd %d: FD_CLOEXEC %d", fd, !!(fdf & FD_CLOEXEC));
 }
@@ -246,6 +266,11 @@ static void serve_tcp(const struct spec *s, int family, const char *ip, uint64_t
 	c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c < 0 || connect(c, (struct sockaddr *)&ss, len) < 0) {
 		cr_check(false, "fd %d: connect to %s port %d: %m", s->fd, ip, port_of(&s->addr));
+		goto out;
+	}
+	/* The request: a TCP_DEFER_ACCEPT listener accepts once data came. */
+	if (write(c, "q", 1) != 1) {
+		cr_check(false, "fd %d: request: %m", s->fd);
 		goto out;
 	}
 	if (!wait_in(s->fd) || (a = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
