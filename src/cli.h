@@ -28,5 +28,6 @@ int cmd_verify(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_ingest(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx);
 int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx);
+int cmd_spawn(int argc, char **argv, const struct cli_ctx *ctx);
 
 #endif

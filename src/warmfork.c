@@ -25,6 +25,7 @@ struct command {
 static const struct command commands[] = {
 	{ "checkpoint",	cmd_checkpoint,	"checkpoint [--leave-running] PID   save a running process" },
 	{ "restore",	cmd_restore,	"restore [--detach] [--pidns=new] [--inherit-stdio] SNAP" },
+	{ "spawn",	cmd_spawn,	"spawn -n N [--null-stdio] [--stats] SNAP  N instances, pids on stdout" },
 	{ "ls",		cmd_ls,		"ls [--json]                        list snapshots" },
 	{ "inspect",	cmd_inspect,	"inspect [--json] SNAP              areas, pages, unique vs shared bytes" },
 	{ "rm",		cmd_rm,		"rm SNAP...                         delete snapshots (run gc to reclaim)" },

@@ -243,4 +243,39 @@ struct eng_restored {
 int eng_restore(struct wc_store *store, const char *snap, const struct eng_restore_opts *opts,
 		struct eng_restored *ret);
 
+/* --------------------------------------------------------------- spawn */
+/* (engine/restore/spawn.c) */
+
+struct eng_spawn_opts {
+	size_t sz;			/* sizeof(struct eng_spawn_opts) */
+	bool null_stdio;		/* fds 0, 1, 2 are /dev/null, else the caller's */
+	uint64_t *ret_template_ns;	/* optional: validate + restore of the template */
+	uint64_t *ret_instances_ns;	/* optional: creating and resuming all instances */
+};
+
+struct eng_spawned {
+	pid_t pid;			/* the instance, in the caller's pid namespace */
+	pid_t init;			/* its namespace's init (a child of the template,
+					 * then of the caller's reaper; = pid if the saved
+					 * pid is 1): exits with the instance's status */
+};
+
+/*
+ * Start @nr running instances of snapshot @snap, each in its own pid
+ * namespace with its saved pid and tids: the snapshot is restored once into
+ * a template that never runs the program's code, and each instance is a
+ * fork-like copy of it (every unmodified page shared copy-on-write), whose
+ * threads are then re-created and resumed. The template exits before this
+ * returns; the instances' inits are reparented to the caller's nearest child
+ * subreaper (be one, and reap them). Each instance has the caller's fds 0-2
+ * (or /dev/null) and its other saved descriptors reopened once for all.
+ *
+ * @ret gets @nr entries, in creation order. On failure nothing is left
+ * running (detail in err_str). Errors as eng_restore, plus -EOPNOTSUPP for
+ * a snapshot an instance cannot share (shared anonymous memory, dontfork
+ * or wipeonfork areas) and -ETIMEDOUT if an instance never became ready.
+ */
+int eng_spawn(struct wc_store *store, const char *snap, unsigned int nr,
+	      const struct eng_spawn_opts *opts, struct eng_spawned *ret);
+
 #endif

@@ -679,7 +679,7 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	int64_t vdso_delta = 0;
 	size_t nbusy, nbusy_all;
 	sigset_t all;
-	int r, has_vdso, maxfd = 2, keep[2];
+	int r, has_vdso, maxfd = 2, keep[3], nr_keep = 2;
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
@@ -885,12 +885,19 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	r = prepare_fds(ctx, maxfd + 1, keep, 2);
+	if (ctx->spawn)
+		keep[nr_keep++] = ctx->spawn_ctl_fd;
+	r = prepare_fds(ctx, maxfd + 1, keep, nr_keep);
 	if (r < 0)
 		return r;
 	ctx->status_fd = keep[0];
 	a->status_fd = (uint32_t)keep[0];
 	a->mm.exe_fd = (uint32_t)keep[1];
+	if (ctx->spawn) {
+		/* spawn.c: a template (engine/restorer/spawn.h). */
+		a->spawn = 1;
+		a->spawn_ctl_fd = (uint32_t)keep[2];
+	}
 
 	if (p->cwd && chdir(p->cwd) < 0)
 		return err_set(errno, "cannot enter the working directory \"%s\": %m", p->cwd);

@@ -471,6 +471,7 @@ static const char *step_name(uint32_t step)
 		[RST_STEP_THREAD] = "restoring per-thread state",
 		[RST_STEP_SIGQUEUE] = "re-queueing a pending signal",
 		[RST_STEP_CREDS] = "restoring credentials",
+		[RST_STEP_SPAWN] = "spawn: creating an instance",
 	};
 	return step < RST_STEP__COUNT && names[step] ? names[step] : "unknown step";
 }
@@ -489,7 +490,7 @@ static const char *sub_name(uint32_t sub)
 	}
 }
 
-static int report_error(const EngProcess *p, const struct rst_report *rep)
+int eng_restore_report_error(const EngProcess *p, const struct rst_report *rep)
 {
 	int err = rep->err < 0 ? -rep->err : EIO;
 	char detail[sizeof(rep->detail) + 1];
@@ -613,7 +614,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		goto out;
 	}
 	if (rep.err) {
-		r = report_error(p, &rep);
+		r = eng_restore_report_error(p, &rep);
 		goto out;
 	}
 	/* The leader closes the pipe right after its report: wait for that
@@ -679,4 +680,31 @@ out:
 		eng_image__free_unpacked(img, NULL);
 	wc_snapshot_close(snap);
 	return r;
+}
+
+int eng_restore_validate(struct wc_store *store, struct wc_snapshot *snap, EngImage **ret_img)
+{
+	EngImage *img = NULL;
+	const EngProcess *p;
+	int r;
+
+	r = load_image(snap, &img);
+	if (r < 0)
+		return r;
+	p = img->procs[0];
+	r = check_pids(p, true);
+	if (r >= 0)
+		r = check_cpu(img, p);
+	if (r >= 0)
+		r = check_vdso(img, p);
+	if (r >= 0)
+		r = check_files(p);
+	if (r >= 0)
+		r = check_keys(store, snap);
+	if (r < 0) {
+		eng_image__free_unpacked(img, NULL);
+		return r;
+	}
+	*ret_img = img;
+	return 0;
 }

@@ -77,6 +77,8 @@ struct eng_rst_ctx {
 	int resume_signal;
 	int status_fd;		/* write end of the status pipe */
 	int *sock_fds;		/* per eng_process.fds: the re-created socket, -1; or NULL */
+	bool spawn;		/* spawn.c: become a template serving spawn_ctl_fd */
+	int spawn_ctl_fd;
 };
 
 /*
@@ -89,6 +91,19 @@ int eng_restore_child(struct eng_rst_ctx *ctx);
 
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);
+
+/* ------------------------------------------------------------------ spawn */
+
+/*
+ * For spawn.c: everything eng_restore validates for a new pid namespace
+ * (image, cpu, vdso, files, page keys) on an open snapshot. *ret_img is
+ * the unpacked image (eng_image__free_unpacked). Returns 0 or -errno with
+ * detail.
+ */
+int eng_restore_validate(struct wc_store *store, struct wc_snapshot *snap, EngImage **ret_img);
+
+/* The detail line for a failure report of the child or the restorer. */
+int eng_restore_report_error(const EngProcess *p, const struct rst_report *rep);
 
 /* ------------------------------------------------------------------ sockets */
 

@@ -466,19 +466,32 @@ static void rst_thread_main(struct rst_args *a, unsigned long idx)
 	park(a);
 }
 
+static _Noreturn void rst_finish(struct rst_args *a);
+
+/* Spawn: the template's command loop and each instance's init (spawn.h). */
+#include "spawn.h"
+
 void rst_main(struct rst_args *a)
 {
-	struct rst_thread *th = at(a, a->threads_off);
-	struct rst_report rep;
-	uint32_t n;
-	long r;
-
 	if (a->magic != RST_MAGIC || a->version != RST_VERSION)
 		rst_fail(a, -22, RST_STEP_CHECK, 0, a->magic);
 
 	rst_unmap_old(a);
 	rst_move_vdso(a);
 	rst_move_areas(a);
+	if (a->spawn)
+		rst_spawn_template(a);	/* never returns; instances run rst_finish */
+	rst_finish(a);
+}
+
+/* Process-wide state, threads, report, park (a spawned instance starts here). */
+static _Noreturn void rst_finish(struct rst_args *a)
+{
+	struct rst_thread *th = at(a, a->threads_off);
+	struct rst_report rep;
+	uint32_t n;
+	long r;
+
 	rst_process(a);
 
 	for (uint32_t i = 1; i < a->nr_threads; i++) {
@@ -515,6 +528,12 @@ void rst_main(struct rst_args *a)
 	rep.premap_ns = a->premap_ns;
 	rep.fill_ns = a->fill_ns;
 	rep.prepare_ns = a->prepare_ns;
+	if (a->spawn) {
+		/* The parent waits until this descriptor is gone (it cannot see
+		 * an EOF: the template keeps the pipe open). */
+		SYS1(close, a->spawn_ctl_fd);
+		rep.arg = a->status_fd;
+	}
 	SYS3(write, a->status_fd, &rep, sizeof(rep));
 	SYS1(close, a->status_fd);
 	park(a);

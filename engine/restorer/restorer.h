@@ -39,6 +39,7 @@ enum rst_step {
 	RST_STEP_SIGQUEUE,	/* re-queueing a pending signal (arg: tid) */
 	RST_STEP_CREDS,		/* credentials (arg: tid) */
 	RST_STEP_CHILD,		/* the child before the restorer (detail text) */
+	RST_STEP_SPAWN,		/* spawn: template window / instance clone3 (arg: pid) */
 	RST_STEP__COUNT
 };
 
@@ -213,6 +214,15 @@ struct rst_args {
 	uint32_t thread_sub;
 	uint32_t pad2;
 	uint64_t thread_arg;
+
+	/* Spawn (engine/restore/spawn.c, engine/restorer/spawn.h): with spawn
+	 * = 1 the leader becomes a template once the areas are in place; it
+	 * serves spawn_ctl_fd and each instance runs the rest (rst_finish).
+	 * spawn_window is set by the template (its init stacks, see spawn.h). */
+	uint32_t spawn;
+	uint32_t spawn_ctl_fd;
+	uint64_t spawn_window;
+	uint64_t spawn_window_len;
 };
 
 #endif
