@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * bench-spawn WARMFORK SPAWNEE MIB THREADS N1,N2,...: spawn against fork.
+ *
+ * Checkpoints one spawnee (tests/spawn/spawnee.c: MIB MiB of pattern,
+ * THREADS workers), then for each N:
+ *   - `warmfork spawn -n N --stats` of it: the wall time of the command,
+ *     and from --stats the template time and the instances' time (from the
+ *     template ready until every instance runs) per instance;
+ *   - the sum of the N instances' Pss and one instance's Rss
+ *     (/proc/PID/smaps_rollup), all instances idle;
+ *   - in the same run, plain fork() of a process of ours with the same MIB
+ *     MiB touched: N children (each pause()s), the time of the fork calls
+ *     per child.
+ * Prints one JSON line. Root only (77 otherwise). A child subreaper: kills and
+ * reaps everything.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[64], store[128];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static char *read_text(const char *path)
+{
+	static char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return NULL;
+	buf[n] = 0;
+	return buf;
+}
+
+static int run(char *const argv[], const char *out, const char *err)
+{
+	pid_t c = fork();
+	int s;
+
+	if (c == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int fe = err ? open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : 2;
+
+		if (fd < 0 || fe < 0 || dup2(fd, 1) < 0 || dup2(fe, 2) < 0)
+			_exit(127);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = waitpid(-1, &s, 0);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		if (w == c)
+			return WIFEXITED(s) ? WEXITSTATUS(s) : 128 + WTERMSIG(s);
+	}
+}
+
+static void reap_all(void)
+{
+	uint64_t deadline = now_ns() + 30000000000ull;
+
+	for (;;) {
+		pid_t w = waitpid(-1, NULL, WNOHANG | __WALL);
+
+		if (w < 0 && errno == ECHILD)
+			return;
+		if (w <= 0) {
+			if (now_ns() > deadline)
+				return;
+			sleep_ms(2);
+		}
+	}
+}
+
+static long kb(const char *t, const char *name)
+{
+	const char *p = t ? strstr(t, name) : NULL;
+
+	return p ? strtol(p + strlen(name), NULL, 10) : -1;
+}
+
+/* Fork N children of a process holding @mib MiB touched; returns ns per fork. */
+static double fork_ns(int mib, int n)
+{
+	size_t len = (size_t)mib << 20;
+	uint64_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pid_t *kids = calloc(n, sizeof(pid_t));
+	uint64_t total = 0;
+
+	if (buf == MAP_FAILED || !kids)
+		return -1;
+	for (size_t i = 0; i < len / 8; i++)
+		buf[i] = i * 0x9e3779b97f4a7c15ull + 1;
+	for (int i = 0; i < n; i++) {
+		uint64_t t0 = now_ns();
+
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			for (;;)
+				pause();
+		}
+		total += now_ns() - t0;
+	}
+	for (int i = 0; i < n; i++)
+		if (kids[i] > 0)
+			kill(kids[i], SIGKILL);
+	reap_all();
+	munmap(buf, len);
+	free(kids);
+	return (double)total / n;
+}
+
+int main(int argc, char **argv)
+{
+	const char *wf, *prog;
+	int mib, threads, first = 1;
+	char snap[256], out[192], err[192], *t, *list, *tok;
+	pid_t pid;
+	uint64_t deadline;
+
+	if (argc != 6) {
+		fprintf(stderr, "usage: bench-spawn WARMFORK SPAWNEE MIB THREADS N1,N2,...\n");
+		return 1;
+	}
+	if (geteuid() != 0) {
+		printf("SKIP: needs root\n");
+		return 77;
+	}
+	wf = argv[1];
+	prog = argv[2];
+	mib = atoi(argv[3]);
+	threads = atoi(argv[4]);
+	list = strdup(argv[5]);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	strcpy(dir, "/tmp/bench-spawn-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(err, sizeof(err), "%s/err", dir);
+
+	pid = fork();
+	if (pid == 0) {
+		char a1[16], a2[16];
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		syscall(SYS_close_range, 3u, ~0u, 0u);
+		snprintf(a1, sizeof(a1), "%d", threads);
+		snprintf(a2, sizeof(a2), "%d", mib);
+		execl(prog, prog, a1, a2, dir, (char *)NULL);
+		_exit(127);
+	}
+	{
+		char rp[192];
+
+		snprintf(rp, sizeof(rp), "%s/ready", dir);
+		deadline = now_ns() + 60000000000ull;
+		while (!read_text(rp) && now_ns() < deadline)
+			sleep_ms(5);
+	}
+	{
+		char pb[16];
+		char *av[] = { (char *)wf, "--store", store, "checkpoint", pb, NULL };
+
+		snprintf(pb, sizeof(pb), "%d", pid);
+		if (run(av, out, NULL) != 0 || !(t = read_text(out)) || sscanf(t, "%255s", snap) != 1) {
+			fprintf(stderr, "bench-spawn: checkpoint failed\n");
+			kill(pid, SIGKILL);
+			reap_all();
+			return 1;
+		}
+	}
+	printf("{\"bench\":\"spawn\",\"mib\":%d,\"threads\":%d,\"runs\":[", mib, threads);
+	for (tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+		int n = atoi(tok), k = 0;
+		char nb[16];
+		char *av[] = { (char *)wf, "--store", store, "spawn", "-n", nb, "--null-stdio",
+			       "--stats", snap, NULL };
+		pid_t *pids = calloc(n, sizeof(pid_t));
+		double tpl_ms = -1, inst_ms = -1, wall_ms, fk;
+		long pss = 0, rss = -1;
+		uint64_t t0;
+		int st;
+
+		snprintf(nb, sizeof(nb), "%d", n);
+		t0 = now_ns();
+		st = run(av, out, err);
+		wall_ms = (now_ns() - t0) / 1e6;
+		t = read_text(err);
+		if (t && (t = strstr(t, "template")))
+			sscanf(t, "template %lf ms, instances %lf ms", &tpl_ms, &inst_ms);
+		t = read_text(out);
+		while (t && *t && k < n) {
+			char *e;
+
+			pids[k] = (pid_t)strtol(t, &e, 10);
+			if (e == t)
+				break;
+			k++;
+			t = e + strspn(e, "\n");
+		}
+		sleep_ms(200);
+		for (int i = 0; i < k; i++) {
+			char p[64];
+			char *r;
+
+			snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", pids[i]);
+			r = read_text(p);
+			pss += kb(r, "\nPss:");
+			if (i == 0)
+				rss = kb(r, "\nRss:");
+		}
+		for (int i = 0; i < k; i++)
+			kill(pids[i], SIGKILL);
+		reap_all();
+		fk = fork_ns(mib, n);
+		printf("%s{\"n\":%d,\"ok\":%s,\"spawn_wall_ms\":%.1f,\"template_ms\":%.1f,"
+		       "\"instance_ms\":%.3f,\"fork_ms\":%.3f,\"instance_over_fork\":%.2f,"
+		       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f}",
+		       first ? "" : ",", n, st == 0 && k == n ? "true" : "false", wall_ms, tpl_ms,
+		       inst_ms / n, fk / 1e6, fk > 0 ? inst_ms / n / (fk / 1e6) : 0.0, pss, rss,
+		       rss > 0 ? (double)pss / rss : 0.0);
+		fflush(stdout);
+		first = 0;
+		free(pids);
+	}
+	printf("]}\n");
+	reap_all();
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	return 0;
+}
