@@ -897,6 +897,18 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		/* spawn.c: a template (engine/restorer/spawn.h). */
 		a->spawn = 1;
 		a->spawn_ctl_fd = (uint32_t)keep[2];
+		for (size_t i = 0; i < p->n_vmas; i++) {
+			const EngVma *v = p->vmas[i];
+
+			if (v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
+				continue;
+			if (a->nr_spawn_shared == RST_SPAWN_MAX_SHARED)
+				return err_set(EOPNOTSUPP, "more than %d shared memory areas",
+					       RST_SPAWN_MAX_SHARED);
+			a->spawn_shared[a->nr_spawn_shared++] = (struct rst_move){
+				.dst = v->start, .len = v->end - v->start, .prot = v->prot,
+			};
+		}
 	}
 
 	if (p->cwd && chdir(p->cwd) < 0)

@@ -92,14 +92,16 @@ static int wait_fd_closed(pid_t pid, int fd)
 
 static int check_shareable(const EngProcess *p)
 {
+	size_t nr_shared = 0;
+
 	for (size_t i = 0; i < p->n_vmas; i++) {
 		const EngVma *v = p->vmas[i];
 
-		/* A fork would share it between instances (or drop/wipe it). */
-		if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED)
-			return err_set(EOPNOTSUPP, "spawn cannot give each instance its own copy of "
-				       "the shared memory at 0x%" PRIx64 " (%s) yet", v->start,
-				       v->name ? v->name : "anonymous");
+		/* Each instance copies these (engine/restorer/spawn.h). */
+		if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED && ++nr_shared > RST_SPAWN_MAX_SHARED)
+			return err_set(EOPNOTSUPP, "spawn copies at most %d shared memory areas per "
+				       "instance, this process has more", RST_SPAWN_MAX_SHARED);
+		/* A fork would drop or wipe them. */
 		if (v->madv & (ENG_MADV_DONTFORK | ENG_MADV_WIPEONFORK))
 			return err_set(EOPNOTSUPP, "spawn cannot copy the dontfork/wipeonfork area "
 				       "at 0x%" PRIx64 " yet", v->start);

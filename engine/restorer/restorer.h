@@ -22,6 +22,7 @@
 #define RST_AUXV_MAX		512		/* bytes; the kernel keeps 46 pairs */
 #define RST_SIGINFO_SIZE	128
 #define RST_STACK_SIZE		(16u * 1024)	/* per thread, in the region */
+#define RST_SPAWN_MAX_SHARED	16		/* spawn: shared anonymous areas */
 
 /* Steps reported by the restorer when it fails (rst_report.step). */
 enum rst_step {
@@ -223,6 +224,11 @@ struct rst_args {
 	uint32_t spawn_ctl_fd;
 	uint64_t spawn_window;
 	uint64_t spawn_window_len;
+	/* Shared anonymous areas (final address, length, prot): each instance
+	 * replaces them by a private copy of its own before anything runs. */
+	uint32_t nr_spawn_shared;
+	uint32_t pad3;
+	struct rst_move spawn_shared[RST_SPAWN_MAX_SHARED];	/* src unused */
 };
 
 #endif

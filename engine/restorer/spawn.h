@@ -33,6 +33,7 @@
 #define WALL			0x40000000
 #define PROT_READ		1
 #define PROT_WRITE		2
+#define MAP_SHARED		0x01
 #define MAP_PRIVATE		0x02
 #define MAP_ANONYMOUS		0x20
 #define MAP_NORESERVE		0x4000
@@ -78,11 +79,44 @@ static _Noreturn void rst_spawn_init_exit(uint8_t *flag, uint64_t stack, long co
 	__builtin_unreachable();
 }
 
+/*
+ * Shared anonymous memory was shared by one process only: give this
+ * instance its own copy (the template's object stays as saved).
+ */
+static void rst_spawn_unshare(struct rst_args *a)
+{
+	for (uint32_t i = 0; i < a->nr_spawn_shared; i++) {
+		struct rst_move *m = &a->spawn_shared[i];
+		uint64_t *src = (uint64_t *)(unsigned long)m->dst, *dst;
+		long n, r;
+
+		n = SYS6(mmap, 0, m->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (n < 0 && n > -4096)
+			rst_fail(a, n, RST_STEP_SPAWN, 1, m->dst);
+		if (!(m->prot & PROT_READ)) {
+			r = SYS3(mprotect, m->dst, m->len, PROT_READ);
+			if (r < 0)
+				rst_fail(a, r, RST_STEP_SPAWN, 2, m->dst);
+		}
+		dst = (uint64_t *)n;
+		for (uint64_t k = 0; k < m->len / 8; k++)
+			if (src[k])
+				dst[k] = src[k];
+		r = SYS5(mremap, n, m->len, m->len, MREMAP_MAYMOVE | MREMAP_FIXED, m->dst);
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_SPAWN, 3, m->dst);
+		r = SYS3(mprotect, m->dst, m->len, m->prot);
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_SPAWN, 4, m->dst);
+	}
+}
+
 /* The instance: a copy of the template, on the leader's restorer stack. */
 static void rst_spawn_instance(struct rst_args *a, unsigned long unused)
 {
 	(void)unused;
 	SYS2(munmap, a->spawn_window, a->spawn_window_len);
+	rst_spawn_unshare(a);
 	rst_finish(a);
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawn-test WARMFORK SPAWNEE THREADS MIB N: checkpoint a running spawnee
+ * spawn-test WARMFORK SPAWNEE THREADS MIB N [shm]: checkpoint a running spawnee
  * (THREADS workers, MIB MiB of pattern), `warmfork spawn -n N` it, and check
  * the real state of the instances:
  *   - N distinct pids printed, each alive, each in its own pid namespace
@@ -10,7 +10,8 @@
  *     intact, and every thread's counter (checked against its saved tid)
  *     advances between two reports;
  *   - independence: after SIGUSR1 to one instance (value 2222, a page
- *     written) only that one reports 2222;
+ *     written) only that one reports 2222 (with shm, the value is in a
+ *     shared anonymous page: each instance must have its own copy);
  *   - memory is shared: the sum of the instances' Pss is below half of
  *     N x one instance's Rss.
  * We are a child subreaper: at the end every instance is killed, and every
@@ -202,8 +203,8 @@ int main(int argc, char **argv)
 	long sum_pss = 0, rss = 0;
 	char *t;
 
-	if (argc != 6) {
-		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N\n");
+	if (argc != 6 && !(argc == 7 && !strcmp(argv[6], "shm"))) {
+		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N [shm]\n");
 		return 1;
 	}
 	if (geteuid() != 0) {
@@ -236,7 +237,7 @@ int main(int argc, char **argv)
 		syscall(SYS_close_range, 3u, ~0u, 0u);
 		snprintf(a1, sizeof(a1), "%d", threads);
 		snprintf(a2, sizeof(a2), "%d", mib);
-		execl(prog, prog, a1, a2, dir, (char *)NULL);
+		execl(prog, prog, a1, a2, dir, argc == 7 ? argv[6] : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	snprintf(tmp, sizeof(tmp), "%s/ready", dir);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawnee THREADS MIB DIR: the program spawn-test checkpoints and spawns.
+ * spawnee THREADS MIB DIR [shm]: the program spawn-test checkpoints and spawns.
  *
  * It fills MIB MiB with a pattern, starts THREADS workers that each count
  * (one counter per thread, every 10 ms), and writes DIR/ready holding its
@@ -11,6 +11,8 @@
  *     where c0 is the main thread's counter, and a thread's counter is -1 if
  *     its gettid() is not the tid it had before the cut.
  * Each spawned instance lives in its own pid namespace, hence its own file.
+ * With "shm" the value lives in a MAP_SHARED|MAP_ANONYMOUS page (each
+ * instance must get its own copy of it).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -27,7 +30,7 @@
 
 static volatile uint64_t counters[MAX_THREADS + 1];
 static pid_t tids[MAX_THREADS + 1];
-static volatile uint64_t value = 1111;
+static volatile uint64_t value_storage = 1111, *valp = &value_storage;
 static volatile sig_atomic_t want_change, want_report;
 static uint64_t *buf;
 static size_t nwords;
@@ -87,7 +90,7 @@ static void report(int nthreads)
 	if (stat("/proc/self/ns/pid", &st) < 0)
 		return;
 	len = snprintf(line, sizeof(line), "%ld %llu %d %d", (long)syscall(SYS_getpid),
-		       (unsigned long long)value, ok, nthreads);
+		       (unsigned long long)*valp, ok, nthreads);
 	for (int i = 0; i <= nthreads; i++)
 		len += snprintf(line + len, sizeof(line) - len, " %lld",
 				(pid_t)syscall(SYS_gettid) == tids[0] || i > 0 ?
@@ -110,9 +113,15 @@ int main(int argc, char **argv)
 	size_t mib;
 	FILE *f;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: spawnee THREADS MIB DIR\n");
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "shm"))) {
+		fprintf(stderr, "usage: spawnee THREADS MIB DIR [shm]\n");
 		return 2;
+	}
+	if (argc == 5) {
+		valp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (valp == MAP_FAILED)
+			return 1;
+		*valp = 1111;
 	}
 	nthreads = atoi(argv[1]);
 	mib = strtoul(argv[2], NULL, 10);
@@ -152,7 +161,7 @@ int main(int argc, char **argv)
 			counters[0]++;
 		if (want_change) {
 			want_change = 0;
-			value = 2222;
+			*valp = 2222;
 			buf[0] = ~buf[0];
 		}
 		if (want_report) {
