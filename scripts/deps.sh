@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libprotobuf-c-dev protobuf-c-compiler liburing-dev libxxhash-dev
-      libnl-3-dev libcap-dev libsodium-dev iproute2 python3 procps)
+      libnl-3-dev libcap-dev libsodium-dev iproute2 python3 procps
+      python3-pandas)
 pkgs+=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
