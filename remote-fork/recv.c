@@ -134,12 +134,74 @@ void rf_recv_stats(const struct rf_recv *rv, struct rf_recv_stats *ret)
 	*ret = rv->st;
 }
 
+static inline bool needs_bytes(const struct recv_batch *b, uint32_t i)
+{
+	return b->kinds[i] == WC_PAGE_DATA && b->lack[i] != LACK_HAVE;
+}
+
+/* With the sink's put_keys: pages the receiver holds (and zero or absent
+ * pages) are recorded by kind and key alone, nothing read back, copied or
+ * hashed; only the pages that arrived (LACK_SENT, LACK_DUP) go through
+ * put_pages, in runs, so that the sink still sees the pages in order. */
+static int apply_batch_keys(struct rf_recv *rv, struct recv_batch *b, const uint8_t *data)
+{
+	size_t j = 0;
+	int r;
+
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		uint8_t *dst = rv->buf + (size_t)i * WC_PAGE_SIZE;
+		struct wc_key k;
+
+		if (b->kinds[i] != WC_PAGE_DATA || b->lack[i] != LACK_SENT)
+			continue;
+		memcpy(dst, data + j++ * WC_PAGE_SIZE, WC_PAGE_SIZE);
+		rf_page_key(dst, &k);
+		if (!wc_key_eq(&k, &b->keys[i]))
+			return err_set(EPROTO, "page %u of batch %u does not match its "
+				       "key %016llx%016llx", i, b->seq,
+				       (unsigned long long)b->keys[i].hi,
+				       (unsigned long long)b->keys[i].lo);
+	}
+	for (uint32_t i = 0; i < b->nr_pages; i++)
+		if (b->kinds[i] == WC_PAGE_DATA && b->lack[i] == LACK_DUP)
+			memcpy(rv->buf + (size_t)i * WC_PAGE_SIZE,
+			       rv->buf + (size_t)b->dup_of[i] * WC_PAGE_SIZE, WC_PAGE_SIZE);
+
+	for (uint32_t i = 0; i < b->nr_pages;) {
+		uint32_t end = i;
+		bool bytes = needs_bytes(b, i);
+
+		while (end < b->nr_pages && needs_bytes(b, end) == bytes)
+			end++;
+		if (bytes) {
+			/* All data pages: no kinds needed. */
+			r = rv->out->ops->put_pages(rv->out, rv->buf + (size_t)i * WC_PAGE_SIZE,
+						    NULL, end - i);
+		} else {
+			size_t d = 0;
+
+			for (uint32_t p = i; p < end; p++)
+				if (b->kinds[p] == WC_PAGE_DATA)
+					rv->keys_tmp[d++] = b->keys[p];
+			rv->st.pages_local += d;
+			r = rv->out->ops->put_keys(rv->out, b->kinds + i, rv->keys_tmp, end - i);
+		}
+		if (r < 0)
+			return r;
+		i = end;
+	}
+	return 0;
+}
+
 /* Build the batch's pages in rv->buf and hand them to the sink. @data holds
  * the batch's LACK_SENT pages back to back (NULL if there are none). */
 static int apply_batch(struct rf_recv *rv, struct recv_batch *b, const uint8_t *data)
 {
 	size_t nr_reqs = 0, j = 0;
 	int r;
+
+	if (rv->out->ops->put_keys)
+		return apply_batch_keys(rv, b, data);
 
 	for (uint32_t i = 0; i < b->nr_pages; i++) {
 		uint8_t *dst = rv->buf + (size_t)i * WC_PAGE_SIZE;
