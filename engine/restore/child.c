@@ -897,6 +897,10 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		/* spawn.c: a template (engine/restorer/spawn.h). */
 		a->spawn = 1;
 		a->spawn_ctl_fd = (uint32_t)keep[2];
+		if (p->has_sid && p->sid == p->pid)
+			a->spawn_lead = 1;
+		else if (p->has_pgid && p->pgid == p->pid)
+			a->spawn_lead = 2;
 		for (size_t i = 0; i < p->n_vmas; i++) {
 			const EngVma *v = p->vmas[i];
 

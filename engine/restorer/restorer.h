@@ -227,7 +227,7 @@ struct rst_args {
 	/* Shared anonymous areas (final address, length, prot): each instance
 	 * replaces them by a private copy of its own before anything runs. */
 	uint32_t nr_spawn_shared;
-	uint32_t pad3;
+	uint32_t spawn_lead;		/* 1: setsid, 2: setpgid(0, 0) in each instance */
 	struct rst_move spawn_shared[RST_SPAWN_MAX_SHARED];	/* src unused */
 };
 

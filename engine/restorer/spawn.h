@@ -47,6 +47,12 @@
 #ifndef __NR_wait4
 #define __NR_wait4		61
 #endif
+#ifndef __NR_setpgid
+#define __NR_setpgid		109
+#endif
+#ifndef __NR_setsid
+#define __NR_setsid		112
+#endif
 #ifndef __NR_close_range
 #define __NR_close_range	436
 #endif
@@ -116,6 +122,12 @@ static void rst_spawn_instance(struct rst_args *a, unsigned long unused)
 {
 	(void)unused;
 	SYS2(munmap, a->spawn_window, a->spawn_window_len);
+	/* The saved process led its session or group: so does each instance
+	 * (the template's are in the parent namespace, invisible here). */
+	if (a->spawn_lead == 1)
+		SYS0(setsid);
+	else if (a->spawn_lead == 2)
+		SYS2(setpgid, 0, 0);
 	rst_spawn_unshare(a);
 	rst_finish(a);
 }

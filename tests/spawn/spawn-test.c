@@ -174,7 +174,8 @@ static void collect(struct inst *in, int n, int k, int threads, pid_t saved, lon
 		if (pid != saved)
 			fail("instance %d: getpid() is %ld, not the saved %d", i, pid, saved);
 		if (!ok)
-			fail("instance %d: its memory pattern is damaged", i);
+			fail("instance %d: its memory pattern is damaged, or it does not lead its "
+			     "session and process group", i);
 		long want = i == changed ? 2222 : want_value;
 		if (value != want)
 			fail("instance %d: value %ld, expected %ld%s", i, value, want,

@@ -7,7 +7,9 @@
  * pid. Its main thread then loops every 5 ms, counting too:
  *   SIGUSR1: value becomes 2222 (was 1111) and the first buffer page changes;
  *   SIGUSR2: it writes DIR/r.<pid-ns inode> (atomically, by rename):
- *     "<getpid> <value> <pattern ok> <nr threads> <c0> <c1> ... <cN>\n"
+ *     "<getpid> <value> <ok> <nr threads> <c0> <c1> ... <cN>\n"
+ *     ok: its memory pattern is intact and it leads its session and
+ *     process group (it called setsid() at start);
  *     where c0 is the main thread's counter, and a thread's counter is -1 if
  *     its gettid() is not the tid it had before the cut.
  * Each spawned instance lives in its own pid namespace, hence its own file.
@@ -89,6 +91,9 @@ static void report(int nthreads)
 		}
 	if (stat("/proc/self/ns/pid", &st) < 0)
 		return;
+	/* A session leader (it called setsid) stays one: ok only if so. */
+	if (getsid(0) != (pid_t)syscall(SYS_getpid) || getpgrp() != (pid_t)syscall(SYS_getpid))
+		ok = 0;
 	len = snprintf(line, sizeof(line), "%ld %llu %d %d", (long)syscall(SYS_getpid),
 		       (unsigned long long)*valp, ok, nthreads);
 	for (int i = 0; i <= nthreads; i++)
@@ -135,6 +140,8 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nwords; i++)
 		buf[i] = mix(i);
 	tids[0] = (pid_t)syscall(SYS_gettid);
+	if (setsid() < 0)
+		return 1;
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = on_usr2;
