@@ -217,7 +217,8 @@ int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
 		pid_t inst;
 		ssize_t n;
 
-		if (write(ctl[0], &cmd, sizeof(cmd)) != sizeof(cmd)) {
+		/* MSG_NOSIGNAL: a dead template is an error, not our SIGPIPE. */
+		if (send(ctl[0], &cmd, sizeof(cmd), MSG_NOSIGNAL) != sizeof(cmd)) {
 			r = err_set(EIO, "instance %u: the template is gone (%m)", done);
 			goto out;
 		}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawn-test WARMFORK SPAWNEE THREADS MIB N [shm]: checkpoint a running spawnee
+ * spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork]: checkpoint a running spawnee
  * (THREADS workers, MIB MiB of pattern), `warmfork spawn -n N` it, and check
  * the real state of the instances:
  *   - N distinct pids printed, each alive, each in its own pid namespace
@@ -14,6 +14,9 @@
  *     shared anonymous page: each instance must have its own copy);
  *   - memory is shared: the sum of the instances' Pss is below half of
  *     N x one instance's Rss.
+ * With dontfork (the program holds a MADV_DONTFORK page, which a fork
+ * cannot copy) spawn must instead exit non-zero, print no pid and leave no
+ * process behind.
  * We are a child subreaper: at the end every instance is killed, and every
  * process that ends up ours (inits) is reaped; none may remain.
  * Exit 0 pass, 1 fail, 77 skip (not root).
@@ -204,8 +207,8 @@ int main(int argc, char **argv)
 	long sum_pss = 0, rss = 0;
 	char *t;
 
-	if (argc != 6 && !(argc == 7 && !strcmp(argv[6], "shm"))) {
-		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N [shm]\n");
+	if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "shm") || !strcmp(argv[6], "dontfork")))) {
+		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork]\n");
 		return 1;
 	}
 	if (geteuid() != 0) {
@@ -279,6 +282,18 @@ int main(int argc, char **argv)
 
 		snprintf(nbuf, sizeof(nbuf), "%d", n);
 		st = run(av, out, -1, &spawn_ms);
+		if (argc == 7 && !strcmp(argv[6], "dontfork")) {
+			/* Refused: nothing printed, nothing of it left (any leftover
+			 * would end up our child: we are the subreaper). */
+			t = read_text(out);
+			if (st == 0 || !t || *t)
+				fail("spawn of a dontfork snapshot exited %d and printed \"%s\"", st,
+				     t ? t : "");
+			if (waitpid(-1, NULL, WNOHANG | __WALL) != -1 || errno != ECHILD)
+				fail("a process is left after the refused spawn");
+			n = 0;
+			goto end;
+		}
 		if (st != 0) {
 			fail("spawn exited %d", st);
 			goto end;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawnee THREADS MIB DIR [shm]: the program spawn-test checkpoints and spawns.
+ * spawnee THREADS MIB DIR [shm|dontfork]: the program spawn-test checkpoints and spawns.
  *
  * It fills MIB MiB with a pattern, starts THREADS workers that each count
  * (one counter per thread, every 10 ms), and writes DIR/ready holding its
@@ -14,7 +14,8 @@
  *     its gettid() is not the tid it had before the cut.
  * Each spawned instance lives in its own pid namespace, hence its own file.
  * With "shm" the value lives in a MAP_SHARED|MAP_ANONYMOUS page (each
- * instance must get its own copy of it).
+ * instance must get its own copy of it). With "dontfork" it holds a
+ * MADV_DONTFORK page, which spawn must refuse.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -118,11 +119,17 @@ int main(int argc, char **argv)
 	size_t mib;
 	FILE *f;
 
-	if (argc != 4 && !(argc == 5 && !strcmp(argv[4], "shm"))) {
-		fprintf(stderr, "usage: spawnee THREADS MIB DIR [shm]\n");
+	if (argc != 4 && !(argc == 5 && (!strcmp(argv[4], "shm") || !strcmp(argv[4], "dontfork")))) {
+		fprintf(stderr, "usage: spawnee THREADS MIB DIR [shm|dontfork]\n");
 		return 2;
 	}
-	if (argc == 5) {
+	if (argc == 5 && !strcmp(argv[4], "dontfork")) {
+		char *pg = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (pg == MAP_FAILED || madvise(pg, 4096, MADV_DONTFORK) < 0)
+			return 1;
+		pg[0] = 1;
+	} else if (argc == 5) {
 		valp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (valp == MAP_FAILED)
 			return 1;
