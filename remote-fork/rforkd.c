@@ -92,9 +92,12 @@ struct opts {
  */
 static int restore_twin(struct wc_store *store, const char *id, const struct opts *o,
 			struct eng_restored *ret, bool *ret_new_pidns, char *out_path,
-			char *err_path, size_t path_len, int *attach_fds)
+			char *err_path, size_t path_len, int *attach_fds,
+			struct eng_restore_stats *ret_stats, uint64_t *ret_first_ns)
 {
-	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true };
+	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true,
+				       .stats = ret_stats };
+	uint64_t t0 = now_ns();
 	int r, log_fd = -1, in = -1, out = -1, err = -1;
 
 	in = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -136,6 +139,7 @@ static int restore_twin(struct wc_store *store, const char *id, const struct opt
 	}
 	*ret_new_pidns = false;
 	r = eng_restore(store, id, &ro, ret);
+	*ret_first_ns = r == -EEXIST ? now_ns() - t0 : 0;
 	if (r == -EEXIST) {
 		/* Its pid (or a tid) is taken here: same ids, own namespace. */
 		ro.new_pidns = true;
@@ -290,8 +294,11 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 		uint8_t *p;
 		size_t ol, el;
 
+		struct eng_restore_stats rs = {};
+		uint64_t first_ns = 0, t_recv = now_ns();
+
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path),
-				 attach ? attach_fds : NULL);
+				 attach ? attach_fds : NULL, &rs, &first_ns);
 		if (r < 0) {
 			char why[512];
 
@@ -325,6 +332,13 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 			  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
 			  (unsigned long long)(st.pages_local + st.pages_dup),
 			  fmt_bytes(ss.bytes_received, sz, sizeof(sz)), (now_ns() - t0) / 1e9);
+		/* Where the time after the last page goes (docs/benchmarks.md). */
+		log_error("%s: timing: received and committed %.3f s; restore %.3f s (pid-taken "
+			  "attempt %.3f s; validate %.3f, spawn %.3f, premap %.3f, fill %.3f, "
+			  "prepare %.3f, resume %.3f)", peer, (t_recv - t0) / 1e9,
+			  (now_ns() - t_recv) / 1e9, first_ns / 1e9, rs.validate_ns / 1e9,
+			  rs.spawn_ns / 1e9, rs.premap_ns / 1e9, rs.fill_ns / 1e9,
+			  rs.prepare_ns / 1e9, rs.resume_ns / 1e9);
 		if (attach) {
 			/* Close the store first: the relay may last as long as the twin. */
 			wc_store_close(TAKE_PTR(store));

@@ -26,6 +26,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	ip netns del "$NS_SRC" 2>/dev/null
 	ip netns del "$NS_DST" 2>/dev/null
+	[ -n "$KEEP" ] && cp "$T/rforkd.log" "$KEEP"
 	rm -rf "$T"
 }
 trap cleanup EXIT
