@@ -11,9 +11,10 @@
  *   mem1g   wl-mem.c: 1 GiB anonymous, 1/2 unique, 1/4 duplicated, 1/4 zero
  *   python  /usr/bin/python3 wl-python.py: stdlib imported (~25 MB)
  *   jvm     java -XX:+UseG1GC -XX:-UsePerfData WlJvm: pool of 4, ~24 threads,
- *           ~270 MB RSS (no perf data: any JVM starting between checkpoint and
- *           restore would delete /tmp/hsperfdata_root/PID, which the snapshot
- *           maps by reference, and the restore would refuse)
+ *           ~270 MB RSS (perf data off: before engine 2603989 a JVM starting
+ *           between checkpoint and restore deleted /tmp/hsperfdata_root/PID,
+ *           which the snapshot mapped, and the restore refused; kept off so
+ *           that the figures stay comparable across the recorded runs)
  *
  * Protocol (every workload): it writes 'R' on its stdout when set up, then waits
  * for one byte on stdin; on that byte it writes 'A' on stdout at once, then
