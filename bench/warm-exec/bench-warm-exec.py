@@ -27,8 +27,8 @@ are marked failed. Children get no descriptor beyond 0, 1, 2 (a stray inherited
 pipe would make the program uncheckpointable). The machine is shared: the JSON
 line records the 1-minute load average before and after, and machine facts.
 
-jshell runs warm-exec with --warmup: one snippet (`System.out.println(2*3)`) fed
-before the snapshot, so the compiler paths a snippet takes are warm; the answer
+jshell runs warm-exec with --warmup: 30 snippets (`System.out.println(100*3)`..)
+fed before the snapshot, so the compiler paths a snippet takes are warm; the answer
 to 6*7 is still computed after the restore. "jshell_nowarmup" (the same without
 --warmup) is measured too with --only jshell_nowarmup.
 """
@@ -45,6 +45,10 @@ import sys
 import tempfile
 import time
 
+# jshell compiles every snippet with javac in-process: a fresh JVM needs ~150 ms
+# per snippet, one that has compiled ~20 snippets ~25 ms (the JIT has warmed
+# javac). The warm-up feeds 30 snippets (other numbers) before the snapshot.
+JSH_WARMUP = "".join("System.out.println(%d*3)\\n" % i for i in range(100, 130))
 PY_PANDAS = ("import sys, numpy as np, pandas as pd\n"
              "n = int(sys.stdin.readline())\n"
              "print(int(pd.DataFrame({'x': np.arange(n, dtype=np.int64)})['x'].pow(2).sum()))\n")
@@ -213,7 +217,7 @@ def main():
     jsh_re = re.compile(rb"(^|[\s\x08])42\r?\n")  # jshell writes "\b42"
     if "jshell" in only:
         out["jshell"] = bench_program("jshell", jsh_cmd, jsh_in, jsh_re, a.warm_exec,
-                                      ["--warmup=System.out.println(2*3)\\n"],
+                                      ["--warmup=" + JSH_WARMUP],
                                       a.runs, a.cold_runs, env, 25)
     if "jshell_nowarmup" in only:
         out["jshell_nowarmup"] = bench_program("jshell_nowarmup", jsh_cmd, jsh_in, jsh_re,
