@@ -245,6 +245,42 @@ static int msink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t 
 	return 0;
 }
 
+/* Pages by key alone: every data key must be held (committed or pending),
+ * else -ENOENT before anything is recorded, as the store's sink does. */
+static int msink_put_keys(struct wc_sink *sink, const uint8_t *kinds, const struct wc_key *keys,
+			  size_t nr)
+{
+	struct mem_sink *s = to_msink(sink);
+	struct mem_area *a;
+	size_t j = 0;
+
+	if (!s->snap.nr_areas || !kinds)
+		return -EINVAL;
+	a = &s->snap.areas[s->snap.nr_areas - 1];
+	if (nr > a->desc.nr_pages - a->got)
+		return -EINVAL;
+	for (size_t i = 0; i < nr; i++) {
+		if (kinds[i] > WC_PAGE_DATA)
+			return -EINVAL;
+		if (kinds[i] != WC_PAGE_DATA)
+			continue;
+		if (!mem_store_get(s->ms, &keys[j]) && !mem_store_get(s->pending, &keys[j]))
+			return -ENOENT;
+		j++;
+	}
+	j = 0;
+	for (size_t i = 0; i < nr; i++) {
+		uint64_t idx = a->got++;
+
+		a->kinds[idx] = kinds[i];
+		if (kinds[i] == WC_PAGE_DATA) {
+			a->keys[idx] = keys[j++];
+			s->ms->keys_put++;
+		}
+	}
+	return 0;
+}
+
 static int msink_put_blob(struct wc_sink *sink, const char *name, const void *data, size_t len)
 {
 	struct mem_sink *s = to_msink(sink);
@@ -315,13 +351,23 @@ static const struct wc_sink_ops msink_ops = {
 	.free = msink_free,
 };
 
+static const struct wc_sink_ops msink_keys_ops = {
+	.begin_area = msink_begin_area,
+	.put_pages = msink_put_pages,
+	.put_blob = msink_put_blob,
+	.put_label = msink_put_label,
+	.commit = msink_commit,
+	.free = msink_free,
+	.put_keys = msink_put_keys,
+};
+
 int mem_sink_new(struct mem_store *ms, struct wc_sink **ret)
 {
 	struct mem_sink *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return -ENOMEM;
-	s->sink.ops = &msink_ops;
+	s->sink.ops = ms->put_keys ? &msink_keys_ops : &msink_ops;
 	s->ms = ms;
 	s->pending = mem_store_new();
 	if (!s->pending) {

@@ -40,6 +40,8 @@ struct mem_store {
 	size_t nr_snaps;
 	uint64_t pages_put;		/* put_pages calls' data pages seen (for stats) */
 	int fail_commit;		/* if set, commit fails with this -errno */
+	bool put_keys;			/* sinks offer put_keys */
+	uint64_t keys_put;		/* data pages recorded by put_keys */
 };
 
 struct mem_store *mem_store_new(void);

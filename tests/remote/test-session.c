@@ -517,7 +517,9 @@ static bool snapshot_matches(struct mem_store *ms, const struct mem_snap *snap, 
 	       !strcmp(snap->label_values[0], "test");
 }
 
-static void test_transfer(void)
+/* @put_keys: the sink offers put_keys (held pages are then recorded by key,
+ * never read back), else the receiver reads them from its store. */
+static void test_transfer(bool put_keys)
 {
 	struct mem_store *ms = mem_store_new();
 	struct rf_recv_stats rst;
@@ -526,6 +528,9 @@ static void test_transfer(void)
 	pthread_t t;
 	int sfd, r;
 
+	if (!ms)
+		abort();
+	ms->put_keys = put_keys;
 	/* First push: everything unique travels once; repeats within a batch once. */
 	link_pair(&sd.fd, &sfd, NULL, R_PASS, 0);
 	pthread_create(&t, NULL, sender_main, &sd);
@@ -559,6 +564,10 @@ static void test_transfer(void)
 	      (unsigned long long)first_sent);
 	CHECK(rst.pages_local + rst.pages_received + rst.pages_dup == rst.pages_data,
 	      "receiver accounting");
+	/* Held pages went by key alone iff the sink offers put_keys. */
+	CHECK(put_keys ? ms->keys_put >= rst.pages_local && rst.pages_local > 0 : ms->keys_put == 0,
+	      "put_keys %d: %llu pages by key, %llu held", put_keys,
+	      (unsigned long long)ms->keys_put, (unsigned long long)rst.pages_local);
 
 	/* A page whose content does not match its key is refused; no snapshot. */
 	struct sender hs = { .hostile = true };
@@ -600,7 +609,8 @@ int main(void)
 	test_key_files();
 	test_handshake();
 	test_tamper();
-	test_transfer();
+	test_transfer(false);
+	test_transfer(true);
 	{
 		char cmd[64];
 
