@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
@@ -492,6 +493,7 @@ static int on_label(struct rf_recv *rv, const struct rf_msg *m)
 
 static int on_commit(struct rf_recv *rv, const struct rf_msg *m)
 {
+	struct timespec t0, t1;
 	uint8_t msg[WC_ID_LEN];
 	int r;
 
@@ -513,9 +515,12 @@ static int on_commit(struct rf_recv *rv, const struct rf_msg *m)
 			       (unsigned long long)rv->st.nr_areas,
 			       (unsigned long long)rv->st.nr_batches,
 			       (unsigned long long)rv->st.pages_total);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = rv->out->ops->commit(rv->out, rv->id);
 	if (r < 0)
 		return r;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	rv->st.commit_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + t1.tv_nsec - t0.tv_nsec;
 	rv->committed = true;
 	memcpy(msg, rv->id, WC_ID_LEN);
 	r = rv->reply(rv->userdata, RF_MSG_COMMITTED, msg, sizeof(msg));

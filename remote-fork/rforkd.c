@@ -333,9 +333,9 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 			  (unsigned long long)(st.pages_local + st.pages_dup),
 			  fmt_bytes(ss.bytes_received, sz, sizeof(sz)), (now_ns() - t0) / 1e9);
 		/* Where the time after the last page goes (docs/benchmarks.md). */
-		log_error("%s: timing: received and committed %.3f s; restore %.3f s (pid-taken "
+		log_error("%s: timing: received and committed %.3f s (commit %.3f s); restore %.3f s (pid-taken "
 			  "attempt %.3f s; validate %.3f, spawn %.3f, premap %.3f, fill %.3f, "
-			  "prepare %.3f, resume %.3f)", peer, (t_recv - t0) / 1e9,
+			  "prepare %.3f, resume %.3f)", peer, (t_recv - t0) / 1e9, st.commit_ns / 1e9,
 			  (now_ns() - t_recv) / 1e9, first_ns / 1e9, rs.validate_ns / 1e9,
 			  rs.spawn_ns / 1e9, rs.premap_ns / 1e9, rs.fill_ns / 1e9,
 			  rs.prepare_ns / 1e9, rs.resume_ns / 1e9);

@@ -68,6 +68,7 @@ struct rf_recv_stats {
 	uint64_t pages_local;		/* data pages taken from @have */
 	uint64_t pages_dup;		/* lacking pages repeated in a batch, sent once */
 	uint64_t nr_blobs;
+	uint64_t commit_ns;		/* the sink's commit (CLOCK_MONOTONIC) */
 };
 
 /* Send one frame to the peer (the session, or a test double). */
