@@ -14,6 +14,7 @@
  * descriptors. Output written before readiness is shown and recorded, and
  * replayed by warm runs.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -489,6 +490,26 @@ static void cold_io_close_child_ends(struct cold_io *io)
 
 static pid_t init_prog;
 
+/* Close every descriptor above 2 that is marked close-on-exec. */
+static void close_own_fds(void)
+{
+	int fds[1024], n = 0;
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) && n < (int)ARRAY_SIZE(fds)) {
+		int fd = atoi(de->d_name);
+
+		if (fd > 2 && fd != dirfd(d) && (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+			fds[n++] = fd;
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
 static void init_forward(int sig)
 {
 	kill(init_prog, sig);
@@ -512,12 +533,17 @@ static pid_t start_cold(char **cmd, const struct cold_io *io, const char *notify
 		pid_t p;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The init never execs: drop warm-exec's own descriptors (all
+		 * close-on-exec), above all the write end of the program's stdin,
+		 * or the program would never see EOF. What the caller passed on
+		 * (not close-on-exec) stays for the program. */
+		dup2(io->child_in, 0);
+		dup2(io->child_out, 1);
+		dup2(io->child_err, 2);
+		close_own_fds();
 		p = fork();
 		if (p == 0) {
 			sigprocmask(SIG_SETMASK, oldmask, NULL);
-			dup2(io->child_in, 0);
-			dup2(io->child_out, 1);
-			dup2(io->child_err, 2);
 			if (io->tty) {
 				setsid();
 				ioctl(0, TIOCSCTTY, 0);

@@ -341,7 +341,28 @@ def test_server(env, tmp):
     check(snapshots(env) == 1, "one snapshot")
 
 
+def test_fallback(env, tmp):
+    """A program that holds what cannot be saved (here an inherited pipe)
+    goes on cold: one line says so, it still gets its input and EOF, and
+    nothing is saved."""
+    r, w = os.pipe()
+    p = subprocess.Popen([WARM_EXEC, "--", PY, REPL], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         pass_fds=(r,))
+    os.close(r)
+    try:
+        out, err = p.communicate(b"token\neval 6*7\n", timeout=TIMEOUT)
+    finally:
+        os.close(w)
+    out, err = out.decode(), err.decode()
+    check(p.returncode == 0, "exit %d, want 0 (EOF reached the program): %r" % (p.returncode, err))
+    check("42\n" in out and "token " in out, "the cold program answered: %r" % out)
+    check("goes on cold" in err and "pipe" in err, "one line says why: %r" % err)
+    check(snapshots(env) == 0, "nothing saved")
+
+
 TESTS = {
+    "fallback": test_fallback,
     "server": test_server,
     "restore-signal": test_restore_signal,
     "warmup": test_warmup,
