@@ -7,9 +7,12 @@
  * from every manifest. A manifest that does not parse stops gc: its pages
  * cannot be told from garbage. Then, per pack:
  *   - no live page:            the pack and its idx are deleted;
- *   - live pages < half:       its live pages are copied (and re-verified)
- *                              into a new pack, then it is deleted;
- *   - otherwise:               kept as is.
+ *   - a dead page, an unrecorded page (a killed writer's tail) or a live
+ *     page that an earlier kept pack already holds (two writers raced on
+ *     the same data): its live pages not held elsewhere are copied (and
+ *     re-verified) into a new pack, then it is deleted;
+ *   - otherwise (every page live and held nowhere else): kept as is.
+ * So after gc every page on disk is live and stored once.
  * New packs are complete, recorded and fdatasync'ed before any old pack is
  * unlinked, so a reader always finds every live page somewhere: a reader
  * with an old pack open keeps reading it, one that cannot open it reloads
@@ -227,16 +230,23 @@ int wc_store_gc(struct wc_store *s, struct wc_gc_stats *ret_stats)
 	}
 	st.packs_before = nr;
 
-	/* Which packs stay: those mostly live. Their live keys are claimed. */
+	/* Which packs stay: those whose every page is live and held by no
+	 * pack kept before. Their live keys are claimed. */
 	for (size_t i = 0; i < nr; i++) {
 		struct gc_pack *p = &packs[i];
 		uint64_t pages = DIV_ROUND_UP(p->size, WC_PAGE_SIZE);
+		bool dup = false;
 
-		for (size_t k = 0; k < p->nr_recs; k++)
-			p->live += wc_keyset_has(&live, &p->recs[k].key);
+		for (size_t k = 0; k < p->nr_recs; k++) {
+			bool is_live = wc_keyset_has(&live, &p->recs[k].key);
+
+			p->live += is_live;
+			if (is_live && wc_keyset_has(&claimed, &p->recs[k].key))
+				dup = true;
+		}
 		if (p->live == 0)
 			p->fate = GC_DELETE;
-		else if (p->live * 2 < pages)
+		else if (p->live < pages || dup)
 			p->fate = GC_REWRITE;
 		else
 			p->fate = GC_KEEP;
@@ -250,7 +260,20 @@ int wc_store_gc(struct wc_store *s, struct wc_gc_stats *ret_stats)
 				goto out;
 		}
 	}
-	/* Copy the live pages of sparse packs that no kept pack holds. */
+	/* Packs with no live page go first: on a full disk that makes room
+	 * for the copies below. Their pages are nobody's, and a reader never
+	 * needs them. (The accounting below sees ENOENT and counts them.) */
+	for (size_t i = 0; i < nr; i++) {
+		char name[32];
+
+		if (packs[i].fate != GC_DELETE)
+			continue;
+		wc_pack_name(name, sizeof(name), packs[i].id, "pack");
+		unlinkat(s->packs_fd, name, 0);
+		wc_pack_name(name, sizeof(name), packs[i].id, "idx");
+		unlinkat(s->packs_fd, name, 0);
+	}
+	/* Copy the live pages of the other packs that no kept pack holds. */
 	for (size_t i = 0; i < nr; i++) {
 		struct gc_pack *p = &packs[i];
 
