@@ -15,8 +15,10 @@
  * restores it once committed, and the twin's pid (in the peer's root pid
  * namespace) goes to stdout. The original keeps running (it is frozen for
  * the checkpoint and transfer); with --move it is killed once the twin
- * runs. On any failure the original is left running as it was. --lazy and
- * --attach are not implemented yet and are refused.
+ * runs. --attach relays the twin's stdout/stderr back and forwards signals;
+ * rfork then exits with the twin's status. On any failure the original is
+ * left running as it was. --lazy (pages on demand) is refused with one
+ * line: its design is in docs/protocol.md.
  */
 #include <errno.h>
 #include <getopt.h>
