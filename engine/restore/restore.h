@@ -89,6 +89,13 @@ struct eng_rst_ctx {
  */
 int eng_restore_child(struct eng_rst_ctx *ctx);
 
+/*
+ * fds.c: open every saved descriptor at its number (above @base first),
+ * close the child's others; @keep (nr_keep fds of ours) move above @base
+ * and survive, updated in place. Returns 0 or -errno with detail.
+ */
+int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep);
+
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);
 

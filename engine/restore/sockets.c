@@ -9,7 +9,7 @@
  * the original's group instead (same user), as the program itself could.
  *
  * The new process inherits them (clone3 copies the descriptor table, the
- * pid namespace init and the single-threaded helper too), and prepare_fds()
+ * pid namespace init and the single-threaded helper too), and eng_restore_prepare_fds() (fds.c)
  * in child.c moves each to its number with its close-on-exec flag; the
  * parent closes its copies when eng_restore() returns.
  */

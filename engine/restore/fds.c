@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Descriptors of the restore child, prepared before it jumps to the
+ * restorer: every saved fd is opened (or created) at a temporary number,
+ * then everything else is closed and each is moved to its saved number.
+ *
+ * Kinds beyond files, devices, standard streams and inet sockets are
+ * created by their own module through fd_create(): it returns an fd the
+ * caller owns no reference to (a module keeps its objects open until the
+ * child execs the restorer: the temporaries are dup'ed from it and the
+ * child's own descriptors are closed with close_range anyway).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "restore.h"
+
+/*
+ * Create the object of p->fds[@i] for a kind no case of
+ * eng_restore_prepare_fds handles. *ret: an fd that stays open until the
+ * child's descriptors are closed (the caller dups it).
+ */
+static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
+{
+	const EngFd *f = ctx->proc->fds[i];
+
+	(void)ret;
+	switch (f->kind) {
+	default:
+		return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
+	}
+}
+
+/*
+ * Second pass, every descriptor at its temporary number: @tmp[i] for
+ * p->fds[i] (-1 for inherited standard streams).
+ */
+static int fds_complete(struct eng_rst_ctx *ctx, const int *tmp)
+{
+	(void)ctx;
+	(void)tmp;
+	return 0;
+}
+
+/*
+ * Descriptors: every saved fd opened first at a temporary number above
+ * @base, then everything else closed, then each moved to its number.
+ */
+int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep)
+{
+	const EngProcess *p = ctx->proc;
+	_cleanup_free_ int *tmp = calloc(p->n_fds + 3, sizeof(int));
+	int ntmp = 0, top, r;
+
+	if (!tmp)
+		return -ENOMEM;
+	/* Our own descriptors worth keeping move above base first. */
+	top = base;
+	for (int i = 0; i < nr_keep; i++) {
+		int fd = fcntl(keep[i], F_DUPFD_CLOEXEC, top);
+
+		if (fd < 0)
+			return err_set(errno, "cannot move descriptor %d: %m", keep[i]);
+		keep[i] = fd;
+		top = fd + 1;
+	}
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		const char *path = NULL;
+		int sock = -1;
+		int fd, t, oflags = (int)(f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
+
+		if (ctx->inherit_stdio && f->fd <= 2) {
+			tmp[ntmp++] = -1;	/* handled below */
+			continue;
+		}
+		switch (f->kind) {
+		case ENG_FD_KIND__FD_REG:
+			if (!f->has_file || f->file >= p->n_files)
+				return err_set(EBADMSG, "fd %u has no file", f->fd);
+			path = p->files[f->file]->path;
+			break;
+		case ENG_FD_KIND__FD_DEV_NULL:
+			path = "/dev/null";
+			break;
+		case ENG_FD_KIND__FD_DEV_ZERO:
+			path = "/dev/zero";
+			break;
+		case ENG_FD_KIND__FD_DEV_URANDOM:
+			path = "/dev/urandom";
+			break;
+		case ENG_FD_KIND__FD_DEV_RANDOM:
+			path = "/dev/random";
+			break;
+		case ENG_FD_KIND__FD_TTY:
+		case ENG_FD_KIND__FD_PIPE:
+		case ENG_FD_KIND__FD_SOCKET:
+			if (f->fd > 2)
+				return err_set(EOPNOTSUPP, "fd %u: a terminal/pipe/socket that is not "
+					       "a standard stream", f->fd);
+			break;
+		case ENG_FD_KIND__FD_INET_SOCKET:
+			/* Re-created by the parent (sockets.c), inherited. */
+			if (!ctx->sock_fds || ctx->sock_fds[i] < 0)
+				return err_set(EBADMSG, "fd %u: socket not re-created", f->fd);
+			sock = ctx->sock_fds[i];
+			break;
+		default:
+			/* Kinds created by their own module (fd_create below). */
+			r = fd_create(ctx, i, &sock);
+			if (r < 0)
+				return r;
+			break;
+		}
+		/* Descriptors of the same file, flags and offset most likely share
+		 * one open file description (2>&1): share it again, so that their
+		 * writes do not overwrite each other. */
+		if (f->kind == ENG_FD_KIND__FD_REG) {
+			size_t k;
+
+			for (k = 0; k < i; k++) {
+				const EngFd *g = p->fds[k];
+
+				if (tmp[k] >= 0 && g->kind == f->kind && g->file == f->file &&
+				    g->flags == f->flags && g->pos == f->pos)
+					break;
+			}
+			if (k < i) {
+				t = fcntl(tmp[k], F_DUPFD_CLOEXEC, top);
+				if (t < 0)
+					return err_set(errno, "fd %u: %m", f->fd);
+				top = t + 1;
+				tmp[ntmp++] = t;
+				continue;
+			}
+		}
+		if (path) {
+			fd = open(path, oflags | O_CLOEXEC);
+			if (fd < 0)
+				return err_set(errno, "fd %u: cannot open \"%s\": %m", f->fd, path);
+			if (f->kind == ENG_FD_KIND__FD_REG && f->has_pos &&
+			    lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+				close(fd);
+				return err_set(errno, "fd %u: cannot seek \"%s\": %m", f->fd, path);
+			}
+		} else {
+			/* The re-created socket, or the caller's stream of the same number. */
+			fd = sock >= 0 ? sock : (int)f->fd;
+		}
+		t = fcntl(fd, F_DUPFD_CLOEXEC, top);
+		if (path)
+			close(fd);
+		if (t < 0)
+			return err_set(errno, "fd %u: %m", f->fd);
+		top = t + 1;
+		tmp[ntmp++] = t;
+	}
+	/* Kinds whose state refers to other descriptors (epoll's interest
+	 * list) are completed once every descriptor has its temporary number. */
+	r = fds_complete(ctx, tmp);
+	if (r < 0)
+		return r;
+	int stdio_tmp[3] = { -1, -1, -1 };
+	if (ctx->inherit_stdio) {
+		for (int i = 0; i < 3; i++) {
+			stdio_tmp[i] = fcntl(i, F_DUPFD_CLOEXEC, top);
+			if (stdio_tmp[i] >= 0)
+				top = stdio_tmp[i] + 1;
+		}
+	}
+	/* Close everything below base (ours and inherited). */
+	if (syscall(SYS_close_range, 0u, (unsigned)base - 1, 0u) < 0)
+		return err_set(errno, "close_range: %m");
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		int flags = f->has_cloexec && f->cloexec ? O_CLOEXEC : 0;
+
+		if (tmp[i] < 0)
+			continue;
+		if (dup3(tmp[i], (int)f->fd, flags) < 0)
+			return err_set(errno, "fd %u: dup3: %m", f->fd);
+	}
+	for (int i = 0; i < 3; i++) {
+		if (stdio_tmp[i] >= 0 && dup3(stdio_tmp[i], i, 0) < 0)
+			return err_set(errno, "fd %d: dup3: %m", i);
+	}
+	/* Close the temporaries and every other descriptor at or above base
+	 * (the store's, the pipe's read end): only the kept ones survive. */
+	{
+		unsigned lo = (unsigned)base;
+
+		for (int i = 0; i <= nr_keep; i++) {
+			unsigned hi = i < nr_keep ? (unsigned)keep[i] : ~0u;
+
+			if (hi > lo && syscall(SYS_close_range, lo, i < nr_keep ? hi - 1 : hi, 0u) < 0)
+				return err_set(errno, "close_range: %m");
+			if (i < nr_keep)
+				lo = (unsigned)keep[i] + 1;
+		}
+	}
+	return 0;
+}
