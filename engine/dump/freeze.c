@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,11 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "dump.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open		434
+#endif
+#define ENG_NR_process_mrelease	448	/* 5.15; Debian 12 headers have it, older do not */
 
 #define FREEZE_MAX_ROUNDS	64
 #define FREEZE_MAX_SIGNALS	64	/* signal stops tolerated per thread */
@@ -347,10 +353,25 @@ static int proc_state(pid_t pid, char *ret_state)
 int eng_dump_kill(struct eng_dump_threads *ts, unsigned timeout_ms)
 {
 	uint64_t deadline;
-	int st;
+	int st, pidfd;
 
-	if (kill(ts->pid, SIGKILL) < 0 && errno != ESRCH)
-		return -errno;
+	/* The pid cannot be reused while its threads are traced by us: the
+	 * pidfd names this process. */
+	pidfd = (int)syscall(SYS_pidfd_open, ts->pid, 0);
+	if (kill(ts->pid, SIGKILL) < 0 && errno != ESRCH) {
+		int e = -errno;
+
+		if (pidfd >= 0)
+			close(pidfd);
+		return e;
+	}
+	/* Free its memory from here, on our core, while its threads run their
+	 * exits: the pid is free only once exit_mm() is done, and unmapping a
+	 * large process is most of that (best effort: ignore any error). */
+	if (pidfd >= 0) {
+		(void)syscall(ENG_NR_process_mrelease, pidfd, 0);
+		close(pidfd);
+	}
 	/* Traced threads stay zombies until their tracer waits for them. */
 	for (size_t i = ts->nr; i-- > 0;) {
 		struct eng_dump_thread *t = &ts->v[i];
