@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * warmfork [--store DIR] checkpoint [--leave-running] PID
+ * warmfork [--store DIR] checkpoint [--leave-running] [--tree] PID
  *
  * Prints the new snapshot id on stdout (one line, nothing else); messages
  * go to stderr; exit 0 only when the snapshot is committed.
@@ -23,9 +23,10 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: warmfork checkpoint [--leave-running] [--print-image] PID\n"
+	fprintf(f, "Usage: warmfork checkpoint [--leave-running] [--tree] [--print-image] PID\n"
 		   "  --leave-running  keep the process running after the snapshot\n"
 		   "                   (default: kill it once the snapshot is stored)\n"
+		   "  --tree           the process and all its descendants (zombies too)\n"
 		   "  --print-image    read the stored image back and print it on stderr\n");
 }
 
@@ -65,9 +66,14 @@ static int print_image(struct wc_store *store, const char *id)
 		const EngProcess *pr = img->procs[p];
 		const EngMm *mm = pr->mm;
 
-		fprintf(stderr, "process %u comm %s pgid %u sid %u umask %03o personality %#x "
+		if (pr->zombie) {
+			fprintf(stderr, "process %u ppid %u pgid %u sid %u zombie, wait status %#x\n",
+				pr->pid, pr->ppid, pr->pgid, pr->sid, pr->exit_status);
+			continue;
+		}
+		fprintf(stderr, "process %u ppid %u comm %s pgid %u sid %u umask %03o personality %#x "
 			"cwd %s root %s uid %u/%u gid %u/%u capeff %#" PRIx64 "\n",
-			pr->pid, pr->comm ? pr->comm : "?", pr->pgid, pr->sid, pr->umask,
+			pr->pid, pr->ppid, pr->comm ? pr->comm : "?", pr->pgid, pr->sid, pr->umask,
 			pr->personality, pr->cwd, pr->root, pr->creds->uid, pr->creds->euid,
 			pr->creds->gid, pr->creds->egid, pr->creds->cap_eff);
 		fprintf(stderr, "  mm code %#" PRIx64 "-%#" PRIx64 " data %#" PRIx64 "-%#" PRIx64
@@ -103,9 +109,9 @@ static int print_image(struct wc_store *store, const char *id)
 		for (size_t i = 0; i < pr->n_fds; i++) {
 			const EngFd *f = pr->fds[i];
 
-			fprintf(stderr, "  fd %u %s flags %#o%s pos %" PRIu64 " %s\n", f->fd,
+			fprintf(stderr, "  fd %u %s obj %#" PRIx64 " flags %#o%s pos %" PRIu64 " %s\n", f->fd,
 				(size_t)f->kind < ARRAY_SIZE(fd_kinds) ? fd_kinds[f->kind] : "?",
-				f->flags, f->cloexec ? " cloexec" : "", f->pos, f->path ? f->path : "");
+				f->obj, f->flags, f->cloexec ? " cloexec" : "", f->pos, f->path ? f->path : "");
 		}
 		for (size_t i = 0; i < pr->n_sigactions; i++) {
 			const EngSigaction *sa = pr->sigactions[i];
@@ -128,6 +134,7 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 {
 	static const struct option opts[] = {
 		{ "leave-running",	no_argument,	NULL, 'l' },
+		{ "tree",		no_argument,	NULL, 't' },
 		{ "print-image",	no_argument,	NULL, 'p' },
 		{ "help",		no_argument,	NULL, 'h' },
 		{}
@@ -147,6 +154,9 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 			break;
 		case 'p':
 			print = true;
+			break;
+		case 't':
+			dopts.tree = true;
 			break;
 		case 'h':
 			usage(stdout);

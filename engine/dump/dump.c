@@ -17,6 +17,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -261,35 +262,14 @@ int eng_dump_process_state(struct eng_dump_ctx *ctx)
 	return 0;
 }
 
-static int image_new(struct eng_dump_ctx *ctx)
+static int image_new(EngImage **ret)
 {
 	EngImage *img = calloc(1, sizeof(*img));
-	EngProcess *proc = calloc(1, sizeof(*proc));
-	EngMm *mm = calloc(1, sizeof(*mm));
-	EngCreds *cr = calloc(1, sizeof(*cr));
 	struct utsname u;
 
-	if (!img || !proc || !mm || !cr) {
-		free(img);
-		free(proc);
-		free(mm);
-		free(cr);
+	if (!img)
 		return -ENOMEM;
-	}
 	eng_image__init(img);
-	eng_process__init(proc);
-	eng_mm__init(mm);
-	eng_creds__init(cr);
-	proc->mm = mm;
-	proc->creds = cr;
-	img->procs = calloc(1, sizeof(*img->procs));
-	if (!img->procs) {
-		eng_image__free_unpacked(img, NULL);
-		eng_process__free_unpacked(proc, NULL);
-		return -ENOMEM;
-	}
-	img->procs[0] = proc;
-	img->n_procs = 1;
 	img->version = ENG_IMAGE_VERSION;
 	if (uname(&u) == 0)
 		img->kernel_release = strdup(u.release);
@@ -297,8 +277,33 @@ static int image_new(struct eng_dump_ctx *ctx)
 	img->xfeatures_mask = xgetbv0();
 	img->has_dumped_ns = true;
 	img->dumped_ns = realtime_ns();
-	ctx->image = img;
-	ctx->proc = proc;
+	*ret = img;
+	return 0;
+}
+
+/* Append a new, empty process to @img (it owns it). */
+static int image_add_proc(EngImage *img, EngProcess **ret)
+{
+	EngProcess *proc = calloc(1, sizeof(*proc));
+	EngMm *mm = calloc(1, sizeof(*mm));
+	EngCreds *cr = calloc(1, sizeof(*cr));
+	EngProcess **nv = realloc(img->procs, (img->n_procs + 1) * sizeof(*nv));
+
+	if (nv)
+		img->procs = nv;
+	if (!proc || !mm || !cr || !nv) {
+		free(proc);
+		free(mm);
+		free(cr);
+		return -ENOMEM;
+	}
+	eng_process__init(proc);
+	eng_mm__init(mm);
+	eng_creds__init(cr);
+	proc->mm = mm;
+	proc->creds = cr;
+	img->procs[img->n_procs++] = proc;
+	*ret = proc;
 	return 0;
 }
 
@@ -330,65 +335,41 @@ static int commit_image(struct eng_dump_ctx *ctx, struct wc_sink *sink,
 	return 0;
 }
 
-int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
-		   char ret_id[WC_ID_LEN + 1])
+/*
+ * Phases 2-4 for one frozen process (ctx->threads): inspect, collect,
+ * memory, into ctx->proc. On failure the remote scratch page is gone again;
+ * the caller thaws.
+ */
+static int dump_process(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 {
-	struct eng_dump_stats stats = {};
-	struct eng_dump_ctx ctx = { .pid = pid, .proc_fd = -1, .mem_fd = -1, .stats = &stats };
-	uint64_t t0 = now_ns(), t1, t_frozen;
-	char path[64], id[WC_ID_LEN + 1];
-	/* Fields beyond what the caller's struct holds (opts->sz) are unset. */
-	bool leave_running = opts && opts->sz >= offsetof(struct eng_dump_opts, leave_running) +
-						    sizeof(opts->leave_running) &&
-			     opts->leave_running;
+	struct eng_dump_stats *stats = ctx->stats;
+	uint64_t t0 = now_ns(), t1;
 	int r;
 
-	if (opts && opts->sz < sizeof(size_t))
-		return -EINVAL;
-	if (pid <= 0)
-		return err_set(EINVAL, "invalid pid %d", pid);
-	err_clear();
-	snprintf(path, sizeof(path), "/proc/%d", pid);
-	ctx.proc_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (ctx.proc_fd < 0)
-		return errno == ENOENT ? err_set(ESRCH, "no process %d", pid)
-				       : err_wrap(-errno, "cannot open %s", path);
-
-	/* 1. freeze */
-	r = eng_dump_freeze(pid, &ctx.threads);
-	if (r < 0)
-		goto out_close;
-	t_frozen = t1 = now_ns();
-	stats.freeze_ns = t1 - t0;
-	stats.nr_threads = ctx.threads.nr;
-
 	/* 2. inspect (/proc only; may refuse) */
-	r = image_new(&ctx);
+	r = inspect_process(ctx);
 	if (r < 0)
-		goto fail;
-	r = inspect_process(&ctx);
+		return r;
+	r = read_smaps(ctx);
 	if (r < 0)
-		goto fail;
-	r = read_smaps(&ctx);
+		return r;
+	r = eng_dump_vmas(ctx);
 	if (r < 0)
-		goto fail;
-	r = eng_dump_vmas(&ctx);
+		return r;
+	r = eng_dump_fds(ctx);
 	if (r < 0)
-		goto fail;
-	r = eng_dump_fds(&ctx);
+		return r;
+	r = eng_dump_process_state(ctx);
 	if (r < 0)
-		goto fail;
-	r = eng_dump_process_state(&ctx);
-	if (r < 0)
-		goto fail;
+		return r;
 
 	/* 3. collect (ptrace, remote syscalls) */
-	r = eng_dump_threads_alloc(&ctx);
+	r = eng_dump_threads_alloc(ctx);
 	if (r < 0)
-		goto fail;
-	r = eng_remote_find_syscall(pid, ctx.maps, ctx.nr_maps, &ctx.syscall_ip);
+		return r;
+	r = eng_remote_find_syscall(ctx->pid, ctx->maps, ctx->nr_maps, &ctx->syscall_ip);
 	if (r < 0)
-		goto fail;
+		return r;
 	/*
 	 * While a remote session runs, the target's registers point into its
 	 * vdso with our arguments: if we died then, the kernel would detach it
@@ -407,27 +388,114 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 		sigaddset(&block, SIGUSR1);
 		sigaddset(&block, SIGUSR2);
 		pthread_sigmask(SIG_BLOCK, &block, &old);
-		r = eng_dump_remote_state(&ctx);
-		if (r < 0 && ctx.scratch)
-			eng_dump_remote_cleanup(&ctx);
+		r = eng_dump_remote_state(ctx);
+		if (r < 0 && ctx->scratch)
+			eng_dump_remote_cleanup(ctx);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	if (r < 0)
-		goto fail;
-	r = eng_dump_thread_state(&ctx);
+		return r;
+	r = eng_dump_thread_state(ctx);
 	if (r < 0)
 		goto fail;
-	r = eng_dump_vdso_hash(&ctx);
+	r = eng_dump_vdso_hash(ctx);
 	if (r < 0)
 		goto fail;
 	t1 = now_ns();
-	stats.collect_ns = t1 - t0 - stats.freeze_ns;
+	stats->collect_ns += t1 - t0;
 
 	/* 4. memory */
-	r = eng_dump_pages(&ctx, sink);
+	r = eng_dump_pages(ctx, sink);
 	if (r < 0)
 		goto fail;
-	stats.memory_ns = now_ns() - t1;
+	stats->memory_ns += now_ns() - t1;
+	return 0;
+fail:
+	if (ctx->scratch)
+		eng_dump_remote_cleanup(ctx);
+	return r;
+}
+
+static int ctx_open(struct eng_dump_ctx *ctx, pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	ctx->proc_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ctx->proc_fd < 0)
+		return errno == ENOENT ? err_set(ESRCH, "no process %d", pid)
+				       : err_wrap(-errno, "cannot open %s", path);
+	return 0;
+}
+
+/* Everything of @ctx but its threads and the image. */
+static void ctx_fini(struct eng_dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_maps; i++)
+		eng_dump_map_fini(&ctx->maps[i]);
+	free(ctx->maps);
+	free(ctx->vmflags);
+	free(ctx->whole_pages);
+	ctx->maps = NULL;
+	ctx->vmflags = NULL;
+	ctx->whole_pages = NULL;
+	ctx->nr_maps = 0;
+	if (ctx->mem_fd >= 0)
+		close(ctx->mem_fd);
+	if (ctx->proc_fd >= 0)
+		close(ctx->proc_fd);
+	ctx->mem_fd = ctx->proc_fd = -1;
+}
+
+static bool want_opt(const struct eng_dump_opts *opts, size_t end)
+{
+	return opts && opts->sz >= end;
+}
+
+static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
+			   bool leave_running, char ret_id[WC_ID_LEN + 1]);
+
+int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
+		   char ret_id[WC_ID_LEN + 1])
+{
+	struct eng_dump_stats stats = {};
+	struct eng_dump_ctx ctx = { .pid = pid, .proc_fd = -1, .mem_fd = -1, .stats = &stats };
+	uint64_t t0 = now_ns(), t1, t_frozen;
+	char id[WC_ID_LEN + 1];
+	/* Fields beyond what the caller's struct holds (opts->sz) are unset. */
+	bool leave_running = want_opt(opts, offsetof(struct eng_dump_opts, leave_running) +
+					    sizeof(opts->leave_running)) && opts->leave_running;
+	int r;
+
+	if (opts && opts->sz < sizeof(size_t))
+		return -EINVAL;
+	if (pid <= 0)
+		return err_set(EINVAL, "invalid pid %d", pid);
+	err_clear();
+	if (want_opt(opts, offsetof(struct eng_dump_opts, tree) + sizeof(opts->tree)) && opts->tree)
+		return checkpoint_tree(pid, sink, opts, leave_running, ret_id);
+	r = ctx_open(&ctx, pid);
+	if (r < 0)
+		return r;
+
+	/* 1. freeze */
+	r = eng_dump_freeze(pid, &ctx.threads);
+	if (r < 0)
+		goto out_close;
+	t_frozen = t1 = now_ns();
+	stats.freeze_ns = t1 - t0;
+	stats.nr_threads = ctx.threads.nr;
+
+	/* 2.-4. inspect, collect, memory */
+	r = image_new(&ctx.image);
+	if (r < 0)
+		goto fail;
+	r = image_add_proc(ctx.image, &ctx.proc);
+	if (r < 0)
+		goto fail;
+	r = dump_process(&ctx, sink);
+	if (r < 0)
+		goto fail;
 	t1 = now_ns();
 
 	/* 5. commit */
@@ -448,28 +516,245 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	stats.release_ns = now_ns() - t1;
 	stats.frozen_ns = now_ns() - t_frozen;
 	memcpy(ret_id, id, sizeof(id));
-	if (opts && opts->sz >= offsetof(struct eng_dump_opts, stats) + sizeof(opts->stats) &&
+	if (want_opt(opts, offsetof(struct eng_dump_opts, stats) + sizeof(opts->stats)) &&
 	    opts->stats)
 		*opts->stats = stats;
 	r = 0;
 	goto out;
 
 fail:
-	if (ctx.scratch)
-		eng_dump_remote_cleanup(&ctx);
 	eng_dump_thaw(&ctx.threads);
 out:
 	eng_dump_threads_fini(&ctx.threads);
 	if (ctx.image)
 		eng_image__free_unpacked(ctx.image, NULL);
-	for (size_t i = 0; i < ctx.nr_maps; i++)
-		eng_dump_map_fini(&ctx.maps[i]);
-	free(ctx.maps);
-	free(ctx.vmflags);
-	free(ctx.whole_pages);
-	if (ctx.mem_fd >= 0)
-		close(ctx.mem_fd);
 out_close:
-	close(ctx.proc_fd);
+	ctx_fini(&ctx);
+	return r;
+}
+
+/* ------------------------------------------------------------------ trees */
+
+#ifndef SYS_kcmp
+#define SYS_kcmp	312
+#endif
+#define KCMP_FILE	0
+
+/* A zombie of the tree: ids and wait status, nothing else to save. */
+static int dump_zombie(const struct eng_dump_tree_proc *tp, EngProcess *proc)
+{
+	_cleanup_free_ char *stat = NULL, *status = NULL;
+	struct eng_proc_stat st;
+	struct eng_proc_status ps;
+	char path[64];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", tp->pid);
+	r = read_file(path, &stat, NULL);
+	if (r < 0)
+		return err_wrap(r, "cannot read %s", path);
+	r = eng_dump_parse_stat(stat, &st);
+	if (r < 0)
+		return err_set(r, "cannot parse %s", path);
+	proc->pid = tp->pid;
+	proc->has_pgid = proc->has_sid = true;
+	proc->pgid = st.pgrp;
+	proc->sid = st.session;
+	snprintf(path, sizeof(path), "/proc/%d/status", tp->pid);
+	if (read_file(path, &status, NULL) == 0 && eng_dump_parse_status(status, &ps) == 0 &&
+	    ps.ns_depth > 0) {
+		proc->pid = ps.ns_pid;
+		proc->pgid = ps.ns_pgid;
+		proc->sid = ps.ns_sid;
+	}
+	proc->has_zombie = proc->zombie = true;
+	proc->has_exit_status = true;
+	proc->exit_status = tp->exit_status;
+	proc->has_exit_signal = true;
+	proc->exit_signal = st.exit_signal > 0 ? (uint32_t)st.exit_signal : SIGCHLD;
+	proc->cwd = strdup("/");
+	proc->root = strdup("/");
+	if (!proc->cwd || !proc->root)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Open file descriptions shared between processes (inherited across fork:
+ * a file opened before fork, a listening socket): every fd of the tree that
+ * is the same description as one seen before (same inode, then kcmp
+ * KCMP_FILE) gets that one's eng_fd.obj, so that restore creates it once.
+ */
+struct obj_rep {
+	pid_t pid;			/* our namespace */
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	uint64_t obj;
+};
+
+static int tree_objects(EngImage *img, const pid_t *host)
+{
+	_cleanup_free_ struct obj_rep *reps = NULL;
+	size_t nr = 0, cap = 0;
+
+	for (size_t k = 0; k < img->n_procs; k++) {
+		EngProcess *p = img->procs[k];
+
+		for (size_t i = 0; i < p->n_fds; i++) {
+			EngFd *f = p->fds[i];
+			char path[64];
+			struct stat st;
+			size_t j;
+
+			snprintf(path, sizeof(path), "/proc/%d/fd/%u", host[k], f->fd);
+			if (stat(path, &st) < 0)
+				return err_wrap(-errno, "cannot stat %s", path);
+			for (j = 0; j < nr; j++) {
+				if (reps[j].dev != st.st_dev || reps[j].ino != st.st_ino)
+					continue;
+				if (syscall(SYS_kcmp, reps[j].pid, host[k], KCMP_FILE, reps[j].fd,
+					    f->fd) == 0)
+					break;
+			}
+			if (j < nr) {
+				f->has_obj = true;
+				f->obj = reps[j].obj;
+				continue;
+			}
+			if (nr == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct obj_rep *nv = realloc(reps, nc * sizeof(*nv));
+
+				if (!nv)
+					return -ENOMEM;
+				reps = nv;
+				cap = nc;
+			}
+			if (!f->has_obj) {
+				f->has_obj = true;
+				f->obj = (uint64_t)p->pid << 32 | f->fd;
+			}
+			reps[nr++] = (struct obj_rep){
+				.pid = host[k], .fd = (int)f->fd, .dev = st.st_dev, .ino = st.st_ino,
+				.obj = f->obj,
+			};
+		}
+	}
+	return 0;
+}
+
+static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *opts,
+			   bool leave_running, char ret_id[WC_ID_LEN + 1])
+{
+	struct eng_dump_stats stats = {};
+	struct eng_dump_tree tr = {};
+	struct eng_dump_ctx root = { .pid = pid, .proc_fd = -1, .mem_fd = -1 };
+	_cleanup_free_ pid_t *host = NULL;
+	uint64_t t0 = now_ns(), t1, t_frozen;
+	char id[WC_ID_LEN + 1];
+	size_t zombies = 0;
+	int r;
+
+	/* 1. freeze the whole tree */
+	r = eng_dump_freeze_tree(pid, &tr);
+	if (r < 0)
+		return r;
+	t_frozen = t1 = now_ns();
+	stats.freeze_ns = t1 - t0;
+
+	/* 2.-4. each process */
+	host = calloc(tr.nr, sizeof(*host));
+	if (!host) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = image_new(&root.image);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < tr.nr; i++) {
+		struct eng_dump_tree_proc *tp = &tr.v[i];
+		struct eng_dump_stats ps = { .nr_areas = stats.nr_areas };
+		struct eng_dump_ctx ctx = {
+			.pid = tp->pid, .proc_fd = -1, .mem_fd = -1, .stats = &ps,
+			.image = root.image, .threads = tp->threads,
+			.area_base = (uint32_t)stats.nr_areas,
+		};
+
+		host[i] = tp->pid;
+		r = image_add_proc(root.image, &ctx.proc);
+		if (r < 0)
+			goto fail;
+		if (tp->zombie) {
+			r = dump_zombie(tp, ctx.proc);
+			if (r < 0)
+				goto fail;
+			continue;
+		}
+		r = ctx_open(&ctx, tp->pid);
+		if (r >= 0)
+			r = dump_process(&ctx, sink);
+		tp->threads = ctx.threads;
+		ctx_fini(&ctx);
+		if (r < 0) {
+			r = err_wrap(r, "process %d of the tree of %d", tp->pid, pid);
+			goto fail;
+		}
+		ctx.proc->has_exit_signal = true;
+		ctx.proc->exit_signal = ctx.stat.exit_signal > 0 ? (uint32_t)ctx.stat.exit_signal
+								 : SIGCHLD;
+		stats.nr_threads += tp->threads.nr;
+		stats.nr_vmas += ps.nr_vmas;
+		stats.nr_fds += ps.nr_fds;
+		stats.nr_areas = ps.nr_areas;
+		stats.pages_read += ps.pages_read;
+		stats.collect_ns += ps.collect_ns;
+		stats.memory_ns += ps.memory_ns;
+		stats.remote_retries += ps.remote_retries;
+	}
+	/* Parents by their pid in the image. */
+	for (size_t i = 0; i < tr.nr; i++) {
+		EngProcess *p = root.image->procs[i];
+
+		p->has_ppid = true;
+		p->ppid = 0;
+		for (size_t k = 0; k < i; k++)
+			if (tr.v[k].pid == tr.v[i].ppid)
+				p->ppid = root.image->procs[k]->pid;
+	}
+	r = tree_objects(root.image, host);
+	if (r < 0)
+		goto fail;
+	t1 = now_ns();
+
+	/* 5. commit */
+	root.proc = root.image->procs[0];
+	root.stats = &stats;
+	r = commit_image(&root, sink, id);
+	if (r < 0)
+		goto fail;
+	stats.commit_ns = now_ns() - t1;
+	t1 = now_ns();
+
+	/* 6. release */
+	if (leave_running) {
+		eng_dump_thaw_tree(&tr);
+	} else if (eng_dump_kill_tree(&tr, KILL_TIMEOUT_MS, &zombies) == -ETIMEDOUT) {
+		stats.zombie = true;
+	}
+	stats.release_ns = now_ns() - t1;
+	stats.frozen_ns = now_ns() - t_frozen;
+	memcpy(ret_id, id, sizeof(id));
+	if (want_opt(opts, offsetof(struct eng_dump_opts, stats) + sizeof(opts->stats)) &&
+	    opts->stats)
+		*opts->stats = stats;
+	r = 0;
+	goto out;
+fail:
+	eng_dump_thaw_tree(&tr);
+out:
+	eng_dump_tree_fini(&tr);
+	if (root.image)
+		eng_image__free_unpacked(root.image, NULL);
 	return r;
 }

@@ -124,6 +124,32 @@ void eng_dump_threads_fini(struct eng_dump_threads *ts);
 /* Wait for the next ptrace stop of @tid. -ESRCH if it exited. */
 int eng_dump_wait_stop(pid_t tid, int *ret_status);
 
+/* ------------------------------------------------------- freeze.c: trees */
+
+/* One process of a tree (checkpoint --tree): frozen, or a zombie. */
+struct eng_dump_tree_proc {
+	pid_t pid;			/* in our pid namespace */
+	pid_t ppid;			/* its parent in the tree, 0 for the root */
+	bool zombie;			/* not frozen: dead, not yet reaped */
+	int exit_status;		/* zombie: wait status (/proc/PID/stat field 52) */
+	struct eng_dump_threads threads;	/* live: every thread frozen */
+};
+
+/* v[0] is the root; a parent comes before its children. */
+struct eng_dump_tree {
+	struct eng_dump_tree_proc *v;
+	size_t nr, cap;
+};
+
+/* Freeze @root and every descendant (re-scanning until no new child
+ * appears). On failure everything frozen is thawed. */
+int eng_dump_freeze_tree(pid_t root, struct eng_dump_tree *ret);
+void eng_dump_thaw_tree(struct eng_dump_tree *tr);
+/* SIGKILL every live process, then wait until each pid is free. -ETIMEDOUT
+ * (and *ret_zombies) if some stay zombies nobody reaps. */
+int eng_dump_kill_tree(struct eng_dump_tree *tr, unsigned timeout_ms, size_t *ret_zombies);
+void eng_dump_tree_fini(struct eng_dump_tree *tr);
+
 /* ------------------------------------------------------------ remote.c */
 
 /*
@@ -222,6 +248,8 @@ struct eng_dump_ctx {
 	int mem_fd;			/* /proc/PID/mem, -1 until needed */
 	bool no_batch;			/* scratch not executable: one-by-one calls */
 
+	uint32_t area_base;		/* first store area index of this process (tree) */
+
 	EngImage *image;		/* everything below hangs from here */
 	EngProcess *proc;
 	struct eng_dump_stats *stats;
@@ -242,6 +270,24 @@ int eng_dump_fds(struct eng_dump_ctx *ctx);
 int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocket **ret);
 /* "1.2.3.4:80" or "[::1]:80" of a sockaddr_in/in6 into @buf. */
 const char *eng_dump_sockaddr_str(const void *sa, size_t len, char *buf, size_t size);
+
+/* fd-pipe.c, fd-anon.c (fdkinds): pipes, FIFOs, eventfd, signalfd, timerfd,
+ * epoll, inotify. Each fills @e (kind, flags and path already set by
+ * files.c) and sets e->obj (eng_dump_fd_obj). */
+struct stat;
+/* Set e->obj: the obj of an earlier fd of the same kind holding the same
+ * open file description (kcmp), else (pid << 32 | fd). Returns 1 if shared. */
+int eng_dump_fd_obj(struct eng_dump_ctx *ctx, int fd, EngFd *e);
+/* FD_PIPE_END / FD_FIFO: e->pipe, and the eng_process.pipes record (size,
+ * bytes in flight) the first time the pipe is seen. */
+int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+		     EngFd *e);
+/* After every fd: -EOPNOTSUPP (one line) for a pipe with an end outside. */
+int eng_dump_pipes_check(struct eng_dump_ctx *ctx);
+/* ENG_FD_KIND__FD_* of an anon_inode type ("eventfd", "eventpoll"...), or -1. */
+int eng_dump_fd_anon_kind(const char *type);
+/* FD_EVENTFD/SIGNALFD/TIMERFD/EPOLL/INOTIFY from the fdinfo text @info. */
+int eng_dump_fd_anon(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd *e);
 
 /* mem.c */
 int eng_dump_vmas(struct eng_dump_ctx *ctx);

@@ -413,3 +413,227 @@ void eng_dump_threads_fini(struct eng_dump_threads *ts)
 	ts->v = NULL;
 	ts->nr = ts->cap = 0;
 }
+
+/* ------------------------------------------------------------------ trees */
+
+/* Add every child of every thread of @pid not yet in @tr to @out (pids). */
+static int tree_children(pid_t pid, pid_t **out, size_t *nr, size_t *cap)
+{
+	char path[96];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *buf = NULL;
+		char cpath[320];
+		char *p, *end;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/children", pid, de->d_name);
+		if (read_file(cpath, &buf, NULL) < 0)
+			continue;	/* the thread exited */
+		for (p = buf;; p = end) {
+			long c = strtol(p, &end, 10);
+
+			if (end == p || c <= 0)
+				break;
+			if (*nr == *cap) {
+				size_t nc = *cap ? *cap * 2 : 16;
+				pid_t *nv = realloc(*out, nc * sizeof(*nv));
+
+				if (!nv) {
+					closedir(d);
+					return -ENOMEM;
+				}
+				*out = nv;
+				*cap = nc;
+			}
+			(*out)[(*nr)++] = (pid_t)c;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static struct eng_dump_tree_proc *tree_find(struct eng_dump_tree *tr, pid_t pid)
+{
+	for (size_t i = 0; i < tr->nr; i++)
+		if (tr->v[i].pid == pid)
+			return &tr->v[i];
+	return NULL;
+}
+
+static int tree_add(struct eng_dump_tree *tr, pid_t pid, pid_t ppid,
+		    struct eng_dump_tree_proc **ret)
+{
+	if (tr->nr == tr->cap) {
+		size_t nc = tr->cap ? tr->cap * 2 : 8;
+		struct eng_dump_tree_proc *nv = realloc(tr->v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		tr->v = nv;
+		tr->cap = nc;
+	}
+	tr->v[tr->nr] = (struct eng_dump_tree_proc){ .pid = pid, .ppid = ppid };
+	*ret = &tr->v[tr->nr++];
+	return 0;
+}
+
+/* A zombie child: its wait status is field 52 of /proc/PID/stat. */
+static int zombie_status(pid_t pid, bool *ret_zombie, int *ret_status)
+{
+	_cleanup_free_ char *buf = NULL;
+	char path[64], *p;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_file(path, &buf, NULL) < 0)
+		return -ESRCH;
+	p = strrchr(buf, ')');
+	if (!p || !p[1] || !p[2])
+		return -EINVAL;
+	*ret_zombie = p[2] == 'Z';
+	if (!*ret_zombie)
+		return 0;
+	/* Field 3 is the state, right after ") ". */
+	p += 2;
+	for (field = 3; field < 52 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p)
+		return -EINVAL;
+	*ret_status = atoi(p);
+	return 0;
+}
+
+int eng_dump_freeze_tree(pid_t root, struct eng_dump_tree *ret)
+{
+	struct eng_dump_tree tr = {};
+	struct eng_dump_tree_proc *tp;
+	_cleanup_free_ pid_t *kids = NULL;
+	size_t nk = 0, ck = 0;
+	int r;
+
+	r = tree_add(&tr, root, 0, &tp);
+	if (r < 0)
+		return r;
+	r = eng_dump_freeze(root, &tp->threads);
+	if (r < 0) {
+		tr.nr = 0;
+		goto fail;
+	}
+	/*
+	 * Breadth first: a process is frozen before its children are listed,
+	 * so the list of a frozen process only loses children that die (they
+	 * stay zombies: their parent is frozen). Passes repeat until one adds
+	 * nothing (a child created by a thread caught in the middle of fork).
+	 */
+	for (int round = 0;; round++) {
+		size_t added = 0;
+
+		if (round >= 16) {
+			r = err_set(EAGAIN, "the tree of process %d keeps changing", root);
+			goto fail;
+		}
+		for (size_t i = 0; i < tr.nr; i++) {
+			pid_t parent = tr.v[i].pid;
+
+			if (tr.v[i].zombie)
+				continue;
+			nk = 0;
+			r = tree_children(parent, &kids, &nk, &ck);
+			if (r < 0) {
+				r = err_wrap(r, "cannot list the children of process %d", parent);
+				goto fail;
+			}
+			for (size_t k = 0; k < nk; k++) {
+				pid_t c = kids[k];
+				bool zombie = false;
+				int status = 0;
+
+				if (tree_find(&tr, c))
+					continue;
+				r = tree_add(&tr, c, parent, &tp);
+				if (r < 0)
+					goto fail;
+				added++;
+				if (zombie_status(c, &zombie, &status) == 0 && zombie) {
+					tp->zombie = true;
+					tp->exit_status = status;
+					continue;
+				}
+				r = eng_dump_freeze(c, &tp->threads);
+				if (r == -ESRCH && zombie_status(c, &zombie, &status) == 0 && zombie) {
+					tp->zombie = true;
+					tp->exit_status = status;
+					continue;
+				}
+				if (r < 0) {
+					tr.nr--;
+					r = err_wrap(r, "child %d of process %d", c, parent);
+					goto fail;
+				}
+			}
+		}
+		if (!added)
+			break;
+	}
+	*ret = tr;
+	return 0;
+fail:
+	eng_dump_thaw_tree(&tr);
+	eng_dump_tree_fini(&tr);
+	return r;
+}
+
+void eng_dump_thaw_tree(struct eng_dump_tree *tr)
+{
+	for (size_t i = 0; i < tr->nr; i++)
+		eng_dump_thaw(&tr->v[i].threads);
+}
+
+int eng_dump_kill_tree(struct eng_dump_tree *tr, unsigned timeout_ms, size_t *ret_zombies)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	size_t zombies = 0;
+
+	/*
+	 * Every process gets SIGKILL before any is waited for: a child's pid
+	 * is free only once its parent (or, the parent dead, the reaper it is
+	 * handed to) reaps it. The root first, so that its children are
+	 * handed over as soon as possible. Zombies of the tree go with their
+	 * parent.
+	 */
+	for (size_t i = 0; i < tr->nr; i++)
+		if (!tr->v[i].zombie)
+			kill(tr->v[i].pid, SIGKILL);
+	for (size_t i = 0; i < tr->nr; i++) {
+		uint64_t now = now_ns();
+		unsigned left = now < deadline ? (unsigned)((deadline - now) / 1000000ull) : 0;
+
+		if (tr->v[i].zombie)
+			continue;
+		if (eng_dump_kill(&tr->v[i].threads, left ? left : 1) == -ETIMEDOUT)
+			zombies++;
+	}
+	if (ret_zombies)
+		*ret_zombies = zombies;
+	return zombies ? -ETIMEDOUT : 0;
+}
+
+void eng_dump_tree_fini(struct eng_dump_tree *tr)
+{
+	for (size_t i = 0; i < tr->nr; i++)
+		eng_dump_threads_fini(&tr->v[i].threads);
+	free(tr->v);
+	tr->v = NULL;
+	tr->nr = tr->cap = 0;
+}

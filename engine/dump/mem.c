@@ -658,7 +658,7 @@ static int slot_put(struct wc_sink *sink, const struct slot *s)
 int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 {
 	struct pipeline *pl;
-	int32_t next_area = 0;
+	int32_t next_area = (int32_t)ctx->area_base;
 	pthread_t th;
 	int r = 0;
 

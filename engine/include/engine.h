@@ -160,6 +160,9 @@ struct eng_dump_opts {
 	size_t sz;			/* sizeof(struct eng_dump_opts) */
 	bool leave_running;		/* detach after the commit instead of killing */
 	struct eng_dump_stats *stats;	/* optional, filled on success */
+	bool tree;			/* @pid and all its descendants (zombies
+					 * included): one image, procs[0] = @pid;
+					 * stats are summed over the processes */
 };
 
 /*
