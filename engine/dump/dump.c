@@ -244,12 +244,27 @@ int eng_dump_process_state(struct eng_dump_ctx *ctx)
 	proc->rlimits = calloc(RLIM_NLIMITS, sizeof(*proc->rlimits));
 	if (!proc->rlimits)
 		return -ENOMEM;
+	struct rlimit lims[RLIM_NLIMITS];
+	bool from_proc = false;
 	for (int res = 0; res < RLIM_NLIMITS; res++) {
 		struct rlimit rl;
 		EngRlimit *e;
 
-		if (prlimit(ctx->pid, res, NULL, &rl) < 0)
-			return err_wrap(-errno, "cannot read rlimit %d of process %d", res, ctx->pid);
+		/* prlimit needs CAP_SYS_RESOURCE for a process with other
+		 * ids: then /proc/PID/limits (limits.c). */
+		if (!from_proc && prlimit(ctx->pid, res, NULL, &rl) < 0) {
+			int r2;
+
+			if (errno != EPERM)
+				return err_wrap(-errno, "cannot read rlimit %d of process %d", res,
+						ctx->pid);
+			r2 = eng_dump_read_limits(ctx->proc_fd, lims, RLIM_NLIMITS);
+			if (r2 < 0)
+				return err_wrap(r2, "cannot read /proc/%d/limits", ctx->pid);
+			from_proc = true;
+		}
+		if (from_proc)
+			rl = lims[res];
 		e = malloc(sizeof(*e));
 		if (!e)
 			return -ENOMEM;

@@ -96,6 +96,12 @@ struct eng_proc_fdinfo {
 };
 int eng_dump_parse_fdinfo(const char *buf, struct eng_proc_fdinfo *ret);
 
+/* limits.c: /proc/PID/limits text into @nr rlimits (RLIMIT_* order).
+ * -EBADMSG if malformed or shorter. */
+struct rlimit;
+int eng_dump_parse_limits(const char *text, struct rlimit *ret, size_t nr);
+int eng_dump_read_limits(int proc_fd, struct rlimit *ret, size_t nr);
+
 /* ------------------------------------------------------------ freeze.c */
 
 struct eng_dump_thread {
@@ -229,6 +235,19 @@ int eng_remote_find_syscall(pid_t pid, const struct eng_proc_map *maps, size_t n
 
 /* ---------------------------------------------------------------- misc */
 
+/* fd-file.c (files): per-process state of the file-object collectors. */
+struct eng_dump_files {
+	uint64_t max_unlinked_bytes;	/* content limit of an unlinked file */
+	/* Every refused descriptor/mapping, one line each (may be NULL). */
+	void (*report)(void *arg, const char *line);
+	void *report_arg;
+	bool dry_run;			/* stop after the inspect phase */
+	unsigned nr_unsupported;
+	int first_err;
+	char first[512];		/* the first refusal's line */
+	char (*fobj_src)[64];		/* per fobj: "fd/N" or "map_files/A-B" of /proc/PID */
+};
+
 /* The dump context, shared by the collectors. */
 struct eng_dump_ctx {
 	pid_t pid;
@@ -249,10 +268,14 @@ struct eng_dump_ctx {
 	bool no_batch;			/* scratch not executable: one-by-one calls */
 
 	uint32_t area_base;		/* first store area index of this process (tree) */
+	struct eng_dump_files files;	/* fd-file.c (files): objects, limits, report */
 
 	EngImage *image;		/* everything below hangs from here */
 	EngProcess *proc;
 	struct eng_dump_stats *stats;
+	/* tcp: established connections captured so far (sockets.c); NULL:
+	 * they are refused (opts->tcp_established unset). */
+	struct eng_dump_tcp *tcp;
 };
 
 /* files.c */
@@ -270,6 +293,25 @@ int eng_dump_fds(struct eng_dump_ctx *ctx);
 int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocket **ret);
 /* "1.2.3.4:80" or "[::1]:80" of a sockaddr_in/in6 into @buf. */
 const char *eng_dump_sockaddr_str(const void *sa, size_t len, char *buf, size_t size);
+
+/*
+ * tcp: established connections of a checkpoint. Each is our pidfd_getfd()
+ * copy of the process's socket, with a drop-all filter attached and
+ * TCP_REPAIR on (both act on the process's socket): from the capture until
+ * the release the connection neither sends nor accepts anything, so the
+ * state in the image stays the state of the connection. With ctx->tcp set,
+ * eng_dump_socket() captures an established TCP socket into (*ret)->tcp
+ * and adds it here.
+ */
+struct eng_dump_tcp {
+	int *fds;
+	size_t nr, cap;
+};
+/* Left running or failed: filter off, repair off (a window probe tells the
+ * peer to resend what was dropped), copies closed. */
+void eng_dump_tcp_unlock(struct eng_dump_tcp *t);
+/* The process was killed: close the copies in repair mode (no FIN, no RST). */
+void eng_dump_tcp_drop(struct eng_dump_tcp *t);
 
 /* fd-pipe.c, fd-anon.c (fdkinds): pipes, FIFOs, eventfd, signalfd, timerfd,
  * epoll, inotify. Each fills @e (kind, flags and path already set by
@@ -301,5 +343,29 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx);
 int eng_dump_remote_cleanup(struct eng_dump_ctx *ctx);
 int eng_dump_thread_state(struct eng_dump_ctx *ctx);
 int eng_dump_process_state(struct eng_dump_ctx *ctx);
+
+/* fd-file.c (files): memfd, /dev/shm, SysV shm and unlinked files
+ * (eng_process.fobjs), locks, pidfds, the list of refusals. */
+/* A refusal (-EOPNOTSUPP, -EFBIG) is reported and counted, and 0 returned so
+ * that the inspection goes on; any other @r is returned as is. */
+int eng_dump_unsupported(struct eng_dump_ctx *ctx, int r);
+/* After the inspection: the first refusal (and how many more), or 0. */
+int eng_dump_unsupported_end(struct eng_dump_ctx *ctx);
+/* A shared mapping of this path is a file object (memfd, /SYSV, /dev/shm,
+ * deleted file; not /dev/zero). */
+bool eng_dump_fobj_path(const char *path);
+/* Link the shared mapping @m (eng_dump_fobj_path) to its object: v->fobj. */
+int eng_dump_fobj_vma(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, EngVma *v);
+/* ENG_FD_KIND__FD_FOBJ for a memfd, /dev/shm file or deleted file, or -1. */
+int eng_dump_fd_fobj_kind(const char *link, const struct stat *st);
+int eng_dump_fd_fobj(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+		     EngFd *e);
+/* FD_PIDFD: a pidfd of the process itself (others refused). */
+int eng_dump_fd_pidfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd *e);
+/* The locks fdinfo @info shows for @fd into eng_process.locks. */
+int eng_dump_fd_locks(struct eng_dump_ctx *ctx, int fd, const char *info);
+/* After the memory areas: one store area per object with content. */
+int eng_dump_fobj_content(struct eng_dump_ctx *ctx, struct wc_sink *sink);
+void eng_dump_files_fini(struct eng_dump_ctx *ctx);
 
 #endif
