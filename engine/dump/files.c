@@ -133,6 +133,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 
 	if (strncmp(link, "anon_inode:", 11) == 0) {
 		type = anon_type(link, tbuf, sizeof(tbuf));
+		kind = eng_dump_fd_anon_kind(type);	/* fdkinds: fd-anon.c */
 	} else if (S_ISREG(st.st_mode)) {
 		if (path_deleted(link) || link[0] != '/')
 			type = "deleted or unnamed file";
@@ -156,8 +157,10 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	} else if (S_ISFIFO(st.st_mode)) {
 		if (fd <= 2)
 			kind = ENG_FD_KIND__FD_PIPE;
+		else if (link[0] == '/')
+			kind = ENG_FD_KIND__FD_FIFO;	/* fdkinds: fd-pipe.c */
 		else
-			type = "pipe";
+			kind = ENG_FD_KIND__FD_PIPE_END;
 	} else if (S_ISSOCK(st.st_mode)) {
 		if (fd <= 2) {
 			kind = ENG_FD_KIND__FD_SOCKET;
@@ -212,6 +215,16 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		}
 		e->has_file = true;
 		e->file = idx;
+	}
+	/* fdkinds: pipes/FIFOs (fd-pipe.c), anon inodes (fd-anon.c). */
+	r = 0;
+	if (kind == ENG_FD_KIND__FD_PIPE_END || kind == ENG_FD_KIND__FD_FIFO)
+		r = eng_dump_fd_pipe(ctx, fd, link, &st, e);
+	else if (kind >= ENG_FD_KIND__FD_EVENTFD && kind <= ENG_FD_KIND__FD_INOTIFY)
+		r = eng_dump_fd_anon(ctx, fd, info, e);
+	if (r < 0) {
+		eng_fd__free_unpacked(e, NULL);
+		return r;
 	}
 	*ret = e;
 	return 0;
@@ -271,6 +284,9 @@ int eng_dump_fds(struct eng_dump_ctx *ctx)
 			return r;
 		proc->n_fds++;
 	}
+	r = eng_dump_pipes_check(ctx);	/* fdkinds */
+	if (r < 0)
+		return r;
 	if (ctx->stats)
 		ctx->stats->nr_fds = nr;
 	return 0;

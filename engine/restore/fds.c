@@ -21,19 +21,72 @@
 #include "restore.h"
 
 /*
+ * Objects created by fd_create, one per open file description (eng_fd.obj):
+ * fds that shared one (dup) share it again. Valid until the child's
+ * descriptors below base are closed.
+ */
+struct fd_obj {
+	uint64_t obj;
+	int fd;
+};
+
+static struct fd_obj *objs;
+static size_t nr_objs;
+
+static void objs_reset(void)
+{
+	free(objs);
+	objs = NULL;
+	nr_objs = 0;
+	eng_restore_fd_pipes_reset();
+}
+
+/*
  * Create the object of p->fds[@i] for a kind no case of
  * eng_restore_prepare_fds handles. *ret: an fd that stays open until the
  * child's descriptors are closed (the caller dups it).
  */
 static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
 {
-	const EngFd *f = ctx->proc->fds[i];
+	const EngProcess *p = ctx->proc;
+	const EngFd *f = p->fds[i];
+	struct fd_obj *nv;
+	int fd = -1, r;
 
-	(void)ret;
+	if (f->has_obj) {
+		for (size_t k = 0; k < nr_objs; k++) {
+			if (objs[k].obj == f->obj) {
+				*ret = objs[k].fd;
+				return 0;
+			}
+		}
+	}
 	switch (f->kind) {
+	case ENG_FD_KIND__FD_PIPE_END:
+	case ENG_FD_KIND__FD_FIFO:
+		r = eng_restore_fd_pipe(p, f, &fd);
+		break;
+	case ENG_FD_KIND__FD_EVENTFD:
+	case ENG_FD_KIND__FD_SIGNALFD:
+	case ENG_FD_KIND__FD_TIMERFD:
+	case ENG_FD_KIND__FD_EPOLL:
+	case ENG_FD_KIND__FD_INOTIFY:
+		r = eng_restore_fd_anon(p, f, &fd);
+		break;
 	default:
 		return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
 	}
+	if (r < 0)
+		return r;
+	if (f->has_obj) {
+		nv = realloc(objs, (nr_objs + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		objs = nv;
+		objs[nr_objs++] = (struct fd_obj){ .obj = f->obj, .fd = fd };
+	}
+	*ret = fd;
+	return 0;
 }
 
 /*
@@ -44,6 +97,35 @@ static int fds_complete(struct eng_rst_ctx *ctx, const int *tmp)
 {
 	(void)ctx;
 	(void)tmp;
+	return 0;
+}
+
+/*
+ * Last pass, every descriptor at its final number (the temporaries and
+ * @keep still open at or above @base): epoll interest lists, which are
+ * keyed by fd number. Once per epoll object.
+ */
+static int fds_finish(struct eng_rst_ctx *ctx, int base)
+{
+	const EngProcess *p = ctx->proc;
+	int r;
+
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		size_t k;
+
+		if (f->kind != ENG_FD_KIND__FD_EPOLL)
+			continue;
+		for (k = 0; k < i; k++)
+			if (p->fds[k]->kind == f->kind && p->fds[k]->has_obj && f->has_obj &&
+			    p->fds[k]->obj == f->obj)
+				break;
+		if (k < i)
+			continue;
+		r = eng_restore_fd_epoll_items(f, base);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -59,6 +141,7 @@ int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr
 
 	if (!tmp)
 		return -ENOMEM;
+	objs_reset();
 	/* Our own descriptors worth keeping move above base first. */
 	top = base;
 	for (int i = 0; i < nr_keep; i++) {
@@ -189,6 +272,10 @@ int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr
 		if (stdio_tmp[i] >= 0 && dup3(stdio_tmp[i], i, 0) < 0)
 			return err_set(errno, "fd %d: dup3: %m", i);
 	}
+	r = fds_finish(ctx, base);
+	objs_reset();
+	if (r < 0)
+		return r;
 	/* Close the temporaries and every other descriptor at or above base
 	 * (the store's, the pipe's read end): only the kept ones survive. */
 	{

@@ -96,6 +96,20 @@ int eng_restore_child(struct eng_rst_ctx *ctx);
  */
 int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep);
 
+/*
+ * fd-pipe.c, fd-anon.c (fdkinds), called by fds.c in the child. Each
+ * creates the object of descriptor @f (once per eng_fd.obj: fds.c keeps the
+ * table) and returns in *ret an fd that stays open until the child's
+ * descriptors are closed.
+ */
+int eng_restore_fd_pipe(const EngProcess *p, const EngFd *f, int *ret);
+/* Forget the pipes created so far (their fds are closed by the caller). */
+void eng_restore_fd_pipes_reset(void);
+int eng_restore_fd_anon(const EngProcess *p, const EngFd *f, int *ret);
+/* The interest list of epoll fd @f, every fd at its final number; @scratch:
+ * lowest number free for temporaries. */
+int eng_restore_fd_epoll_items(const EngFd *f, int scratch);
+
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);
 

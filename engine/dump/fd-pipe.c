@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Pipes and FIFOs (any fd but the standard streams, which stay the caller's
+ * streams). One eng_process.pipes record per pipe object (its inode), with
+ * its size and its bytes in flight; one eng_fd per descriptor naming it.
+ *
+ * The bytes are read without consuming them: the pipe is opened from our
+ * side (pidfd_getfd of a read end, or /proc/PID/fd/N opened O_RDONLY for a
+ * write end), tee(2) duplicates its buffers into a pipe of ours of the same
+ * size, and we read ours. The process's pipe is unchanged.
+ *
+ * A pipe must be restorable as a whole: an end the process lacks must be
+ * closed everywhere (the kernel says so: POLLHUP on a read end means no
+ * writer, POLLERR on a write end no reader); otherwise the other end lives
+ * outside the process and the dump refuses (eng_dump_pipes_check). A FIFO
+ * is exempt: its path is the rendezvous, other ends open it again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "dump.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+static EngPipe *find_pipe(EngProcess *proc, uint64_t id)
+{
+	for (size_t i = 0; i < proc->n_pipes; i++)
+		if (proc->pipes[i]->id == id)
+			return proc->pipes[i];
+	return NULL;
+}
+
+/* Our own copy of the process's fd (same open file description). */
+static int getfd(struct eng_dump_ctx *ctx, int fd)
+{
+	_cleanup_close_ int pidfd = -1;
+	int r;
+
+	pidfd = (int)syscall(SYS_pidfd_open, ctx->pid, 0);
+	if (pidfd < 0)
+		return err_wrap(-errno, "process %d: pidfd_open", ctx->pid);
+	r = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	if (r < 0)
+		return err_wrap(-errno, "process %d fd %d: pidfd_getfd", ctx->pid, fd);
+	return r;
+}
+
+/* Copy the bytes in flight of the pipe readable through @src into @pp. */
+static int peek_pipe(struct eng_dump_ctx *ctx, int fd, int src, EngPipe *pp)
+{
+	_cleanup_close_ int ours_r = -1, ours_w = -1;
+	int p[2], avail = 0, sz;
+	ssize_t n;
+
+	if (ioctl(src, FIONREAD, &avail) < 0)
+		return err_set(errno, "process %d fd %d: FIONREAD: %m", ctx->pid, fd);
+	if (avail <= 0)
+		return 0;
+	if (avail > (int)pp->size)
+		return err_set(EBADMSG, "process %d fd %d: %d bytes in a pipe of %u", ctx->pid, fd,
+			       avail, pp->size);
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return err_set(errno, "pipe2: %m");
+	ours_r = p[0];
+	ours_w = p[1];
+	/* As many slots as the source: tee copies buffer references. */
+	sz = fcntl(ours_w, F_SETPIPE_SZ, (int)pp->size);
+	if (sz < (int)pp->size)
+		return err_set(sz < 0 ? errno : ENOSPC, "process %d fd %d: cannot size a pipe to "
+			       "%u bytes to copy it", ctx->pid, fd, pp->size);
+	n = tee(src, ours_w, (size_t)avail, SPLICE_F_NONBLOCK);
+	if (n != avail)
+		return err_set(n < 0 ? errno : EIO, "process %d fd %d: tee copied %zd of %d bytes "
+			       "in flight", ctx->pid, fd, n, avail);
+	pp->data.data = malloc((size_t)avail);
+	if (!pp->data.data)
+		return -ENOMEM;
+	pp->data.len = 0;
+	pp->has_data = true;
+	while (pp->data.len < (size_t)avail) {
+		n = read(ours_r, pp->data.data + pp->data.len, (size_t)avail - pp->data.len);
+		if (n <= 0)
+			return err_set(n < 0 ? errno : EIO, "process %d fd %d: reading the pipe copy",
+				       ctx->pid, fd);
+		pp->data.len += (size_t)n;
+	}
+	return 0;
+}
+
+static int new_pipe(struct eng_dump_ctx *ctx, int fd, const struct stat *st, bool fifo,
+		    EngPipe **ret)
+{
+	EngProcess *proc = ctx->proc;
+	EngPipe *pp, **nv;
+
+	nv = realloc(proc->pipes, (proc->n_pipes + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	proc->pipes = nv;
+	pp = malloc(sizeof(*pp));
+	if (!pp)
+		return -ENOMEM;
+	eng_pipe__init(pp);
+	pp->id = st->st_ino;
+	pp->has_fifo = true;
+	pp->fifo = fifo;
+	pp->has_readers = pp->has_writers = true;
+	proc->pipes[proc->n_pipes++] = pp;
+	(void)fd;
+	*ret = pp;
+	return 0;
+}
+
+int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+		     EngFd *e)
+{
+	_cleanup_close_ int copy = -1, rd = -1;
+	int acc = (int)(e->flags & O_ACCMODE);
+	struct pollfd pfd;
+	EngPipe *pp;
+	bool fifo = e->kind == ENG_FD_KIND__FD_FIFO;
+	bool first = false;
+	int r, sz;
+
+	if (fifo) {
+		struct stat now;
+
+		/* Restore reopens it by path: it must still be this FIFO. */
+		if (link[0] != '/' || stat(link, &now) < 0 || now.st_dev != st->st_dev ||
+		    now.st_ino != st->st_ino)
+			return err_set(EOPNOTSUPP, "process %d fd %d: FIFO \"%s\" was removed or "
+				       "replaced since it was opened", ctx->pid, fd, link);
+	}
+	r = eng_dump_fd_obj(ctx, fd, e);
+	if (r < 0)
+		return r;
+	e->has_pipe = true;
+	e->pipe = st->st_ino;
+	pp = find_pipe(ctx->proc, st->st_ino);
+	if (!pp) {
+		r = new_pipe(ctx, fd, st, fifo, &pp);
+		if (r < 0)
+			return r;
+		pp->readers = pp->writers = false;
+		first = true;
+	}
+
+	copy = getfd(ctx, fd);
+	if (copy < 0)
+		return copy;
+	/* Who else is there: the kernel's view through this end. */
+	pfd = (struct pollfd){ .fd = copy, .events = acc == O_WRONLY ? POLLOUT : POLLIN };
+	if (poll(&pfd, 1, 0) < 0)
+		return err_set(errno, "process %d fd %d: poll: %m", ctx->pid, fd);
+	if (acc == O_RDWR) {
+		pp->readers = pp->writers = true;
+	} else if (acc == O_RDONLY) {
+		pp->readers = true;
+		if (!(pfd.revents & POLLHUP))
+			pp->writers = true;
+	} else {
+		pp->writers = true;
+		if (!(pfd.revents & POLLERR))
+			pp->readers = true;
+	}
+	if (!first)
+		return 0;
+
+	sz = fcntl(copy, F_GETPIPE_SZ);
+	if (sz <= 0)
+		return err_set(errno, "process %d fd %d: F_GETPIPE_SZ: %m", ctx->pid, fd);
+	pp->size = (uint32_t)sz;
+	if (acc == O_WRONLY) {
+		/* A readable file of the same pipe, without blocking for a writer. */
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", ctx->pid, fd);
+		rd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (rd < 0)
+			return err_set(errno, "process %d fd %d: cannot open the pipe for reading: %m",
+				       ctx->pid, fd);
+	}
+	r = peek_pipe(ctx, fd, rd >= 0 ? rd : copy, pp);
+	if (r < 0)
+		return r;
+	if (pp->has_data && pp->data.len && (e->flags & O_DIRECT))
+		return err_set(EOPNOTSUPP, "process %d fd %d: packet-mode pipe (O_DIRECT) with data "
+			       "in flight", ctx->pid, fd);
+	return 0;
+}
+
+/*
+ * Every pipe must be whole in the image: an end that some process still
+ * holds (the kernel saw it) must be among the fds. One line for the first
+ * pipe that is not.
+ */
+int eng_dump_pipes_check(struct eng_dump_ctx *ctx)
+{
+	const EngProcess *proc = ctx->proc;
+
+	for (size_t i = 0; i < proc->n_pipes; i++) {
+		const EngPipe *pp = proc->pipes[i];
+		bool rd = false, wr = false;
+		int any = -1;
+
+		/* A FIFO's path is its rendezvous: other ends open it again. */
+		if (pp->fifo)
+			continue;
+
+		for (size_t k = 0; k < proc->n_fds; k++) {
+			const EngFd *f = proc->fds[k];
+			int acc = (int)(f->flags & O_ACCMODE);
+
+			if (!f->has_pipe || f->pipe != pp->id)
+				continue;
+			any = (int)f->fd;
+			rd |= acc == O_RDONLY || acc == O_RDWR;
+			wr |= acc == O_WRONLY || acc == O_RDWR;
+		}
+		if ((pp->readers && !rd) || (pp->writers && !wr))
+			return err_set(EOPNOTSUPP, "process %d fd %d: %s %llu has its %s end outside "
+				       "the process", ctx->pid, any, pp->fifo ? "FIFO" : "pipe",
+				       (unsigned long long)pp->id, rd ? "write" : "read");
+	}
+	return 0;
+}
