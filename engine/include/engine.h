@@ -247,7 +247,146 @@ int eng_restore(struct wc_store *store, const char *snap, const struct eng_resto
 		struct eng_restored *ret);
 
 /* --------------------------------------------------------------- spawn */
-/* (engine/restore/spawn.c) */
+/* (engine/restore/spawn.c, engine/restorer/spawn.h) */
+
+/*
+ * A spawn template: snapshot @snap restored ONCE into a process that never
+ * runs the program's code (the template: the caller's child, a forked copy
+ * of the caller running the restorer with every area at its address and no
+ * thread but one). Each instance is a fork-like copy of it (every
+ * unmodified page shared copy-on-write, exact anonymous-memory semantics),
+ * in its own pid namespace with its saved pid and tids, its threads
+ * re-created. The template serves any number of spawns until
+ * eng_template_close().
+ *
+ * Process tree and who reaps whom:
+ *
+ *   caller ─┬─ template            (child of the caller; eng_template_close reaps it)
+ *           └─ init (pid 1 of ns)  (created by the template with CLONE_PARENT:
+ *                │                  a CHILD OF THE CALLER; the caller reaps it)
+ *                └─ instance       (the program; reaped by its init)
+ *
+ * The init shares the template's memory (CLONE_VM, no copy), holds no
+ * descriptor, forwards SIGTERM, SIGINT and SIGHUP to the instance, reaps
+ * everything in its namespace and exits with the instance's status (its
+ * exit code, or 128+signal if killed). If the saved pid is 1 the instance
+ * is the namespace's first process itself and init == pid. Killing the
+ * init (SIGKILL) kills the whole namespace. So the caller must reap the
+ * inits (waitpid(init), or waitid(P_PIDFD, init_pidfd)); it should be a
+ * child subreaper (PR_SET_CHILD_SUBREAPER) if it lets any template or
+ * init outlive it. A caller that reaps with waitpid(-1) must leave the
+ * template's pid (eng_template_pid) to eng_template_close.
+ *
+ * Not thread-safe per template or per instance: serialise the calls on
+ * one template; different templates are independent.
+ */
+struct eng_template;
+
+struct eng_template_opts {
+	size_t sz;			/* sizeof(struct eng_template_opts) */
+	bool null_stdio;		/* fds 0, 1, 2 of every instance are /dev/null
+					 * (unless eng_instance_start passes others),
+					 * else the caller's at open time */
+	uint64_t *ret_open_ns;		/* optional: validate + restore of the template */
+};
+
+/*
+ * Open a template of @snap (full id or unique prefix of @store): validate
+ * as eng_restore does, restore it once, wait until the template is ready.
+ * Every saved descriptor is opened once by the template and shared by all
+ * instances (same open file description, like a fork). On failure nothing
+ * is left running. Errors as eng_restore, plus -EOPNOTSUPP for a snapshot
+ * an instance cannot copy (dontfork or wipeonfork areas, more than
+ * RST_SPAWN_MAX_SHARED shared anonymous areas).
+ */
+int eng_template_open(struct wc_store *store, const char *snap, const struct eng_template_opts *opts,
+		      struct eng_template **ret);
+
+/* The template process (the caller's child), and the snapshot's full id. */
+pid_t eng_template_pid(const struct eng_template *tpl);
+const char *eng_template_snapshot(const struct eng_template *tpl);
+/* Threads of every instance (as saved). */
+unsigned int eng_template_nr_threads(const struct eng_template *tpl);
+
+/*
+ * Stop serving: the template process exits (and is reaped here); running
+ * instances and their inits are not affected (the inits keep the shared
+ * memory alive). Parked instances of this template can still be started
+ * or released afterwards (the image stays until the last one is). NULL is
+ * a no-op.
+ */
+void eng_template_close(struct eng_template *tpl);
+
+struct eng_instance_opts {
+	size_t sz;			/* sizeof(struct eng_instance_opts) */
+	bool parked;			/* true: return it parked (see below);
+					 * false: started at once, no descriptor
+					 * passed (= eng_instance_start(.., 0)) */
+};
+
+/* Most descriptors eng_instance_start installs in one call. */
+#define ENG_INSTANCE_MAX_FDS	64
+
+struct eng_instance {
+	pid_t pid;			/* the instance, in the caller's pid namespace */
+	pid_t ns_pid;			/* its pid in its own namespace (the saved one) */
+	pid_t init;			/* its namespace's init: the CALLER'S CHILD, to
+					 * reap; exits with the instance's status
+					 * (= pid when ns_pid is 1) */
+	int pidfd;			/* pidfd of @pid (O_CLOEXEC): signal it
+					 * (pidfd_send_signal), poll it (readable once it
+					 * exited) */
+	int init_pidfd;			/* pidfd of @init (O_CLOEXEC): waitid(P_PIDFD) */
+	bool parked;			/* created, not started yet */
+	/* Private to the engine. */
+	int ctl_fd;			/* parked: our end of the instance's socket */
+	struct eng_template *tpl;	/* parked: holds a reference */
+};
+
+/*
+ * Create one instance from @tpl into *@ret (the caller's memory; the
+ * descriptors in it are the caller's, see eng_instance_release).
+ *
+ * Parked (opts->parked): the instance exists with all its threads
+ * re-created and their per-thread state set (sigaltstack, robust list,
+ * rseq, names, pending signals, credentials), every thread waiting inside
+ * the restorer with every signal blocked: no instruction of the program
+ * runs and none of its memory changes until eng_instance_start(). What
+ * is left for the start is what a pool acquire costs: installing the
+ * descriptors and resuming the threads. A parked instance whose controller
+ * goes away (ctl_fd closed without a start) exits by itself.
+ *
+ * Returns 0, or -EAGAIN (too many instances alive at once: 4095 per
+ * template), -EIO (the template is gone), -ETIMEDOUT (no report within
+ * 30 s), or the instance's failure (detail in err_str; nothing is left
+ * running then, though its init may still need reaping: ret->init is set
+ * to it, or -1).
+ */
+int eng_template_spawn(struct eng_template *tpl, const struct eng_instance_opts *opts,
+		       struct eng_instance *ret);
+
+/*
+ * Start a parked instance: descriptor @fds[i] is installed at number
+ * @fd_nums[i] in the instance (0, 1, 2 for its stdio; any other number for
+ * extra ones, replacing whatever the instance had there; never close-on-
+ * exec), @nr <= ENG_INSTANCE_MAX_FDS. They are sent over the instance's
+ * socket (SCM_RIGHTS) and dup3'd by the restorer code in the instance; the
+ * caller keeps its own copies. Then every thread resumes exactly where
+ * it was checkpointed (ptrace, from the calling thread, which must not be
+ * tracing the instance already). Returns 0, -EINVAL (not parked, bad
+ * numbers), or -errno with detail; on failure the instance is killed.
+ */
+int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr);
+
+/*
+ * Close the descriptors *@inst holds (pidfd, init_pidfd, socket) and drop
+ * its template reference. A parked instance is killed (SIGKILL to its
+ * init). A started one keeps running. Reaps nothing: the init is still
+ * the caller's child to reap. Fields become -1. NULL is a no-op.
+ */
+void eng_instance_release(struct eng_instance *inst);
+
+/* ------------------------------------------------------- spawn, batch */
 
 struct eng_spawn_opts {
 	size_t sz;			/* sizeof(struct eng_spawn_opts) */
@@ -258,25 +397,23 @@ struct eng_spawn_opts {
 
 struct eng_spawned {
 	pid_t pid;			/* the instance, in the caller's pid namespace */
-	pid_t init;			/* its namespace's init (a child of the template,
-					 * then of the caller's reaper; = pid if the saved
-					 * pid is 1): exits with the instance's status */
+	pid_t init;			/* its namespace's init (the caller's child; = pid
+					 * if the saved pid is 1): exits with the
+					 * instance's status */
 };
 
 /*
- * Start @nr running instances of snapshot @snap, each in its own pid
- * namespace with its saved pid and tids: the snapshot is restored once into
- * a template that never runs the program's code, and each instance is a
- * fork-like copy of it (every unmodified page shared copy-on-write), whose
- * threads are then re-created and resumed. The template exits before this
- * returns; the instances' inits are reparented to the caller's nearest child
- * subreaper (be one, and reap them). Each instance has the caller's fds 0-2
- * (or /dev/null) and its other saved descriptors reopened once for all.
+ * Start @nr running instances of snapshot @snap: eng_template_open,
+ * @nr x eng_template_spawn (started at once), eng_template_close. The
+ * template exits before this returns; the instances' inits are the
+ * caller's children (a caller that exits leaves them to its nearest child
+ * subreaper: be one, and reap them). Each instance has the caller's fds
+ * 0-2 (or /dev/null) and its other saved descriptors reopened once for
+ * all.
  *
  * @ret gets @nr entries, in creation order. On failure nothing is left
- * running (detail in err_str). Errors as eng_restore, plus -EOPNOTSUPP for
- * a snapshot an instance cannot share (shared anonymous memory, dontfork
- * or wipeonfork areas) and -ETIMEDOUT if an instance never became ready.
+ * running (detail in err_str). Errors as eng_template_open and
+ * eng_template_spawn.
  */
 int eng_spawn(struct wc_store *store, const char *snap, unsigned int nr,
 	      const struct eng_spawn_opts *opts, struct eng_spawned *ret);
