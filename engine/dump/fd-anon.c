@@ -298,7 +298,8 @@ static int open_mount_of(struct eng_dump_ctx *ctx, dev_t dev)
 		if (makedev(ma, mi_) != dev)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/root%s", ctx->pid, mnt);
-		fd = open(path, O_PATH | O_CLOEXEC);
+		/* open_by_handle_at wants a real file, not O_PATH. */
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 		if (fd >= 0)
 			return fd;
 	}
