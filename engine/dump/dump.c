@@ -693,7 +693,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		struct eng_dump_ctx ctx = {
 			.pid = tp->pid, .proc_fd = -1, .mem_fd = -1, .stats = &ps,
 			.image = root.image, .threads = tp->threads,
-			.area_base = (uint32_t)stats.nr_areas,
+			.area_base = (uint32_t)stats.nr_areas, .tree = true,
 		};
 
 		host[i] = tp->pid;
@@ -738,6 +738,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 				p->ppid = root.image->procs[k]->pid;
 	}
 	r = tree_objects(root.image, host);
+	if (r >= 0)	/* fdkinds: every pipe's ends are in the image */
+		r = eng_dump_pipes_check_image(root.image);
 	if (r < 0)
 		goto fail;
 	t1 = now_ns();

@@ -268,6 +268,7 @@ struct eng_dump_ctx {
 	bool no_batch;			/* scratch not executable: one-by-one calls */
 
 	uint32_t area_base;		/* first store area index of this process (tree) */
+	bool tree;			/* one process of a tree: whole-image checks wait */
 	struct eng_dump_files files;	/* fd-file.c (files): objects, limits, report */
 
 	EngImage *image;		/* everything below hangs from here */
@@ -324,8 +325,11 @@ int eng_dump_fd_obj(struct eng_dump_ctx *ctx, int fd, EngFd *e);
  * bytes in flight) the first time the pipe is seen. */
 int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
 		     EngFd *e);
-/* After every fd: -EOPNOTSUPP (one line) for a pipe with an end outside. */
+/* After every fd: -EOPNOTSUPP (one line) for a pipe with an end outside
+ * the process; nothing with ctx->tree (the other end may come later). */
 int eng_dump_pipes_check(struct eng_dump_ctx *ctx);
+/* Tree: the same over every process of @img, once all are dumped. */
+int eng_dump_pipes_check_image(const EngImage *img);
 /* ENG_FD_KIND__FD_* of an anon_inode type ("eventfd", "eventpoll"...), or -1. */
 int eng_dump_fd_anon_kind(const char *type);
 /* FD_EVENTFD/SIGNALFD/TIMERFD/EPOLL/INOTIFY from the fdinfo text @info. */

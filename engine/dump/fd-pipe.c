@@ -205,37 +205,61 @@ int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 }
 
 /*
- * Every pipe must be whole in the image: an end that some process still
- * holds (the kernel saw it) must be among the fds. One line for the first
- * pipe that is not.
+ * Every pipe must be whole in @procs: an end that some process still holds
+ * (the kernel saw it) must be among their fds. One line for the first pipe
+ * that is not.
  */
-int eng_dump_pipes_check(struct eng_dump_ctx *ctx)
+static int pipes_check(EngProcess *const *procs, size_t nr_procs, int pid)
 {
-	const EngProcess *proc = ctx->proc;
+	for (size_t pi = 0; pi < nr_procs; pi++) {
+		for (size_t i = 0; i < procs[pi]->n_pipes; i++) {
+			const EngPipe *pp = procs[pi]->pipes[i];
+			bool rd = false, wr = false, readers = false, writers = false;
+			int any = -1;
 
-	for (size_t i = 0; i < proc->n_pipes; i++) {
-		const EngPipe *pp = proc->pipes[i];
-		bool rd = false, wr = false;
-		int any = -1;
-
-		/* A FIFO's path is its rendezvous: other ends open it again. */
-		if (pp->fifo)
-			continue;
-
-		for (size_t k = 0; k < proc->n_fds; k++) {
-			const EngFd *f = proc->fds[k];
-			int acc = (int)(f->flags & O_ACCMODE);
-
-			if (!f->has_pipe || f->pipe != pp->id)
+			/* A FIFO's path is its rendezvous: other ends open it again. */
+			if (pp->fifo)
 				continue;
-			any = (int)f->fd;
-			rd |= acc == O_RDONLY || acc == O_RDWR;
-			wr |= acc == O_WRONLY || acc == O_RDWR;
+			for (size_t pk = 0; pk < nr_procs; pk++) {
+				const EngProcess *q = procs[pk];
+
+				for (size_t k = 0; k < q->n_pipes; k++) {
+					if (q->pipes[k]->id != pp->id)
+						continue;
+					readers |= q->pipes[k]->readers;
+					writers |= q->pipes[k]->writers;
+				}
+				for (size_t k = 0; k < q->n_fds; k++) {
+					const EngFd *f = q->fds[k];
+					int acc = (int)(f->flags & O_ACCMODE);
+
+					if (!f->has_pipe || f->pipe != pp->id)
+						continue;
+					if (pk == pi)
+						any = (int)f->fd;
+					rd |= acc == O_RDONLY || acc == O_RDWR;
+					wr |= acc == O_WRONLY || acc == O_RDWR;
+				}
+			}
+			if ((readers && !rd) || (writers && !wr))
+				return err_set(EOPNOTSUPP, "process %u fd %d: pipe %llu has its %s end "
+					       "outside the %s", pid ? (unsigned)pid : procs[pi]->pid, any,
+					       (unsigned long long)pp->id, rd ? "write" : "read",
+					       nr_procs > 1 ? "tree" : "process");
 		}
-		if ((pp->readers && !rd) || (pp->writers && !wr))
-			return err_set(EOPNOTSUPP, "process %d fd %d: %s %llu has its %s end outside "
-				       "the process", ctx->pid, any, pp->fifo ? "FIFO" : "pipe",
-				       (unsigned long long)pp->id, rd ? "write" : "read");
 	}
 	return 0;
+}
+
+int eng_dump_pipes_check(struct eng_dump_ctx *ctx)
+{
+	if (ctx->tree)
+		return 0;	/* the tree's ends come later: eng_dump_pipes_check_image */
+	/* The image's pid is not filled yet: name ours. */
+	return pipes_check(&ctx->proc, 1, ctx->pid);
+}
+
+int eng_dump_pipes_check_image(const EngImage *img)
+{
+	return pipes_check(img->procs, img->n_procs, 0);
 }
