@@ -773,6 +773,19 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 				.dst = v->start, .len = v->end - v->start, .prot = v->prot,
 			};
 		}
+		for (size_t i = 0; i < p->n_vmas; i++) {
+			const EngVma *v = p->vmas[i];
+
+			if (!(v->madv & (ENG_MADV_LOCKED | ENG_MADV_LOCKONFAULT)))
+				continue;
+			if (a->nr_spawn_locked == RST_SPAWN_MAX_LOCKED)
+				return err_set(EOPNOTSUPP, "more than %d locked areas",
+					       RST_SPAWN_MAX_LOCKED);
+			a->spawn_locked[a->nr_spawn_locked++] = (struct rst_move){
+				.dst = v->start, .len = v->end - v->start,
+				.prot = (v->madv & ENG_MADV_LOCKONFAULT) ? MLOCK_ONFAULT : 0,
+			};
+		}
 	}
 
 	if (p->cwd && chdir(p->cwd) < 0)

@@ -1,25 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * eng_spawn: many running instances of one snapshot, sharing its memory
- * copy-on-write. See docs/engine-restore.md, "Spawn".
+ * Spawn templates and their instances (eng_template_*, eng_instance_*),
+ * and eng_spawn on top of them. The contract is in engine/include/engine.h;
+ * the restorer side in engine/restorer/spawn.h; docs/engine-restore.md,
+ * "Spawn", tells the story.
  *
- *   caller (warmfork)           template (restored once)      init (CLONE_VM)   instance
- *   validate (as restore)
+ *   caller                     template (restored once)      init (CLONE_VM)   instance
+ *   open: validate (as restore)
  *   fork ---------------------> child.c: premap, fill, fds
  *                               restorer: areas in place,
  *                               no thread, no program code
  *   read "ready" <------------- status pipe
- *   per instance:
- *     cmd ------ ctl socket --> clone3(VM|NEWPID) ----------> clone3(set_tid) ---> rst_finish:
- *     init pid <--------------- answer                                             state, threads,
- *     read report <--------------------------------------------------------------- report, park
- *     wait until it closed its status descriptor
+ *   spawn: socketpair (SEQPACKET)
+ *     op + one end ----- ctl --> clone3(VM|NEWPID|PARENT) --> clone3(set_tid) ---> rst_finish:
+ *     init pid <---------------- answer                                            state, threads
+ *     read report <-------------------------------------------- instance socket -- report, wait
+ *     (parked)
+ *   start: nums + fds (SCM_RIGHTS) ----------------------------- instance socket -> dup3, close
+ *     EOF <------------------------------------------------------------------------'
  *     ptrace resume (resume.c: unmap region, registers, xsave, mask, detach)
- *   close ctl ----------------> exit (inits keep the memory alive)
+ *   close: close ctl ----------> exit (inits keep the memory alive); reaped here
  *
- * One instance at a time: they share one status pipe (the template holds
- * its write end, so no EOF ever comes: the parent polls the instance's fd
- * instead, right after the report, which the leader closes next).
+ * The inits are created with CLONE_PARENT: they are the caller's children,
+ * which it reaps (see engine.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,11 +44,30 @@
 #include "restore.h"
 
 #define SPAWN_REPORT_TIMEOUT_MS	30000
+#define SPAWN_OP_SPAWN		1u	/* = RST_SPAWN_OP_SPAWN (restorer/spawn.h) */
+#define SPAWN_MAX_FDS		64u	/* = RST_SPAWN_MAX_FDS */
 
-static int read_report(int fd, struct rst_report *rep)
+_Static_assert(ENG_INSTANCE_MAX_FDS == SPAWN_MAX_FDS, "start message size");
+
+struct eng_template {
+	EngImage *img;
+	const EngProcess *proc;
+	struct rst_report ready;	/* region of every instance */
+	pid_t pid;			/* the template process, our child */
+	int ctl;			/* SOCK_SEQPACKET to the template; -1 once closed */
+	unsigned int refs;		/* 1 while open + 1 per parked instance */
+	char id[WC_ID_LEN + 1];
+};
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Wait up to SPAWN_REPORT_TIMEOUT_MS for @fd to be readable. */
+static int wait_readable(int fd)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	ssize_t n;
 	int r;
 
 	do
@@ -53,12 +76,25 @@ static int read_report(int fd, struct rst_report *rep)
 	if (r < 0)
 		return err_set(errno, "poll: %m");
 	if (r == 0)
-		return err_set(ETIMEDOUT, "no report within %d ms", SPAWN_REPORT_TIMEOUT_MS);
+		return err_set(ETIMEDOUT, "no answer within %d ms", SPAWN_REPORT_TIMEOUT_MS);
+	return 0;
+}
+
+/* One rst_report from @fd (a pipe or a seqpacket socket). 1 on EOF. */
+static int read_report(int fd, struct rst_report *rep)
+{
+	ssize_t n;
+	int r = wait_readable(fd);
+
+	if (r < 0)
+		return r;
 	do
 		n = read(fd, rep, sizeof(*rep));
 	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 1;
 	if (n != (ssize_t)sizeof(*rep))
-		return err_set(EIO, "died before reporting (%s)", n < 0 ? strerror(errno) : "no report");
+		return err_set(EIO, "bad report (%s)", n < 0 ? strerror(errno) : "short");
 	return 0;
 }
 
@@ -73,26 +109,9 @@ static pid_t first_child_of(pid_t pid)
 	return (pid_t)strtol(buf, NULL, 10) ?: -1;
 }
 
-/* The instance's leader closes its status descriptor right after reporting. */
-static int wait_fd_closed(pid_t pid, int fd)
-{
-	char path[64], buf[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
-	for (int i = 0; i < 200000; i++) {
-		if (readlink(path, buf, sizeof(buf)) < 0) {
-			if (errno == ENOENT)
-				return 0;
-			return err_set(errno, "%s: %m", path);
-		}
-		sched_yield();
-	}
-	return err_set(ETIMEDOUT, "instance %d kept its status descriptor", pid);
-}
-
 static int check_shareable(const EngProcess *p)
 {
-	size_t nr_shared = 0;
+	size_t nr_shared = 0, nr_locked = 0;
 
 	for (size_t i = 0; i < p->n_vmas; i++) {
 		const EngVma *v = p->vmas[i];
@@ -101,18 +120,16 @@ static int check_shareable(const EngProcess *p)
 		if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED && ++nr_shared > RST_SPAWN_MAX_SHARED)
 			return err_set(EOPNOTSUPP, "spawn copies at most %d shared memory areas per "
 				       "instance, this process has more", RST_SPAWN_MAX_SHARED);
+		if ((v->madv & (ENG_MADV_LOCKED | ENG_MADV_LOCKONFAULT)) &&
+		    ++nr_locked > RST_SPAWN_MAX_LOCKED)
+			return err_set(EOPNOTSUPP, "spawn locks at most %d areas per instance, this "
+				       "process has more", RST_SPAWN_MAX_LOCKED);
 		/* A fork would drop or wipe them. */
 		if (v->madv & (ENG_MADV_DONTFORK | ENG_MADV_WIPEONFORK))
 			return err_set(EOPNOTSUPP, "spawn cannot copy the dontfork/wipeonfork area "
 				       "at 0x%" PRIx64 " yet", v->start);
 	}
 	return 0;
-}
-
-static void kill_all(struct eng_spawned *ret, unsigned int n)
-{
-	for (unsigned int i = 0; i < n; i++)
-		kill(ret[i].init, SIGKILL);
 }
 
 static _noreturn_ void run_template(struct eng_rst_ctx *ctx, bool null_stdio)
@@ -136,46 +153,93 @@ fail:
 	_exit(1);
 }
 
-int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
-	      const struct eng_spawn_opts *opts, struct eng_spawned *ret)
+static void template_unref(struct eng_template *t)
 {
-	struct eng_spawn_opts o = {};
+	if (--t->refs)
+		return;
+	if (t->img)
+		eng_image__free_unpacked(t->img, NULL);
+	free(t);
+}
+
+pid_t eng_template_pid(const struct eng_template *t)
+{
+	return t->pid;
+}
+
+const char *eng_template_snapshot(const struct eng_template *t)
+{
+	return t->id;
+}
+
+unsigned int eng_template_nr_threads(const struct eng_template *t)
+{
+	return (unsigned int)t->proc->n_threads;
+}
+
+void eng_template_close(struct eng_template *t)
+{
+	if (!t)
+		return;
+	if (t->ctl >= 0) {
+		close(t->ctl);		/* the template exits on EOF */
+		t->ctl = -1;
+	}
+	if (t->pid > 0) {
+		while (waitpid(t->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		t->pid = -1;
+	}
+	template_unref(t);
+}
+
+int eng_template_open(struct wc_store *store, const char *snap_id,
+		      const struct eng_template_opts *opts, struct eng_template **ret)
+{
+	struct eng_template_opts o = {};
 	struct wc_snapshot *snap = NULL;
-	EngImage *img = NULL;
-	const EngProcess *p = NULL;
+	struct eng_template *t = NULL;
 	struct eng_rst_ctx ctx = {};
-	struct rst_report rep;
-	uint64_t t0 = now_ns(), t1 = 0;
+	uint64_t t0 = now_ns();
 	int pfd[2] = { -1, -1 }, ctl[2] = { -1, -1 }, r, *sock_fds = NULL;
-	unsigned int done = 0;
-	pid_t tpl = -1;
 
 	if (opts)
 		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
-	if (!nr)
-		return err_set(EINVAL, "no instance asked for");
 	r = wc_snapshot_open(store, snap_id, &snap);
 	if (r < 0)
 		return err_wrap(r, "snapshot %s", snap_id);
-	snap_id = wc_snapshot_id(snap);
-	r = eng_restore_validate(store, snap, &img);
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		r = -ENOMEM;
+		goto out;
+	}
+	t->pid = -1;
+	t->ctl = -1;
+	t->refs = 1;
+	snprintf(t->id, sizeof(t->id), "%s", wc_snapshot_id(snap));
+	r = eng_restore_validate(store, snap, &t->img);
 	if (r < 0)
 		goto out;
-	p = img->procs[0];
-	r = check_shareable(p);
+	t->proc = t->img->procs[0];
+	if (t->img->n_procs != 1) {
+		r = err_set(EOPNOTSUPP, "spawn of a process tree (%zu processes) is not supported",
+			    t->img->n_procs);
+		goto out;
+	}
+	r = check_shareable(t->proc);
 	if (r < 0)
 		goto out;
 	/* Re-created once: every instance shares the listening sockets. */
-	r = eng_restore_sockets_open(p, &sock_fds);
+	r = eng_restore_sockets_open(t->proc, &sock_fds);
 	if (r < 0)
 		goto out;
 	if (pipe2(pfd, O_CLOEXEC) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
 		r = err_set(errno, "pipe: %m");
 		goto out;
 	}
 	ctx = (struct eng_rst_ctx){
-		.store = store, .snap = snap, .img = img, .proc = p,
+		.store = store, .snap = snap, .img = t->img, .proc = t->proc,
 		.inherit_stdio = true,
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
@@ -185,12 +249,12 @@ int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
 	fflush(NULL);
 	/* A plain fork: the template needs no particular pid, and fork keeps
 	 * libc consistent in a multi-threaded caller. */
-	tpl = fork();
-	if (tpl < 0) {
+	t->pid = fork();
+	if (t->pid < 0) {
 		r = err_set(errno, "cannot create the template: %m");
 		goto out;
 	}
-	if (tpl == 0) {
+	if (t->pid == 0) {
 		close(pfd[0]);
 		close(ctl[0]);
 		run_template(&ctx, o.null_stdio);
@@ -199,94 +263,320 @@ int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
 	pfd[1] = -1;
 	close(ctl[1]);
 	ctl[1] = -1;
+	t->ctl = TAKE_FD(ctl[0]);
 
-	r = read_report(pfd[0], &rep);
+	r = read_report(pfd[0], &t->ready);
+	if (r == 1)
+		r = err_set(EIO, "died before reporting");
 	if (r < 0) {
 		r = err_wrap(r, "template");
 		goto out;
 	}
-	if (rep.err) {
-		r = err_wrap(eng_restore_report_error(p, &rep), "template");
+	if (t->ready.err) {
+		r = err_wrap(eng_restore_report_error(t->proc, &t->ready), "template");
 		goto out;
 	}
-	t1 = now_ns();
-
-	for (done = 0; done < nr; done++) {
-		uint32_t cmd = 1;
-		int32_t init;
-		pid_t inst;
-		ssize_t n;
-
-		/* MSG_NOSIGNAL: a dead template is an error, not our SIGPIPE. */
-		if (send(ctl[0], &cmd, sizeof(cmd), MSG_NOSIGNAL) != sizeof(cmd)) {
-			r = err_set(EIO, "instance %u: the template is gone (%m)", done);
-			goto out;
-		}
-		do
-			n = read(ctl[0], &init, sizeof(init));
-		while (n < 0 && errno == EINTR);
-		if (n != sizeof(init)) {
-			r = err_set(EIO, "instance %u: the template did not answer", done);
-			goto out;
-		}
-		if (init < 0) {
-			r = err_set(-init, "instance %u: cannot create its pid namespace: %s", done,
-				    strerror(-init));
-			goto out;
-		}
-		ret[done] = (struct eng_spawned){ .pid = init, .init = init };
-		r = read_report(pfd[0], &rep);
-		if (r >= 0 && rep.err)
-			r = eng_restore_report_error(p, &rep);
-		if (r < 0) {
-			r = err_wrap(r, "instance %u", done);
-			done++;
-			goto out;
-		}
-		inst = p->pid == 1 ? init : first_child_of(init);
-		if (inst < 0) {
-			r = err_set(ESRCH, "instance %u: cannot find it in its namespace", done);
-			done++;
-			goto out;
-		}
-		ret[done].pid = inst;
-		r = wait_fd_closed(inst, (int)rep.arg);
-		if (r >= 0)
-			r = eng_restore_resume(inst, p, &rep);
-		if (r < 0) {
-			r = err_wrap(r, "instance %u (pid %d)", done, inst);
-			done++;
-			goto out;
-		}
-	}
-	if (o.ret_template_ns)
-		*o.ret_template_ns = t1 - t0;
-	if (o.ret_instances_ns)
-		*o.ret_instances_ns = now_ns() - t1;
+	if (o.ret_open_ns)
+		*o.ret_open_ns = now_ns() - t0;
 	r = 0;
 out:
-	if (r < 0)
-		kill_all(ret, done);
-	if (ctl[0] >= 0)
-		close(ctl[0]);		/* the template exits on EOF */
-	if (ctl[1] >= 0)
-		close(ctl[1]);
-	if (tpl > 0) {
-		if (r < 0)
-			kill(tpl, SIGKILL);
-		while (waitpid(tpl, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
 	if (pfd[0] >= 0)
 		close(pfd[0]);
 	if (pfd[1] >= 0)
 		close(pfd[1]);
-	if (img)
-		eng_restore_sockets_close(img->procs[0], sock_fds);
-	if (r < 0)
-		r = err_wrap(r, "snapshot %s", snap_id);
-	if (img)
-		eng_image__free_unpacked(img, NULL);
+	if (ctl[1] >= 0)
+		close(ctl[1]);
+	if (ctl[0] >= 0)
+		close(ctl[0]);
+	if (t && t->img)
+		eng_restore_sockets_close(t->proc, sock_fds);	/* the template has them */
 	wc_snapshot_close(snap);
+	if (r < 0) {
+		if (t) {
+			if (t->pid > 0)
+				kill(t->pid, SIGKILL);
+			eng_template_close(t);
+		}
+		return err_wrap(r, "snapshot %s", snap_id);
+	}
+	*ret = t;
+	return 0;
+}
+
+/* Send the op with the instance's end of its socket; the init's pid back. */
+static int template_request(struct eng_template *t, int peer, pid_t *ret_init)
+{
+	uint32_t op = SPAWN_OP_SPAWN;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &op, sizeof(op) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	int32_t init;
+	ssize_t n;
+	int r;
+
+	memset(u.buf, 0, sizeof(u.buf));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &peer, sizeof(int));
+	/* MSG_NOSIGNAL: a dead template is an error, not our SIGPIPE. */
+	do
+		n = sendmsg(t->ctl, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != sizeof(op))
+		return err_set(EIO, "the template is gone (%m)");
+	r = wait_readable(t->ctl);
+	if (r < 0)
+		return err_wrap(r, "template");
+	do
+		n = read(t->ctl, &init, sizeof(init));
+	while (n < 0 && errno == EINTR);
+	if (n != sizeof(init))
+		return err_set(EIO, "the template did not answer");
+	if (init < 0)
+		return err_set(-init, "cannot create a pid namespace: %s", strerror(-init));
+	*ret_init = init;
+	return 0;
+}
+
+static void instance_reset(struct eng_instance *inst)
+{
+	*inst = (struct eng_instance){ .pid = -1, .ns_pid = -1, .init = -1, .pidfd = -1,
+				       .init_pidfd = -1, .ctl_fd = -1 };
+}
+
+void eng_instance_release(struct eng_instance *inst)
+{
+	if (!inst)
+		return;
+	if (inst->parked && inst->init > 0) {
+		/* It could never run: the init's end takes its namespace along. */
+		if (inst->init_pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, inst->init_pidfd, SIGKILL, NULL, 0);
+		else
+			kill(inst->init, SIGKILL);
+	}
+	if (inst->ctl_fd >= 0)
+		close(inst->ctl_fd);
+	if (inst->pidfd >= 0)
+		close(inst->pidfd);
+	if (inst->init_pidfd >= 0)
+		close(inst->init_pidfd);
+	if (inst->tpl)
+		template_unref(inst->tpl);
+	instance_reset(inst);
+}
+
+int eng_template_spawn(struct eng_template *t, const struct eng_instance_opts *opts,
+		       struct eng_instance *ret)
+{
+	struct eng_instance_opts o = { .parked = true };
+	struct eng_instance inst;
+	struct rst_report rep;
+	int sp[2], r;
+	pid_t init = -1;
+
+	if (opts) {
+		o = (struct eng_instance_opts){};
+		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
+	}
+	instance_reset(&inst);
+	instance_reset(ret);
+	if (t->ctl < 0)
+		return err_set(EINVAL, "template of %s is closed", t->id);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return err_set(errno, "socketpair: %m");
+	inst.ctl_fd = sp[0];
+	r = template_request(t, sp[1], &init);
+	close(sp[1]);
+	if (r < 0)
+		goto fail;
+	inst.init = init;
+	inst.ns_pid = (pid_t)t->proc->pid;
+	/* Our child, not reaped before we do: the pid cannot be reused. */
+	inst.init_pidfd = sys_pidfd_open(init);
+	if (inst.init_pidfd < 0) {
+		r = err_set(errno, "pidfd_open(%d): %m", init);
+		goto fail;
+	}
+	r = read_report(inst.ctl_fd, &rep);
+	if (r == 1)
+		r = err_set(EIO, "died before reporting");
+	else if (r >= 0 && rep.err)
+		r = eng_restore_report_error(t->proc, &rep);
+	if (r < 0)
+		goto fail;
+	inst.pid = t->proc->pid == 1 ? init : first_child_of(init);
+	if (inst.pid < 0) {
+		r = err_set(ESRCH, "cannot find it in its namespace");
+		goto fail;
+	}
+	inst.pidfd = sys_pidfd_open(inst.pid);
+	if (inst.pidfd < 0) {
+		r = err_set(errno, "pidfd_open(%d): %m", inst.pid);
+		goto fail;
+	}
+	inst.parked = true;
+	inst.tpl = t;
+	t->refs++;
+	*ret = inst;
+	if (o.parked)
+		return 0;
+	return eng_instance_start(ret, NULL, NULL, 0);
+fail:
+	/* Kill what exists; the init is still the caller's to reap. */
+	if (inst.init > 0) {
+		inst.parked = true;
+		eng_instance_release(&inst);
+	} else if (inst.ctl_fd >= 0) {
+		close(inst.ctl_fd);
+	}
+	instance_reset(ret);
+	ret->init = init;
+	return err_wrap(r, "instance of %s", t->id);
+}
+
+/* The start message: numbers, and the descriptors as SCM_RIGHTS. */
+static int send_start(int sock, const int *fds, const int *fd_nums, size_t nr)
+{
+	struct {
+		uint32_t nr;
+		int32_t nums[SPAWN_MAX_FDS];
+	} msg;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * SPAWN_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &msg, 4 + 4 * nr };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	msg.nr = (uint32_t)nr;
+	for (size_t i = 0; i < nr; i++)
+		msg.nums[i] = fd_nums[i];
+	if (nr) {
+		struct cmsghdr *cm;
+
+		memset(u.buf, 0, sizeof(u.buf));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nr);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nr);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nr);
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)iov.iov_len)
+		return err_set(n < 0 ? errno : EIO, "cannot send the start message: %m");
+	return 0;
+}
+
+int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr)
+{
+	struct eng_template *t = inst->tpl;
+	struct rst_report rep;
+	int r;
+
+	if (!inst->parked || !t || inst->ctl_fd < 0)
+		return err_set(EINVAL, "instance %d is not parked", inst->pid);
+	if (nr > ENG_INSTANCE_MAX_FDS)
+		return err_set(EINVAL, "%zu descriptors, at most %d", nr, ENG_INSTANCE_MAX_FDS);
+	for (size_t i = 0; i < nr; i++) {
+		if (fd_nums[i] < 0 || fds[i] < 0)
+			return err_set(EINVAL, "descriptor %d at number %d", fds[i], fd_nums[i]);
+		for (size_t k = 0; k < i; k++)
+			if (fd_nums[k] == fd_nums[i])
+				return err_set(EINVAL, "number %d given twice", fd_nums[i]);
+	}
+	r = send_start(inst->ctl_fd, fds, fd_nums, nr);
+	if (r < 0)
+		goto fail;
+	/* EOF: the leader installed them and closed its socket. */
+	r = read_report(inst->ctl_fd, &rep);
+	if (r == 0)
+		r = rep.err ? eng_restore_report_error(t->proc, &rep)
+			    : err_set(EPROTO, "unexpected report");
+	if (r < 0)
+		goto fail;
+	r = eng_restore_resume(inst->pid, t->proc, &t->ready);
+	if (r < 0)
+		goto fail;
+	close(inst->ctl_fd);
+	inst->ctl_fd = -1;
+	inst->parked = false;
+	inst->tpl = NULL;
+	template_unref(t);
+	return 0;
+fail:
+	r = err_wrap(r, "instance %d", inst->pid);
+	{
+		pid_t init = inst->init;
+
+		eng_instance_release(inst);	/* parked: killed */
+		inst->init = init;		/* still to be reaped */
+	}
+	return r;
+}
+
+static void kill_and_reap(struct eng_spawned *ret, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (ret[i].init > 0)
+			kill(ret[i].init, SIGKILL);
+	for (unsigned int i = 0; i < n; i++)
+		if (ret[i].init > 0)
+			while (waitpid(ret[i].init, NULL, __WALL) < 0 && errno == EINTR)
+				;
+}
+
+int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
+	      const struct eng_spawn_opts *opts, struct eng_spawned *ret)
+{
+	struct eng_spawn_opts o = {};
+	struct eng_template *t = NULL;
+	uint64_t t1;
+	unsigned int done = 0;
+	int r;
+
+	if (opts)
+		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
+	if (!nr)
+		return err_set(EINVAL, "no instance asked for");
+	r = eng_template_open(store, snap_id,
+			      &(struct eng_template_opts){ .sz = sizeof(struct eng_template_opts),
+							   .null_stdio = o.null_stdio,
+							   .ret_open_ns = o.ret_template_ns },
+			      &t);
+	if (r < 0)
+		return r;
+	t1 = now_ns();
+	for (done = 0; done < nr; done++) {
+		struct eng_instance inst;
+
+		r = eng_template_spawn(t, &(struct eng_instance_opts){
+						  .sz = sizeof(struct eng_instance_opts),
+						  .parked = false },
+				       &inst);
+		ret[done] = (struct eng_spawned){ .pid = inst.pid, .init = inst.init };
+		if (r < 0) {
+			r = err_wrap(r, "instance %u", done);
+			done++;
+			break;
+		}
+		eng_instance_release(&inst);	/* started: keeps running */
+	}
+	if (r >= 0 && o.ret_instances_ns)
+		*o.ret_instances_ns = now_ns() - t1;
+	eng_template_close(t);
+	if (r < 0)
+		kill_and_reap(ret, done);
 	return r;
 }

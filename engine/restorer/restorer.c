@@ -528,12 +528,8 @@ static _Noreturn void rst_finish(struct rst_args *a)
 	rep.premap_ns = a->premap_ns;
 	rep.fill_ns = a->fill_ns;
 	rep.prepare_ns = a->prepare_ns;
-	if (a->spawn) {
-		/* The parent waits until this descriptor is gone (it cannot see
-		 * an EOF: the template keeps the pipe open). */
-		SYS1(close, a->spawn_ctl_fd);
-		rep.arg = a->status_fd;
-	}
+	if (a->spawn)
+		rst_spawn_park(a, &rep);	/* spawn.h: report, descriptors, park */
 	SYS3(write, a->status_fd, &rep, sizeof(rep));
 	SYS1(close, a->status_fd);
 	park(a);

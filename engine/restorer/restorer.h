@@ -23,6 +23,7 @@
 #define RST_SIGINFO_SIZE	128
 #define RST_STACK_SIZE		(16u * 1024)	/* per thread, in the region */
 #define RST_SPAWN_MAX_SHARED	16		/* spawn: shared anonymous areas */
+#define RST_SPAWN_MAX_LOCKED	32		/* spawn: mlock'd areas */
 
 /* Steps reported by the restorer when it fails (rst_report.step). */
 enum rst_step {
@@ -229,6 +230,11 @@ struct rst_args {
 	uint32_t nr_spawn_shared;
 	uint32_t spawn_lead;		/* 1: setsid, 2: setpgid(0, 0) in each instance */
 	struct rst_move spawn_shared[RST_SPAWN_MAX_SHARED];	/* src unused */
+	/* Locked areas (a fork does not inherit mlock): each instance locks
+	 * them again; prot holds the mlock2 flags (MLOCK_ONFAULT or 0). */
+	uint32_t nr_spawn_locked;
+	uint32_t pad3;
+	struct rst_move spawn_locked[RST_SPAWN_MAX_LOCKED];	/* src unused */
 };
 
 #endif

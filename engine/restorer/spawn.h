@@ -2,35 +2,56 @@
 /*
  * Spawn, restorer side: included once by restorer.c (the blob is one
  * translation unit), freestanding like it. See docs/engine-restore.md,
- * "Spawn".
+ * "Spawn", and the API in engine/include/engine.h (eng_template_*).
  *
  * With args->spawn the leader, once every area is at its address (steps
  * 1-3 of restorer.c), becomes a TEMPLATE: it never runs the program's code
  * and never creates its threads. It maps a window for init stacks, reports
- * ready on the status pipe, then serves the control socket: for each
- * 4-byte command it creates
+ * ready on the status pipe, then serves the control socket (SOCK_SEQPACKET):
  *
- *   template ──clone3(CLONE_VM|CLONE_NEWPID, stack = a window slot)──▶ init
- *       (pid 1 of a new namespace; shares the template's memory, so no copy)
+ *   parent ── {u32 op = 1} + SCM_RIGHTS {instance socket} ──▶ template
+ *   template ──clone3(CLONE_VM|CLONE_NEWPID|CLONE_PARENT, stack = a slot)──▶ init
+ *       (pid 1 of a new namespace, the PARENT'S child; shares the template's
+ *       memory, so no copy; CLONE_CHILD_CLEARTID frees its slot when it ends,
+ *       however it ends)
  *   init ──clone3(set_tid = {saved pid}, stack = leader restorer stack)──▶ instance
  *       (a fork-like copy: every page shared copy-on-write with the template)
+ *   template ── {i32 init pid in the parent's namespace, or -errno} ──▶ parent
  *
- * and answers the init's pid (in the template's namespace) as an int32
- * (-errno on failure). The instance unmaps the window and runs rst_finish:
- * process-wide state, its threads (clone3 set_tid), per-thread state,
- * report, park; the parent resumes it with ptrace like a restore. The init
- * closes every descriptor, reaps, exits with the instance's status (128+sig
- * if killed), and frees its slot itself on the way out. A saved pid 1 makes
- * the namespace's first process the instance itself. The template exits on
- * EOF of the control socket; live inits keep its memory (shared) alive.
+ * The instance closes the template's descriptors (control socket, status
+ * pipe), keeps its own socket (the "instance socket") as its status
+ * descriptor, unmaps the window, leads its session/group as saved, copies
+ * shared anonymous memory, locks the locked areas again, then runs
+ * rst_finish: process-wide state, its threads (clone3 set_tid), per-thread
+ * state. Then it is PARKED (rst_spawn_park): it writes its rst_report on the
+ * instance socket and its leader waits there for the start message
+ *
+ *   {u32 nr; i32 fd_nums[nr]} + SCM_RIGHTS {nr descriptors}
+ *
+ * installs descriptor i at fd_nums[i] (dup3, not close-on-exec), closes the
+ * instance socket (the parent sees EOF: the instance is ready to resume)
+ * and parks on the futex like every other thread; the parent resumes every
+ * thread with ptrace (engine/restore/resume.c). A failure is reported as an
+ * rst_report on the instance socket instead. If the parent closes its end
+ * without a start, the instance exits (exit_group(1)).
+ *
+ * The init closes every descriptor, forwards SIGTERM, SIGINT and SIGHUP to
+ * the instance (every other signal stays blocked: the init shares the
+ * template's memory and must never run the program's handlers), reaps
+ * everything in its namespace and exits with the instance's status
+ * (128+sig if killed). A saved pid 1 makes the namespace's first process
+ * the instance itself (cloned by the template, CLONE_PARENT too).
+ * The template exits on EOF of the control socket; live inits keep its
+ * memory (shared) alive.
  */
 #ifndef ENGINE_RESTORER_SPAWN_H
 #define ENGINE_RESTORER_SPAWN_H
 
+#define CLONE_PARENT		0x00008000
+#define CLONE_CHILD_CLEARTID	0x00200000
 #define CLONE_NEWPID		0x20000000
-#define RST_SIGCHLD		17
-#define WNOHANG			1
 #define WALL			0x40000000
+#define RST_SIGCHLD		17
 #define PROT_READ		1
 #define PROT_WRITE		2
 #define MAP_SHARED		0x01
@@ -39,10 +60,36 @@
 #define MAP_NORESERVE		0x4000
 #define MADV_DONTNEED		4
 #define EINTR			4
+#define EBADF			9
 #define EAGAIN			11
+#define EINVAL			22
+#define EPROTO			71
+#define F_DUPFD_CLOEXEC		1030
+#define SOL_SOCKET		1
+#define SCM_RIGHTS		1
+#define MSG_CMSG_CLOEXEC	0x40000000
+#define MSG_CTRUNC		0x08
+#define SA_RESTORER		0x04000000
+#define SA_RESTART		0x10000000
+#define SIG_UNBLOCK		1
+#define RST_SIGHUP		1
+#define RST_SIGINT		2
+#define RST_SIGTERM		15
 
 #ifndef __NR_mmap
 #define __NR_mmap		9
+#endif
+#ifndef __NR_dup3
+#define __NR_dup3		292
+#endif
+#ifndef __NR_recvmsg
+#define __NR_recvmsg		47
+#endif
+#ifndef __NR_kill
+#define __NR_kill		62
+#endif
+#ifndef __NR_fcntl
+#define __NR_fcntl		72
 #endif
 #ifndef __NR_wait4
 #define __NR_wait4		61
@@ -53,36 +100,175 @@
 #ifndef __NR_setsid
 #define __NR_setsid		112
 #endif
+#ifndef __NR_mlock2
+#define __NR_mlock2		325
+#endif
 #ifndef __NR_close_range
 #define __NR_close_range	436
 #endif
 
-/* The window: slot 0 holds one busy byte per slot; slots 1.. are stacks. */
+/* The window: slot 0 holds one busy word per slot; slots 1.. are init
+ * stacks, each SLOT-aligned so that a signal handler finds its slot from
+ * its stack pointer. The bottom words of a slot (struct rst_spawn_slot)
+ * are the init's: its instance socket (set by the template) and its
+ * child's pid in the namespace (set by the init, read by its handler). */
 #define RST_SPAWN_SLOT		(16u * 1024)
 #define RST_SPAWN_SLOTS		4096u
+/* Descriptors in one start message (= ENG_INSTANCE_MAX_FDS). */
+#define RST_SPAWN_MAX_FDS	64u
+#define RST_SPAWN_OP_SPAWN	1u
+
+struct rst_spawn_slot {
+	int32_t sock;
+	int32_t child;
+};
+
+/* The start message (SOCK_SEQPACKET: one datagram, 4 + 4 * nr bytes). */
+struct rst_spawn_start {
+	uint32_t nr;
+	int32_t fd_nums[RST_SPAWN_MAX_FDS];
+};
+
+struct k_iovec {
+	uint64_t base;
+	uint64_t len;
+};
+
+struct k_msghdr {
+	uint64_t name;
+	uint32_t namelen;
+	uint32_t pad;
+	uint64_t iov;
+	uint64_t iovlen;
+	uint64_t control;
+	uint64_t controllen;
+	int32_t flags;
+	uint32_t pad2;
+};
+
+struct k_cmsghdr {
+	uint64_t len;
+	int32_t level;
+	int32_t type;
+};
+
+struct k_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+static uint64_t rst_spawn_slots(const struct rst_args *a)
+{
+	return (a->spawn_window + RST_SPAWN_SLOT - 1) & ~(uint64_t)(RST_SPAWN_SLOT - 1);
+}
 
 /*
- * An init's last instructions: drop its stack's pages, mark the slot free
- * (the template may reuse it at once: nothing below touches the stack),
- * exit with @code. Registers only.
+ * recvmsg of one datagram of at most @len bytes with at most @max_fds
+ * descriptors (close-on-exec until moved); *ret_nr gets their count.
+ * Returns the bytes received (0: EOF), or -errno (-EPROTO: too many
+ * descriptors, which are closed).
  */
-static _Noreturn void rst_spawn_init_exit(uint8_t *flag, uint64_t stack, long code)
+static long rst_recv_fds(int32_t sock, void *data, uint64_t len, int32_t *fds, uint32_t max_fds,
+			 uint32_t *ret_nr)
 {
-	register long r12 asm("r12") = (long)flag;
+	uint64_t cbuf[(sizeof(struct k_cmsghdr) + 4 * RST_SPAWN_MAX_FDS + 7) / 8];
+	struct k_iovec iov = { (uint64_t)(unsigned long)data, len };
+	struct k_msghdr mh;
+	struct k_cmsghdr *cm = (struct k_cmsghdr *)cbuf;
+	uint32_t nr = 0;
+	long n;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.iov = (uint64_t)(unsigned long)&iov;
+	mh.iovlen = 1;
+	mh.control = (uint64_t)(unsigned long)cbuf;
+	mh.controllen = sizeof(struct k_cmsghdr) + 4 * (uint64_t)max_fds;
+	mh.controllen = (mh.controllen + 7) & ~7ull;
+	n = SYS3(recvmsg, sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	if (mh.controllen >= sizeof(*cm) && cm->level == SOL_SOCKET && cm->type == SCM_RIGHTS &&
+	    cm->len >= sizeof(*cm)) {
+		int32_t *got = (int32_t *)(cm + 1);
+
+		nr = (uint32_t)((cm->len - sizeof(*cm)) / 4);
+		if (nr > max_fds || (mh.flags & MSG_CTRUNC)) {
+			for (uint32_t i = 0; i < nr && i < max_fds; i++)
+				SYS1(close, got[i]);
+			return -EPROTO;
+		}
+		for (uint32_t i = 0; i < nr; i++)
+			fds[i] = got[i];
+	} else if (mh.flags & MSG_CTRUNC) {
+		return -EPROTO;
+	}
+	*ret_nr = nr;
+	return n;
+}
+
+/*
+ * An init's last instructions: drop its stack's pages and exit with @code
+ * (the kernel then clears the slot's busy word: CLONE_CHILD_CLEARTID, and
+ * the template may reuse the slot; nothing below touches the stack).
+ * Registers only.
+ */
+static _Noreturn void rst_spawn_init_exit(uint64_t stack, long code)
+{
 	register long r13 asm("r13") = code;
 
 	asm volatile("movl $28, %%eax\n"	/* madvise(stack, SLOT, DONTNEED) */
 		     "syscall\n"
-		     "movb $0, (%%r12)\n"
 		     "movq %%r13, %%rdi\n"
 		     "movl $60, %%eax\n"	/* exit(code) */
 		     "syscall\n"
 		     "ud2\n"
 		     :
-		     : "D"(stack), "S"((long)RST_SPAWN_SLOT), "d"((long)MADV_DONTNEED),
-		       "r"(r12), "r"(r13)
+		     : "D"(stack), "S"((long)RST_SPAWN_SLOT), "d"((long)MADV_DONTNEED), "r"(r13)
 		     : "rax", "rcx", "r11", "memory");
 	__builtin_unreachable();
+}
+
+/* The init's handler return (SA_RESTORER): rt_sigreturn. */
+void rst_spawn_sigreturn(void);
+asm(".text\n"
+    ".globl rst_spawn_sigreturn\n"
+    ".hidden rst_spawn_sigreturn\n"
+    "rst_spawn_sigreturn:\n"
+    "	movl $15, %eax\n"
+    "	syscall\n"
+    "	ud2\n");
+
+/* The init's handler for SIGTERM/SIGINT/SIGHUP: the same to the instance.
+ * It runs on the init's slot stack, whose bottom names the instance. */
+static void rst_spawn_forward(int sig)
+{
+	uint64_t sp = (uint64_t)(unsigned long)__builtin_frame_address(0);
+	struct rst_spawn_slot *slot = (struct rst_spawn_slot *)(unsigned long)
+		(sp & ~(uint64_t)(RST_SPAWN_SLOT - 1));
+
+	if (slot->child > 0)
+		SYS2(kill, slot->child, sig);
+}
+
+static void rst_spawn_init_signals(void)
+{
+	static const int sigs[] = { RST_SIGHUP, RST_SIGINT, RST_SIGTERM };
+	uint64_t unblock = 0;
+
+	for (unsigned i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct k_sigaction sa = {
+			.handler = (uint64_t)(unsigned long)rst_spawn_forward,
+			.flags = SA_RESTORER | SA_RESTART,
+			.restorer = (uint64_t)(unsigned long)rst_spawn_sigreturn,
+			.mask = ~0ull,
+		};
+
+		SYS4(rt_sigaction, sigs[i], &sa, 0, 8);
+		unblock |= 1ull << (sigs[i] - 1);
+	}
+	SYS4(rt_sigprocmask, SIG_UNBLOCK, &unblock, 0, 8);
 }
 
 /*
@@ -117,11 +303,28 @@ static void rst_spawn_unshare(struct rst_args *a)
 	}
 }
 
-/* The instance: a copy of the template, on the leader's restorer stack. */
-static void rst_spawn_instance(struct rst_args *a, unsigned long unused)
+/* A fork drops VM_LOCKED: lock the saved locked areas again (this copies
+ * their pages into the instance, as locking a private mapping must). */
+static void rst_spawn_relock(struct rst_args *a)
 {
-	(void)unused;
+	for (uint32_t i = 0; i < a->nr_spawn_locked; i++) {
+		struct rst_move *m = &a->spawn_locked[i];
+		long r = SYS3(mlock2, m->dst, m->len, m->prot);
+
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_SPAWN, 5, m->dst);
+	}
+}
+
+/* The instance: a copy of the template, on the leader's restorer stack;
+ * @sock is its instance socket. */
+static void rst_spawn_instance(struct rst_args *a, unsigned long sock)
+{
 	SYS2(munmap, a->spawn_window, a->spawn_window_len);
+	/* The template's descriptors are not the instance's business. */
+	SYS1(close, a->spawn_ctl_fd);
+	SYS1(close, a->status_fd);
+	a->status_fd = (uint32_t)sock;	/* our copy of the args (copy-on-write) */
 	/* The saved process led its session or group: so does each instance
 	 * (the template's are in the parent namespace, invisible here). */
 	if (a->spawn_lead == 1)
@@ -129,16 +332,17 @@ static void rst_spawn_instance(struct rst_args *a, unsigned long unused)
 	else if (a->spawn_lead == 2)
 		SYS2(setpgid, 0, 0);
 	rst_spawn_unshare(a);
+	rst_spawn_relock(a);
 	rst_finish(a);
 }
 
-static long rst_spawn_clone_instance(struct rst_args *a, uint64_t flags)
+static long rst_spawn_clone_instance(struct rst_args *a, uint64_t flags, int32_t sock)
 {
 	struct rst_thread *th = at(a, a->threads_off);
 	uint64_t tid = a->pid;
 	struct k_clone_args cl = {
 		.flags = flags,
-		.exit_signal = RST_SIGCHLD,
+		.exit_signal = (flags & CLONE_PARENT) ? 0 : RST_SIGCHLD,
 		.stack = th[0].stack_top - RST_STACK_SIZE,
 		.stack_size = RST_STACK_SIZE,
 	};
@@ -147,18 +351,18 @@ static long rst_spawn_clone_instance(struct rst_args *a, uint64_t flags)
 		cl.set_tid = (uint64_t)(unsigned long)&tid;
 		cl.set_tid_size = 1;
 	}
-	return rst_clone3(&cl, sizeof(cl), rst_spawn_instance, a, 0);
+	return rst_clone3(&cl, sizeof(cl), rst_spawn_instance, a, (unsigned long)(uint32_t)sock);
 }
 
 /* pid 1 of the instance's namespace, sharing the template's memory. */
-static void rst_spawn_init(struct rst_args *a, unsigned long slot)
+static void rst_spawn_init(struct rst_args *a, unsigned long s)
 {
-	uint8_t *flags = (uint8_t *)(unsigned long)a->spawn_window;
-	uint64_t stack = a->spawn_window + slot * RST_SPAWN_SLOT;
+	uint64_t stack = rst_spawn_slots(a) + s * RST_SPAWN_SLOT;
+	struct rst_spawn_slot *slot = (struct rst_spawn_slot *)(unsigned long)stack;
 	long child, code = 127;
 	int32_t st;
 
-	child = rst_spawn_clone_instance(a, 0);
+	child = rst_spawn_clone_instance(a, 0, slot->sock);
 	if (child < 0) {
 		struct rst_report rep;
 
@@ -166,11 +370,13 @@ static void rst_spawn_init(struct rst_args *a, unsigned long slot)
 		rep.err = (int32_t)child;
 		rep.step = RST_STEP_SPAWN;
 		rep.arg = a->pid;
-		SYS3(write, a->status_fd, &rep, sizeof(rep));
-		rst_spawn_init_exit(flags + slot, stack, 1);
+		SYS3(write, slot->sock, &rep, sizeof(rep));
+		rst_spawn_init_exit(stack, 1);
 	}
+	__atomic_store_n(&slot->child, (int32_t)child, __ATOMIC_SEQ_CST);
 	/* Hold nothing of the caller's: the instance has its own table. */
 	SYS3(close_range, 0, ~0u, 0);
+	rst_spawn_init_signals();
 	for (;;) {
 		long w = SYS4(wait4, -1, &st, WALL, 0);
 
@@ -188,15 +394,76 @@ static void rst_spawn_init(struct rst_args *a, unsigned long slot)
 			continue;
 		break;
 	}
-	rst_spawn_init_exit(flags + slot, stack, code);
+	rst_spawn_init_exit(stack, code);
+}
+
+/*
+ * The instance, every thread ready (rst_finish): report on the instance
+ * socket, wait for the start message, install its descriptors, close the
+ * socket (the parent's cue to resume us) and park. Never returns.
+ */
+static _Noreturn void rst_spawn_park(struct rst_args *a, struct rst_report *rep)
+{
+	struct rst_spawn_start msg;
+	int32_t fds[RST_SPAWN_MAX_FDS], sock = (int32_t)a->status_fd, top;
+	uint32_t nfds = 0;
+	long n, r;
+
+	SYS3(write, sock, rep, sizeof(*rep));
+	do
+		n = rst_recv_fds(sock, &msg, sizeof(msg), fds, RST_SPAWN_MAX_FDS, &nfds);
+	while (n == -EINTR);
+	if (n == 0)
+		for (;;)
+			SYS1(exit_group, 1);	/* nobody will ever start us */
+	if (n < 0)
+		rst_fail(a, n, RST_STEP_SPAWN, 6, 0);
+	if ((uint64_t)n < 4 || msg.nr > RST_SPAWN_MAX_FDS || (uint64_t)n != 4 + 4ull * msg.nr ||
+	    nfds != msg.nr)
+		rst_fail(a, -EPROTO, RST_STEP_SPAWN, 6, (uint64_t)n);
+	/* Move every received descriptor above every number involved, so
+	 * that no dup3 below closes one we still need. */
+	top = sock;
+	for (uint32_t i = 0; i < nfds; i++) {
+		if (msg.fd_nums[i] < 0)
+			rst_fail(a, -EBADF, RST_STEP_SPAWN, 7, (uint64_t)(uint32_t)msg.fd_nums[i]);
+		if (msg.fd_nums[i] > top)
+			top = msg.fd_nums[i];
+		if (fds[i] > top)
+			top = fds[i];
+	}
+	for (uint32_t i = 0; i < nfds; i++) {
+		r = SYS3(fcntl, fds[i], F_DUPFD_CLOEXEC, top + 1);
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_SPAWN, 7, (uint64_t)(uint32_t)msg.fd_nums[i]);
+		SYS1(close, fds[i]);
+		fds[i] = (int32_t)r;
+	}
+	for (uint32_t i = 0; i < nfds; i++) {
+		if (msg.fd_nums[i] == sock) {
+			r = SYS3(fcntl, sock, F_DUPFD_CLOEXEC, top + 1);
+			if (r < 0)
+				rst_fail(a, r, RST_STEP_SPAWN, 7, (uint64_t)(uint32_t)sock);
+			SYS1(close, sock);
+			sock = (int32_t)r;
+			a->status_fd = (uint32_t)r;
+		}
+	}
+	for (uint32_t i = 0; i < nfds; i++) {
+		r = SYS3(dup3, fds[i], msg.fd_nums[i], 0);
+		if (r < 0)
+			rst_fail(a, r, RST_STEP_SPAWN, 7, (uint64_t)(uint32_t)msg.fd_nums[i]);
+		SYS1(close, fds[i]);
+	}
+	SYS1(close, sock);
+	park(a);
 }
 
 static _Noreturn void rst_spawn_template(struct rst_args *a)
 {
-	uint64_t wlen = (uint64_t)RST_SPAWN_SLOT * RST_SPAWN_SLOTS;
+	uint64_t wlen = (uint64_t)RST_SPAWN_SLOT * (RST_SPAWN_SLOTS + 1), base;
 	struct rst_report rep;
-	uint8_t *flags;
-	uint32_t next = 1;
+	uint32_t *busy, next = 1;
 	long w;
 
 	w = SYS6(mmap, 0, wlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -205,7 +472,8 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 		rst_fail(a, w, RST_STEP_SPAWN, 0, 0);
 	a->spawn_window = (uint64_t)w;
 	a->spawn_window_len = wlen;
-	flags = (uint8_t *)w;
+	base = rst_spawn_slots(a);
+	busy = (uint32_t *)(unsigned long)base;
 
 	memset(&rep, 0, sizeof(rep));
 	rep.region_start = a->region_start;
@@ -216,27 +484,29 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 	SYS3(write, a->status_fd, &rep, sizeof(rep));
 
 	for (;;) {
-		uint32_t cmd, s = 0;
-		int32_t out;
-		long n = SYS3(read, a->spawn_ctl_fd, &cmd, sizeof(cmd));
+		uint32_t cmd = 0, nfds = 0, s = 0;
+		int32_t out, sock = -1;
+		long n = rst_recv_fds((int32_t)a->spawn_ctl_fd, &cmd, sizeof(cmd), &sock, 1, &nfds);
 
 		if (n == -EINTR)
 			continue;
-		if (n != sizeof(cmd))
+		if (n <= 0 && n != -EPROTO)
 			for (;;)
-				SYS1(exit_group, 0);
-		/* Inits of instances that ended (the rest go to our reaper). */
-		while (SYS4(wait4, -1, 0, WNOHANG | WALL, 0) > 0)
-			;
-		if (a->pid == 1) {
-			out = (int32_t)rst_spawn_clone_instance(a, CLONE_NEWPID);
+				SYS1(exit_group, 0);	/* EOF: stop serving */
+		if (n != sizeof(cmd) || cmd != RST_SPAWN_OP_SPAWN || nfds != 1) {
+			if (nfds == 1)
+				SYS1(close, sock);
+			sock = -1;
+			out = -EPROTO;
+		} else if (a->pid == 1) {
+			out = (int32_t)rst_spawn_clone_instance(a, CLONE_NEWPID | CLONE_PARENT, sock);
 		} else {
 			for (uint32_t k = 0; k < RST_SPAWN_SLOTS - 1; k++) {
 				uint32_t c = next + k;
 
 				if (c >= RST_SPAWN_SLOTS)
 					c -= RST_SPAWN_SLOTS - 1;
-				if (!__atomic_load_n(&flags[c], __ATOMIC_ACQUIRE)) {
+				if (!__atomic_load_n(&busy[c], __ATOMIC_ACQUIRE)) {
 					s = c;
 					break;
 				}
@@ -244,20 +514,27 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 			if (!s) {
 				out = -EAGAIN;
 			} else {
+				uint64_t stack = base + (uint64_t)s * RST_SPAWN_SLOT;
+				struct rst_spawn_slot *slot = (struct rst_spawn_slot *)(unsigned long)stack;
 				struct k_clone_args cl = {
-					.flags = CLONE_VM | CLONE_NEWPID,
-					.exit_signal = RST_SIGCHLD,
-					.stack = a->spawn_window + (uint64_t)s * RST_SPAWN_SLOT,
+					.flags = CLONE_VM | CLONE_NEWPID | CLONE_PARENT |
+						 CLONE_CHILD_CLEARTID,
+					.child_tid = (uint64_t)(unsigned long)&busy[s],
+					.stack = stack,
 					.stack_size = RST_SPAWN_SLOT,
 				};
 
-				flags[s] = 1;
+				slot->sock = sock;
+				slot->child = 0;
+				__atomic_store_n(&busy[s], 1, __ATOMIC_SEQ_CST);
 				next = s + 1 < RST_SPAWN_SLOTS ? s + 1 : 1;
 				out = (int32_t)rst_clone3(&cl, sizeof(cl), rst_spawn_init, a, s);
 				if (out < 0)
-					flags[s] = 0;
+					busy[s] = 0;
 			}
 		}
+		if (sock >= 0)
+			SYS1(close, sock);	/* the init (or instance) has its copy */
 		SYS3(write, a->spawn_ctl_fd, &out, sizeof(out));
 	}
 }
