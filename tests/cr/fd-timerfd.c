@@ -8,6 +8,8 @@
  *          50 ms, never read before the cut, blocking, not close-on-exec
  *   fd 13  CLOCK_REALTIME one-shot 30 s ahead
  *   fd 14  CLOCK_BOOTTIME, disarmed
+ *   fd 15  like fd 12 with a period of 2 ms: a restore that lost the time
+ *          between checkpoint and restore (re-armed relative) misses many
  * After go: fd 10 reads exactly 1 then nothing, disarmed; fd 12 reads every
  * expiration since T0 (missed ones included: floor((now - T0) / 50 ms) + 1)
  * and its next deadline keeps the phase of T0 (within 5 ms); fd 11 counts
@@ -27,6 +29,7 @@
 
 #define MS 1000000LL
 #define IV_C (50 * MS)
+#define IV_F (2 * MS)
 
 static volatile int64_t t0_ns;
 
@@ -87,12 +90,19 @@ int main(int argc, char **argv)
 	mk(CLOCK_MONOTONIC, 0, 12, TFD_TIMER_ABSTIME, t0_ns, IV_C);
 	mk(CLOCK_REALTIME, TFD_CLOEXEC, 13, 0, 30000 * MS, 0);
 	mk(CLOCK_BOOTTIME, TFD_CLOEXEC, 14, 0, 0, 0);
+	mk(CLOCK_MONOTONIC, TFD_CLOEXEC, 15, TFD_TIMER_ABSTIME, t0_ns, IV_F);
 	cr_sleep_ms(20);
 
 	cr_ready_tamper((const void *)&t0_ns, sizeof(t0_ns));
 	cr_wait();
 
-	/* fd 12 first: its count is exact. */
+	/* fd 15 and 12 first: their counts are exact. */
+	lo = (mono() - t0_ns) / IV_F + 1;
+	v = 0;
+	cr_check(read(15, &v, 8) == 8, "fd 15 read: %m");
+	hi = (mono() - t0_ns) / IV_F + 1;
+	cr_check((int64_t)v >= lo && (int64_t)v <= hi, "fd 15: %llu expirations since T0, expected "
+		 "%lld..%lld", (unsigned long long)v, (long long)lo, (long long)hi);
 	lo = (mono() - t0_ns) / IV_C + 1;
 	v = 0;
 	cr_check(read(12, &v, 8) == 8, "fd 12 read: %m");
