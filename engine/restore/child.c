@@ -205,6 +205,7 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 		const struct wc_area *a = NULL;
 		uint64_t len = vma_len(v);
 		int ai = vma_area(v), fd = -1, owned = 0;
+		uint64_t shm;
 		int flags = MAP_FIXED, prot;
 		bool fill, zero_fix = false;
 		void *m;
@@ -216,6 +217,21 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 		 * stay huge. */
 		if (len >= RST_PMD_SIZE)
 			cur += (v->start - cur) & (RST_PMD_SIZE - 1);
+		/* tree.c: shared memory of the tree, mapped and filled once; the
+		 * same pages again here (mremap of old size 0 duplicates a shared
+		 * mapping). */
+		if (ctx->tree && (shm = eng_restore_tree_shm(ctx, v))) {
+			if (mremap((void *)shm, 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)cur) !=
+			    (void *)cur)
+				return err_set(errno, "cannot map the shared memory of 0x%" PRIx64
+					       "-0x%" PRIx64 ": %m", v->start, v->end);
+			pl->moves[nmoves++] = (struct rst_move){
+				.src = cur, .dst = v->start, .len = len, .prot = v->prot,
+				.fix_prot = v->prot != (PROT_READ | PROT_WRITE),
+			};
+			cur += len;
+			continue;
+		}
 		if (ai >= 0) {
 			a = wc_snapshot_area(ctx->snap, (size_t)ai);
 			if (!a || a->start != v->start || a->nr_pages * RST_PAGE != len)
@@ -483,7 +499,8 @@ static int fill_creds(const EngProcess *p, struct rst_args *a, uint64_t off_grou
 
 void eng_restore_report_fail(int fd, int err, const char *detail)
 {
-	struct rst_report rep = { .err = err < 0 ? err : -EIO, .step = RST_STEP_CHILD };
+	struct rst_report rep = { .err = err < 0 ? err : -EIO, .step = RST_STEP_CHILD,
+				  .pid = (uint32_t)getpid() };
 
 	snprintf(rep.detail, sizeof(rep.detail), "%s", detail ? detail : "");
 	(void)!write(fd, &rep, sizeof(rep));
@@ -795,8 +812,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 
 	/* Session and process group: the process led its own, lead them again;
 	 * otherwise it stays in the caller's (the saved ones may not exist). */
-	if (ctx->inherit_session) {
-		/* The caller's terminal: stay in its foreground group. */
+	if (ctx->inherit_session || ctx->tree) {
+		/* The caller's terminal: stay in its foreground group. A tree's
+		 * processes set theirs up before their children (tree.c). */
 	} else if (p->has_sid && p->sid == p->pid) {
 		if (setsid() < 0)
 			return err_set(errno, "cannot start a session: %m");

@@ -89,6 +89,11 @@ static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
 	return 0;
 }
 
+int eng_restore_fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
+{
+	return fd_create(ctx, i, ret);
+}
+
 /*
  * Second pass, every descriptor at its temporary number: @tmp[i] for
  * p->fds[i] (-1 for inherited standard streams).
@@ -162,7 +167,11 @@ int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr
 			tmp[ntmp++] = -1;	/* handled below */
 			continue;
 		}
-		switch (f->kind) {
+		/* tree.c: an object of several processes, made once, inherited. */
+		sock = ctx->tree ? eng_restore_tree_fd(ctx, i) : -1;
+		switch (sock >= 0 ? -1 : (int)f->kind) {
+		case -1:
+			break;
 		case ENG_FD_KIND__FD_REG:
 			if (!f->has_file || f->file >= p->n_files)
 				return err_set(EBADMSG, "fd %u has no file", f->fd);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -353,10 +354,18 @@ static int load_image(struct wc_snapshot *snap, EngImage **ret)
 	img = eng_image__unpack(NULL, len, data);
 	if (!img)
 		return err_set(EBADMSG, "its process image does not parse");
-	if (img->version != ENG_IMAGE_VERSION || img->n_procs != 1 || !img->procs[0]->creds ||
+	if (img->version != ENG_IMAGE_VERSION || img->n_procs < 1 || !img->procs[0]->creds ||
 	    !img->procs[0]->mm) {
 		eng_image__free_unpacked(img, NULL);
 		return err_set(EBADMSG, "its process image is of an unsupported version or shape");
+	}
+	if (img->n_procs > 1) {
+		int rt = eng_restore_tree_check(img);
+
+		if (rt < 0) {
+			eng_image__free_unpacked(img, NULL);
+			return rt;
+		}
 	}
 	*ret = img;
 	return 0;
@@ -366,7 +375,10 @@ static int load_image(struct wc_snapshot *snap, EngImage **ret)
 
 static _noreturn_ void run_child(struct eng_rst_ctx *ctx)
 {
-	int r = eng_restore_child(ctx);
+	int r = ctx->tree ? eng_restore_tree_start(ctx) : 0;
+
+	if (r >= 0)
+		r = eng_restore_child(ctx);
 
 	eng_restore_report_fail(ctx->status_fd, r, err_str(r));
 	_exit(1);
@@ -519,6 +531,116 @@ int eng_restore_report_error(const EngProcess *p, const struct rst_report *rep)
 		       rep->sub ? ": " : "", sub_name(rep->sub), rep->arg, strerror(err));
 }
 
+/* ------------------------------------------------------------------ trees */
+
+/* Validation of every process of a tree (procs[0] already checked). */
+static int check_tree(const EngImage *img, bool new_pidns)
+{
+	int r;
+
+	for (size_t k = 1; k < img->n_procs; k++) {
+		const EngProcess *p = img->procs[k];
+
+		if (p->zombie) {
+			if (!new_pidns && (kill((pid_t)p->pid, 0) == 0 || errno != ESRCH))
+				return err_set(EEXIST, "pid %u (a zombie of the tree) is taken (restore "
+					       "with --pidns=new to run it in a new pid namespace)",
+					       p->pid);
+			continue;
+		}
+		r = check_pids(p, new_pidns);
+		if (r >= 0)
+			r = check_cpu(img, p);
+		if (r >= 0)
+			r = check_vdso(img, p);
+		if (r >= 0)
+			r = check_files(p);
+		if (r < 0)
+			return err_wrap(r, "process %u", p->pid);
+	}
+	return 0;
+}
+
+/* Every process below @top (in our namespace), with its pid in its own
+ * namespace: out_host[k] for img->procs[k]. */
+static int tree_host_pids(pid_t top, const EngImage *img, pid_t *out_host)
+{
+	_cleanup_free_ pid_t *queue = malloc((img->n_procs + 2) * sizeof(pid_t));
+	size_t head = 0, tail = 0, found = 0;
+
+	if (!queue)
+		return -ENOMEM;
+	queue[tail++] = top;
+	while (head < tail) {
+		pid_t cur = queue[head++];
+		_cleanup_free_ char *status = NULL;
+		char path[96];
+		pid_t inner;
+		DIR *d;
+		struct dirent *de;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", cur);
+		if (read_file(path, &status, NULL) == 0 &&
+		    eng_restore_parse_nspid(status, &inner) == 0) {
+			for (size_t k = 0; k < img->n_procs; k++) {
+				if (img->procs[k]->pid == (uint32_t)inner && !out_host[k]) {
+					out_host[k] = cur;
+					found++;
+				}
+			}
+		}
+		snprintf(path, sizeof(path), "/proc/%d/task", cur);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			_cleanup_free_ char *kids = NULL;
+			char cp[320], *q, *e;
+
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", cur, de->d_name);
+			if (read_file(cp, &kids, NULL) < 0)
+				continue;
+			for (q = kids;; q = e) {
+				long c = strtol(q, &e, 10);
+
+				if (e == q || c <= 0)
+					break;
+				if (tail < img->n_procs + 2)
+					queue[tail++] = (pid_t)c;
+			}
+		}
+		closedir(d);
+	}
+	return found == img->n_procs ? 0 : -ESRCH;
+}
+
+/* Kill every process below @child (included) and reap what becomes ours. */
+static void tree_kill_all(pid_t child, const EngImage *img, bool new_pidns)
+{
+	_cleanup_free_ pid_t *host = calloc(img->n_procs, sizeof(pid_t));
+	uint64_t deadline = now_ns() + 5000000000ull;
+	int st;
+
+	if (host && !new_pidns) {
+		tree_host_pids(child, img, host);
+		for (size_t k = 0; k < img->n_procs; k++)
+			if (host[k] > 0)
+				kill(host[k], SIGKILL);
+	}
+	kill_and_reap(child);
+	if (!host || new_pidns)
+		return;	/* the namespace died with its init */
+	/* Orphans come to us (a child subreaper meanwhile): reap them. */
+	for (size_t k = 0; k < img->n_procs; k++) {
+		if (host[k] <= 0 || host[k] == child)
+			continue;
+		while (waitpid(host[k], &st, __WALL | WNOHANG) == 0 && now_ns() < deadline)
+			usleep(200);
+	}
+}
+
 int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_restore_opts *opts,
 		struct eng_restored *ret)
 {
@@ -527,10 +649,15 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	EngImage *img = NULL;
 	const EngProcess *p;
 	struct eng_rst_ctx ctx = {};
+	struct eng_rst_tree tree = {};
+	_cleanup_free_ struct rst_report *reps = NULL;
+	_cleanup_free_ pid_t *host = NULL;
 	struct rst_report rep;
 	uint64_t t0 = now_ns(), t_valid, t_spawn, t_ready, t_res;
-	int pfd[2] = { -1, -1 }, r, *sock_fds = NULL;
+	int pfd[2] = { -1, -1 }, r, *sock_fds = NULL, was_reaper = -1;
 	pid_t child = -1, target = -1;
+	size_t nr_live = 0, got = 0;
+	bool is_tree = false;
 	ssize_t n;
 
 	if (opts)
@@ -543,6 +670,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	if (r < 0)
 		goto out;
 	p = img->procs[0];
+	is_tree = img->n_procs > 1;
 	r = check_pids(p, o.new_pidns);
 	if (r < 0)
 		goto out;
@@ -555,11 +683,30 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	r = check_files(p);
 	if (r < 0)
 		goto out;
+	if (is_tree) {
+		r = check_tree(img, o.new_pidns);
+		if (r < 0)
+			goto out;
+	}
 	r = check_keys(store, snap);
 	if (r < 0)
 		goto out;
+	for (size_t k = 0; k < img->n_procs; k++)
+		nr_live += !img->procs[k]->zombie;
+	reps = calloc(img->n_procs, sizeof(*reps));
+	host = calloc(img->n_procs, sizeof(*host));
+	if (!reps || !host) {
+		r = -ENOMEM;
+		goto out;
+	}
 	/* Last: sockets take their addresses (sockets.c). */
-	r = eng_restore_sockets_open(p, &sock_fds);
+	if (is_tree) {
+		tree.img = img;
+		r = eng_restore_tree_sockets_open(&tree);
+		sock_fds = tree.sock_fds ? tree.sock_fds[0] : NULL;
+	} else {
+		r = eng_restore_sockets_open(p, &sock_fds);
+	}
 	if (r < 0)
 		goto out;
 	t_valid = now_ns();
@@ -574,7 +721,13 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.resume_signal = o.resume_signal,
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
+		.tree = is_tree ? &tree : NULL,
 	};
+	/* A failed tree restore kills its processes: their orphans must come
+	 * back to us to be reaped (pid 1 may not reap). */
+	if (is_tree && !o.new_pidns && prctl(PR_GET_CHILD_SUBREAPER, &was_reaper) == 0 &&
+	    !was_reaper)
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	fflush(NULL);
 	if (o.new_pidns) {
 		child = spawn(CLONE_NEWPID, 0);
@@ -600,24 +753,42 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	close(pfd[1]);
 	pfd[1] = -1;
 
-	do
-		n = read(pfd[0], &rep, sizeof(rep));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(rep)) {
-		int st = 0;
+	/* One report per live process (each writes it in one piece). */
+	while (got < nr_live) {
+		size_t k = 0;
 
-		kill_and_reap(child);
-		child = -1;
-		r = err_set(EIO, "the new process died before reporting (%s)",
-			    n < 0 ? strerror(errno) : "no report");
-		(void)st;
-		goto out;
+		do
+			n = read(pfd[0], &rep, sizeof(rep));
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(rep)) {
+			r = err_set(EIO, "%s died before reporting (%s)",
+				    is_tree ? "a process of the tree" : "the new process",
+				    n < 0 ? strerror(errno) : "no report");
+			goto out;
+		}
+		if (is_tree) {
+			for (k = 0; k < img->n_procs; k++)
+				if (img->procs[k]->pid == rep.pid && !img->procs[k]->zombie)
+					break;
+			if (k == img->n_procs) {
+				r = err_set(EPROTO, "a report from pid %u, not of the tree", rep.pid);
+				goto out;
+			}
+		}
+		if (rep.err) {
+			r = eng_restore_report_error(img->procs[k], &rep);
+			if (is_tree)
+				r = err_wrap(r, "process %u", rep.pid);
+			goto out;
+		}
+		if (reps[k].region_start) {
+			r = err_set(EPROTO, "process %u reported twice", rep.pid);
+			goto out;
+		}
+		reps[k] = rep;
+		got++;
 	}
-	if (rep.err) {
-		r = eng_restore_report_error(p, &rep);
-		goto out;
-	}
-	/* The leader closes the pipe right after its report: wait for that
+	/* Each leader closes the pipe right after its report: wait for that
 	 * (EOF), else the takeover could stop it before the close and leave the
 	 * pipe open in the restored process. */
 	{
@@ -633,32 +804,59 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	}
 	t_ready = now_ns();
 	target = child;
-	if (o.new_pidns && p->pid != 1) {
+	if (is_tree && o.new_pidns) {
+		r = tree_host_pids(child, img, host);
+		if (r < 0) {
+			r = err_set(ESRCH, "cannot find the restored processes in their namespace");
+			goto out;
+		}
+		target = host[0];
+	} else if (is_tree) {
+		for (size_t k = 0; k < img->n_procs; k++)
+			host[k] = (pid_t)img->procs[k]->pid;
+	} else if (o.new_pidns && p->pid != 1) {
 		target = first_child_of(child);
 		if (target < 0) {
 			r = err_set(ESRCH, "cannot find the restored process in its namespace");
 			goto out;
 		}
 	}
-	r = eng_restore_resume(target, p, &rep);
-	if (r < 0) {
-		r = err_wrap(r, "resuming");
-		goto out;
+	if (!is_tree) {
+		r = eng_restore_resume(target, p, &reps[0]);
+		if (r < 0) {
+			r = err_wrap(r, "resuming");
+			goto out;
+		}
+	} else {
+		/* Children first: the root, which the caller talks to, last. */
+		for (size_t k = img->n_procs; k-- > 0;) {
+			if (img->procs[k]->zombie)
+				continue;
+			r = eng_restore_resume(host[k], img->procs[k], &reps[k]);
+			if (r < 0) {
+				r = err_wrap(r, "resuming process %u", img->procs[k]->pid);
+				goto out;
+			}
+		}
 	}
 	t_res = now_ns();
 	if (o.stats) {
-		*o.stats = (struct eng_restore_stats){
-			.nr_threads = p->n_threads,
-			.nr_vmas = p->n_vmas,
+		struct eng_restore_stats st = {
 			.validate_ns = t_valid - t0,
 			.spawn_ns = t_spawn - t_valid,
-			.premap_ns = rep.premap_ns,
-			.fill_ns = rep.fill_ns,
-			.prepare_ns = rep.prepare_ns,
 			.ready_ns = t_ready - t_valid,
 			.resume_ns = t_res - t_ready,
 			.total_ns = t_res - t0,
 		};
+
+		for (size_t k = 0; k < img->n_procs; k++) {
+			st.nr_threads += img->procs[k]->n_threads;
+			st.nr_vmas += img->procs[k]->n_vmas;
+			st.premap_ns = MAX(st.premap_ns, reps[k].premap_ns);
+			st.fill_ns = MAX(st.fill_ns, reps[k].fill_ns);
+			st.prepare_ns = MAX(st.prepare_ns, reps[k].prepare_ns);
+		}
+		*o.stats = st;
 	}
 	ret->pid = target;
 	ret->ns_pid = (pid_t)p->pid;
@@ -666,13 +864,21 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	child = -1;
 	r = 0;
 out:
-	if (r < 0 && child > 0)
-		kill_and_reap(child);
+	if (r < 0 && child > 0) {
+		if (is_tree)
+			tree_kill_all(child, img, o.new_pidns);
+		else
+			kill_and_reap(child);
+	}
+	if (was_reaper == 0)
+		prctl(PR_SET_CHILD_SUBREAPER, 0);
 	if (pfd[0] >= 0)
 		close(pfd[0]);
 	if (pfd[1] >= 0)
 		close(pfd[1]);
-	if (img)
+	if (img && is_tree)
+		eng_restore_tree_sockets_close(&tree);
+	else if (img)
 		eng_restore_sockets_close(img->procs[0], sock_fds);
 	if (r < 0)
 		r = err_wrap(r, "snapshot %s", snap_id);
@@ -691,6 +897,11 @@ int eng_restore_validate(struct wc_store *store, struct wc_snapshot *snap, EngIm
 	r = load_image(snap, &img);
 	if (r < 0)
 		return r;
+	if (img->n_procs != 1) {
+		eng_image__free_unpacked(img, NULL);
+		return err_set(EOPNOTSUPP, "it holds a tree of %zu processes: spawn takes one",
+			       img->n_procs);
+	}
 	p = img->procs[0];
 	r = check_pids(p, true);
 	if (r >= 0)

@@ -79,6 +79,7 @@ struct eng_rst_ctx {
 	int *sock_fds;		/* per eng_process.fds: the re-created socket, -1; or NULL */
 	bool spawn;		/* spawn.c: become a template serving spawn_ctl_fd */
 	int spawn_ctl_fd;
+	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
 };
 
 /*
@@ -135,6 +136,77 @@ int eng_restore_report_error(const EngProcess *p, const struct rst_report *rep);
  */
 int eng_restore_sockets_open(const EngProcess *p, int **ret_fds);
 void eng_restore_sockets_close(const EngProcess *p, int *fds);
+
+/* ------------------------------------------------------------------ tree */
+
+/*
+ * A tree restore (eng_image with several procs, procs[0] the root; see
+ * tree.c). Objects held by several processes are created ONCE, before any
+ * process of the tree is forked, and inherited through fork by every
+ * process, which dups them to its fd numbers (and unmaps/closes what it does
+ * not hold: the restorer keeps only its region, prepare_fds closes every
+ * other fd):
+ *   - shared anonymous memory (eng_vma.shmid): one MAP_SHARED mapping per
+ *     object, filled once; each process mremaps (old size 0: same pages) its
+ *     vmas of it into its premap region;
+ *   - FD_INET_SOCKET: created by the parent (sockets.c), once per eng_fd.obj;
+ *   - any other description held by several processes (same eng_fd.obj), and
+ *     every object of a kind whose peers may sit in another process (pipe
+ *     ends, unix sockets: ENG_RST_TREE_PEER_KIND): created by the root child
+ *     with eng_restore_fd_create() (fds.c's per-kind hook) for its first
+ *     holder. A kind module must therefore key what it caches (a pipe's
+ *     other end, a socketpair's peer) by an image-global id (eng_fd.obj,
+ *     pipe id, inode), never by fd index or ctx->proc: the root creates the
+ *     objects of several processes in a row, and the children inherit its
+ *     memory and descriptors.
+ * In each process, eng_restore_tree_fd() gives the inherited fd of p->fds[i]
+ * (-1 if it was not created in advance: then create it as usual).
+ */
+struct eng_rst_tree_shm {
+	uint32_t shmid;
+	uint64_t size;
+	uint64_t addr;		/* in the root child and its descendants */
+};
+
+struct eng_rst_tree_obj {
+	uint64_t obj;		/* eng_fd.obj */
+	int fd;			/* inherited, -1 none */
+};
+
+struct eng_rst_tree {
+	const EngImage *img;
+	int **sock_fds;		/* per proc: sockets.c's array (per fd), or NULL */
+	struct eng_rst_tree_shm *shm;
+	size_t nr_shm;
+	struct eng_rst_tree_obj *objs;
+	size_t nr_objs;
+	pid_t root_pgid;	/* the root's process group once it is set up */
+	size_t me;		/* index of this process in img->procs */
+};
+
+/* Kinds whose object may have its other end in another process. */
+#define ENG_RST_TREE_PEER_KIND(k) \
+	((k) == ENG_FD_KIND__FD_PIPE_END || ((k) >= 20 && (k) <= 29))
+
+/* Parent: shape of the tree (parents first, sessions, groups, zombies). */
+int eng_restore_tree_check(const EngImage *img);
+/* Parent: inet sockets of every process, once per eng_fd.obj. */
+int eng_restore_tree_sockets_open(struct eng_rst_tree *t);
+void eng_restore_tree_sockets_close(struct eng_rst_tree *t);
+/*
+ * In the root's new process: create the shared objects, then every other
+ * process of the tree (clone3 set_tid, parents first, sessions and groups,
+ * zombies exit at once with their status). Returns 0 in every live process
+ * with ctx->proc, ctx->sock_fds and ctx->tree->me set to its own; zombies
+ * never return. -errno with detail on failure (in the failing process).
+ */
+int eng_restore_tree_start(struct eng_rst_ctx *ctx);
+/* The inherited fd for ctx->proc->fds[@i], or -1. */
+int eng_restore_tree_fd(const struct eng_rst_ctx *ctx, size_t i);
+/* The inherited shared mapping of @v (VMA_ANON_SHARED), or 0. */
+uint64_t eng_restore_tree_shm(const struct eng_rst_ctx *ctx, const EngVma *v);
+/* fds.c: create the object of ctx->proc->fds[@i] (kinds of fd_create()). */
+int eng_restore_fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret);
 
 /* ------------------------------------------------------------------ resume */
 

@@ -170,6 +170,7 @@ static _Noreturn void rst_fail(struct rst_args *a, long err, uint32_t step, uint
 	rep.step = step;
 	rep.sub = sub;
 	rep.arg = arg;
+	rep.pid = a->pid;
 	SYS3(write, a->status_fd, &rep, sizeof(rep));
 	for (;;)
 		SYS1(exit_group, 1);
@@ -528,6 +529,7 @@ static _Noreturn void rst_finish(struct rst_args *a)
 	rep.premap_ns = a->premap_ns;
 	rep.fill_ns = a->fill_ns;
 	rep.prepare_ns = a->prepare_ns;
+	rep.pid = a->pid;
 	if (a->spawn)
 		rst_spawn_park(a, &rep);	/* spawn.h: report, descriptors, park */
 	SYS3(write, a->status_fd, &rep, sizeof(rep));

@@ -62,7 +62,7 @@ struct rst_report {
 	int32_t err;		/* 0 = every thread is ready, else -errno */
 	uint32_t step;		/* enum rst_step */
 	uint32_t sub;		/* enum rst_sub */
-	uint32_t pad;
+	uint32_t pid;		/* the reporting process, in its pid namespace */
 	uint64_t arg;
 	/* On success, copied from struct rst_args: */
 	uint64_t region_start;	/* everything of ours left in the process */

@@ -3,7 +3,7 @@
  * cr-harness: checkpoint/restore test driver in the spirit of CRIU's zdtm.
  *
  *   cr-harness [--warmfork PATH] [--mode MODE] [--repeat N] [--timeout SEC]
- *              [--go signal|file] [--javac SRC] [--between SHELL-CMD] [--keep]
+ *              [--go signal|file] [--javac SRC] [--between SHELL-CMD] [--keep] [--tree]
  *              -- PROGRAM [ARGS...]
  *
  * It starts PROGRAM with $CR_DIR set, waits for its ready file (tests/cr/lib/cr.h),
@@ -78,6 +78,7 @@ static volatile sig_atomic_t stop_sig;
 static const char *warmfork = "warmfork";
 static enum mode mode = M_PLAIN;
 static bool go_by_file;
+static bool ckpt_tree;		/* --tree: checkpoint --tree (the program and its children) */
 static unsigned timeout_s = 120;
 static uint64_t deadline_ns;
 static char tmp_root[PATH_MAX];
@@ -560,8 +561,10 @@ static bool proc_alive_untraced(pid_t pid, char *why, size_t len)
 static int checkpoint(pid_t pid, char *snap, size_t snap_len, int *ret_status)
 {
 	char spid[16];
-	char *args[] = { "checkpoint", spid, NULL };
+	char *args[] = { "checkpoint", ckpt_tree ? "--tree" : spid, spid, NULL };
 
+	if (!ckpt_tree)
+		args[2] = NULL;
 	snprintf(spid, sizeof(spid), "%d", (int)pid);
 	return run_warmfork(args, snap, snap_len, ret_status);
 }
@@ -1175,6 +1178,7 @@ int main(int argc, char **argv)
 		{ "javac",	required_argument, NULL, 'j' },
 		{ "keep",	no_argument,	   NULL, 'k' },
 		{ "between",	required_argument, NULL, 'b' },
+		{ "tree",	no_argument,	   NULL, 'T' },
 		{}
 	};
 	struct sigaction sa = { .sa_handler = on_stop };
@@ -1216,6 +1220,9 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			between_cmd = optarg;
+			break;
+		case 'T':
+			ckpt_tree = true;
 			break;
 		default:
 			return 1;

@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * tree-procs MODE: a process tree, checkpointed with --tree (cr-harness --tree).
+ * The root is the test program; it checks its children after go.
+ *
+ *   ids     root R; child A (R's group); child B leading its own group; B's
+ *           child D leading its own session. After go each one checks its
+ *           pid, ppid, pgid and sid against what it saw before the cut and
+ *           exits 0/1; R collects A and B, B collects D.
+ *   zombie  two children die before the cut (exit 42, SIGTERM) and stay
+ *           zombies; after go R reaps them: the same pids, the same statuses.
+ *   shm     a MAP_SHARED anonymous page and a second, partly unmapped one;
+ *           R, A and B increment its counter before the cut; after go R
+ *           writes a token, A and B see it, add their increments, R sees them.
+ *   file    a file opened before fork: R and A write through one shared
+ *           offset, before and after the cut (content and offset checked).
+ *   listen  a TCP listener on 127.0.0.1 opened before fork; A and B block in
+ *           accept(); after go R connects twice and each child answers with
+ *           its pid (both must answer: the socket is shared, not copied).
+ *
+ * The values R expects (pids, statuses, counter) are published for tamper.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cr.h"
+
+struct expect {
+	pid_t kid[4];		/* A, B, zombie 1, zombie 2 */
+	pid_t r_pgid, r_sid;
+	uint64_t counter;	/* shm: value before go */
+	uint64_t token;
+	uint16_t port;		/* listen */
+};
+
+static struct expect ex;
+static volatile sig_atomic_t kid_go;
+
+static void on_kid_go(int sig)
+{
+	(void)sig;
+	kid_go = 1;
+}
+
+/* Children wait here for SIGUSR2 (kill from their parent after go). */
+static void kid_wait(void)
+{
+	while (!kid_go)
+		cr_sleep_ms(1);
+}
+
+static __attribute__((noreturn)) void kid_exit(void)
+{
+	_exit(cr_nr_failed() ? 1 : 0);
+}
+
+struct ids {
+	pid_t pid, ppid, pgid, sid;
+};
+
+static struct ids ids_now(void)
+{
+	return (struct ids){ getpid(), getppid(), getpgrp(), getsid(0) };
+}
+
+static void ids_check(const char *who, const struct ids *before)
+{
+	struct ids now = ids_now();
+
+	cr_check(now.pid == before->pid && now.ppid == before->ppid && now.pgid == before->pgid &&
+		 now.sid == before->sid,
+		 "%s: pid/ppid/pgid/sid %d/%d/%d/%d, before the cut %d/%d/%d/%d", who, now.pid,
+		 now.ppid, now.pgid, now.sid, before->pid, before->ppid, before->pgid, before->sid);
+}
+
+/* Reap @pid; its exit status must be 0 (it checked itself). */
+static void reap_ok(pid_t pid, const char *who)
+{
+	int st = 0;
+	pid_t w;
+
+	do
+		w = waitpid(pid, &st, 0);
+	while (w < 0 && errno == EINTR);
+	cr_check(w == pid, "%s: waitpid(%d) = %d: %m", who, pid, w);
+	if (w == pid)
+		cr_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s (%d) failed: status %#x", who,
+			 pid, st);
+}
+
+static void mode_ids(void)
+{
+	struct ids a_ids, b_ids, d_ids;
+	int p[2];
+	pid_t d;
+
+	/* A session of its own, like a daemon: every id of the tree is then
+	 * one of its own (also in a new pid namespace). */
+	if (getsid(0) != getpid() && setsid() < 0)
+		cr_fail("setsid: %m");
+	ex.r_pgid = getpgrp();
+	ex.r_sid = getsid(0);
+	ex.kid[0] = fork();
+	if (ex.kid[0] == 0) {
+		a_ids = ids_now();
+		kid_wait();
+		ids_check("A", &a_ids);
+		cr_check(a_ids.pgid == ex.r_pgid, "A is not in the root's group");
+		kid_exit();
+	}
+	if (pipe(p) < 0)
+		cr_fail("pipe: %m");
+	ex.kid[1] = fork();
+	if (ex.kid[1] == 0) {
+		if (setpgid(0, 0) < 0)
+			cr_fail("setpgid: %m");
+		b_ids = ids_now();
+		d = fork();
+		if (d == 0) {
+			if (setsid() < 0)
+				cr_fail("setsid: %m");
+			d_ids = ids_now();
+			(void)!write(p[1], "x", 1);
+			kid_wait();
+			ids_check("D", &d_ids);
+			cr_check(d_ids.sid == d_ids.pid && d_ids.pgid == d_ids.pid,
+				 "D does not lead its session");
+			kid_exit();
+		}
+		kid_wait();
+		ids_check("B", &b_ids);
+		cr_check(b_ids.pgid == b_ids.pid && b_ids.sid == ex.r_sid, "B's group/session");
+		kill(d, SIGUSR2);
+		reap_ok(d, "D");
+		kid_exit();
+	}
+	/* D is in its session before the cut. */
+	{
+		char c;
+
+		if (read(p[0], &c, 1) != 1)
+			cr_fail("D did not start");
+		close(p[0]);
+		close(p[1]);
+	}
+}
+
+static void mode_ids_check(void)
+{
+	cr_check(getpgrp() == ex.r_pgid && getsid(0) == ex.r_sid, "root's group/session changed");
+	cr_check(getpgid(ex.kid[1]) == ex.kid[1], "B does not lead its group (%d)",
+		 getpgid(ex.kid[1]));
+	cr_check(getpgid(ex.kid[0]) == ex.r_pgid, "A left the root's group (%d)", getpgid(ex.kid[0]));
+	kill(ex.kid[0], SIGUSR2);
+	kill(ex.kid[1], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	reap_ok(ex.kid[1], "B");
+}
+
+static void mode_zombie(void)
+{
+	siginfo_t si;
+
+	ex.kid[2] = fork();
+	if (ex.kid[2] == 0)
+		_exit(42);
+	ex.kid[3] = fork();
+	if (ex.kid[3] == 0) {
+		signal(SIGTERM, SIG_DFL);
+		for (;;)
+			pause();
+	}
+	kill(ex.kid[3], SIGTERM);
+	/* Both dead before the cut, and not reaped. */
+	for (int i = 2; i < 4; i++)
+		if (waitid(P_PID, (id_t)ex.kid[i], &si, WEXITED | WNOWAIT) < 0)
+			cr_fail("waitid: %m");
+}
+
+static void mode_zombie_check(void)
+{
+	int st = 0;
+	pid_t w;
+
+	/* Dead and waitable already (zombies), named by their pids. */
+	for (int i = 2; i < 4; i++) {
+		siginfo_t si = {};
+
+		cr_check(waitid(P_PID, (id_t)ex.kid[i], &si, WEXITED | WNOWAIT | WNOHANG) == 0 &&
+			 si.si_pid == ex.kid[i], "child %d is not a zombie (waitid: %m, pid %d)",
+			 ex.kid[i], si.si_pid);
+	}
+	w = waitpid(ex.kid[2], &st, WNOHANG);
+	cr_check(w == ex.kid[2] && WIFEXITED(st) && WEXITSTATUS(st) == 42,
+		 "zombie %d: waitpid %d status %#x, expected exit 42", ex.kid[2], w, st);
+	w = waitpid(ex.kid[3], &st, WNOHANG);
+	cr_check(w == ex.kid[3] && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM,
+		 "zombie %d: waitpid %d status %#x, expected SIGTERM", ex.kid[3], w, st);
+	w = waitpid(-1, &st, WNOHANG);
+	cr_check(w < 0 && errno == ECHILD, "another child to reap: %d", w);
+}
+
+struct shared {
+	volatile uint64_t counter;
+	volatile uint64_t token;
+	volatile uint64_t seen[2];
+};
+
+static struct shared *sh;
+static volatile uint64_t *sh2;	/* second mapping: pages 1-2 of 4 kept */
+
+static void mode_shm(void)
+{
+	char *m;
+
+	sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	m = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED || m == MAP_FAILED)
+		cr_fail("mmap: %m");
+	/* A shared object whose mapping starts at an offset (pgoff 1). */
+	munmap(m, 4096);
+	munmap(m + 3 * 4096, 4096);
+	sh2 = (volatile uint64_t *)(m + 4096);
+	for (int k = 0; k < 2; k++) {
+		ex.kid[k] = fork();
+		if (ex.kid[k] == 0) {
+			for (int i = 0; i < 1000; i++)
+				__atomic_add_fetch(&sh->counter, 1, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&sh2[512], 1, __ATOMIC_SEQ_CST);
+			kid_wait();
+			/* The root's write after the cut, seen through our mapping. */
+			sh->seen[k] = sh->token ^ (uint64_t)getpid();
+			__atomic_add_fetch(&sh->counter, 100, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&sh2[512], 10, __ATOMIC_SEQ_CST);
+			kid_exit();
+		}
+	}
+	while (sh->counter < 2000 || sh2[512] < 2)
+		cr_sleep_ms(1);
+	sh->counter += 5;
+	ex.counter = sh->counter;
+}
+
+static void mode_shm_check(void)
+{
+	ex.token = cr_mix64(cr_now_ns()) | 1;
+	cr_check(sh->counter == ex.counter, "counter %llu before go, expected %llu",
+		 (unsigned long long)sh->counter, (unsigned long long)ex.counter);
+	sh->token = ex.token;
+	kill(ex.kid[0], SIGUSR2);
+	kill(ex.kid[1], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	reap_ok(ex.kid[1], "B");
+	cr_check(sh->counter == ex.counter + 200, "counter %llu after the children, expected %llu",
+		 (unsigned long long)sh->counter, (unsigned long long)ex.counter + 200);
+	for (int k = 0; k < 2; k++)
+		cr_check(sh->seen[k] == (ex.token ^ (uint64_t)ex.kid[k]),
+			 "child %d did not see the root's token (%#llx)", k,
+			 (unsigned long long)sh->seen[k]);
+	cr_check(sh2[512] == 22, "second mapping's counter %llu, expected 22",
+		 (unsigned long long)sh2[512]);
+}
+
+static int file_fd = -1;
+
+static void mode_file(void)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/tree-file", cr_dir());
+	file_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (file_fd < 0)
+		cr_fail("open %s: %m", path);
+	if (write(file_fd, "R0", 2) != 2)
+		cr_fail("write: %m");
+	ex.kid[0] = fork();
+	if (ex.kid[0] == 0) {
+		if (write(file_fd, "A0", 2) != 2)
+			cr_fail("write: %m");
+		kid_wait();
+		cr_check(lseek(file_fd, 0, SEEK_CUR) == 6, "A: offset %lld, expected 6",
+			 (long long)lseek(file_fd, 0, SEEK_CUR));
+		cr_check(write(file_fd, "A1", 2) == 2, "A: write: %m");
+		kid_exit();
+	}
+	while (lseek(file_fd, 0, SEEK_CUR) < 4)
+		cr_sleep_ms(1);
+	ex.counter = 4;
+}
+
+static void mode_file_check(void)
+{
+	char buf[16] = "";
+
+	cr_check(lseek(file_fd, 0, SEEK_CUR) == (off_t)ex.counter, "offset %lld, expected %llu",
+		 (long long)lseek(file_fd, 0, SEEK_CUR), (unsigned long long)ex.counter);
+	cr_check(write(file_fd, "R1", 2) == 2, "write: %m");
+	kill(ex.kid[0], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	cr_check(lseek(file_fd, 0, SEEK_CUR) == 8, "offset after A: %lld, expected 8",
+		 (long long)lseek(file_fd, 0, SEEK_CUR));
+	cr_check(pread(file_fd, buf, 8, 0) == 8 && memcmp(buf, "R0A0R1A1", 8) == 0,
+		 "file holds \"%.8s\", expected R0A0R1A1", buf);
+}
+
+static int lsock = -1;
+
+static void mode_listen(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+
+	lsock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lsock < 0 || bind(lsock, (void *)&sa, sizeof(sa)) < 0 || listen(lsock, 16) < 0 ||
+	    getsockname(lsock, (void *)&sa, &len) < 0)
+		cr_fail("listener: %m");
+	ex.port = ntohs(sa.sin_port);
+	for (int k = 0; k < 2; k++) {
+		ex.kid[k] = fork();
+		if (ex.kid[k] == 0) {
+			char msg[32];
+			int c;
+
+			/* Block in accept across the cut (restarted after it). */
+			do
+				c = accept(lsock, NULL, NULL);
+			while (c < 0 && errno == EINTR);
+			cr_check(c >= 0, "kid %d: accept: %m", k);
+			snprintf(msg, sizeof(msg), "%d", getpid());
+			if (c >= 0 && write(c, msg, strlen(msg)) < 0)
+				cr_check(false, "kid %d: write: %m", k);
+			kid_exit();
+		}
+	}
+	cr_sleep_ms(50);
+}
+
+static void mode_listen_check(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(ex.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool seen[2] = {};
+
+	for (int n = 0; n < 2; n++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		char buf[32] = "";
+		ssize_t got;
+
+		if (c < 0 || connect(c, (void *)&sa, sizeof(sa)) < 0) {
+			cr_check(false, "connect to port %u: %m", ex.port);
+			if (c >= 0)
+				close(c);
+			continue;
+		}
+		got = read(c, buf, sizeof(buf) - 1);
+		close(c);
+		for (int k = 0; k < 2; k++)
+			if (got > 0 && atoi(buf) == ex.kid[k])
+				seen[k] = true;
+	}
+	cr_check(seen[0] && seen[1], "answers from A %d, B %d (both must answer)", seen[0],
+		 seen[1]);
+	for (int k = 0; k < 2; k++) {
+		if (seen[k]) {
+			reap_ok(ex.kid[k], k ? "B" : "A");
+		} else {
+			kill(ex.kid[k], SIGKILL);	/* still in accept() */
+			waitpid(ex.kid[k], NULL, 0);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_kid_go };
+	const char *mode = argc > 1 ? argv[1] : "ids";
+
+	cr_init(argc, argv);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
+	if (strcmp(mode, "ids") == 0)
+		mode_ids();
+	else if (strcmp(mode, "zombie") == 0)
+		mode_zombie();
+	else if (strcmp(mode, "shm") == 0)
+		mode_shm();
+	else if (strcmp(mode, "file") == 0)
+		mode_file();
+	else if (strcmp(mode, "listen") == 0)
+		mode_listen();
+	else
+		cr_fail("unknown mode %s", mode);
+	/* What the tamper mode flips (its middle byte) must matter. */
+	if (strcmp(mode, "ids") == 0)
+		cr_ready_tamper(&ex.kid[0], 2 * sizeof(pid_t));
+	else if (strcmp(mode, "zombie") == 0)
+		cr_ready_tamper(&ex.kid[2], 2 * sizeof(pid_t));
+	else if (strcmp(mode, "listen") == 0)
+		cr_ready_tamper(&ex.port, sizeof(ex.port));
+	else
+		cr_ready_tamper(&ex.counter, sizeof(ex.counter));
+	cr_wait();
+	if (strcmp(mode, "ids") == 0)
+		mode_ids_check();
+	else if (strcmp(mode, "zombie") == 0)
+		mode_zombie_check();
+	else if (strcmp(mode, "shm") == 0)
+		mode_shm_check();
+	else if (strcmp(mode, "file") == 0)
+		mode_file_check();
+	else
+		mode_listen_check();
+	cr_check_ids();
+	cr_finish();
+}
