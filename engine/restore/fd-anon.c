@@ -276,7 +276,9 @@ int eng_restore_fd_epoll_items(const EngFd *f, int scratch)
 				goto put_back;
 			}
 		}
-		if (epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev) < 0)
+		/* EEXIST: an instance shared by several processes of a tree,
+		 * its items added by another holder already. */
+		if (epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev) < 0 && errno != EEXIST)
 			r = err_set(errno, "fd %u: epoll target fd %u: EPOLL_CTL_ADD: %m", f->fd,
 				    it->tfd);
 put_back:
