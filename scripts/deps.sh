@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libprotobuf-c-dev protobuf-c-compiler liburing-dev libxxhash-dev
       libnl-3-dev libcap-dev libsodium-dev iproute2 python3 procps
-      python3-pandas)
+      python3-pandas nginx-light)
 pkgs+=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
