@@ -2,7 +2,7 @@
 /*
  * fd-pipe: pipes and a FIFO at descriptors other than 0-2, with bytes in
  * flight. Set up before ready:
- *   fd 10/11  pipe A, both ends, sized 1 MiB, 300000 pattern bytes in it;
+ *   fd 10/11  pipe A, both ends, sized 1 MiB and full (1 MiB of pattern bytes);
  *             fd 12 is a dup of the read end (one open file description),
  *             read end O_NONBLOCK, write end not close-on-exec
  *   fd 13     pipe B's read end alone (its writer closed after 5000 bytes)
@@ -10,7 +10,7 @@
  *   fd 15/16  pipe D, both ends, empty, 8192 bytes
  *   fd 17/18  a FIFO in $CR_DIR opened O_RDWR and O_RDONLY|O_NONBLOCK, 777
  *             bytes in it
- * After go: A is 1 MiB and yields exactly the 300000 bytes (through fd 12,
+ * After go: A is 1 MiB and yields exactly its 1 MiB of bytes (through fd 12,
  * the dup: the same file, nonblocking, then EAGAIN), then carries new bytes;
  * B yields its 5000 bytes then EOF; a write to C fails with EPIPE; D is 8192
  * bytes, empty and works; the FIFO yields its 777 bytes, then EAGAIN, and
@@ -31,7 +31,7 @@
 
 #include "cr.h"
 
-#define A_BYTES 300000
+#define A_BYTES (1 << 20)	/* full: every slot of a 1 MiB pipe */
 #define B_BYTES 5000
 #define F_BYTES 777
 
