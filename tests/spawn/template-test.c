@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * template-test WARMFORK TPL-TARGET THREADS N: the spawn template API
+ * (eng_template_open / eng_template_spawn / eng_instance_start) on a
+ * checkpointed tpl-target (THREADS workers), with N instances:
+ *   - the template serves two batches (N/2 spawned, started; the rest
+ *     spawned parked, the template closed, then they are started);
+ *   - a parked instance exists with its saved pid (NSpid) and every thread,
+ *     but runs no program code: its per-thread counters (read from its
+ *     memory with process_vm_readv) do not move for 300 ms;
+ *   - descriptors passed at the start are at their numbers: each instance
+ *     answers on the socket passed as fd 10, and some write their hello on
+ *     the pipe passed as fd 1;
+ *   - every instance reports its saved pid and the initial value; after
+ *     "set 2222" on one, only that one reports 2222 (independent memory);
+ *   - every thread of every instance runs (its counter advances, counted
+ *     only while its tid is the saved one);
+ *   - each instance locked its locked pages again (VmLck);
+ *   - SIGTERM to an init reaches the instance (init exits 143);
+ *   - a released parked instance dies (its init is killed);
+ *   - every init is our child; after SIGKILL all are reaped, none left.
+ * Exit 0 pass, 1 fail, 77 skip (not root).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "engine.h"
+#include "warmcache.h"
+
+#define MAX_N		1000
+#define MAX_THREADS	64
+#define SERVE_FD	10
+
+static int failures;
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("FAIL: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	failures++;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static char *read_text(const char *path)
+{
+	static char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return NULL;
+	buf[n] = 0;
+	return buf;
+}
+
+static long status_field(pid_t pid, const char *name)
+{
+	char path[64], *t, *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	t = read_text(path);
+	if (!t || !(p = strstr(t, name)))
+		return -1;
+	p += strlen(name);
+	/* NSpid: the last field. */
+	if (!strcmp(name, "NSpid:")) {
+		char *nl = strchr(p, '\n'), *sp;
+
+		if (nl)
+			*nl = 0;
+		sp = strrchr(p, '\t');
+		return strtol(sp ? sp : p, NULL, 10);
+	}
+	return strtol(p, NULL, 10);
+}
+
+static int nr_tasks(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+struct inst {
+	struct eng_instance e;
+	int sock;			/* our end of its fd 10 */
+	uint64_t ticks[2][MAX_THREADS + 1];
+};
+
+/* One request, one answer (SOCK_SEQPACKET), within 5 s. */
+static int ask(struct inst *in, const char *req, char *rep, size_t len)
+{
+	struct timeval tv = { 5, 0 };
+	ssize_t n;
+
+	setsockopt(in->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(in->sock, req, strlen(req), MSG_NOSIGNAL) < 0)
+		return -errno;
+	n = recv(in->sock, rep, len - 1, 0);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	rep[n] = 0;
+	return 0;
+}
+
+/* "get": pid, value, every counter into in->ticks[k]. */
+static int get(struct inst *in, int k, int threads, long *ret_pid, unsigned long long *ret_value)
+{
+	char rep[2048], *p;
+	int nt;
+
+	if (ask(in, "get", rep, sizeof(rep)) < 0)
+		return -1;
+	p = rep;
+	*ret_pid = strtol(p, &p, 10);
+	*ret_value = strtoull(p, &p, 10);
+	nt = (int)strtol(p, &p, 10);
+	if (nt != threads)
+		return -1;
+	for (int i = 0; i <= threads; i++)
+		in->ticks[k][i] = strtoull(p, &p, 10);
+	return 0;
+}
+
+static int start(struct inst *in, int out_fd)
+{
+	int sv[2], r;
+	int fds[2], nums[2];
+	size_t nr = 0;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	fds[nr] = sv[1];
+	nums[nr++] = SERVE_FD;
+	if (out_fd >= 0) {
+		fds[nr] = out_fd;
+		nums[nr++] = 1;
+	}
+	r = eng_instance_start(&in->e, fds, nums, nr);
+	close(sv[1]);
+	in->sock = sv[0];
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static struct inst in[MAX_N];
+	char dir[64], store_dir[128], path[256], snap[256] = "";
+	const char *wf, *prog;
+	struct wc_store *store = NULL;
+	struct eng_template *tpl = NULL;
+	uint64_t ticks_addr = 0, lat_max = 0, lat_sum = 0;
+	int threads, n, half, r, nlat = 0;
+	pid_t saved = -1, prog_pid;
+	char *t;
+
+	if (argc != 5)
+		return 1;
+	if (geteuid() != 0) {
+		printf("skip: needs root (pid namespaces, ptrace)\n");
+		return 77;
+	}
+	wf = argv[1];
+	prog = argv[2];
+	threads = atoi(argv[3]);
+	n = atoi(argv[4]);
+	if (n < 2 || n > MAX_N || threads < 0 || threads > MAX_THREADS)
+		return 1;
+	half = n / 2;
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	strcpy(dir, "/tmp/tpl-test-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
+	for (int i = 0; i < n; i++) {
+		in[i].sock = -1;
+		in[i].e.init = -1;
+		in[i].e.pidfd = in[i].e.init_pidfd = in[i].e.ctl_fd = -1;
+	}
+
+	/* The program, ready, then checkpointed (killed). */
+	prog_pid = fork();
+	if (prog_pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		syscall(SYS_close_range, 3u, ~0u, 0u);
+		snprintf(path, sizeof(path), "%d", threads);
+		execl(prog, prog, path, dir, (char *)NULL);
+		_exit(127);
+	}
+	snprintf(path, sizeof(path), "%s/ready", dir);
+	for (int i = 0; i < 3000 && !(t = read_text(path)); i++)
+		sleep_ms(10);
+	if (!t || sscanf(t, "%d %llu", &saved, (unsigned long long *)&ticks_addr) != 2) {
+		fail("the program never got ready");
+		goto end;
+	}
+	{
+		char cmd[1024];
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd), "%s --store %s checkpoint %d", wf, store_dir, prog_pid);
+		f = popen(cmd, "r");
+		if (!f || fscanf(f, "%255s", snap) != 1) {
+			fail("checkpoint of %d printed no snapshot id", prog_pid);
+			if (f)
+				pclose(f);
+			goto end;
+		}
+		if (pclose(f) != 0)
+			fail("checkpoint exited non-zero");
+		while (waitpid(prog_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+
+	r = wc_store_open(store_dir, 0, NULL, &store);
+	if (r < 0) {
+		fail("store %s: %s", store_dir, err_str(r));
+		goto end;
+	}
+	r = eng_template_open(store, snap,
+			      &(struct eng_template_opts){ .sz = sizeof(struct eng_template_opts),
+							   .null_stdio = true },
+			      &tpl);
+	/* The template needs no store once open. */
+	wc_store_close(store);
+	if (r < 0) {
+		fail("eng_template_open: %s", err_str(r));
+		goto end;
+	}
+	if (eng_template_nr_threads(tpl) != (unsigned)threads + 1)
+		fail("template has %u threads, not %d", eng_template_nr_threads(tpl), threads + 1);
+
+	/* Batch 1 parked, checked, started; batch 2 parked, template closed. */
+	for (int b = 0; b < 2; b++) {
+		int lo = b ? half : 0, hi = b ? n : half;
+
+		for (int i = lo; i < hi; i++) {
+			r = eng_template_spawn(tpl, &(struct eng_instance_opts){
+						       .sz = sizeof(struct eng_instance_opts),
+						       .parked = true },
+					       &in[i].e);
+			if (r < 0) {
+				fail("spawn %d: %s", i, err_str(r));
+				goto end;
+			}
+			if (!in[i].e.parked || in[i].e.pid <= 0 || in[i].e.pidfd < 0 ||
+			    in[i].e.init_pidfd < 0 || in[i].e.ns_pid != saved)
+				fail("instance %d: parked %d pid %d pidfd %d ns_pid %d (saved %d)", i,
+				     in[i].e.parked, in[i].e.pid, in[i].e.pidfd, in[i].e.ns_pid, saved);
+			if (status_field(in[i].e.pid, "NSpid:") != saved)
+				fail("instance %d (%d): NSpid %ld, saved %d", i, in[i].e.pid,
+				     status_field(in[i].e.pid, "NSpid:"), saved);
+			if (nr_tasks(in[i].e.pid) != threads + 1)
+				fail("parked instance %d has %d threads, not %d", i,
+				     nr_tasks(in[i].e.pid), threads + 1);
+			if (saved != 1 && status_field(in[i].e.init, "PPid:") != getpid())
+				fail("init %d of instance %d is not our child", in[i].e.init, i);
+		}
+		/* Parked: none of the program's code runs. */
+		for (int k = 0; k < 2; k++) {
+			for (int i = lo; i < hi; i++) {
+				struct iovec li = { in[i].ticks[k], sizeof(uint64_t) * (threads + 1) };
+				struct iovec ri = { (void *)(uintptr_t)ticks_addr, li.iov_len };
+
+				if (process_vm_readv(in[i].e.pid, &li, 1, &ri, 1, 0) != (ssize_t)li.iov_len)
+					fail("cannot read the counters of instance %d: %m", i);
+			}
+			if (!k)
+				sleep_ms(300);
+		}
+		for (int i = lo; i < hi; i++)
+			if (memcmp(in[i].ticks[0], in[i].ticks[1], sizeof(uint64_t) * (threads + 1)))
+				fail("parked instance %d ran: its counters moved", i);
+		if (b == 1) {
+			eng_template_close(tpl);	/* parked ones can still start */
+			tpl = NULL;
+			if (waitpid(-1, NULL, WNOHANG) > 0)
+				fail("an init ended when the template closed");
+		}
+		for (int i = lo; i < hi; i++) {
+			int pfd[2] = { -1, -1 };
+			char buf[64] = "";
+			uint64_t t0;
+
+			if (i - lo < 3 && pipe2(pfd, O_CLOEXEC) < 0)
+				return 1;
+			t0 = now_us();
+			r = start(&in[i], pfd[1]);
+			t0 = now_us() - t0;
+			lat_sum += t0;
+			lat_max = t0 > lat_max ? t0 : lat_max;
+			nlat++;
+			if (pfd[1] >= 0)
+				close(pfd[1]);
+			if (r < 0) {
+				fail("start %d: %s", i, err_str(r));
+				if (pfd[0] >= 0)
+					close(pfd[0]);
+				goto end;
+			}
+			if (in[i].e.parked || in[i].e.ctl_fd >= 0)
+				fail("instance %d still parked after its start", i);
+			if (pfd[0] >= 0) {
+				char want[32];
+				ssize_t got = -1;
+				struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+
+				snprintf(want, sizeof(want), "hello %d\n", saved);
+				if (poll(&p, 1, 5000) == 1)
+					got = read(pfd[0], buf, sizeof(buf) - 1);
+				buf[got > 0 ? got : 0] = 0;
+				if (strcmp(buf, want))
+					fail("instance %d wrote \"%s\" on the fd 1 passed to it", i, buf);
+				close(pfd[0]);
+			}
+		}
+	}
+
+	/* Every instance answers on its fd 10, with its saved pid. */
+	for (int i = 0; i < n; i++) {
+		unsigned long long v;
+		long pid;
+
+		if (get(&in[i], 0, threads, &pid, &v) < 0) {
+			fail("instance %d does not answer on the fd %d passed to it", i, SERVE_FD);
+			continue;
+		}
+		if (pid != saved || v != 1111)
+			fail("instance %d: pid %ld value %llu (want %d 1111)", i, pid, v, saved);
+	}
+	/* Independence: a write in one is invisible in the others. */
+	{
+		char rep[64];
+
+		if (ask(&in[0], "set 2222", rep, sizeof(rep)) < 0 || strcmp(rep, "ok"))
+			fail("set on instance 0 failed");
+	}
+	sleep_ms(200);
+	for (int i = 0; i < n; i++) {
+		unsigned long long v;
+		long pid;
+
+		if (get(&in[i], 1, threads, &pid, &v) < 0) {
+			fail("instance %d stopped answering", i);
+			continue;
+		}
+		if (v != (i == 0 ? 2222u : 1111u))
+			fail("instance %d reports value %llu after the set in instance 0", i, v);
+		for (int k = 0; k <= threads; k++)
+			if (in[i].ticks[1][k] <= in[i].ticks[0][k])
+				fail("instance %d: thread %d does not run (%llu -> %llu)", i, k,
+				     (unsigned long long)in[i].ticks[0][k],
+				     (unsigned long long)in[i].ticks[1][k]);
+		if (status_field(in[i].e.pid, "VmLck:") < 64)
+			fail("instance %d has %ld kB locked, not 64", i,
+			     status_field(in[i].e.pid, "VmLck:"));
+	}
+
+	/* SIGTERM to an init reaches its instance. */
+	if (saved != 1) {
+		int st = 0;
+
+		kill(in[0].e.init, SIGTERM);
+		if (waitpid(in[0].e.init, &st, 0) != in[0].e.init || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 128 + SIGTERM)
+			fail("init %d after SIGTERM: status 0x%x (want exit %d)", in[0].e.init, st,
+			     128 + SIGTERM);
+		eng_instance_release(&in[0].e);
+	}
+	printf("# %d instances, %d threads each: start %.3f ms average, %.3f ms max\n", n,
+	       threads + 1, lat_sum / 1e3 / nlat, lat_max / 1e3);
+
+end:
+	/* A released parked instance dies: checked on a fresh template. */
+	if (!failures && snap[0]) {
+		struct eng_instance extra;
+
+		if (wc_store_open(store_dir, 0, NULL, &store) == 0) {
+			r = eng_template_open(store, snap,
+					      &(struct eng_template_opts){
+						      .sz = sizeof(struct eng_template_opts),
+						      .null_stdio = true },
+					      &tpl);
+			wc_store_close(store);
+			if (r == 0 && eng_template_spawn(tpl, NULL, &extra) == 0) {
+				pid_t init = extra.init;
+				int st = 0;
+
+				eng_template_close(tpl);
+				tpl = NULL;
+				eng_instance_release(&extra);
+				if (waitpid(init, &st, 0) != init || !WIFSIGNALED(st))
+					fail("released parked instance: init status 0x%x", st);
+			} else {
+				fail("second template: %s", err_str(r));
+			}
+		}
+	}
+	eng_template_close(tpl);
+	for (int i = 0; i < n; i++) {
+		if (in[i].e.pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, in[i].e.pidfd, SIGKILL, NULL, 0);
+		if (in[i].e.init > 0)
+			kill(in[i].e.init, SIGKILL);
+		eng_instance_release(&in[i].e);
+		if (in[i].sock >= 0)
+			close(in[i].sock);
+	}
+	for (;;) {
+		pid_t w = waitpid(-1, NULL, __WALL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+	}
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		(void)!system(cmd);
+	}
+	if (failures) {
+		fprintf(stderr, "%d failure(s)\n", failures);
+		return 1;
+	}
+	printf("ok\n");
+	return 0;
+}
