@@ -27,7 +27,50 @@ static void usage(FILE *f)
 		   "  --leave-running  keep the process running after the snapshot\n"
 		   "                   (default: kill it once the snapshot is stored)\n"
 		   "  --tree           the process and all its descendants (zombies too)\n"
-		   "  --print-image    read the stored image back and print it on stderr\n");
+		   "  --print-image    read the stored image back and print it on stderr\n"
+		   "  --dry-run        inspect only: list on stdout every descriptor or mapping\n"
+		   "                   that cannot be checkpointed (exit 0: none), change nothing\n"
+		   "  --max-unlinked-size BYTES[K|M|G]  largest unlinked-but-open file saved\n"
+		   "                   (default 64M)\n");
+}
+
+/* files: one line per refused descriptor or mapping. */
+struct refusals {
+	unsigned nr;
+	bool dry_run;
+};
+
+static void report_refusal(void *arg, const char *line)
+{
+	struct refusals *rf = arg;
+
+	rf->nr++;
+	if (rf->dry_run)
+		printf("%s\n", line);
+	else
+		log_error("%s", line);
+}
+
+static int parse_bytes(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'G': case 'g': v <<= 10; /* fallthrough */
+	case 'M': case 'm': v <<= 10; /* fallthrough */
+	case 'K': case 'k': v <<= 10; end++; break;
+	case '\0': break;
+	default: return -EINVAL;
+	}
+	if (*end || !v)
+		return -EINVAL;
+	*ret = v;
+	return 0;
 }
 
 static const char *const vma_kinds[] = {
@@ -136,11 +179,15 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 		{ "leave-running",	no_argument,	NULL, 'l' },
 		{ "tree",		no_argument,	NULL, 't' },
 		{ "print-image",	no_argument,	NULL, 'p' },
+		{ "dry-run",		no_argument,	NULL, 'n' },
+		{ "max-unlinked-size",	required_argument, NULL, 'U' },
 		{ "help",		no_argument,	NULL, 'h' },
 		{}
 	};
 	struct eng_dump_stats stats = {};
-	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .stats = &stats };
+	struct refusals rf = {};
+	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .stats = &stats,
+				       .report = report_refusal, .report_arg = &rf };
 	struct wc_store *store = NULL;
 	struct wc_sink *sink = NULL;
 	char id[WC_ID_LEN + 1];
@@ -158,6 +205,15 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 		case 't':
 			dopts.tree = true;
 			break;
+		case 'n':
+			dopts.dry_run = rf.dry_run = true;
+			break;
+		case 'U':
+			if (parse_bytes(optarg, &dopts.max_unlinked_bytes) < 0) {
+				log_error("invalid --max-unlinked-size \"%s\"", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -171,6 +227,22 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 		return 2;
 	}
 
+	if (dopts.dry_run) {
+		/* files: freeze, inspect /proc, thaw; no store involved. */
+		r = eng_checkpoint(pid, NULL, &dopts, id);
+		fflush(stdout);
+		if (r < 0 && !rf.nr) {
+			log_error("dry run of process %d failed: %s", pid, err_str(r));
+			return 1;
+		}
+		if (rf.nr) {
+			log_error("process %d cannot be checkpointed: %u unsupported descriptors or "
+				  "mappings", pid, rf.nr);
+			return 1;
+		}
+		log_info("process %d can be checkpointed", pid);
+		return 0;
+	}
 	if (cli_open_store(ctx, true, &store) < 0)
 		return 1;
 	r = wc_store_sink_new(store, &sink);
@@ -183,7 +255,11 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	r = eng_checkpoint(pid, sink, &dopts, id);
 	wc_sink_free(sink);
 	if (r < 0) {
-		log_error("checkpoint of process %d failed: %s", pid, err_str(r));
+		if (rf.nr > 1)	/* each one listed above */
+			log_error("checkpoint of process %d failed: %u unsupported descriptors or "
+				  "mappings", pid, rf.nr);
+		else
+			log_error("checkpoint of process %d failed: %s", pid, err_str(r));
 		wc_store_close(store);
 		return 1;
 	}

@@ -361,8 +361,8 @@ static int dump_process(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 	uint64_t t0 = now_ns(), t1;
 	int r;
 
-	/* 2. inspect (/proc only; may refuse) */
-	r = inspect_process(ctx);
+	/* 2. inspect (/proc only; may refuse: every refusal is listed, files) */
+	r = eng_dump_unsupported(ctx, inspect_process(ctx));
 	if (r < 0)
 		return r;
 	r = read_smaps(ctx);
@@ -374,8 +374,11 @@ static int dump_process(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 	r = eng_dump_fds(ctx);
 	if (r < 0)
 		return r;
-	r = eng_dump_process_state(ctx);
+	r = eng_dump_unsupported(ctx, eng_dump_process_state(ctx));
 	if (r < 0)
+		return r;
+	r = eng_dump_unsupported_end(ctx);
+	if (r < 0 || ctx->files.dry_run)
 		return r;
 
 	/* 3. collect (ptrace, remote syscalls) */
@@ -423,6 +426,9 @@ static int dump_process(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 	r = eng_dump_pages(ctx, sink);
 	if (r < 0)
 		goto fail;
+	r = eng_dump_fobj_content(ctx, sink);	/* files: memfd, shm, unlinked files */
+	if (r < 0)
+		goto fail;
 	stats->memory_ns += now_ns() - t1;
 	return 0;
 fail:
@@ -451,6 +457,7 @@ static void ctx_fini(struct eng_dump_ctx *ctx)
 	free(ctx->maps);
 	free(ctx->vmflags);
 	free(ctx->whole_pages);
+	eng_dump_files_fini(ctx);
 	ctx->maps = NULL;
 	ctx->vmflags = NULL;
 	ctx->whole_pages = NULL;
@@ -492,6 +499,7 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	r = ctx_open(&ctx, pid);
 	if (r < 0)
 		return r;
+	eng_dump_files_init(&ctx, opts);
 
 	/* 1. freeze */
 	r = eng_dump_freeze(pid, &ctx.threads);
@@ -511,6 +519,10 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	r = dump_process(&ctx, sink);
 	if (r < 0)
 		goto fail;
+	if (ctx.files.dry_run) {	/* files: inspected, nothing to store */
+		eng_dump_thaw(&ctx.threads);
+		goto out;
+	}
 	t1 = now_ns();
 
 	/* 5. commit */
@@ -706,6 +718,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 				goto fail;
 			continue;
 		}
+		eng_dump_files_init(&ctx, opts);
 		r = ctx_open(&ctx, tp->pid);
 		if (r >= 0)
 			r = dump_process(&ctx, sink);

@@ -370,6 +370,8 @@ int eng_dump_fd_pidfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd 
 int eng_dump_fd_locks(struct eng_dump_ctx *ctx, int fd, const char *info);
 /* After the memory areas: one store area per object with content. */
 int eng_dump_fobj_content(struct eng_dump_ctx *ctx, struct wc_sink *sink);
+/* ctx->files from @opts (limits, dry run, report), before the inspection. */
+void eng_dump_files_init(struct eng_dump_ctx *ctx, const struct eng_dump_opts *opts);
 void eng_dump_files_fini(struct eng_dump_ctx *ctx);
 
 #endif

@@ -134,10 +134,14 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	if (strncmp(link, "anon_inode:", 11) == 0) {
 		type = anon_type(link, tbuf, sizeof(tbuf));
 		kind = eng_dump_fd_anon_kind(type);	/* fdkinds: fd-anon.c */
+		if (kind < 0 && strcmp(type, "pidfd") == 0)
+			kind = ENG_FD_KIND__FD_PIDFD;	/* files: fd-file.c */
 	} else if (S_ISREG(st.st_mode)) {
-		if (path_deleted(link) || link[0] != '/')
+		/* files (fd-file.c): memfd, /dev/shm file, deleted file. */
+		kind = eng_dump_fd_fobj_kind(link, &st);
+		if (kind < 0 && (path_deleted(link) || link[0] != '/'))
 			type = "deleted or unnamed file";
-		else
+		else if (kind < 0)
 			kind = ENG_FD_KIND__FD_REG;
 	} else if (S_ISCHR(st.st_mode)) {
 		unsigned ma = major(st.st_rdev), mi = minor(st.st_rdev);
@@ -222,6 +226,12 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		r = eng_dump_fd_pipe(ctx, fd, link, &st, e);
 	else if (kind >= ENG_FD_KIND__FD_EVENTFD && kind <= ENG_FD_KIND__FD_INOTIFY)
 		r = eng_dump_fd_anon(ctx, fd, info, e);
+	else if (kind == ENG_FD_KIND__FD_FOBJ)	/* files: fd-file.c */
+		r = eng_dump_fd_fobj(ctx, fd, link, &st, e);
+	else if (kind == ENG_FD_KIND__FD_PIDFD)
+		r = eng_dump_fd_pidfd(ctx, fd, info, e);
+	if (r >= 0)
+		r = eng_dump_fd_locks(ctx, fd, info);	/* files: flock/POSIX/OFD locks */
 	if (r < 0) {
 		eng_fd__free_unpacked(e, NULL);
 		return r;
@@ -279,12 +289,14 @@ int eng_dump_fds(struct eng_dump_ctx *ctx)
 	if (!proc->fds)
 		return -ENOMEM;
 	for (size_t i = 0; i < nr; i++) {
-		r = dump_one_fd(ctx, fds[i], &proc->fds[proc->n_fds]);
+		/* files: a refused fd is reported and the others still inspected. */
+		r = eng_dump_unsupported(ctx, dump_one_fd(ctx, fds[i], &proc->fds[proc->n_fds]));
 		if (r < 0)
 			return r;
-		proc->n_fds++;
+		if (proc->fds[proc->n_fds])
+			proc->n_fds++;
 	}
-	r = eng_dump_pipes_check(ctx);	/* fdkinds */
+	r = eng_dump_unsupported(ctx, eng_dump_pipes_check(ctx));	/* fdkinds */
 	if (r < 0)
 		return r;
 	if (ctx->stats)

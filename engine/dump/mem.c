@@ -142,6 +142,13 @@ static int vma_fill(struct eng_dump_ctx *ctx, size_t map_idx, const struct eng_p
 			v->map_flags |= MAP_ANONYMOUS;
 			v->has_shmid = true;
 			v->shmid = (uint32_t)m->ino;
+			/* files: memfd, SysV, /dev/shm, deleted file: one object
+			 * with the fds of it (fd-file.c), stored once. */
+			if (eng_dump_fobj_path(p)) {
+				r = eng_dump_fobj_vma(ctx, m, v);
+				if (r < 0)
+					return r;
+			}
 		} else {
 			v->kind = ENG_VMA_KIND__VMA_FILE_SHARED;
 		}
@@ -231,7 +238,8 @@ int eng_dump_vmas(struct eng_dump_ctx *ctx)
 			return -ENOMEM;
 		eng_vma__init(v);
 		proc->vmas[proc->n_vmas++] = v;
-		r = vma_fill(ctx, i, &ctx->maps[i], ctx->vmflags[i], v);
+		/* files: a refused mapping is reported, the others inspected. */
+		r = eng_dump_unsupported(ctx, vma_fill(ctx, i, &ctx->maps[i], ctx->vmflags[i], v));
 		if (r < 0)
 			return r;
 	}
@@ -574,6 +582,8 @@ static int reader_run(struct pipeline *pl)
 		    v->kind != ENG_VMA_KIND__VMA_FILE_PRIVATE &&
 		    v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
 			continue;
+		if (v->has_fobj)
+			continue;	/* files: stored once as its object (fd-file.c) */
 		r = vma_runs(ctx, pl->pm_fd, v, ctx->whole_pages ? ctx->whole_pages[i] : 0, &rs,
 			     &via, &fd, &shm_fd);
 		if (r < 0 || !rs.stored)

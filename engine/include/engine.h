@@ -163,7 +163,20 @@ struct eng_dump_opts {
 	bool tree;			/* @pid and all its descendants (zombies
 					 * included): one image, procs[0] = @pid;
 					 * stats are summed over the processes */
+	/* files: inspect only (freeze, /proc, thaw; nothing stored or
+	 * changed). Returns 0 if the process can be checkpointed, else the
+	 * first refusal; every refusal goes to @report either way. */
+	bool dry_run;
+	/* files: called once per refused descriptor or mapping, one line
+	 * naming pid, fd (or addresses), kind and path (dry run or not). */
+	void (*report)(void *arg, const char *line);
+	void *report_arg;
+	/* files: largest unlinked-but-open file whose content is saved
+	 * (0: ENG_DUMP_MAX_UNLINKED_DEFAULT); above it: -EFBIG. */
+	uint64_t max_unlinked_bytes;
 };
+
+#define ENG_DUMP_MAX_UNLINKED_DEFAULT	(64ull << 20)
 
 /*
  * Checkpoint the process @pid (every thread) into @sink and commit it.

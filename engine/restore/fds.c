@@ -73,6 +73,12 @@ static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
 	case ENG_FD_KIND__FD_INOTIFY:
 		r = eng_restore_fd_anon(p, f, &fd);
 		break;
+	case ENG_FD_KIND__FD_FOBJ:	/* files: fd-file.c */
+		r = eng_restore_fd_fobj(ctx, i, &fd);
+		break;
+	case ENG_FD_KIND__FD_PIDFD:	/* files: fd-file.c */
+		r = eng_restore_fd_pidfd(ctx, i, &fd);
+		break;
 	default:
 		return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
 	}

@@ -80,6 +80,7 @@ struct eng_rst_ctx {
 	bool spawn;		/* spawn.c: become a template serving spawn_ctl_fd */
 	int spawn_ctl_fd;
 	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
+	struct eng_rst_files *files;	/* fd-file.c: made by eng_restore_fobjs_prepare */
 };
 
 /*
@@ -110,6 +111,24 @@ int eng_restore_fd_anon(const EngProcess *p, const EngFd *f, int *ret);
 /* The interest list of epoll fd @f, every fd at its final number; @scratch:
  * lowest number free for temporaries. */
 int eng_restore_fd_epoll_items(const EngFd *f, int scratch);
+
+/* ------------------------------------------------------------------ files */
+/*
+ * fd-file.c (files), in the child, in this order: create (or find) every
+ * eng_process.fobjs object and fill the new ones; premap maps a vma with
+ * v->fobj through eng_restore_fobj_premap() (returns the mapping at @addr or
+ * MAP_FAILED with detail); then seals and pending SysV removals; FD_FOBJ
+ * and FD_PIDFD through fds.c's fd_create; the locks once every fd is at its
+ * number. Each returns 0 or -errno with detail.
+ */
+struct eng_rst_files;
+int eng_restore_fobjs_prepare(struct eng_rst_ctx *ctx);
+void *eng_restore_fobj_premap(const struct eng_rst_ctx *ctx, const EngVma *v, uint64_t addr,
+			      int prot, int flags);
+int eng_restore_fobjs_mapped(struct eng_rst_ctx *ctx);
+int eng_restore_fd_fobj(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_fd_pidfd(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_locks(struct eng_rst_ctx *ctx);
 
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * File objects (eng_process.fobjs), pidfds and locks, in the restore child.
+ *
+ * Order in the child (child.c):
+ *   1. eng_restore_fobjs_prepare   every object created (or found) and, if
+ *                                  new, filled from its store area through a
+ *                                  temporary shared mapping
+ *   2. premap                      a vma of an object maps it
+ *                                  (eng_restore_fobj_premap)
+ *   3. eng_restore_fobjs_mapped    memfd seals added, SysV segments that
+ *                                  were marked for removal removed
+ *   4. descriptors (fds.c)         FD_FOBJ reopens its object with the fd's
+ *                                  flags and offset, once per open file
+ *                                  description; FD_PIDFD: pidfd_open
+ *   5. eng_restore_locks           flock/POSIX/OFD locks, once every fd is
+ *                                  at its number (closing any fd of a file
+ *                                  drops the POSIX locks on it)
+ *
+ * Objects that outlive processes (a /dev/shm file, a SysV segment with a
+ * key) are used as they are when they still exist at restore: they are
+ * shared state other processes may use and update (the process was killed,
+ * its last writes are in them). Only a missing one is created again, with
+ * the saved content, mode and owner. A SysV segment created again gets a
+ * new id from the kernel (shmget cannot choose it): a process that kept the
+ * old id in memory and calls shmctl/shmat with it fails (docs).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "restore.h"
+
+#ifndef F_ADD_SEALS
+#define F_ADD_SEALS		1033
+#endif
+#ifndef F_SEAL_WRITE
+#define F_SEAL_WRITE		0x0008
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE	0x0010
+#endif
+#ifndef MFD_ALLOW_SEALING
+#define MFD_ALLOW_SEALING	2u
+#endif
+#ifndef F_OFD_SETLK
+#define F_OFD_SETLK		37
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open		434
+#endif
+#ifndef SHM_EXEC
+#define SHM_EXEC		0100000
+#endif
+
+/* Per child: what steps 1-4 made. */
+struct eng_rst_files {
+	size_t nr;
+	int *fd;		/* per fobj: its fd (SysV: its shmid), -1 */
+	bool *fresh;		/* per fobj: created here (content filled) */
+	/* FD_FOBJ open file descriptions made so far: eng_fd.obj -> fd. */
+	uint64_t *ofd_obj;
+	int *ofd_fd;
+	size_t nr_ofd;
+};
+
+static uint64_t seg_len(const EngFobj *o)
+{
+	return ALIGN_UP(o->size, RST_PAGE);
+}
+
+static int sysv_open(const EngFobj *o, bool *ret_fresh)
+{
+	struct shmid_ds ds;
+	int id;
+
+	*ret_fresh = false;
+	if (o->sysv_key != IPC_PRIVATE) {
+		id = shmget(o->sysv_key, 0, 0);
+		if (id >= 0) {
+			if (shmctl(id, IPC_STAT, &ds) < 0)
+				return err_set(errno, "SysV segment of key 0x%x: IPC_STAT: %m",
+					       (unsigned)o->sysv_key);
+			if (ds.shm_segsz != o->size)
+				return err_set(EEXIST, "SysV segment of key 0x%x exists with %zu "
+					       "bytes, the process had %" PRIu64,
+					       (unsigned)o->sysv_key, (size_t)ds.shm_segsz, o->size);
+			return id;
+		}
+		if (errno != ENOENT)
+			return err_set(errno, "SysV segment of key 0x%x: %m", (unsigned)o->sysv_key);
+	} else if (o->has_sysv_id && shmctl((int)o->sysv_id, IPC_STAT, &ds) == 0 &&
+		   ds.shm_perm.__key == IPC_PRIVATE && ds.shm_segsz == o->size &&
+		   o->has_sysv_ctime && ds.shm_ctime == o->sysv_ctime &&
+		   (uint32_t)ds.shm_cpid == o->sysv_cpid) {
+		return (int)o->sysv_id;		/* the very segment, still there */
+	}
+	id = shmget(o->sysv_key, o->size, IPC_CREAT | IPC_EXCL | (int)(o->mode & 0777));
+	if (id < 0)
+		return err_set(errno, "cannot create SysV segment (key 0x%x, %" PRIu64 " bytes): %m",
+			       (unsigned)o->sysv_key, o->size);
+	if (o->has_uid && shmctl(id, IPC_STAT, &ds) == 0 &&
+	    (ds.shm_perm.uid != o->uid || ds.shm_perm.gid != o->gid)) {
+		ds.shm_perm.uid = o->uid;
+		ds.shm_perm.gid = o->gid;
+		(void)shmctl(id, IPC_SET, &ds);
+	}
+	*ret_fresh = true;
+	return id;
+}
+
+/* A new unlinked file in the directory of @path. */
+static int unlinked_open(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *dup = strdup(path), *tmpl = NULL;
+	const char *dir;
+	int fd;
+
+	if (!dup)
+		return -ENOMEM;
+	dir = dirname(dup);
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return err_set(errno, "cannot create an unlinked file in \"%s\" for \"%s\": %m",
+			       dir, path);
+	/* No O_TMPFILE on this file system: create, then unlink. */
+	if (asprintf(&tmpl, "%s/.warmfork-XXXXXX", dir) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "cannot create a file in \"%s\" for \"%s\": %m", dir, path);
+	unlink(tmpl);
+	(void)fchmod(fd, mode);
+	return fd;
+}
+
+static int fobj_open(const EngFobj *o, bool *ret_fresh)
+{
+	mode_t mode = o->has_mode ? (mode_t)(o->mode & 07777) : 0600;
+	int fd;
+
+	*ret_fresh = true;
+	switch (o->kind) {
+	case ENG_FOBJ_KIND__FOBJ_MEMFD: {
+		char name[250];
+
+		snprintf(name, sizeof(name), "%s", o->name ? o->name : "");
+		fd = (int)syscall(SYS_memfd_create, name, MFD_ALLOW_SEALING | MFD_CLOEXEC);
+		if (fd < 0)
+			return err_set(errno, "cannot create memfd \"%s\": %m", name);
+		if (o->has_mode && (o->mode & 0777) != 0777)
+			(void)fchmod(fd, mode);
+		break;
+	}
+	case ENG_FOBJ_KIND__FOBJ_SHM:
+		if (!o->name || o->name[0] != '/')
+			return err_set(EBADMSG, "shared memory object without a path");
+		fd = open(o->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			*ret_fresh = false;	/* still there: used as it is */
+			return fd;
+		}
+		if (errno != ENOENT)
+			return err_set(errno, "cannot open \"%s\": %m", o->name);
+		fd = open(o->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+		if (fd < 0)
+			return err_set(errno, "cannot create \"%s\": %m", o->name);
+		break;
+	case ENG_FOBJ_KIND__FOBJ_UNLINKED:
+		if (!o->name || o->name[0] != '/')
+			return err_set(EBADMSG, "unlinked file without a path");
+		fd = unlinked_open(o->name, mode);
+		if (fd < 0)
+			return fd;
+		break;
+	case ENG_FOBJ_KIND__FOBJ_SYSV:
+		return sysv_open(o, ret_fresh);
+	default:
+		return err_set(EBADMSG, "file object of unknown kind %d", o->kind);
+	}
+	if (o->has_uid && (getuid() != o->uid || getgid() != o->gid))
+		(void)fchown(fd, o->uid, o->gid);
+	if (ftruncate(fd, (off_t)o->size) < 0) {
+		int e = errno;
+
+		close(fd);
+		return err_set(e, "cannot size \"%s\" to %" PRIu64 " bytes: %m",
+			       o->name ? o->name : "", o->size);
+	}
+	return fd;
+}
+
+int eng_restore_fobjs_prepare(struct eng_rst_ctx *ctx)
+{
+	const EngProcess *p = ctx->proc;
+	struct eng_rst_files *fs;
+	_cleanup_free_ struct wc_fill_target *tg = NULL;
+	_cleanup_free_ void **maps = NULL;
+	size_t nt = 0;
+	int r = 0;
+
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	ctx->files = fs;
+	fs->nr = p->n_fobjs;
+	fs->fd = malloc((p->n_fobjs + 1) * sizeof(*fs->fd));
+	fs->fresh = calloc(p->n_fobjs + 1, sizeof(*fs->fresh));
+	fs->ofd_obj = calloc(p->n_fds + 1, sizeof(*fs->ofd_obj));
+	fs->ofd_fd = calloc(p->n_fds + 1, sizeof(*fs->ofd_fd));
+	tg = calloc(p->n_fobjs + 1, sizeof(*tg));
+	maps = calloc(p->n_fobjs + 1, sizeof(*maps));
+	if (!fs->fd || !fs->fresh || !fs->ofd_obj || !fs->ofd_fd || !tg || !maps)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_fobjs; i++)
+		fs->fd[i] = -1;
+
+	for (size_t i = 0; i < p->n_fobjs; i++) {
+		const EngFobj *o = p->fobjs[i];
+		const struct wc_area *a;
+		int fd = fobj_open(o, &fs->fresh[i]);
+		void *m;
+
+		if (fd < 0)
+			return fd;
+		fs->fd[i] = fd;
+		if (!fs->fresh[i] || !o->has_area || o->area < 0)
+			continue;
+		a = wc_snapshot_area(ctx->snap, (size_t)o->area);
+		if (!a || a->nr_pages * RST_PAGE != seg_len(o))
+			return err_set(EBADMSG, "store area %d does not match \"%s\" (%" PRIu64 " bytes)",
+				       o->area, o->name ? o->name : "", o->size);
+		if (!a->nr_data)
+			continue;
+		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
+			m = shmat(fd, NULL, 0);
+		else
+			m = mmap(NULL, seg_len(o), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED || m == (void *)-1)
+			return err_set(errno, "cannot map \"%s\" to fill it: %m", o->name ? o->name : "");
+		maps[nt] = m;
+		tg[nt++] = (struct wc_fill_target){ (size_t)o->area, m };
+	}
+	if (nt) {
+		struct wc_source *src = NULL;
+
+		r = wc_store_source_new(ctx->store, &src);
+		if (r < 0)
+			return err_wrap(r, "cannot read the store");
+		r = wc_snapshot_fill(ctx->snap, src, tg, nt);
+		wc_source_free(src);
+		for (size_t k = 0; k < nt; k++) {
+			const EngFobj *o = NULL;
+
+			for (size_t i = 0; i < p->n_fobjs; i++)
+				if (p->fobjs[i]->has_area && (size_t)p->fobjs[i]->area == tg[k].area_idx)
+					o = p->fobjs[i];
+			if (o && o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
+				shmdt(maps[k]);
+			else if (o)
+				munmap(maps[k], seg_len(o));
+		}
+		if (r < 0)
+			return err_wrap(r, "cannot fill the file objects");
+	}
+	return 0;
+}
+
+void *eng_restore_fobj_premap(const struct eng_rst_ctx *ctx, const EngVma *v, uint64_t addr,
+			      int prot, int flags)
+{
+	const EngProcess *p = ctx->proc;
+	const struct eng_rst_files *fs = ctx->files;
+	uint64_t len = v->end - v->start, pgoff = v->has_pgoff ? v->pgoff : 0;
+	const EngFobj *o;
+	void *m;
+	int fd;
+
+	if (!fs || v->fobj >= p->n_fobjs || fs->fd[v->fobj] < 0) {
+		err_set(EBADMSG, "mapping 0x%" PRIx64 ": no file object %u", v->start, v->fobj);
+		errno = EBADMSG;
+		return MAP_FAILED;
+	}
+	o = p->fobjs[v->fobj];
+	if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV) {
+		/* A real attach (shmdt works, nattch counts it): shmat anywhere,
+		 * then move the piece this vma covers to @addr. */
+		int shmflg = (prot & PROT_WRITE ? 0 : SHM_RDONLY) | (prot & PROT_EXEC ? SHM_EXEC : 0);
+		uint64_t sl = seg_len(o);
+		char *t;
+
+		if (pgoff + len > sl) {
+			err_set(EBADMSG, "mapping 0x%" PRIx64 " beyond its SysV segment", v->start);
+			errno = EBADMSG;
+			return MAP_FAILED;
+		}
+		t = shmat(fs->fd[v->fobj], NULL, shmflg);
+		if (t == (void *)-1) {
+			err_set(errno, "cannot attach SysV segment (key 0x%x): %m",
+				(unsigned)o->sysv_key);
+			return MAP_FAILED;
+		}
+		m = mremap(t + pgoff, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)addr);
+		if (m == MAP_FAILED) {
+			err_set(errno, "cannot move SysV segment (key 0x%x): %m", (unsigned)o->sysv_key);
+			shmdt(t);
+			return MAP_FAILED;
+		}
+		if (pgoff)
+			munmap(t, pgoff);
+		if (pgoff + len < sl)
+			munmap(t + pgoff + len, sl - pgoff - len);
+		return m;
+	}
+	fd = fs->fd[v->fobj];
+	/* A read-only mapping of a write-sealed memfd must not count as a
+	 * writable one (the seal is added after the premap): map it from a
+	 * read-only open, as the kernel's own such mappings are. */
+	if (!(prot & PROT_WRITE) && o->has_seals &&
+	    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
+		char path[64];
+		int ro;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ro = open(path, O_RDONLY | O_CLOEXEC);
+		if (ro < 0) {
+			err_set(errno, "cannot reopen memfd \"%s\": %m", o->name ? o->name : "");
+			return MAP_FAILED;
+		}
+		m = mmap((void *)addr, len, prot, (flags & ~MAP_ANONYMOUS) | MAP_SHARED | MAP_FIXED,
+			 ro, (off_t)pgoff);
+		close(ro);
+	} else {
+		m = mmap((void *)addr, len, prot, (flags & ~MAP_ANONYMOUS) | MAP_SHARED | MAP_FIXED,
+			 fd, (off_t)pgoff);
+	}
+	if (m == MAP_FAILED)
+		err_set(errno, "cannot map \"%s\" at 0x%" PRIx64 ": %m", o->name ? o->name : "",
+			v->start);
+	return m;
+}
+
+int eng_restore_fobjs_mapped(struct eng_rst_ctx *ctx)
+{
+	const EngProcess *p = ctx->proc;
+	struct eng_rst_files *fs = ctx->files;
+
+	for (size_t i = 0; fs && i < p->n_fobjs; i++) {
+		const EngFobj *o = p->fobjs[i];
+
+		if (o->kind == ENG_FOBJ_KIND__FOBJ_MEMFD && o->has_seals && o->seals &&
+		    fcntl(fs->fd[i], F_ADD_SEALS, (int)o->seals) < 0)
+			return err_set(errno, "memfd \"%s\": cannot add seals %#x: %m",
+				       o->name ? o->name : "", o->seals);
+		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV && o->has_sysv_dest && o->sysv_dest &&
+		    shmctl(fs->fd[i], IPC_RMID, NULL) < 0)
+			return err_set(errno, "SysV segment (key 0x%x): IPC_RMID: %m",
+				       (unsigned)o->sysv_key);
+	}
+	return 0;
+}
+
+int eng_restore_fd_fobj(struct eng_rst_ctx *ctx, size_t i, int *ret)
+{
+	const EngProcess *p = ctx->proc;
+	const EngFd *f = p->fds[i];
+	struct eng_rst_files *fs = ctx->files;
+	const EngFobj *o;
+	char path[64];
+	int fd, flags;
+
+	if (!fs || !f->has_fobj || f->fobj >= p->n_fobjs || fs->fd[f->fobj] < 0)
+		return err_set(EBADMSG, "fd %u: no file object", f->fd);
+	o = p->fobjs[f->fobj];
+	if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
+		return err_set(EBADMSG, "fd %u: a SysV segment is no descriptor", f->fd);
+	/* Descriptors of one open file description (dup) share it again. */
+	for (size_t k = 0; f->has_obj && k < fs->nr_ofd; k++) {
+		if (fs->ofd_obj[k] == f->obj) {
+			*ret = fs->ofd_fd[k];
+			return 0;
+		}
+	}
+	flags = (int)(f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->fd[f->fobj]);
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "fd %u: cannot open \"%s\" again: %m", f->fd,
+			       o->name ? o->name : "");
+	if (f->has_pos && f->pos && lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+		int e = errno;
+
+		close(fd);
+		return err_set(e, "fd %u: cannot seek \"%s\": %m", f->fd, o->name ? o->name : "");
+	}
+	if (f->has_obj) {
+		fs->ofd_obj[fs->nr_ofd] = f->obj;
+		fs->ofd_fd[fs->nr_ofd++] = fd;
+	}
+	*ret = fd;	/* kept open until the child's descriptors are closed */
+	return 0;
+}
+
+int eng_restore_fd_pidfd(struct eng_rst_ctx *ctx, size_t i, int *ret)
+{
+	const EngFd *f = ctx->proc->fds[i];
+	int fd;
+
+	if (!f->has_pidfd_pid)
+		return err_set(EBADMSG, "fd %u: pidfd without a pid", f->fd);
+	fd = (int)syscall(SYS_pidfd_open, (pid_t)f->pidfd_pid, f->flags & O_NONBLOCK);
+	if (fd < 0)
+		return err_set(errno, "fd %u: pidfd_open(%u): %m", f->fd, f->pidfd_pid);
+	*ret = fd;
+	return 0;
+}
+
+static const char *fd_path(const EngProcess *p, uint32_t fd)
+{
+	for (size_t i = 0; i < p->n_fds; i++)
+		if (p->fds[i]->fd == fd)
+			return p->fds[i]->path ? p->fds[i]->path : "";
+	return "";
+}
+
+int eng_restore_locks(struct eng_rst_ctx *ctx)
+{
+	const EngProcess *p = ctx->proc;
+
+	for (size_t i = 0; i < p->n_locks; i++) {
+		const EngLock *l = p->locks[i];
+		const char *what;
+		int r;
+
+		if (l->kind == ENG_LOCK_KIND__LOCK_FLOCK) {
+			what = "flock";
+			r = flock((int)l->fd, (l->write ? LOCK_EX : LOCK_SH) | LOCK_NB);
+		} else {
+			struct flock fl = {
+				.l_type = l->write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET,
+				.l_start = (off_t)l->start, .l_len = (off_t)l->len,
+			};
+
+			what = l->kind == ENG_LOCK_KIND__LOCK_POSIX ? "POSIX" : "OFD";
+			r = fcntl((int)l->fd, l->kind == ENG_LOCK_KIND__LOCK_POSIX ? F_SETLK : F_OFD_SETLK,
+				  &fl);
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EACCES || errno == EWOULDBLOCK))
+			return err_set(EBUSY, "fd %u: the %s %s lock on \"%s\" is held by another "
+				       "process now", l->fd, l->write ? "write" : "read", what,
+				       fd_path(p, l->fd));
+		if (r < 0)
+			return err_set(errno, "fd %u: cannot take the %s lock on \"%s\": %m", l->fd,
+				       what, fd_path(p, l->fd));
+	}
+	return 0;
+}
