@@ -27,6 +27,9 @@ static void usage(FILE *f)
 		   "  --leave-running  keep the process running after the snapshot\n"
 		   "                   (default: kill it once the snapshot is stored)\n"
 		   "  --tree           the process and all its descendants (zombies too)\n"
+		   "  --external unix:INO  accept unix socket INO's peer outside the image\n"
+		   "                   (INO as the refusal names it); restore connects it to\n"
+		   "                   the peer's name again (repeatable)\n"
 		   "  --print-image    read the stored image back and print it on stderr\n"
 		   "  --dry-run        inspect only: list on stdout every descriptor or mapping\n"
 		   "                   that cannot be checkpointed (exit 0: none), change nothing\n"
@@ -181,6 +184,7 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 		{ "print-image",	no_argument,	NULL, 'p' },
 		{ "dry-run",		no_argument,	NULL, 'n' },
 		{ "max-unlinked-size",	required_argument, NULL, 'U' },
+		{ "external",		required_argument, NULL, 'X' },	/* unix */
 		{ "help",		no_argument,	NULL, 'h' },
 		{}
 	};
@@ -192,6 +196,7 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	struct wc_sink *sink = NULL;
 	char id[WC_ID_LEN + 1];
 	bool print = false;
+	uint64_t unix_ext[64];	/* unix: --external unix:INO */
 	int c, r, pid;
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -214,6 +219,21 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 				return 2;
 			}
 			break;
+		case 'X': {
+			unsigned long long ino;
+			char *end;
+
+			errno = 0;
+			ino = strncmp(optarg, "unix:", 5) == 0 ? strtoull(optarg + 5, &end, 10) : 0;
+			if (!ino || errno || *end || dopts.nr_unix_external == ARRAY_SIZE(unix_ext)) {
+				log_error("invalid --external \"%s\" (unix:INODE, at most %zu)", optarg,
+					  ARRAY_SIZE(unix_ext));
+				return 2;
+			}
+			unix_ext[dopts.nr_unix_external++] = ino;
+			dopts.unix_external = unix_ext;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;

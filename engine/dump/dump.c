@@ -517,6 +517,8 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (r < 0)
 		goto fail;
 	r = dump_process(&ctx, sink);
+	if (r >= 0)	/* unix: every unix socket's peer is in the image */
+		r = eng_dump_unix_resolve(ctx.image, opts);
 	if (r < 0)
 		goto fail;
 	if (ctx.files.dry_run) {	/* files: inspected, nothing to store */
@@ -753,6 +755,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	r = tree_objects(root.image, host);
 	if (r >= 0)	/* fdkinds: every pipe's ends are in the image */
 		r = eng_dump_pipes_check_image(root.image);
+	if (r >= 0)	/* unix: every unix socket's peer is in the image */
+		r = eng_dump_unix_resolve(root.image, opts);
 	if (r < 0)
 		goto fail;
 	t1 = now_ns();

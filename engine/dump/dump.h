@@ -335,6 +335,23 @@ int eng_dump_fd_anon_kind(const char *type);
 /* FD_EVENTFD/SIGNALFD/TIMERFD/EPOLL/INOTIFY from the fdinfo text @info. */
 int eng_dump_fd_anon(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd *e);
 
+/*
+ * unix.c (unix): AF_UNIX sockets. Restore: engine/restore/unix.c.
+ * For trees: eng_dump_unix_socket() saves each socket's queue once per
+ * image (the first fd that holds it); eng_dump_unix_resolve() must run once
+ * after every process of the image is dumped (a peer may be in a later one).
+ */
+#define ENG_UNIX_QUEUE_MAX	(64u << 20)	/* bytes queued on one socket */
+/* Socket @fd (st: its fstat) of the frozen process: *ret = NULL if it is not
+ * AF_UNIX; else the record (peer, listener queue, receive queue, options).
+ * -EOPNOTSUPP with one line naming pid and fd for what cannot be saved. */
+int eng_dump_unix_socket(struct eng_dump_ctx *ctx, int fd, const struct stat *st,
+			 EngUnixSk **ret);
+/* Whole image: every peer must be in the image, else -EOPNOTSUPP naming
+ * pid, fd, the peer's inode and name, unless @opts marks it external (then
+ * eng_unix_sk.external is set). */
+int eng_dump_unix_resolve(EngImage *img, const struct eng_dump_opts *opts);
+
 /* mem.c */
 int eng_dump_vmas(struct eng_dump_ctx *ctx);
 int eng_dump_pages(struct eng_dump_ctx *ctx, struct wc_sink *sink);

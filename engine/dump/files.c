@@ -110,6 +110,7 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	_cleanup_free_ char *info = NULL;
 	struct eng_proc_fdinfo fi;
 	EngSocket *sk = NULL;
+	EngUnixSk *us = NULL;		/* unix: unix.c */
 	const char *type = NULL;
 	struct stat st;
 	ssize_t n;
@@ -168,6 +169,10 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	} else if (S_ISSOCK(st.st_mode)) {
 		if (fd <= 2) {
 			kind = ENG_FD_KIND__FD_SOCKET;
+		} else if ((r = eng_dump_unix_socket(ctx, fd, &st, &us)) < 0) {
+			return r;
+		} else if (us) {
+			kind = ENG_FD_KIND__FD_UNIX_SOCKET;	/* unix: unix.c */
 		} else {
 			/* TCP/UDP without a peer (sockets.c); anything else refused. */
 			r = eng_dump_socket(ctx, fd, link, &sk);
@@ -193,10 +198,13 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	if (!e) {
 		if (sk)
 			eng_socket__free_unpacked(sk, NULL);
+		if (us)
+			eng_unix_sk__free_unpacked(us, NULL);
 		return -ENOMEM;
 	}
 	eng_fd__init(e);
 	e->sock = sk;
+	e->unix_sk = us;
 	e->fd = fd;
 	e->kind = kind;
 	e->flags = fi.flags & ~(uint32_t)O_CLOEXEC;

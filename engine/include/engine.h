@@ -174,6 +174,12 @@ struct eng_dump_opts {
 	/* files: largest unlinked-but-open file whose content is saved
 	 * (0: ENG_DUMP_MAX_UNLINKED_DEFAULT); above it: -EFBIG. */
 	uint64_t max_unlinked_bytes;
+	/* unix: sockets (by inode: the socket's own or its peer's, as the
+	 * refusal names it) whose peer outside the image is accepted. Restore
+	 * connects such a socket to its peer's name again (a peer without a
+	 * name, or unread data on the socket, is still refused). */
+	const uint64_t *unix_external;
+	size_t nr_unix_external;
 };
 
 #define ENG_DUMP_MAX_UNLINKED_DEFAULT	(64ull << 20)

@@ -79,6 +79,9 @@ static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
 	case ENG_FD_KIND__FD_PIDFD:	/* files: fd-file.c */
 		r = eng_restore_fd_pidfd(ctx, i, &fd);
 		break;
+	case ENG_FD_KIND__FD_UNIX_SOCKET:	/* unix: unix.c */
+		r = eng_restore_unix_fd(ctx, i, &fd);
+		break;
 	default:
 		return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
 	}
@@ -106,9 +109,8 @@ int eng_restore_fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
  */
 static int fds_complete(struct eng_rst_ctx *ctx, const int *tmp)
 {
-	(void)ctx;
 	(void)tmp;
-	return 0;
+	return eng_restore_unix_complete(ctx);	/* unix: queues, shutdown, options */
 }
 
 /*
