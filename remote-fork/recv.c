@@ -82,6 +82,12 @@ struct rf_recv {
 	bool committed;
 	char id[WC_ID_LEN + 1];
 	struct rf_recv_stats st;
+
+	/* --lazy */
+	bool lazy;
+	uint64_t area_start, area_pos, prev_end;
+	bool area_lazy;
+	struct rf_lazy_table lz;
 };
 
 int rf_recv_new(struct wc_source *have, struct wc_sink *out, rf_reply_fn reply, void *userdata,
@@ -117,6 +123,7 @@ void rf_recv_free(struct rf_recv *rv)
 		rv->head = it->next;
 		item_free(it);
 	}
+	rf_lazy_table_fini(&rv->lz);
 	free(rv->blob);
 	free(rv->buf);
 	free(rv->reqs);
@@ -301,6 +308,16 @@ static int on_area(struct rf_recv *rv, const struct rf_msg *m)
 		it->name[m->area.name_len] = 0;
 		it->desc.name = it->name;
 	}
+	if (rv->lazy) {
+		/* Lazy pages are numbered in address order: areas ascend. */
+		if (rv->st.nr_areas && m->area.start < rv->prev_end)
+			return err_set(EPROTO, "AREA 0x%llx below the previous area's end",
+				       (unsigned long long)m->area.start);
+		rv->prev_end = m->area.start + m->area.nr_pages * WC_PAGE_SIZE;
+	}
+	rv->area_start = m->area.start;
+	rv->area_pos = 0;
+	rv->area_lazy = rv->lazy && rf_area_is_lazy(m->area.flags);
 	rv->in_area = true;
 	rv->area_left = m->area.nr_pages;
 	rv->st.nr_areas++;
@@ -331,6 +348,73 @@ static void dedup_lacking(struct recv_batch *b)
 			slot[h] = i;
 		}
 	}
+}
+
+void rf_lazy_table_fini(struct rf_lazy_table *t)
+{
+	free(t->addr);
+	free(t->keys);
+	free(t->area_starts);
+	memset(t, 0, sizeof(*t));
+}
+
+void rf_recv_set_lazy(struct rf_recv *rv)
+{
+	rv->lazy = true;
+}
+
+void rf_recv_take_lazy(struct rf_recv *rv, struct rf_lazy_table *ret)
+{
+	*ret = rv->lz;
+	memset(&rv->lz, 0, sizeof(rv->lz));
+}
+
+/* A batch of a lazy area: its lacking pages become lazy pages (numbered in
+ * LACKS order, as the sender numbers them) and ABSENT in the snapshot; the
+ * batch is complete at once. */
+static int lazy_note(struct rf_recv *rv, struct recv_batch *b)
+{
+	struct rf_lazy_table *t = &rv->lz;
+
+	if (b->nr_lacking > RF_LAZY_MAX_ENTRIES - t->nr)
+		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
+	if (t->nr + b->nr_lacking > t->cap) {
+		uint32_t cap = MAX(t->cap * 2, t->nr + b->nr_lacking + 4096);
+		uint64_t *a = realloc(t->addr, (size_t)cap * sizeof(*a));
+		struct wc_key *k;
+
+		if (!a)
+			return -ENOMEM;
+		t->addr = a;
+		k = realloc(t->keys, (size_t)cap * sizeof(*k));
+		if (!k)
+			return -ENOMEM;
+		t->keys = k;
+		t->cap = cap;
+	}
+	if (!t->nr_areas || t->area_starts[t->nr_areas - 1] != rv->area_start) {
+		if (t->nr_areas == t->areas_cap) {
+			size_t cap = MAX(t->areas_cap * 2, (uint32_t)16);
+			uint64_t *a = realloc(t->area_starts, cap * sizeof(*a));
+
+			if (!a)
+				return -ENOMEM;
+			t->area_starts = a;
+			t->areas_cap = cap;
+		}
+		t->area_starts[t->nr_areas++] = rv->area_start;
+	}
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		if (b->kinds[i] != WC_PAGE_DATA || b->lack[i] != LACK_SENT)
+			continue;
+		t->addr[t->nr] = rv->area_start + (rv->area_pos + i) * WC_PAGE_SIZE;
+		t->keys[t->nr++] = b->keys[i];
+		b->kinds[i] = WC_PAGE_ABSENT;
+		b->lack[i] = LACK_HAVE;
+	}
+	rv->st.pages_lazy += b->nr_lacking;
+	b->nr_lacking = 0;
+	return 0;
 }
 
 static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
@@ -384,7 +468,8 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 			}
 			d++;
 		}
-		dedup_lacking(b);
+		if (!rv->area_lazy)
+			dedup_lacking(b);
 	}
 
 	{
@@ -398,10 +483,13 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 				msg[8 + i / 8] |= 1u << (i % 8);
 		r = rv->reply(rv->userdata, RF_MSG_LACKS, msg, len);
 	}
+	if (r >= 0 && rv->area_lazy && b->nr_lacking)
+		r = lazy_note(rv, b);
 	if (r < 0) {
 		item_free(it);
 		return r;
 	}
+	rv->area_pos += b->nr_pages;
 	rv->next_seq++;
 	rv->area_left -= b->nr_pages;
 	rv->st.nr_batches++;
@@ -561,8 +649,9 @@ static int reply_session(void *userdata, uint16_t type, const void *payload, siz
 	return rf_session_send(s, len);
 }
 
-int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
-		  char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats)
+static int serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
+		      char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats,
+		      struct rf_lazy_table *ret_lazy)
 {
 	struct rf_recv *rv;
 	int r;
@@ -570,6 +659,8 @@ int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *
 	r = rf_recv_new(have, out, reply_session, s, &rv);
 	if (r < 0)
 		return r;
+	if (ret_lazy)
+		rf_recv_set_lazy(rv);
 	for (;;) {
 		struct rf_msg m;
 
@@ -591,6 +682,21 @@ int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *
 		/* Tell the sender why, in one line (it may be what broke). */
 		rf_session_send_error(s, r, err_str(r));
 	}
+	if (ret_lazy)
+		rf_recv_take_lazy(rv, ret_lazy);
 	rf_recv_free(rv);
 	return r;
+}
+
+int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
+		  char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats)
+{
+	return serve_push(s, have, out, ret_id, ret_stats, NULL);
+}
+
+int rf_serve_push_lazy(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
+		       char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats,
+		       struct rf_lazy_table *ret_lazy)
+{
+	return serve_push(s, have, out, ret_id, ret_stats, ret_lazy);
 }

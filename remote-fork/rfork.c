@@ -17,8 +17,14 @@
  * the checkpoint and transfer); with --move it is killed once the twin
  * runs. --attach relays the twin's stdout/stderr back and forwards signals;
  * rfork then exits with the twin's status. On any failure the original is
- * left running as it was. --lazy (pages on demand) is refused with one
- * line: its design is in docs/protocol.md.
+ * left running as it was.
+ *
+ * --lazy: the twin starts before its pages arrived: rforkd restores it with
+ * the lacking pages of its anonymous private memory left to a userfaultfd,
+ * prints its pid as soon as it runs, and this side then serves its faults
+ * first and streams the rest. The original stays frozen until the twin
+ * holds every page (then --move kills it); if the link fails before, the
+ * twin is killed on the receiver and the original runs on.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -109,8 +115,23 @@ static int relay_output(struct rf_session *s)
 	}
 }
 
+static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, const char *host,
+		     const char *remote_id, const struct rf_restored_info *ri,
+		     const struct rf_push_stats *st, const struct eng_dump_stats *dst, uint64_t t0,
+		     bool move, bool attach);
+
+/* --lazy: the twin runs (pages still on their way): its pid goes out now. */
+static uint64_t lazy_t0, lazy_run_ns;
+
+static void on_lazy_restored(void *arg, const struct rf_restored_info *info)
+{
+	lazy_run_ns = now_ns() - lazy_t0;
+	printf("%u\n", info->pid);
+	fflush(stdout);
+}
+
 static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
-			bool move, bool attach)
+			bool move, bool attach, bool lazy)
 {
 	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
 	struct eng_dump_stats dst = {};
@@ -137,13 +158,33 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	if (r < 0)
 		goto out;
 	what = "checkpointing and sending";
-	r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
+	if (lazy) {
+		/* The original stays frozen inside the commit until the twin
+		 * holds every page; with --move the engine kills it only then. */
+		lazy_t0 = t0;
+		dopts.leave_running = !move;
+		r = rf_push_sink_new_lazy(s, attach ? RF_PUSH_ATTACH : 0, pid, on_lazy_restored, NULL,
+					  &sink);
+	} else {
+		r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
+	}
 	if (r < 0)
 		goto out;
 	/* The engine commits the sink: that is the peer's COMMITTED. On any
 	 * failure the process is detached unchanged. */
 	r = eng_checkpoint(pid, sink, &dopts, remote_id);
 	rf_push_sink_stats(sink, &st);
+	if (lazy) {
+		struct rf_restored_info ri;
+
+		if (r < 0) {
+			if (rf_push_sink_restored(sink, &ri) == 0)
+				what = "sending the twin its pages (the twin was killed)";
+			goto out;
+		}
+		(void)rf_push_sink_restored(sink, &ri);
+		return lazy_done(s, sink, pid, host, remote_id, &ri, &st, &dst, t0, move, attach);
+	}
 	if (r < 0)
 		goto out;
 	what = "waiting for the twin to start";
@@ -194,10 +235,55 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 out:
 	if (r < 0)
 		log_error("forking pid %d to %s failed while %s: %s%s", pid, host, what, err_str(r),
-			  move && !m_restored ? " (the original keeps running)" : "");
+			  (move && !m_restored) || lazy ? " (the original keeps running)" : "");
 	wc_sink_free(sink);
 	rf_session_free(s);
 	return r < 0 ? 1 : 0;
+}
+
+/* --lazy, after the commit: the twin holds every page. */
+static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, const char *host,
+		     const char *remote_id, const struct rf_restored_info *ri,
+		     const struct rf_push_stats *st, const struct eng_dump_stats *dst, uint64_t t0,
+		     bool move, bool attach)
+{
+	struct rf_session_stats ss = {};
+	char b1[32], b2[32], stdio[2 * RF_PATH_MAX + 300];
+	int r;
+
+	rf_session_stats(s, &ss);
+	if (attach)
+		snprintf(stdio, sizeof(stdio), "attached: its output follows here");
+	else
+		snprintf(stdio, sizeof(stdio), "its stdout \"%s\", stderr \"%s\" on %s",
+			 ri->out_path, ri->err_path, host);
+	log_error("forked pid %d lazily to %s as pid %u%s (snapshot %s): twin running after "
+		  "%.3f s, every page after %.2f s; %llu bytes (%s) on the wire, %llu pages sent "
+		  "before the twin ran, %llu after (%llu on demand in %llu requests), %llu skipped "
+		  "as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s%s; %s",
+		  pid, host, ri->pid,
+		  ri->flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was taken "
+						      "there)" : "",
+		  remote_id, lazy_run_ns / 1e9, (now_ns() - t0) / 1e9,
+		  (unsigned long long)ss.bytes_sent, fmt_bytes(ss.bytes_sent, b1, sizeof(b1)),
+		  (unsigned long long)st->pages_sent, (unsigned long long)st->pages_lazy,
+		  (unsigned long long)st->pages_demand, (unsigned long long)st->nr_requests,
+		  (unsigned long long)st->pages_skipped, (unsigned long long)st->pages_zero,
+		  (unsigned long long)st->pages_absent,
+		  fmt_bytes(st->pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst->frozen_ns / 1e9,
+		  move ? ", original killed" : "", stdio);
+	r = 0;
+	if (attach) {
+		r = relay_output(s);
+		if (r < 0) {
+			log_error("relaying the output of twin %u from %s failed: %s", ri->pid, host,
+				  err_str(r));
+			r = 1;
+		}
+	}
+	wc_sink_free(sink);
+	rf_session_free(s);
+	return r;
 }
 
 static int push_snapshot(const char *host, const uint8_t *key, int timeout_ms,
@@ -358,12 +444,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		if (lazy) {
-			log_error("--lazy is not implemented yet (eager rfork works without it)");
-			sodium_memzero(key, sizeof(key));
-			return 2;
-		}
-		r = fork_process(host, key, timeout_ms, pid, move, attach);
+		r = fork_process(host, key, timeout_ms, pid, move, attach, lazy);
 		sodium_memzero(key, sizeof(key));
 		return r;
 	}

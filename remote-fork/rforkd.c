@@ -93,10 +93,17 @@ struct opts {
 static int restore_twin(struct wc_store *store, const char *id, const struct opts *o,
 			struct eng_restored *ret, bool *ret_new_pidns, char *out_path,
 			char *err_path, size_t path_len, int *attach_fds,
-			struct eng_restore_stats *ret_stats, uint64_t *ret_first_ns)
+			struct eng_restore_stats *ret_stats, uint64_t *ret_first_ns,
+			const struct rf_lazy_table *lazy, int lazy_sock)
 {
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true,
 				       .stats = ret_stats };
+
+	if (lazy && lazy->nr_areas) {
+		ro.lazy_areas = lazy->area_starts;
+		ro.nr_lazy_areas = lazy->nr_areas;
+		ro.lazy_sock = lazy_sock;
+	}
 	uint64_t t0 = now_ns();
 	int r, log_fd = -1, in = -1, out = -1, err = -1;
 
@@ -256,6 +263,160 @@ out:
 	return r;
 }
 
+/* The RESTORED payload; returns its length. */
+static size_t restored_payload(uint8_t *p, const struct eng_restored *tw, bool new_pidns,
+			       const char *out_path, const char *err_path)
+{
+	size_t ol = strnlen(out_path, RF_PATH_MAX), el = strnlen(err_path, RF_PATH_MAX);
+
+	rf_put_u32(p, tw->pid);
+	rf_put_u32(p + 4, tw->ns_pid);
+	rf_put_u32(p + 8, new_pidns ? RF_RESTORED_NEW_PIDNS : 0);
+	rf_put_u16(p + 12, ol);
+	memcpy(p + 14, out_path, ol);
+	rf_put_u16(p + 14 + ol, el);
+	memcpy(p + 16 + ol, err_path, el);
+	return 16 + ol + el;
+}
+
+/*
+ * --lazy: the snapshot committed at COMMIT lacks the lazy pages (ABSENT in
+ * it). The twin is restored from it with those areas registered with a
+ * userfaultfd that the fault server (lazy.c, its own thread) receives from
+ * the restore child and serves while the restore goes on; RESTORED goes out
+ * as soon as the twin runs, and the pages stream in behind it. The partial
+ * snapshot is removed once the twin runs (it is no use without the lazy
+ * pages). If the link fails before the twin holds every page, the server
+ * kills the twin; the sender keeps its original.
+ */
+static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t t0,
+			   uint32_t flags, struct wc_store *store, struct wc_source **have,
+			   struct wc_sink **out)
+{
+	_cleanup_free_ uint64_t *areas = NULL;
+	char out_path[PATH_MAX] = "", err_path[PATH_MAX] = "", id[WC_ID_LEN + 1], sz[32];
+	int attach_fds[2] = { -1, -1 }, sp[2] = { -1, -1 }, r;
+	bool attach = flags & RF_PUSH_ATTACH, new_pidns = false;
+	struct rf_lazy_table lt = {};
+	struct rf_recv_stats st = {};
+	struct rf_lazy_stats ls = {};
+	struct eng_restore_stats rs = {};
+	struct rf_session_stats ss;
+	struct rf_lazy *lz = NULL;
+	struct eng_restored tw;
+	uint64_t first_ns = 0, t_recv, t_run;
+	uint8_t msg[16 + 2 * RF_PATH_MAX];
+	size_t len, lt_nr_areas = 0;
+
+	r = rf_serve_push_lazy(s, *have, *out, id, &st, &lt);
+	/* Committed (or abandoned): release the ingest before restoring. */
+	wc_sink_free(TAKE_PTR(*out));
+	wc_source_free(TAKE_PTR(*have));
+	if (r < 0) {
+		log_error("%s: lazy push failed after %llu pages: %s", peer,
+			  (unsigned long long)st.pages_total, err_str(r));
+		rf_lazy_table_fini(&lt);
+		return r;
+	}
+	t_recv = now_ns();
+	lt_nr_areas = lt.nr_areas;
+	if (lt.nr_areas) {
+		areas = malloc(lt.nr_areas * sizeof(*areas));
+		if (!areas) {
+			r = -ENOMEM;
+			goto fail_early;
+		}
+		memcpy(areas, lt.area_starts, lt.nr_areas * sizeof(*areas));
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		r = err_set(errno, "socketpair: %m");
+		goto fail_early;
+	}
+	r = rf_lazy_start(s, &lt, sp[0], o->timeout_ms, &lz);
+	if (r < 0)
+		goto fail_early;
+	sp[0] = -1;	/* the server's now */
+	{
+		/* rf_lazy_start took the table; the restore needs its areas. */
+		struct rf_lazy_table v = { .nr_areas = areas ? lt_nr_areas : 0, .area_starts = areas };
+
+		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path,
+				 sizeof(out_path), attach ? attach_fds : NULL, &rs, &first_ns, &v, sp[1]);
+	}
+	close(sp[1]);
+	sp[1] = -1;
+	if (r < 0) {
+		char why[512];
+
+		r = err_wrap(r, "restoring snapshot %s", id);
+		snprintf(why, sizeof(why), "%s", err_str(r));
+		(void)rf_lazy_finish(lz, true, NULL);
+		rf_session_send_error(s, r, why);
+		(void)wc_store_remove(store, id);
+		if (*out_path)
+			unlink(out_path);
+		if (*err_path)
+			unlink(err_path);
+		rf_lazy_free(lz);
+		log_error("%s: lazy push failed: %s", peer, why);
+		return err_set(r, "%s", why);
+	}
+	t_run = now_ns();
+	/* The partial snapshot served its purpose. */
+	(void)wc_store_remove(store, id);
+	len = restored_payload(msg, &tw, new_pidns, out_path, err_path);
+	(void)rf_lazy_send(lz, RF_MSG_RESTORED, msg, len);
+	rf_lazy_restored(lz);
+	r = rf_lazy_finish(lz, false, &ls);
+	rf_lazy_free(lz);
+	rf_session_stats(s, &ss);
+	if (r < 0) {
+		log_error("%s: lazy twin %d (snapshot %s) killed: %s", peer, (int)tw.pid, id,
+			  err_str(r));
+		rf_session_send_error(s, r, err_str(r));
+		if (attach_fds[0] >= 0) {
+			close(attach_fds[0]);
+			close(attach_fds[1]);
+		}
+		return r;
+	}
+	log_error("%s: lazily restored snapshot %s as pid %d%s: running after %.3f s (received "
+		  "%.3f s, restore %.3f s), every page after %.3f s; %llu pages (%llu data: %llu "
+		  "eager, %llu lazy, %llu already held), %s in; lazy: %llu installed, %llu "
+		  "present, %llu dropped, %llu faults on lazy pages (%llu requests), %llu zero "
+		  "faults", peer, id, (int)tw.pid, new_pidns ? " (new pid namespace)" : "",
+		  (t_run - t0) / 1e9, (t_recv - t0) / 1e9, (t_run - t_recv) / 1e9,
+		  (now_ns() - t0) / 1e9, (unsigned long long)st.pages_total,
+		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
+		  (unsigned long long)st.pages_lazy,
+		  (unsigned long long)(st.pages_local + st.pages_dup),
+		  fmt_bytes(ss.bytes_received, sz, sizeof(sz)),
+		  (unsigned long long)ls.pages_installed, (unsigned long long)ls.pages_present,
+		  (unsigned long long)ls.pages_dropped, (unsigned long long)ls.faults_lazy,
+		  (unsigned long long)ls.nr_requests, (unsigned long long)ls.faults_zero);
+	(void)first_ns;
+	if (attach) {
+		wc_store_close(store);
+		r = relay_twin(s, &tw, attach_fds);
+		if (r < 0)
+			log_error("%s: relaying the output of twin %d ended: %s", peer, (int)tw.pid,
+				  err_str(r));
+		return 1;	/* the store is closed */
+	}
+	return 0;
+
+fail_early:
+	if (sp[0] >= 0)
+		close(sp[0]);
+	if (sp[1] >= 0)
+		close(sp[1]);
+	rf_lazy_table_fini(&lt);
+	(void)wc_store_remove(store, id);
+	rf_session_send_error(s, r, err_str(r));
+	log_error("%s: lazy push failed: %s", peer, err_str(r));
+	return r;
+}
+
 /* Receive one pushed snapshot into the store (and restore it if asked). */
 static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, uint32_t flags)
 {
@@ -278,6 +439,12 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 		rf_session_send_error(s, r, "receiver cannot open its store");
 		goto out;
 	}
+	if (flags & RF_PUSH_LAZY) {
+		r = serve_push_lazy(s, o, t0, flags, store, &have, &out);
+		if (r != 1)
+			wc_store_close(store);
+		return r < 0 ? r : 0;
+	}
 	r = rf_serve_push(s, have, out, id, &st);
 	rf_session_stats(s, &ss);
 	if (r < 0)
@@ -298,7 +465,7 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 		uint64_t first_ns = 0, t_recv = now_ns();
 
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path),
-				 attach ? attach_fds : NULL, &rs, &first_ns);
+				 attach ? attach_fds : NULL, &rs, &first_ns, NULL, -1);
 		if (r < 0) {
 			char why[512];
 

@@ -11,13 +11,19 @@
  * when RF_PUSH_WINDOW batches are outstanding, so the link stays busy.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <liburing.h>
 #include <xxhash.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/util.h"
 #include "rfork/transfer.h"
 
 void rf_page_key(const void *page, struct wc_key *ret)
@@ -45,6 +51,8 @@ struct push_batch {
 	uint8_t kinds[RF_BATCH_MAX_PAGES];
 	struct wc_key keys[RF_BATCH_MAX_PAGES];	/* [nr_data] */
 	uint8_t *data;				/* nr_data pages, back to back */
+	uint64_t addr;				/* address of the first page */
+	bool lazy;				/* in a lazy area of a lazy push */
 };
 
 struct rf_push {
@@ -61,6 +69,22 @@ struct rf_push {
 	unsigned win_head, win_nr;
 	struct push_batch *spare;		/* recycled batch */
 	struct rf_push_stats st;
+
+	/* --lazy (rf_push_sink_new_lazy) */
+	bool lazy;
+	pid_t pid;
+	uint64_t area_start, area_pos;		/* current area, next page in it */
+	bool area_lazy;
+	int mem_fd;				/* /proc/PID/mem of the frozen original */
+	struct io_uring ring;
+	bool ring_ok;
+	uint64_t *lz_addr;			/* lazy page n -> its address */
+	uint8_t *lz_sent;			/* 1 once lazy page n went out */
+	uint32_t lz_nr, lz_cap, lz_nr_sent, lz_cursor;
+	void (*on_restored)(void *arg, const struct rf_restored_info *info);
+	void *arg;
+	bool have_restored;
+	struct rf_restored_info restored;
 };
 
 #define to_push(x) ((struct rf_push *)(x))
@@ -117,6 +141,36 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 	if (m->lacks.seq != b->seq || m->lacks.nr_pages != b->nr_pages)
 		return err_set(EPROTO, "receiver sent LACKS for batch %u (%u pages), expected %u (%u)",
 			       m->lacks.seq, m->lacks.nr_pages, b->seq, b->nr_pages);
+	if (b->lazy) {
+		/* Lazy area: remember the lacking pages, in LACKS order (both
+		 * sides number them alike), and send them after RESTORED. */
+		if (m->lacks.nr_lacking > RF_LAZY_MAX_ENTRIES - p->lz_nr)
+			return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
+		if (p->lz_nr + m->lacks.nr_lacking > p->lz_cap) {
+			uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + m->lacks.nr_lacking + 4096);
+			uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
+
+			if (!a)
+				return -ENOMEM;
+			p->lz_addr = a;
+			p->lz_cap = cap;
+		}
+		for (uint32_t i = 0; i < b->nr_pages; i++) {
+			bool lack = (m->lacks.bitmap[i / 8] >> (i % 8)) & 1;
+
+			if (lack && b->kinds[i] != WC_PAGE_DATA)
+				return err_set(EPROTO, "receiver asked for page %u of batch %u, "
+					       "which holds no data", i, b->seq);
+			if (lack)
+				p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
+		}
+		p->st.pages_skipped += b->nr_data - m->lacks.nr_lacking;
+		p->win[p->win_head] = NULL;
+		p->win_head = (p->win_head + 1) % RF_PUSH_WINDOW;
+		p->win_nr--;
+		batch_put(p, b);
+		return 0;
+	}
 	if (m->lacks.nr_lacking) {
 		out = rf_session_frame(p->s, RF_MSG_PAGES,
 				       8 + (size_t)m->lacks.nr_lacking * WC_PAGE_SIZE);
@@ -248,6 +302,9 @@ static int push_begin_area(struct wc_sink *sink, const struct wc_area_desc *desc
 		return push_fail(p, r);
 	p->in_area = true;
 	p->area_left = desc->nr_pages;
+	p->area_start = desc->start;
+	p->area_pos = 0;
+	p->area_lazy = p->lazy && rf_area_is_lazy(desc->flags);
 	p->st.nr_areas++;
 	return 0;
 }
@@ -273,6 +330,11 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 		if (!p->cur && (r = batch_get(p, &p->cur)) < 0)
 			return push_fail(p, r);
 		b = p->cur;
+		if (!b->nr_pages) {
+			b->addr = p->area_start + p->area_pos * WC_PAGE_SIZE;
+			b->lazy = p->area_lazy;
+		}
+		p->area_pos++;
 		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
 			kind = WC_PAGE_ABSENT;
 			p->st.pages_absent++;
@@ -354,6 +416,232 @@ static int push_put_label(struct wc_sink *sink, const char *key, const char *val
 	return push_fail(p, rf_session_send(p->s, 4 + kl + vl));
 }
 
+/* ------------------------------------------------------------------ --lazy */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void rf_restored_info_get(const struct rf_msg *m, struct rf_restored_info *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->pid = m->restored.pid;
+	ret->ns_pid = m->restored.ns_pid;
+	ret->flags = m->restored.flags;
+	memcpy(ret->out_path, m->restored.out_path, MIN(m->restored.out_len, (size_t)RF_PATH_MAX));
+	memcpy(ret->err_path, m->restored.err_path, MIN(m->restored.err_len, (size_t)RF_PATH_MAX));
+}
+
+/*
+ * Read @n pages of the frozen original, at the addresses of lazy pages
+ * @ents, into @dst: one io_uring read of /proc/PID/mem per run of adjacent
+ * addresses, all in flight at once; a short or failed read is redone with
+ * pread (the original is frozen: its memory is the checkpoint's).
+ */
+static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_t *dst)
+{
+	struct { uint64_t addr; uint32_t first, nr; } runs[RF_LAZY_MAX_PAGES];
+	uint32_t nr_runs = 0, inflight = 0;
+	int r;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t a = p->lz_addr[ents[i]];
+
+		if (nr_runs && runs[nr_runs - 1].addr + (uint64_t)runs[nr_runs - 1].nr * WC_PAGE_SIZE == a)
+			runs[nr_runs - 1].nr++;
+		else
+			runs[nr_runs++] = (typeof(runs[0])){ a, i, 1 };
+	}
+	if (p->ring_ok) {
+		for (uint32_t k = 0; k < nr_runs; k++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
+
+			if (!sqe) {
+				io_uring_submit(&p->ring);
+				sqe = io_uring_get_sqe(&p->ring);
+				if (!sqe)
+					break;
+			}
+			io_uring_prep_read(sqe, p->mem_fd, dst + (size_t)runs[k].first * WC_PAGE_SIZE,
+					   runs[k].nr * WC_PAGE_SIZE, runs[k].addr);
+			io_uring_sqe_set_data64(sqe, k);
+			inflight++;
+		}
+		r = io_uring_submit(&p->ring);
+		if (r < 0)
+			return err_set(-r, "io_uring submit: %s", strerror(-r));
+		while (inflight) {
+			struct io_uring_cqe *cqe;
+			uint64_t k;
+
+			r = io_uring_wait_cqe(&p->ring, &cqe);
+			if (r == -EINTR)
+				continue;
+			if (r < 0)
+				return err_set(-r, "io_uring wait: %s", strerror(-r));
+			k = io_uring_cqe_get_data64(cqe);
+			if (k < nr_runs && cqe->res == (int)(runs[k].nr * WC_PAGE_SIZE))
+				runs[k].nr = 0;		/* done */
+			io_uring_cqe_seen(&p->ring, cqe);
+			inflight--;
+		}
+	}
+	for (uint32_t k = 0; k < nr_runs; k++) {
+		if (!runs[k].nr)
+			continue;
+		r = pread_full(p->mem_fd, dst + (size_t)runs[k].first * WC_PAGE_SIZE,
+			       runs[k].nr * WC_PAGE_SIZE, (off_t)runs[k].addr);
+		if (r < 0)
+			return err_set(-r, "cannot read the memory of process %d at 0x%llx: %s",
+				       (int)p->pid, (unsigned long long)runs[k].addr, strerror(-r));
+	}
+	return 0;
+}
+
+/* Send lazy pages @ents (not sent yet) as one LAZY_PAGES frame. */
+static int lazy_send(struct rf_push *p, const uint32_t *ents, uint32_t n, bool demand)
+{
+	size_t len = 4 + (size_t)n * (4 + WC_PAGE_SIZE);
+	uint8_t *out = rf_session_frame(p->s, RF_MSG_LAZY_PAGES, len);
+	int r;
+
+	rf_put_u32(out, n);
+	for (uint32_t i = 0; i < n; i++)
+		rf_put_u32(out + 4 + 4 * i, ents[i]);
+	r = lazy_read(p, ents, n, out + 4 + 4 * (size_t)n);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < n; i++)
+		p->lz_sent[ents[i]] = 1;
+	p->lz_nr_sent += n;
+	p->st.pages_lazy += n;
+	if (demand)
+		p->st.pages_demand += n;
+	return rf_session_send(p->s, len);
+}
+
+/* Pages per background LAZY_PAGES frame: small, so that a request never
+ * waits long behind one (64 pages = 2 ms at 1 Gbit/s). */
+#define RF_LAZY_BG_PAGES	64u
+
+/* The unsent lazy pages among [first, first + nr), at most RF_LAZY_MAX_PAGES
+ * per frame. */
+static int lazy_serve_req(struct rf_push *p, uint32_t first, uint32_t nr)
+{
+	uint32_t ents[RF_LAZY_MAX_PAGES], n = 0;
+	int r;
+
+	if (first >= p->lz_nr || nr > p->lz_nr - first)
+		return err_set(EPROTO, "receiver asked for lazy pages %u+%u of %u", first, nr, p->lz_nr);
+	for (uint32_t e = first; e < first + nr; e++) {
+		if (p->lz_sent[e])
+			continue;
+		ents[n++] = e;
+		if (n == RF_LAZY_MAX_PAGES) {
+			r = lazy_send(p, ents, n, true);
+			if (r < 0)
+				return r;
+			n = 0;
+		}
+	}
+	/* Background goes on right after what the twin touched (hot first). */
+	if (first + nr < p->lz_nr)
+		p->lz_cursor = first + nr;
+	p->st.nr_requests++;
+	return n ? lazy_send(p, ents, n, true) : 0;
+}
+
+static int lazy_send_background(struct rf_push *p)
+{
+	uint32_t ents[RF_LAZY_BG_PAGES], n = 0, e = p->lz_cursor, seen = 0;
+
+	while (n < RF_LAZY_BG_PAGES && seen < p->lz_nr) {
+		if (e >= p->lz_nr)
+			e = 0;
+		if (!p->lz_sent[e])
+			ents[n++] = e;
+		e++;
+		seen++;
+	}
+	p->lz_cursor = e;
+	return n ? lazy_send(p, ents, n, false) : 0;
+}
+
+/*
+ * After COMMITTED: wait for RESTORED, then serve page requests first and
+ * stream the rest, then LAZY_END; done once the receiver says LAZY_DONE.
+ */
+static int lazy_serve(struct rf_push *p)
+{
+	uint64_t t0 = mono_ns(), t1 = 0;
+	bool end_sent = false;
+	int r;
+
+	p->lz_sent = calloc(p->lz_nr ? p->lz_nr : 1, 1);
+	if (!p->lz_sent)
+		return -ENOMEM;
+	for (;;) {
+		struct rf_msg m;
+
+		if (p->have_restored && p->lz_nr_sent == p->lz_nr && !end_sent) {
+			uint8_t *out = rf_session_frame(p->s, RF_MSG_LAZY_END, 4);
+
+			rf_put_u32(out, p->lz_nr);
+			r = rf_session_send(p->s, 4);
+			if (r < 0)
+				return r;
+			end_sent = true;
+		}
+		if (p->have_restored && p->lz_nr_sent < p->lz_nr) {
+			r = rf_session_readable(p->s);
+			if (r < 0)
+				return r;
+			if (r == 0) {
+				r = lazy_send_background(p);
+				if (r < 0)
+					return r;
+				continue;
+			}
+		}
+		r = rf_session_recv(p->s, &m);
+		if (r == -ENODATA)
+			return err_set(ECONNRESET, "receiver closed the connection before the twin "
+				       "held every page");
+		if (r < 0)
+			return r;
+		switch (m.type) {
+		case RF_MSG_RESTORED:
+			if (p->have_restored)
+				return err_set(EPROTO, "receiver sent RESTORED twice");
+			rf_restored_info_get(&m, &p->restored);
+			p->have_restored = true;
+			t1 = mono_ns();
+			p->st.restored_ns = t1 - t0;
+			if (p->on_restored)
+				p->on_restored(p->arg, &p->restored);
+			break;
+		case RF_MSG_PAGE_REQ:
+			r = lazy_serve_req(p, m.page_req.first, m.page_req.nr);
+			if (r < 0)
+				return r;
+			break;
+		case RF_MSG_LAZY_DONE:
+			if (!end_sent || m.lazy_end.nr != p->lz_nr)
+				return err_set(EPROTO, "receiver said LAZY_DONE (%u pages) before LAZY_END "
+					       "(%u pages)", m.lazy_end.nr, p->lz_nr);
+			p->st.lazy_ns = mono_ns() - t1;
+			return 0;
+		default:
+			return err_set(EPROTO, "receiver sent %s while pages were served lazily",
+				       rf_msg_name(m.type));
+		}
+	}
+}
+
 static int push_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 {
 	struct rf_push *p = to_push(sink);
@@ -386,6 +674,11 @@ static int push_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 	if (r < 0)
 		return push_fail(p, r);
 	memcpy(ret_id, m.committed.id, WC_ID_LEN + 1);
+	if (p->lazy) {
+		r = lazy_serve(p);
+		if (r < 0)
+			return push_fail(p, r);
+	}
 	p->committed = true;
 	return 0;
 }
@@ -393,6 +686,13 @@ static int push_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 static void push_free(struct wc_sink *sink)
 {
 	struct rf_push *p = to_push(sink);
+
+	if (p->ring_ok)
+		io_uring_queue_exit(&p->ring);
+	if (p->mem_fd >= 0)
+		close(p->mem_fd);
+	free(p->lz_addr);
+	free(p->lz_sent);
 
 	batch_free(p->cur);
 	batch_free(p->spare);
@@ -421,6 +721,7 @@ int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 		return -ENOMEM;
 	p->sink.ops = &push_ops;
 	p->s = s;
+	p->mem_fd = -1;
 	if (flags & ~RF_PUSH_FLAGS) {
 		free(p);
 		return -EINVAL;
@@ -433,6 +734,47 @@ int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 		return r;
 	}
 	*ret = &p->sink;
+	return 0;
+}
+
+int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
+			  void (*on_restored)(void *arg, const struct rf_restored_info *info),
+			  void *arg, struct wc_sink **ret)
+{
+	struct wc_sink *sink;
+	struct rf_push *p;
+	char path[64];
+	int fd, r;
+
+	if (flags & ~RF_PUSH_ATTACH)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "cannot open %s: %m", path);
+	r = rf_push_sink_new(s, flags | RF_PUSH_RESTORE | RF_PUSH_LAZY, &sink);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	p = to_push(sink);
+	p->lazy = true;
+	p->pid = pid;
+	p->mem_fd = fd;
+	p->on_restored = on_restored;
+	p->arg = arg;
+	p->ring_ok = io_uring_queue_init(64, &p->ring, 0) == 0;
+	*ret = sink;
+	return 0;
+}
+
+int rf_push_sink_restored(const struct wc_sink *sink, struct rf_restored_info *ret)
+{
+	const struct rf_push *p = to_push(sink);
+
+	if (!p->have_restored)
+		return -ENOENT;
+	*ret = p->restored;
 	return 0;
 }
 

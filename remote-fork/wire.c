@@ -34,6 +34,10 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_OUTPUT:	return "OUTPUT";
 	case RF_MSG_EXIT:	return "EXIT";
 	case RF_MSG_SIGNAL:	return "SIGNAL";
+	case RF_MSG_PAGE_REQ:	return "PAGE_REQ";
+	case RF_MSG_LAZY_PAGES:	return "LAZY_PAGES";
+	case RF_MSG_LAZY_END:	return "LAZY_END";
+	case RF_MSG_LAZY_DONE:	return "LAZY_DONE";
 	}
 	return "unknown";
 }
@@ -364,6 +368,8 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 			r = err_set(EPROTO, "PUSH: unknown flags 0x%x", m.push.flags);
 		if (r >= 0 && (m.push.flags & RF_PUSH_ATTACH) && !(m.push.flags & RF_PUSH_RESTORE))
 			r = err_set(EPROTO, "PUSH: ATTACH without RESTORE");
+		if (r >= 0 && (m.push.flags & RF_PUSH_LAZY) && !(m.push.flags & RF_PUSH_RESTORE))
+			r = err_set(EPROTO, "PUSH: LAZY without RESTORE");
 		if (r >= 0)
 			r = cur_end(&c);
 		break;
@@ -420,6 +426,43 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		r = cur_u32(&c, &m.exit.status);
 		if (r >= 0 && m.exit.status > 255)
 			r = err_set(EPROTO, "EXIT: status %u out of range", m.exit.status);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_PAGE_REQ:
+		r = cur_u32(&c, &m.page_req.first);
+		if (r >= 0)
+			r = cur_u32(&c, &m.page_req.nr);
+		if (r >= 0 && (m.page_req.nr == 0 || m.page_req.nr > RF_LAZY_REQ_MAX ||
+			       m.page_req.first >= RF_LAZY_MAX_ENTRIES ||
+			       m.page_req.nr > RF_LAZY_MAX_ENTRIES - m.page_req.first))
+			r = err_set(EPROTO, "PAGE_REQ: pages %u+%u out of bounds", m.page_req.first,
+				    m.page_req.nr);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_LAZY_PAGES:
+		r = cur_u32(&c, &m.lazy_pages.nr);
+		if (r >= 0 && (m.lazy_pages.nr == 0 || m.lazy_pages.nr > RF_LAZY_MAX_PAGES))
+			r = err_set(EPROTO, "LAZY_PAGES: %u pages out of bounds [1, %u]",
+				    m.lazy_pages.nr, RF_LAZY_MAX_PAGES);
+		if (r >= 0)
+			r = cur_bytes(&c, (size_t)m.lazy_pages.nr * 4, &m.lazy_pages.entries);
+		for (uint32_t i = 0; r >= 0 && i < m.lazy_pages.nr; i++)
+			if (rf_get_u32(m.lazy_pages.entries + 4 * i) >= RF_LAZY_MAX_ENTRIES)
+				r = err_set(EPROTO, "LAZY_PAGES: page number %u out of bounds",
+					    rf_get_u32(m.lazy_pages.entries + 4 * i));
+		if (r >= 0)
+			r = cur_bytes(&c, (size_t)m.lazy_pages.nr * WC_PAGE_SIZE, &m.lazy_pages.data);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_LAZY_END:
+	case RF_MSG_LAZY_DONE:
+		r = cur_u32(&c, &m.lazy_end.nr);
+		if (r >= 0 && m.lazy_end.nr > RF_LAZY_MAX_ENTRIES)
+			r = err_set(EPROTO, "%s: count %u out of bounds", rf_msg_name(m.type),
+				    m.lazy_end.nr);
 		if (r >= 0)
 			r = cur_end(&c);
 		break;

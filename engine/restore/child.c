@@ -40,6 +40,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
@@ -254,7 +257,7 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 			break;
 		case ENG_VMA_KIND__VMA_ANON_SHARED:
 			flags |= MAP_SHARED | MAP_ANONYMOUS;
-			break;	/* files: with v->fobj, its object is mapped below */
+			break;
 		case ENG_VMA_KIND__VMA_FILE_PRIVATE:
 			if (!v->has_file)
 				return err_set(EBADMSG, "mapping 0x%" PRIx64 " has no file", v->start);
@@ -276,8 +279,7 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 			return err_set(EBADMSG, "mapping 0x%" PRIx64 " of unknown kind %d", v->start,
 				       v->kind);
 		}
-		m = v->has_fobj ? eng_restore_fobj_premap(ctx, v, cur, prot, flags)	/* files */
-				: mmap((void *)cur, len, prot, flags, fd, fd >= 0 ? (off_t)v->pgoff : 0);
+		m = mmap((void *)cur, len, prot, flags, fd, fd >= 0 ? (off_t)v->pgoff : 0);
 		if (owned)
 			close(fd);
 		if (m == MAP_FAILED)
@@ -335,6 +337,80 @@ static int apply_madvise(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 		}
 		m++;
 	}
+	return 0;
+}
+
+/*
+ * Lazy restore (eng_restore_opts.lazy_areas): register the listed areas,
+ * still in the premap region and already filled with every page the store
+ * held, with a new userfaultfd in MISSING mode, so that each page left
+ * unfilled (the ones still on their way, but also zero and absent ones)
+ * faults to the uffd's holder. EVENT_REMAP lets the registration follow
+ * the restorer's mremap to the final address (each move waits until the
+ * holder read its event); EVENT_REMOVE tells it about MADV_DONTNEED. The
+ * uffd and a pidfd of this process go to @ctx->lazy_sock; our copies close.
+ */
+static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan *pl)
+{
+	const EngProcess *p = ctx->proc;
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE };
+	_cleanup_close_ int uffd = -1, pidfd = -1;
+	size_t done = 0;
+	uint32_t m = 0;
+
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		return err_set(errno, "lazy restore: userfaultfd: %m");
+	if (ioctl(uffd, UFFDIO_API, &api) < 0)
+		return err_set(errno, "lazy restore: UFFDIO_API: %m");
+	for (size_t i = 0; i < p->n_vmas; i++) {
+		const EngVma *v = p->vmas[i];
+		struct uffdio_register reg;
+		bool lazy = false;
+
+		if (vma_is_special(v))
+			continue;
+		for (size_t k = 0; k < ctx->nr_lazy_areas && !lazy; k++)
+			lazy = ctx->lazy_areas[k] == v->start;
+		if (lazy) {
+			if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE ||
+			    (v->has_madv && (v->madv & (ENG_MADV_LOCKED | ENG_MADV_LOCKONFAULT))))
+				return err_set(EOPNOTSUPP, "lazy restore: mapping 0x%" PRIx64 " is not "
+					       "unlocked anonymous private memory", v->start);
+			reg = (struct uffdio_register){
+				.range = { .start = pl->moves[m].src, .len = pl->moves[m].len },
+				.mode = UFFDIO_REGISTER_MODE_MISSING,
+			};
+			if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+				return err_set(errno, "lazy restore: cannot register 0x%" PRIx64 ": %m",
+					       v->start);
+			done++;
+		}
+		m++;
+	}
+	if (done != ctx->nr_lazy_areas)
+		return err_set(EBADMSG, "lazy restore: %zu of %zu lazy areas are no mapping's start",
+			       ctx->nr_lazy_areas - done, ctx->nr_lazy_areas);
+	pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		return err_set(errno, "lazy restore: pidfd_open: %m");
+	{
+		int fds[2] = { uffd, pidfd };
+		char byte = 'U', cbuf[CMSG_SPACE(sizeof(fds))] = {};
+		struct iovec iov = { &byte, 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				     .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(fds));
+		memcpy(CMSG_DATA(c), fds, sizeof(fds));
+		if (sendmsg(ctx->lazy_sock, &mh, MSG_NOSIGNAL) != 1)
+			return err_set(errno, "lazy restore: cannot hand the userfaultfd over: %m");
+	}
+	close(ctx->lazy_sock);
 	return 0;
 }
 
@@ -629,13 +705,7 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		pl.file_fds[i] = -1;
 
 	/* Memory. */
-	r = eng_restore_fobjs_prepare(ctx);	/* files: memfd, shm, SysV, unlinked */
-	if (r < 0)
-		return r;
 	r = premap_areas(ctx, &pl);
-	if (r < 0)
-		return r;
-	r = eng_restore_fobjs_mapped(ctx);	/* files: seals once mapped */
 	if (r < 0)
 		return r;
 	t1 = now_ns();
@@ -649,6 +719,11 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	r = apply_madvise(ctx, &pl);
 	if (r < 0)
 		return r;
+	if (ctx->nr_lazy_areas) {
+		r = lazy_register(ctx, &pl);
+		if (r < 0)
+			return r;
+	}
 	t2 = now_ns();
 	for (size_t i = 0; i < p->n_files; i++)
 		if (pl.file_fds[i] >= 0)
@@ -772,9 +847,6 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	if (ctx->spawn)
 		keep[nr_keep++] = ctx->spawn_ctl_fd;
 	r = eng_restore_prepare_fds(ctx, maxfd + 1, keep, nr_keep);
-	if (r < 0)
-		return r;
-	r = eng_restore_locks(ctx);	/* files: every fd in place */
 	if (r < 0)
 		return r;
 	ctx->status_fd = keep[0];

@@ -722,6 +722,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
 		.tree = is_tree ? &tree : NULL,
+		.lazy_areas = o.nr_lazy_areas ? o.lazy_areas : NULL,
+		.nr_lazy_areas = o.nr_lazy_areas, .lazy_sock = o.lazy_sock,
 	};
 	/* A failed tree restore kills its processes: their orphans must come
 	 * back to us to be reaped (pid 1 may not reap). */

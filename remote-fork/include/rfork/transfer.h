@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "warmcache.h"
 #include "rfork/session.h"
@@ -40,7 +41,25 @@ struct rf_push_stats {
 	uint64_t pages_skipped;		/* data pages the receiver already held */
 	uint64_t nr_blobs;
 	uint64_t blob_bytes;
+	/* --lazy */
+	uint64_t pages_lazy;		/* lacking pages sent after the twin started */
+	uint64_t pages_demand;		/* ... of which on the twin's demand (PAGE_REQ) */
+	uint64_t nr_requests;		/* PAGE_REQ frames served */
+	uint64_t restored_ns;		/* COMMIT sent -> RESTORED received */
+	uint64_t lazy_ns;		/* RESTORED -> LAZY_DONE */
 };
+
+/* What RESTORED said: the twin runs on the receiver. */
+struct rf_restored_info {
+	uint32_t pid;			/* in the receiver's root pid namespace */
+	uint32_t ns_pid;
+	uint32_t flags;			/* RF_RESTORED_* */
+	char out_path[RF_PATH_MAX + 1];
+	char err_path[RF_PATH_MAX + 1];
+};
+
+/* Parse a RESTORED message into @ret. */
+void rf_restored_info_get(const struct rf_msg *m, struct rf_restored_info *ret);
 
 /* A sink streaming to the peer of @s (a client session). @s must outlive
  * the sink; it is not freed with it. The PUSH frame, with @flags
@@ -50,6 +69,25 @@ struct rf_push_stats {
  * uncommitted sink sends nothing: the caller closes the session and the
  * receiver abandons its ingest. */
 int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret);
+
+/*
+ * A lazy push sink (rfork --lazy PID): like rf_push_sink_new() with
+ * RF_PUSH_RESTORE | RF_PUSH_LAZY (| RF_PUSH_ATTACH in @flags), for the
+ * engine's checkpoint of @pid, frozen while the sink lives. Lacking pages
+ * of anonymous private areas are not sent with their batch; commit()
+ * sends COMMIT, waits for COMMITTED and RESTORED (then calls @on_restored,
+ * if set: the twin runs), serves the twin's page requests first and
+ * streams the other lazy pages meanwhile (read from /proc/PID/mem through
+ * io_uring), and returns 0 only once the receiver said LAZY_DONE: the twin
+ * holds every page, so the caller may release (or kill) the original.
+ * Any failure before that returns the error: the twin is killed by the
+ * receiver, and the original must be left running.
+ */
+int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
+			  void (*on_restored)(void *arg, const struct rf_restored_info *info),
+			  void *arg, struct wc_sink **ret);
+/* The RESTORED info a lazy sink received; -ENOENT before. */
+int rf_push_sink_restored(const struct wc_sink *sink, struct rf_restored_info *ret);
 /* @sink must come from rf_push_sink_new(). */
 void rf_push_sink_stats(const struct wc_sink *sink, struct rf_push_stats *ret);
 
@@ -69,7 +107,25 @@ struct rf_recv_stats {
 	uint64_t pages_dup;		/* lacking pages repeated in a batch, sent once */
 	uint64_t nr_blobs;
 	uint64_t commit_ns;		/* the sink's commit (CLOCK_MONOTONIC) */
+	uint64_t pages_lazy;		/* lacking pages left to come after the restore */
 };
+
+/*
+ * --lazy, receiving side: the lazy pages of a push (numbered as on the wire,
+ * addresses ascending) and the lazy areas that hold any, for the restore
+ * (eng_restore_opts.lazy_areas) and the fault server (rf_lazy_*). In the
+ * committed snapshot these pages are ABSENT: it is only usable together
+ * with them.
+ */
+struct rf_lazy_table {
+	uint32_t nr;
+	uint64_t *addr;			/* [nr] address of lazy page n */
+	struct wc_key *keys;		/* [nr] its key */
+	size_t nr_areas;
+	uint64_t *area_starts;		/* [nr_areas] ascending */
+	uint32_t cap, areas_cap;
+};
+void rf_lazy_table_fini(struct rf_lazy_table *t);
 
 /* Send one frame to the peer (the session, or a test double). */
 typedef int (*rf_reply_fn)(void *userdata, uint16_t type, const void *payload, size_t len);
@@ -96,6 +152,63 @@ void rf_recv_free(struct rf_recv *rv);
  * effort) and returns the error; the caller frees @out (abandoning it). */
 int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
 		  char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats);
+
+/* The same for a push with RF_PUSH_LAZY: lacking pages of lazy areas are
+ * not awaited but listed in *ret_lazy (moved to the caller, also on
+ * failure: rf_lazy_table_fini). */
+int rf_serve_push_lazy(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
+		       char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats,
+		       struct rf_lazy_table *ret_lazy);
+/* Before the first message: make @rv a lazy receiver (tests, fuzzing). */
+void rf_recv_set_lazy(struct rf_recv *rv);
+/* Move the lazy table out of @rv. */
+void rf_recv_take_lazy(struct rf_recv *rv, struct rf_lazy_table *ret);
+
+/* ------------------------------------------------- receiver: lazy pages */
+
+/*
+ * The fault server of a lazy twin (lazy.c). rf_lazy_start() takes the lazy
+ * table and starts a thread that owns the session's receiving side from now
+ * on. It first waits for the restore child to hand over its userfaultfd and
+ * a pidfd on @sock (eng_restore_opts.lazy_sock's peer), then serves:
+ *  - uffd events: REMAP (the restorer's and the twin's mremaps: addresses
+ *    follow), REMOVE (MADV_DONTNEED: those pages are not installed later);
+ *  - faults: a lazy page not yet here -> PAGE_REQ for it and a window of its
+ *    neighbours (it is installed when it lands); any other page (zero or
+ *    absent in the snapshot, or dropped by the twin) -> a zero page;
+ *  - LAZY_PAGES: each page verified against its key, installed with
+ *    UFFDIO_COPY (waking the twin's threads waiting on it; -EEXIST: fine);
+ *  - LAZY_END: every page is in: LAZY_DONE, close the uffd, end.
+ * On any failure after the handover (link cut or silent for @timeout_ms
+ * once the twin runs, bad frame, a page that does not match its key) the
+ * twin cannot go on: the thread SIGKILLs it (pidfd) before closing the
+ * uffd. The main thread sends through rf_lazy_send() meanwhile (one lock).
+ */
+struct rf_lazy;
+
+struct rf_lazy_stats {
+	uint64_t pages_installed;	/* UFFDIO_COPY'd */
+	uint64_t pages_present;		/* -EEXIST: present already */
+	uint64_t pages_dropped;		/* dropped or unmapped by the twin first */
+	uint64_t faults_lazy;		/* faults on lazy pages not yet here */
+	uint64_t faults_zero;		/* answered with a zero page */
+	uint64_t nr_requests;		/* PAGE_REQ sent */
+	uint64_t nr_remaps;		/* twin's mremaps that moved lazy pages */
+	uint64_t handover_ns;		/* start -> uffd received */
+	uint64_t done_ns;		/* start -> LAZY_DONE sent */
+};
+
+int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, int timeout_ms,
+		  struct rf_lazy **ret);
+/* Send a frame from another thread than the server's. */
+int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len);
+/* The restore succeeded: the twin runs (pages may now stream in). */
+void rf_lazy_restored(struct rf_lazy *lz);
+/* Wait for the server's end (@abort: the restore failed, stop now; the
+ * twin, if handed over, is killed). Returns its result: 0 once LAZY_DONE
+ * was sent, else -errno with the detail set in the calling thread. */
+int rf_lazy_finish(struct rf_lazy *lz, bool abort, struct rf_lazy_stats *ret_stats);
+void rf_lazy_free(struct rf_lazy *lz);
 
 /* XXH3-128 of a page, as warmcache keys it; and the zero-page test. */
 void rf_page_key(const void *page, struct wc_key *ret);

@@ -81,12 +81,36 @@ enum rf_msg_type {
 	RF_MSG_OUTPUT		= 26,	/* S->C: --attach: bytes the twin wrote to fd 1 or 2 */
 	RF_MSG_EXIT		= 27,	/* S->C: --attach: the twin ended (exit status) */
 	RF_MSG_SIGNAL		= 28,	/* C->S: --attach: deliver a signal to the twin */
+	/* --lazy (PUSH with RF_PUSH_LAZY), after COMMITTED */
+	RF_MSG_PAGE_REQ		= 29,	/* S->C: send these lazy pages now (the twin faulted) */
+	RF_MSG_LAZY_PAGES	= 30,	/* C->S: lazy pages by entry number, with content */
+	RF_MSG_LAZY_END		= 31,	/* C->S: every lazy page was sent (count) */
+	RF_MSG_LAZY_DONE	= 32,	/* S->C: the twin holds every page (count installed) */
 };
 
 /* PUSH flags */
 #define RF_PUSH_RESTORE		(1u << 0)	/* restore the snapshot once committed */
 #define RF_PUSH_ATTACH		(1u << 1)	/* with RESTORE: relay the twin's output, then its exit */
-#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH)
+#define RF_PUSH_LAZY		(1u << 2)	/* with RESTORE: lacking pages of anonymous
+						 * private areas travel after the twin
+						 * started (docs/protocol.md, --lazy) */
+#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH | RF_PUSH_LAZY)
+
+/*
+ * --lazy: a lazy page is a data page of a lazy area (an area whose flags
+ * have MAP_ANONYMOUS and not MAP_SHARED) that the receiver's LACKS asked
+ * for. Both sides number the lazy pages 0, 1, 2... in the order their LACKS
+ * bits come (batch order, page order: ascending addresses); PAGE_REQ and
+ * LAZY_PAGES name pages by that number.
+ */
+#define RF_LAZY_MAX_ENTRIES	(1u << 28)	/* lazy pages per push (1 TiB) */
+#define RF_LAZY_MAX_PAGES	1000u		/* pages per LAZY_PAGES frame */
+#define RF_LAZY_REQ_MAX		1024u		/* pages per PAGE_REQ */
+
+static inline bool rf_area_is_lazy(uint32_t area_flags)
+{
+	return (area_flags & 0x20 /* MAP_ANONYMOUS */) && !(area_flags & 0x01 /* MAP_SHARED */);
+}
 #define RF_OUTPUT_MAX		65536u		/* bytes per OUTPUT frame */
 
 /* RESTORED flags */
@@ -181,6 +205,18 @@ struct rf_msg {
 		struct {
 			uint32_t signo;			/* one of rf_signal_forwarded() */
 		} signal;
+		struct {
+			uint32_t first;			/* lazy page number */
+			uint32_t nr;			/* 1..RF_LAZY_REQ_MAX */
+		} page_req;
+		struct {
+			uint32_t nr;			/* 1..RF_LAZY_MAX_PAGES */
+			const uint8_t *entries;		/* nr u32 LE lazy page numbers */
+			const uint8_t *data;		/* nr * WC_PAGE_SIZE */
+		} lazy_pages;
+		struct {
+			uint32_t nr;			/* LAZY_END: pages sent; LAZY_DONE: installed */
+		} lazy_end;
 	};
 };
 

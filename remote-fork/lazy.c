@@ -1,0 +1,608 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The receiver's fault server for a lazy twin (contract in
+ * include/rfork/transfer.h, exchange in docs/protocol.md "--lazy").
+ *
+ * One thread, one poll loop over: a pipe from the main thread (restored /
+ * abort), the socket on which the restore child hands over its userfaultfd
+ * and a pidfd, the uffd, and the session. The loop never blocks on anything
+ * but poll, so a twin whose threads all wait on faults never stalls it; the
+ * main thread (inside eng_restore while the restorer moves the areas) only
+ * ever sends through rf_lazy_send().
+ *
+ * Per lazy page a state: PENDING (not here, not asked), ASKED (PAGE_REQ
+ * sent), DONE (installed, or dropped by the twin). Faults are queued while
+ * the uffd is drained and answered after, so that an install that meets
+ * -EAGAIN (an mremap of the twin in flight: its event must be read first)
+ * can drain events without recursion.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "rfork/transfer.h"
+
+enum { LZ_PENDING = 0, LZ_ASKED = 1, LZ_DONE = 2 };
+
+/* Lazy pages asked per fault: the page and its neighbours in address
+ * order (RF_LAZY_WINDOW_BACK before it), so that a twin walking memory
+ * needs one round trip per window, not per page. */
+#define RF_LAZY_WINDOW		32u
+#define RF_LAZY_WINDOW_BACK	4u
+#define RF_LAZY_MAX_FAULTS	4096u
+
+struct rf_lazy {
+	struct rf_session *s;
+	pthread_mutex_t send_lock;
+	struct rf_lazy_table t;
+	int sock, uffd, pidfd;
+	int ctl[2];			/* main -> server: 'R' restored, 'A' abort */
+	int timeout_ms;
+	pthread_t th;
+	bool started;
+
+	uint8_t *state;			/* [t.nr] LZ_* */
+	uint32_t nr_left;		/* lazy pages not DONE */
+	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
+	bool restored, end_seen;
+	uint64_t *faults;		/* queued fault addresses */
+	size_t nr_faults;
+	uint64_t t0;
+
+	int result;
+	char detail[512];
+	struct rf_lazy_stats st;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&lz->send_lock);
+	memcpy(rf_session_frame(lz->s, type, len), payload, len);
+	r = rf_session_send(lz->s, len);
+	pthread_mutex_unlock(&lz->send_lock);
+	return r;
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* Index into by_addr of the first lazy page at or above @addr. */
+static uint32_t lower_bound(const struct rf_lazy *lz, uint64_t addr)
+{
+	uint32_t lo = 0, hi = lz->t.nr;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (lz->t.addr[lz->by_addr[mid]] < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int64_t lookup(const struct rf_lazy *lz, uint64_t page)
+{
+	uint32_t i = lower_bound(lz, page);
+
+	if (i < lz->t.nr && lz->t.addr[lz->by_addr[i]] == page)
+		return lz->by_addr[i];
+	return -1;
+}
+
+static const uint64_t *sort_base;
+
+static int cmp_addr(const void *a, const void *b)
+{
+	uint64_t x = sort_base[*(const uint32_t *)a], y = sort_base[*(const uint32_t *)b];
+
+	return x < y ? -1 : x > y;
+}
+
+/* The twin (or the restorer) moved [from, from + len) to @to: lazy pages
+ * there now live at their new addresses. */
+static void on_remap(struct rf_lazy *lz, uint64_t from, uint64_t to, uint64_t len)
+{
+	uint32_t i = lower_bound(lz, from);
+	bool moved = false;
+
+	for (; i < lz->t.nr && lz->t.addr[lz->by_addr[i]] < from + len; i++) {
+		lz->t.addr[lz->by_addr[i]] += to - from;
+		moved = true;
+	}
+	if (moved) {
+		/* Rare (the twin's own mremap of memory still arriving). */
+		sort_base = lz->t.addr;
+		qsort(lz->by_addr, lz->t.nr, sizeof(*lz->by_addr), cmp_addr);
+		lz->st.nr_remaps++;
+	}
+}
+
+static void mark_done(struct rf_lazy *lz, uint32_t e)
+{
+	if (lz->state[e] != LZ_DONE) {
+		lz->state[e] = LZ_DONE;
+		lz->nr_left--;
+	}
+}
+
+/* MADV_DONTNEED (or an unmapped range): never install those pages; a later
+ * fault there gets a zero page, as the twin expects. */
+static void on_remove(struct rf_lazy *lz, uint64_t start, uint64_t end)
+{
+	for (uint32_t i = lower_bound(lz, start);
+	     i < lz->t.nr && lz->t.addr[lz->by_addr[i]] < end; i++) {
+		if (lz->state[lz->by_addr[i]] != LZ_DONE)
+			lz->st.pages_dropped++;
+		mark_done(lz, lz->by_addr[i]);
+	}
+}
+
+/* ----------------------------------------------------------------- uffd */
+
+/* Read every queued uffd message: bookkeeping now, faults queued. */
+static int drain_uffd(struct rf_lazy *lz)
+{
+	for (;;) {
+		struct uffd_msg msg[16];
+		ssize_t n = read(lz->uffd, msg, sizeof(msg));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n < 0)
+			return err_set(errno, "reading the twin's userfaultfd: %m");
+		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
+			switch (msg[i].event) {
+			case UFFD_EVENT_PAGEFAULT:
+				if (lz->nr_faults == RF_LAZY_MAX_FAULTS)
+					return err_set(ENOBUFS, "more than %u faults queued",
+						       RF_LAZY_MAX_FAULTS);
+				lz->faults[lz->nr_faults++] = msg[i].arg.pagefault.address |
+					!!(msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+				break;
+			case UFFD_EVENT_REMAP:
+				on_remap(lz, msg[i].arg.remap.from, msg[i].arg.remap.to,
+					 msg[i].arg.remap.len);
+				break;
+			case UFFD_EVENT_REMOVE:
+				on_remove(lz, msg[i].arg.remove.start, msg[i].arg.remove.end);
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * UFFDIO_COPY @nr pages from @src to @dst. Returns the pages copied (the
+ * rest failed with *ret_err), retrying -EAGAIN (an mremap in progress:
+ * read its event first).
+ */
+static int64_t uffd_copy(struct rf_lazy *lz, uint64_t dst, const void *src, uint64_t nr,
+			 int *ret_err)
+{
+	for (unsigned tries = 0;; tries++) {
+		struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src,
+					 .len = nr * WC_PAGE_SIZE };
+		int r;
+
+		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+			return (int64_t)nr;
+		*ret_err = -errno;
+		if (c.copy > 0)
+			return c.copy / WC_PAGE_SIZE;
+		if (errno != EAGAIN || tries > 100000)
+			return 0;
+		r = drain_uffd(lz);
+		if (r < 0) {
+			*ret_err = r;
+			return 0;
+		}
+		sched_yield();
+	}
+}
+
+static int install_one(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
+{
+	int err = 0;
+
+	if (uffd_copy(lz, lz->t.addr[e], data, 1, &err) == 1)
+		lz->st.pages_installed++;
+	else if (err == -EEXIST)
+		lz->st.pages_present++;		/* the twin had it some other way */
+	else if (err == -ENOENT || err == -EFAULT || err == -ESRCH)
+		lz->st.pages_dropped++;		/* unmapped meanwhile */
+	else
+		return err_set(-err, "installing the page at 0x%llx in the twin: %s",
+			       (unsigned long long)lz->t.addr[e], strerror(-err));
+	mark_done(lz, e);
+	return 0;
+}
+
+/* LAZY_PAGES: verify, then install runs of adjacent pages in one ioctl. */
+static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
+{
+	uint32_t n = m->lazy_pages.nr;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i);
+		struct wc_key k;
+
+		if (e >= lz->t.nr)
+			return err_set(EPROTO, "LAZY_PAGES: page %u of %u", e, lz->t.nr);
+		rf_page_key(m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE, &k);
+		if (!wc_key_eq(&k, &lz->t.keys[e]))
+			return err_set(EPROTO, "lazy page %u (0x%llx) does not match its key", e,
+				       (unsigned long long)lz->t.addr[e]);
+	}
+	for (uint32_t i = 0; i < n;) {
+		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i), j = i + 1;
+		const uint8_t *data = m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE;
+		int64_t done;
+		int err = 0, r;
+
+		if (lz->state[e] == LZ_DONE) {
+			i++;
+			continue;
+		}
+		while (j < n) {
+			uint32_t f = rf_get_u32(m->lazy_pages.entries + 4 * j);
+
+			if (lz->state[f] == LZ_DONE ||
+			    lz->t.addr[f] != lz->t.addr[e] + (uint64_t)(j - i) * WC_PAGE_SIZE)
+				break;
+			j++;
+		}
+		done = j - i > 1 ? uffd_copy(lz, lz->t.addr[e], data, j - i, &err) : 0;
+		for (uint32_t k = i; k < i + (uint32_t)done; k++) {
+			mark_done(lz, rf_get_u32(m->lazy_pages.entries + 4 * k));
+			lz->st.pages_installed++;
+		}
+		/* The rest (or a single page) one by one: -EEXIST etc. per page. */
+		for (uint32_t k = i + (uint32_t)done; k < j; k++) {
+			r = install_one(lz, rf_get_u32(m->lazy_pages.entries + 4 * k),
+					m->lazy_pages.data + (size_t)k * WC_PAGE_SIZE);
+			if (r < 0)
+				return r;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+static const uint8_t zero_page[WC_PAGE_SIZE] __attribute__((aligned(4096)));
+
+/* Answer the queued faults; those that meet -EAGAIN stay queued. */
+static int serve_faults(struct rf_lazy *lz)
+{
+	size_t keep = 0;
+	int r;
+
+	for (size_t i = 0; i < lz->nr_faults; i++) {
+		uint64_t page = lz->faults[i] & ~(uint64_t)(WC_PAGE_SIZE - 1);
+		bool write = lz->faults[i] & 1;
+		int64_t e = lookup(lz, page);
+
+		if (e >= 0 && lz->state[e] != LZ_DONE) {
+			/* Still to come: ask for it (once) with its neighbours; the
+			 * install wakes the thread. */
+			if (lz->state[e] == LZ_PENDING) {
+				uint32_t first = (uint32_t)e > RF_LAZY_WINDOW_BACK ?
+						 (uint32_t)e - RF_LAZY_WINDOW_BACK : 0;
+				uint32_t nr = MIN(RF_LAZY_WINDOW, lz->t.nr - first);
+				uint8_t req[8];
+
+				rf_put_u32(req, first);
+				rf_put_u32(req + 4, nr);
+				r = rf_lazy_send(lz, RF_MSG_PAGE_REQ, req, sizeof(req));
+				if (r < 0)
+					return r;
+				for (uint32_t k = first; k < first + nr; k++)
+					if (lz->state[k] == LZ_PENDING)
+						lz->state[k] = LZ_ASKED;
+				lz->st.nr_requests++;
+			}
+			lz->st.faults_lazy++;
+			continue;
+		}
+		/* Zero, absent or dropped: a zero page (a written one at once). */
+		if (write) {
+			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)zero_page,
+						 .len = WC_PAGE_SIZE };
+
+			r = ioctl(lz->uffd, UFFDIO_COPY, &c);
+		} else {
+			struct uffdio_zeropage z = { .range = { page, WC_PAGE_SIZE } };
+
+			r = ioctl(lz->uffd, UFFDIO_ZEROPAGE, &z);
+		}
+		if (r < 0 && errno == EAGAIN) {
+			lz->faults[keep++] = lz->faults[i];
+			continue;
+		}
+		if (r < 0) {
+			/* Present already (or gone): just wake whoever waits. */
+			struct uffdio_range w = { page, WC_PAGE_SIZE };
+
+			(void)ioctl(lz->uffd, UFFDIO_WAKE, &w);
+		}
+		lz->st.faults_zero++;
+	}
+	lz->nr_faults = keep;
+	return 0;
+}
+
+/* --------------------------------------------------------------- thread */
+
+static int take_handover(struct rf_lazy *lz)
+{
+	char byte, cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n;
+	int fds[2];
+
+	n = recvmsg(lz->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	c = CMSG_FIRSTHDR(&mh);
+	if (n <= 0 || !c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(fds))) {
+		/* The child died or failed before the handover: the restore
+		 * fails and the main thread aborts us. */
+		close(lz->sock);
+		lz->sock = -1;
+		return 0;
+	}
+	memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	lz->uffd = fds[0];
+	lz->pidfd = fds[1];
+	fcntl(lz->uffd, F_SETFL, O_NONBLOCK);
+	close(lz->sock);
+	lz->sock = -1;
+	lz->st.handover_ns = mono_ns() - lz->t0;
+	return 0;
+}
+
+static int on_session(struct rf_lazy *lz)
+{
+	struct rf_msg m;
+	int r = rf_session_recv(lz->s, &m);
+
+	if (r == -ENODATA)
+		return err_set(ECONNRESET, "sender closed the connection with %u lazy pages to come",
+			       lz->nr_left);
+	if (r < 0)
+		return r;
+	switch (m.type) {
+	case RF_MSG_LAZY_PAGES:
+		return on_pages(lz, &m);
+	case RF_MSG_LAZY_END:
+		if (m.lazy_end.nr != lz->t.nr)
+			return err_set(EPROTO, "LAZY_END says %u pages, %u were lazy", m.lazy_end.nr,
+				       lz->t.nr);
+		if (lz->nr_left)
+			return err_set(EPROTO, "LAZY_END with %u lazy pages never sent", lz->nr_left);
+		lz->end_seen = true;
+		return 0;
+	default:
+		return err_set(EPROTO, "unexpected %s while pages arrive lazily", rf_msg_name(m.type));
+	}
+}
+
+static int serve(struct rf_lazy *lz)
+{
+	int r;
+
+	for (;;) {
+		struct pollfd pf[4] = {
+			{ .fd = lz->ctl[0], .events = POLLIN },
+			{ .fd = lz->uffd < 0 ? lz->sock : -1, .events = POLLIN },
+			{ .fd = lz->uffd, .events = POLLIN },
+			{ .fd = rf_session_fd(lz->s), .events = POLLIN },
+		};
+		bool asked = false;
+		int timeout = -1, n;
+
+		/* Done once every page is in; without lazy areas no uffd comes. */
+		if (lz->end_seen && !lz->nr_left && (lz->uffd >= 0 || !lz->t.nr_areas)) {
+			uint8_t msg[4];
+
+			rf_put_u32(msg, lz->t.nr);
+			r = rf_lazy_send(lz, RF_MSG_LAZY_DONE, msg, sizeof(msg));
+			lz->st.done_ns = mono_ns() - lz->t0;
+			return r;
+		}
+		for (uint32_t i = 0; i < lz->t.nr && !asked && !lz->restored; i++)
+			asked = lz->state[i] == LZ_ASKED;
+		/* Silence is a dead link once the twin runs (the sender then
+		 * streams without pause) or while a fault waits for a page. */
+		if (lz->restored || asked)
+			timeout = lz->timeout_ms;
+		if (lz->nr_faults)
+			timeout = 1;		/* retry faults that met -EAGAIN */
+		if (lz->end_seen)
+			pf[3].fd = -1;
+		n = poll(pf, 4, timeout);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_set(errno, "poll: %m");
+		if (n == 0 && !lz->nr_faults)
+			return err_set(ETIMEDOUT, "sender silent for %d ms with %u lazy pages to come",
+				       lz->timeout_ms, lz->nr_left);
+		if (pf[0].revents) {
+			char c = 0;
+
+			if (read(lz->ctl[0], &c, 1) != 1 || c == 'A')
+				return err_set(ECANCELED, "the restore failed");
+			if (c == 'R')
+				lz->restored = true;
+		}
+		if (pf[1].revents) {
+			r = take_handover(lz);
+			if (r < 0)
+				return r;
+		}
+		if (pf[2].revents) {
+			r = drain_uffd(lz);
+			if (r < 0)
+				return r;
+		}
+		if (pf[3].revents) {
+			r = on_session(lz);
+			if (r < 0)
+				return r;
+		}
+		if (lz->uffd >= 0 && lz->nr_faults) {
+			r = serve_faults(lz);
+			if (r < 0)
+				return r;
+		}
+	}
+}
+
+static void *lazy_thread(void *arg)
+{
+	struct rf_lazy *lz = arg;
+	sigset_t all;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	r = serve(lz);
+	if (r < 0) {
+		snprintf(lz->detail, sizeof(lz->detail), "%s", err_str(r));
+		/* The twin cannot go on without its pages: kill it before the
+		 * uffd closes (closing would let its faults read zeros). */
+		if (lz->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, lz->pidfd, SIGKILL, NULL, 0);
+	}
+	lz->result = r;
+	/* Every page is in (or the twin is dead): closing unregisters. */
+	if (lz->uffd >= 0) {
+		close(lz->uffd);
+		lz->uffd = -1;
+	}
+	return NULL;
+}
+
+int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, int timeout_ms,
+		  struct rf_lazy **ret)
+{
+	struct rf_lazy *lz = calloc(1, sizeof(*lz));
+	int r;
+
+	if (!lz)
+		return -ENOMEM;
+	lz->s = s;
+	lz->t = *take;
+	memset(take, 0, sizeof(*take));
+	lz->sock = sock;
+	lz->uffd = lz->pidfd = -1;
+	lz->ctl[0] = lz->ctl[1] = -1;
+	lz->timeout_ms = timeout_ms;
+	lz->nr_left = lz->t.nr;
+	lz->t0 = mono_ns();
+	pthread_mutex_init(&lz->send_lock, NULL);
+	lz->state = calloc(lz->t.nr ? lz->t.nr : 1, 1);
+	lz->by_addr = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->by_addr));
+	lz->faults = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->faults));
+	if (!lz->state || !lz->by_addr || !lz->faults) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < lz->t.nr; i++) {
+		lz->by_addr[i] = i;
+		if (i && lz->t.addr[i] <= lz->t.addr[i - 1]) {
+			r = err_set(EPROTO, "lazy pages out of address order");
+			goto fail;
+		}
+	}
+	if (pipe2(lz->ctl, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = -pthread_create(&lz->th, NULL, lazy_thread, lz);
+	if (r < 0)
+		goto fail;
+	lz->started = true;
+	*ret = lz;
+	return 0;
+fail:
+	lz->sock = -1;		/* the caller still owns it */
+	rf_lazy_free(lz);
+	return r;
+}
+
+void rf_lazy_restored(struct rf_lazy *lz)
+{
+	(void)!write(lz->ctl[1], "R", 1);
+}
+
+int rf_lazy_finish(struct rf_lazy *lz, bool abort, struct rf_lazy_stats *ret_stats)
+{
+	if (!lz->started)
+		return -EINVAL;
+	if (abort)
+		(void)!write(lz->ctl[1], "A", 1);
+	pthread_join(lz->th, NULL);
+	lz->started = false;
+	if (ret_stats)
+		*ret_stats = lz->st;
+	if (lz->result < 0)
+		return err_set(lz->result, "%s", lz->detail);
+	return 0;
+}
+
+void rf_lazy_free(struct rf_lazy *lz)
+{
+	if (!lz)
+		return;
+	if (lz->started)
+		(void)rf_lazy_finish(lz, true, NULL);
+	if (lz->sock >= 0)
+		close(lz->sock);
+	if (lz->uffd >= 0)
+		close(lz->uffd);
+	if (lz->pidfd >= 0)
+		close(lz->pidfd);
+	if (lz->ctl[0] >= 0)
+		close(lz->ctl[0]);
+	if (lz->ctl[1] >= 0)
+		close(lz->ctl[1]);
+	pthread_mutex_destroy(&lz->send_lock);
+	rf_lazy_table_fini(&lz->t);
+	free(lz->state);
+	free(lz->by_addr);
+	free(lz->faults);
+	free(lz);
+}

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The process rforked with --lazy by test-lazy.sh: a heap of MIB MiB of
+ * mixed pages (zero, repeated, unique), then forever, every 100 ms, one
+ * line "COUNTER PART" where PART is a checksum of the heap's first 16
+ * pages only: a lazy twin can answer it long before all its memory
+ * arrived. SIGUSR1 asks for "FULL COUNTER SUM", the checksum of the whole
+ * heap (printed once at start too), to compare the twin's memory with the
+ * original's once every page is there.
+ *
+ *   rf-lazy-prog MIB
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t want_full;
+
+static void on_usr1(int sig)
+{
+	want_full = 1;
+}
+
+static uint64_t sum(const uint64_t *p, size_t words)
+{
+	uint64_t s = 0;
+
+	for (size_t i = 0; i < words; i++)
+		s = s * 31 + p[i];
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 64, n = mib << 20;
+	uint64_t x = 88172645463325252ull, *p;
+	struct sigaction sa = { .sa_handler = on_usr1 };
+
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	sigaction(SIGUSR1, &sa, NULL);
+	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	for (size_t pg = 0; pg < n / 4096; pg++) {
+		uint64_t *q = p + pg * 512;
+
+		if (pg % 8 == 3)
+			continue;			/* zero page */
+		for (size_t i = 0; i < 512; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			q[i] = pg % 8 == 6 ? pg % 5 + 1 : x;	/* repeated or unique */
+		}
+	}
+	printf("FULL 0 %016llx\n", (unsigned long long)sum(p, n / 8));
+	fflush(stdout);
+	for (unsigned long c = 1;; c++) {
+		if (want_full) {
+			want_full = 0;
+			printf("FULL %lu %016llx\n", c, (unsigned long long)sum(p, n / 8));
+		}
+		printf("%lu %016llx\n", c, (unsigned long long)sum(p, 16 * 512));
+		fflush(stdout);
+		usleep(100000);
+	}
+}

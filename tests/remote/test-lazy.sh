@@ -1,0 +1,160 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# rfork --lazy end to end between two network namespaces joined by a veth
+# pair whose rate tc limits ("src" runs rfork, "dst" runs rforkd):
+#  1. a process with a $RF_TEST_MIB MiB (default 256) mixed heap is rforked
+#     with --lazy: its twin answers (a checksum of a small part of the heap,
+#     printed every 100 ms) while rfork is still sending pages, and many
+#     bytes go over the link after that answer; once rfork is done, the
+#     twin's full-heap checksum equals the original's;
+#  2. the link is cut while the lazy pages stream: rfork fails with one
+#     line, the receiver kills the twin, the original keeps running with
+#     the same memory.
+# Exit 0 pass, 1 fail, 77 skip.
+#
+# usage: test-lazy.sh RFORKD RFORK LAZYPROG
+set -u
+RFORKD=$1 RFORK=$2 PROG=$3
+MIB=${RF_TEST_MIB:-256}
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, userfaultfd)"
+command -v ip >/dev/null || skip "needs iproute2"
+command -v tc >/dev/null || skip "needs tc (iproute2)"
+
+ID=$$
+NS_SRC=rlsrc$ID NS_DST=rldst$ID
+V_SRC=rls$ID V_DST=rld$ID
+NET=10.$((150 + ID % 50)).$((ID / 50 % 250))
+A_SRC=$NET.1 A_DST=$NET.2
+T=$(mktemp -d /tmp/rf-lazy.XXXXXX)
+PIDS=()
+TWINS=()
+failed=0
+
+cleanup() {
+	# twins first, while rforkd (a subreaper) still reaps them
+	for p in "${TWINS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	sleep 0.3
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	ip netns del "$NS_SRC" 2>/dev/null
+	ip netns del "$NS_DST" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap "exit 1" TERM INT HUP
+fail() { echo "FAIL: $*"; failed=1; }
+in_src() { ip netns exec "$NS_SRC" "$@"; }
+
+ip netns add "$NS_SRC" || skip "cannot create network namespaces"
+ip netns add "$NS_DST" || skip "cannot create network namespaces"
+ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
+ip link set "$V_SRC" netns "$NS_SRC"
+ip link set "$V_DST" netns "$NS_DST"
+in_src ip addr add "$A_SRC/24" dev "$V_SRC"
+ip netns exec "$NS_DST" ip addr add "$A_DST/24" dev "$V_DST"
+in_src ip link set lo up; in_src ip link set "$V_SRC" up
+ip netns exec "$NS_DST" ip link set lo up; ip netns exec "$NS_DST" ip link set "$V_DST" up
+head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
+
+ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:7717" --key-file "$T/key" \
+	--store "$T/dst" --timeout 3 --output-dir "$T/out" < /dev/null > /dev/null 2> "$T/d.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$T/d.log" && break; sleep 0.05; done
+grep -q "listening on" "$T/d.log" || { echo "FAIL: rforkd did not start: $(cat "$T/d.log")"; exit 1; }
+
+tx_bytes() { in_src cat "/sys/class/net/$V_SRC/statistics/tx_bytes"; }
+# start_prog OUT: the lazy program in src; sets PROG_PID, FULL_SUM, PART_SUM
+start_prog() {
+	ip netns exec "$NS_SRC" "$PROG" "$MIB" > "$1" 2>&1 &
+	PROG_PID=$!
+	PIDS+=($PROG_PID)
+	for _ in $(seq 600); do [ "$(wc -l < "$1")" -ge 2 ] && break; sleep 0.05; done
+	FULL_SUM=$(awk '$1 == "FULL" {print $3; exit}' "$1")
+	PART_SUM=$(awk '$1 != "FULL" {print $2; exit}' "$1")
+	[ -n "$FULL_SUM" ] && [ -n "$PART_SUM" ] || { echo "FAIL: $PROG did not start"; exit 1; }
+}
+# wait_for COND_CMD TENTHS: poll a command until it succeeds
+wait_for() {
+	local n=$2
+	while [ "$n" -gt 0 ]; do eval "$1" && return 0; sleep 0.1; n=$((n - 1)); done
+	return 1
+}
+
+# --- 1. the twin answers before the transfer completes
+start_prog "$T/orig1.out"
+in_src tc qdisc add dev "$V_SRC" root tbf rate 200mbit burst 64kb latency 50ms ||
+	skip "cannot rate-limit the link (tbf)"
+TX_START=$(tx_bytes)
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy "$PROG_PID" \
+	> "$T/f1.out" 2> "$T/f1.err" &
+RF=$!
+PIDS+=($RF)
+wait_for '[ -s "$T/f1.out" ]' 600 || fail "rfork --lazy printed no twin pid: $(cat "$T/f1.err")"
+TWIN=$(head -1 "$T/f1.out")
+[ -n "$TWIN" ] && TWINS+=("$TWIN")
+# the twin's answer: a line of its stdout file (the only .out in the dir)
+wait_for 'ls "$T"/out/*.out >/dev/null 2>&1 && awk '\''$1 != "FULL"'\'' "$T"/out/*.out | grep -q .' 600 ||
+	fail "the lazy twin never answered"
+TX_ANSWER=$(tx_bytes)
+kill -0 "$RF" 2>/dev/null && STILL=1 || STILL=0
+OUTF=$(ls "$T"/out/*.out 2>/dev/null | head -1)
+ANSWER=$(awk '$1 != "FULL" {print; exit}' "$OUTF" 2>/dev/null)
+wait "$RF"; RC=$?
+TX_END=$(tx_bytes)
+cat "$T/f1.err"
+[ $RC = 0 ] || fail "rfork --lazy exited $RC"
+[ "$(wc -l < "$T/f1.err")" = 1 ] || fail "rfork --lazy printed not one line on stderr"
+[ "$STILL" = 1 ] || fail "the twin answered only after rfork was done (not lazily)"
+AFTER=$((TX_END - TX_ANSWER)) TOTAL=$((TX_END - TX_START))
+echo "twin answered \"$ANSWER\" after $((TX_ANSWER - TX_START)) of $TOTAL bytes; $AFTER bytes went out after the answer"
+[ $((AFTER * 2)) -gt "$TOTAL" ] || fail "less than half of the bytes went out after the twin answered ($AFTER of $TOTAL)"
+[ "$(echo "$ANSWER" | awk '{print $2}')" = "$PART_SUM" ] ||
+	fail "the twin's answer \"$ANSWER\" differs from the original's part checksum $PART_SUM"
+grep -q "lazily to .* twin running after" "$T/f1.err" || fail "rfork did not report the lazy twin"
+kill -0 "$TWIN" 2>/dev/null || fail "the twin $TWIN is not running after the transfer"
+kill -USR1 "$TWIN" 2>/dev/null
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != "" ]' 300 ||
+	fail "the twin printed no full checksum"
+TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
+[ "$TSUM" = "$FULL_SUM" ] || fail "the twin's full-heap checksum $TSUM differs from the original's $FULL_SUM"
+kill -0 "$PROG_PID" 2>/dev/null || fail "the original died (no --move)"
+grep -q "lazily restored snapshot" "$T/d.log" || fail "rforkd did not log the lazy twin"
+kill -9 "$TWIN" 2>/dev/null
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 2. link cut while the lazy pages stream: twin killed, source runs on
+in_src tc qdisc change dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 50ms
+start_prog "$T/orig2.out"
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 3 --lazy "$PROG_PID" \
+	> "$T/f2.out" 2> "$T/f2.err" &
+RF=$!
+PIDS+=($RF)
+wait_for '[ -s "$T/f2.out" ]' 600 || fail "rfork --lazy (cut) printed no twin pid: $(cat "$T/f2.err")"
+TWIN2=$(head -1 "$T/f2.out")
+[ -n "$TWIN2" ] && TWINS+=("$TWIN2")
+kill -0 "$TWIN2" 2>/dev/null || fail "the lazy twin is not running before the cut"
+sleep 0.5
+in_src ip link set "$V_SRC" down
+if wait "$RF"; then fail "rfork --lazy over a cut link succeeded"; fi
+cat "$T/f2.err"
+[ "$(wc -l < "$T/f2.err")" = 1 ] || fail "cut: rfork printed not one line"
+grep -q "the original keeps running" "$T/f2.err" || fail "cut: rfork did not say the original runs on"
+wait_for '! kill -0 "$TWIN2" 2>/dev/null' 150 || fail "the lazy twin $TWIN2 survived the cut link"
+grep -q "lazy twin $TWIN2 .*killed" "$T/d.log" || fail "rforkd did not log the killed twin: $(tail -2 "$T/d.log")"
+in_src ip link set "$V_SRC" up
+N0=$(wc -l < "$T/orig2.out")
+sleep 0.5
+kill -0 "$PROG_PID" 2>/dev/null || fail "the original died when the link was cut"
+[ "$(wc -l < "$T/orig2.out")" -gt "$N0" ] || fail "the original stopped running after the cut"
+kill -USR1 "$PROG_PID"
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0'\'' "$T/orig2.out")" != "" ]' 100 ||
+	fail "the original printed no full checksum after the cut"
+awk -v s="$FULL_SUM" '$1 == "FULL" && $3 != s {bad=1} END {exit bad}' "$T/orig2.out" ||
+	fail "the original's memory changed after a failed lazy rfork"
+
+[ $failed = 0 ] && echo "PASS"
+exit $failed
