@@ -163,7 +163,26 @@ struct eng_dump_opts {
 	bool tree;			/* @pid and all its descendants (zombies
 					 * included): one image, procs[0] = @pid;
 					 * stats are summed over the processes */
+	/* files: inspect only (freeze, /proc, thaw; nothing stored or
+	 * changed). Returns 0 if the process can be checkpointed, else the
+	 * first refusal; every refusal goes to @report either way. */
+	bool dry_run;
+	/* files: called once per refused descriptor or mapping, one line
+	 * naming pid, fd (or addresses), kind and path (dry run or not). */
+	void (*report)(void *arg, const char *line);
+	void *report_arg;
+	/* files: largest unlinked-but-open file whose content is saved
+	 * (0: ENG_DUMP_MAX_UNLINKED_DEFAULT); above it: -EFBIG. */
+	uint64_t max_unlinked_bytes;
+	/* unix: sockets (by inode: the socket's own or its peer's, as the
+	 * refusal names it) whose peer outside the image is accepted. Restore
+	 * connects such a socket to its peer's name again (a peer without a
+	 * name, or unread data on the socket, is still refused). */
+	const uint64_t *unix_external;
+	size_t nr_unix_external;
 };
+
+#define ENG_DUMP_MAX_UNLINKED_DEFAULT	(64ull << 20)
 
 /*
  * Checkpoint the process @pid (every thread) into @sink and commit it.

@@ -257,7 +257,7 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 			break;
 		case ENG_VMA_KIND__VMA_ANON_SHARED:
 			flags |= MAP_SHARED | MAP_ANONYMOUS;
-			break;
+			break;	/* files: with v->fobj, its object is mapped below */
 		case ENG_VMA_KIND__VMA_FILE_PRIVATE:
 			if (!v->has_file)
 				return err_set(EBADMSG, "mapping 0x%" PRIx64 " has no file", v->start);
@@ -279,7 +279,8 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 			return err_set(EBADMSG, "mapping 0x%" PRIx64 " of unknown kind %d", v->start,
 				       v->kind);
 		}
-		m = mmap((void *)cur, len, prot, flags, fd, fd >= 0 ? (off_t)v->pgoff : 0);
+		m = v->has_fobj ? eng_restore_fobj_premap(ctx, v, cur, prot, flags)	/* files */
+				: mmap((void *)cur, len, prot, flags, fd, fd >= 0 ? (off_t)v->pgoff : 0);
 		if (owned)
 			close(fd);
 		if (m == MAP_FAILED)
@@ -705,7 +706,13 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		pl.file_fds[i] = -1;
 
 	/* Memory. */
+	r = eng_restore_fobjs_prepare(ctx);	/* files: memfd, shm, SysV, unlinked */
+	if (r < 0)
+		return r;
 	r = premap_areas(ctx, &pl);
+	if (r < 0)
+		return r;
+	r = eng_restore_fobjs_mapped(ctx);	/* files: seals once mapped */
 	if (r < 0)
 		return r;
 	t1 = now_ns();
@@ -847,6 +854,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	if (ctx->spawn)
 		keep[nr_keep++] = ctx->spawn_ctl_fd;
 	r = eng_restore_prepare_fds(ctx, maxfd + 1, keep, nr_keep);
+	if (r < 0)
+		return r;
+	r = eng_restore_locks(ctx);	/* files: every fd in place */
 	if (r < 0)
 		return r;
 	ctx->status_fd = keep[0];

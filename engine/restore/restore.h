@@ -83,6 +83,7 @@ struct eng_rst_ctx {
 	size_t nr_lazy_areas;
 	int lazy_sock;
 	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
+	struct eng_rst_files *files;	/* fd-file.c: made by eng_restore_fobjs_prepare */
 };
 
 /*
@@ -113,6 +114,53 @@ int eng_restore_fd_anon(const EngProcess *p, const EngFd *f, int *ret);
 /* The interest list of epoll fd @f, every fd at its final number; @scratch:
  * lowest number free for temporaries. */
 int eng_restore_fd_epoll_items(const EngFd *f, int scratch);
+
+/* ------------------------------------------------------------------ files */
+/*
+ * fd-file.c (files), in the child, in this order: create (or find) every
+ * eng_process.fobjs object and fill the new ones; premap maps a vma with
+ * v->fobj through eng_restore_fobj_premap() (returns the mapping at @addr or
+ * MAP_FAILED with detail); then seals and pending SysV removals; FD_FOBJ
+ * and FD_PIDFD through fds.c's fd_create; the locks once every fd is at its
+ * number. Each returns 0 or -errno with detail.
+ */
+struct eng_rst_files;
+int eng_restore_fobjs_prepare(struct eng_rst_ctx *ctx);
+void *eng_restore_fobj_premap(const struct eng_rst_ctx *ctx, const EngVma *v, uint64_t addr,
+			      int prot, int flags);
+int eng_restore_fobjs_mapped(struct eng_rst_ctx *ctx);
+int eng_restore_fd_fobj(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_fd_pidfd(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_locks(struct eng_rst_ctx *ctx);
+
+/* ------------------------------------------------------------------- unix */
+/*
+ * unix.c (unix): AF_UNIX sockets, created once per socket inode as a group
+ * (a connected pair: one socketpair; a listener: with the clients of its
+ * queued connections), then finished (queues refilled, shutdown, options).
+ *
+ * fds.c: eng_restore_unix_fd() for each FD_UNIX_SOCKET (the set of the
+ * whole ctx->img is made on first use, kept for the life of the process:
+ * a tree's root makes every socket before it forks, the children inherit
+ * the set and the descriptors); eng_restore_unix_complete() in the
+ * completion pass finishes the sockets whose first record (the one with
+ * the queue) belongs to ctx->proc, so each socket is finished once, by one
+ * process, while every process still holds the inherited descriptors.
+ *
+ * For other callers (a tree that creates objects elsewhere):
+ *   eng_restore_unix_new(img, NULL, &u)     records of every process
+ *   eng_restore_unix_get(u, ino, &fd)       fd owned by u, created once
+ *   eng_restore_unix_finish(u, owner)       owner NULL: all sockets
+ *   eng_restore_unix_free(u)                closes u's descriptors
+ * Each returns 0 or -errno with one line (EADDRINUSE: a name in use).
+ */
+struct eng_rst_unix;
+int eng_restore_unix_new(const EngImage *img, const EngProcess *only, struct eng_rst_unix **ret);
+int eng_restore_unix_get(struct eng_rst_unix *u, uint64_t ino, int *ret_fd);
+int eng_restore_unix_finish(struct eng_rst_unix *u, const EngProcess *owner);
+void eng_restore_unix_free(struct eng_rst_unix *u);
+int eng_restore_unix_fd(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_unix_complete(struct eng_rst_ctx *ctx);
 
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);
