@@ -27,6 +27,9 @@ static void usage(FILE *f)
 		   "  --leave-running  keep the process running after the snapshot\n"
 		   "                   (default: kill it once the snapshot is stored)\n"
 		   "  --tree           the process and all its descendants (zombies too)\n"
+		   "  --tcp-established  capture established TCP connections (TCP_REPAIR)\n"
+		   "                   instead of refusing them; the peer must reach this\n"
+		   "                   host's address when the copy runs\n"
 		   "  --external unix:INO  accept unix socket INO's peer outside the image\n"
 		   "                   (INO as the refusal names it); restore connects it to\n"
 		   "                   the peer's name again (repeatable)\n"
@@ -181,6 +184,7 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	static const struct option opts[] = {
 		{ "leave-running",	no_argument,	NULL, 'l' },
 		{ "tree",		no_argument,	NULL, 't' },
+		{ "tcp-established",	no_argument,	NULL, 'E' },
 		{ "print-image",	no_argument,	NULL, 'p' },
 		{ "dry-run",		no_argument,	NULL, 'n' },
 		{ "max-unlinked-size",	required_argument, NULL, 'U' },
@@ -209,6 +213,9 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 			break;
 		case 't':
 			dopts.tree = true;
+			break;
+		case 'E':
+			dopts.tcp_established = true;
 			break;
 		case 'n':
 			dopts.dry_run = rf.dry_run = true;

@@ -430,6 +430,10 @@ static int dump_process(struct eng_dump_ctx *ctx, struct wc_sink *sink)
 	if (r < 0)
 		goto fail;
 	stats->memory_ns += now_ns() - t1;
+	/* tcp: established connections locked and read last (sockets.c). */
+	r = eng_dump_tcp_capture(ctx);
+	if (r < 0)
+		goto fail;
 	return 0;
 fail:
 	if (ctx->scratch)
@@ -487,6 +491,10 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	/* Fields beyond what the caller's struct holds (opts->sz) are unset. */
 	bool leave_running = want_opt(opts, offsetof(struct eng_dump_opts, leave_running) +
 					    sizeof(opts->leave_running)) && opts->leave_running;
+	/* tcp: established connections captured, locked until the release. */
+	struct eng_dump_tcp tcp = {};
+	struct eng_held **hold = want_opt(opts, offsetof(struct eng_dump_opts, hold) +
+					  sizeof(opts->hold)) ? opts->hold : NULL;
 	int r;
 
 	if (opts && opts->sz < sizeof(size_t))
@@ -494,8 +502,14 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (pid <= 0)
 		return err_set(EINVAL, "invalid pid %d", pid);
 	err_clear();
-	if (want_opt(opts, offsetof(struct eng_dump_opts, tree) + sizeof(opts->tree)) && opts->tree)
+	if (want_opt(opts, offsetof(struct eng_dump_opts, tree) + sizeof(opts->tree)) && opts->tree) {
+		if (hold)
+			return err_set(EINVAL, "a process tree cannot be held frozen");
 		return checkpoint_tree(pid, sink, opts, leave_running, ret_id);
+	}
+	if (want_opt(opts, offsetof(struct eng_dump_opts, tcp_established) +
+			   sizeof(opts->tcp_established)) && opts->tcp_established)
+		ctx.tcp = &tcp;
 	r = ctx_open(&ctx, pid);
 	if (r < 0)
 		return r;
@@ -535,12 +549,19 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	t1 = now_ns();
 
 	/* 6. release: the snapshot exists, whatever happens now. */
-	if (leave_running) {
+	if (hold) {
+		/* Frozen, connections locked, until eng_held_release(). */
+		r = eng_dump_hold(&ctx.threads, &tcp, hold);
+		if (r < 0)
+			goto fail;
+	} else if (leave_running) {
+		eng_dump_tcp_unlock(&tcp);
 		eng_dump_thaw(&ctx.threads);
 	} else {
 		r = eng_dump_kill(&ctx.threads, KILL_TIMEOUT_MS);
 		if (r == -ETIMEDOUT)
 			stats.zombie = true;
+		eng_dump_tcp_drop(&tcp);
 	}
 	stats.release_ns = now_ns() - t1;
 	stats.frozen_ns = now_ns() - t_frozen;
@@ -552,6 +573,7 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	goto out;
 
 fail:
+	eng_dump_tcp_unlock(&tcp);	/* before the thaw: never run in repair mode */
 	eng_dump_thaw(&ctx.threads);
 out:
 	eng_dump_threads_fini(&ctx.threads);
@@ -679,6 +701,9 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	struct eng_dump_stats stats = {};
 	struct eng_dump_tree tr = {};
 	struct eng_dump_ctx root = { .pid = pid, .proc_fd = -1, .mem_fd = -1 };
+	struct eng_dump_tcp tcp = {};	/* tcp: see eng_checkpoint() */
+	bool tcp_est = want_opt(opts, offsetof(struct eng_dump_opts, tcp_established) +
+				      sizeof(opts->tcp_established)) && opts->tcp_established;
 	_cleanup_free_ pid_t *host = NULL;
 	uint64_t t0 = now_ns(), t1, t_frozen;
 	char id[WC_ID_LEN + 1];
@@ -708,6 +733,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 			.pid = tp->pid, .proc_fd = -1, .mem_fd = -1, .stats = &ps,
 			.image = root.image, .threads = tp->threads,
 			.area_base = (uint32_t)stats.nr_areas, .tree = true,
+			.tcp = tcp_est ? &tcp : NULL,
 		};
 
 		host[i] = tp->pid;
@@ -772,10 +798,12 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 
 	/* 6. release */
 	if (leave_running) {
+		eng_dump_tcp_unlock(&tcp);
 		eng_dump_thaw_tree(&tr);
 	} else if (eng_dump_kill_tree(&tr, KILL_TIMEOUT_MS, &zombies) == -ETIMEDOUT) {
 		stats.zombie = true;
 	}
+	eng_dump_tcp_drop(&tcp);	/* killed: silently; unlocked: nothing left */
 	stats.release_ns = now_ns() - t1;
 	stats.frozen_ns = now_ns() - t_frozen;
 	memcpy(ret_id, id, sizeof(id));
@@ -785,6 +813,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	r = 0;
 	goto out;
 fail:
+	eng_dump_tcp_unlock(&tcp);
 	eng_dump_thaw_tree(&tr);
 out:
 	eng_dump_tree_fini(&tr);

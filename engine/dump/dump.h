@@ -296,23 +296,39 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 const char *eng_dump_sockaddr_str(const void *sa, size_t len, char *buf, size_t size);
 
 /*
- * tcp: established connections of a checkpoint. Each is our pidfd_getfd()
- * copy of the process's socket, with a drop-all filter attached and
- * TCP_REPAIR on (both act on the process's socket): from the capture until
- * the release the connection neither sends nor accepts anything, so the
- * state in the image stays the state of the connection. With ctx->tcp set,
- * eng_dump_socket() captures an established TCP socket into (*ret)->tcp
- * and adds it here.
+ * tcp: established connections of a checkpoint. The inspect phase
+ * (eng_dump_socket with ctx->tcp set) checks each and keeps our
+ * pidfd_getfd() copy here; eng_dump_tcp_capture(), after the memory, locks
+ * each (a drop-all filter, then TCP_REPAIR: both act on the process's
+ * socket) and reads its state into its EngSocket. From the lock until the
+ * release the connection neither sends nor accepts anything, so the state
+ * in the image stays the connection's state; capturing last keeps what
+ * arrives while the memory is copied (queued and acknowledged normally)
+ * and makes that window short.
  */
+struct eng_dump_tcp_conn {
+	int fd;				/* our copy */
+	pid_t pid;
+	int fdnum;			/* in the process */
+	EngSocket *sock;		/* in the image: gets peer and tcp */
+	bool locked;
+};
 struct eng_dump_tcp {
-	int *fds;
+	struct eng_dump_tcp_conn *v;
 	size_t nr, cap;
 };
+/* Lock and read every connection not captured yet. */
+int eng_dump_tcp_capture(struct eng_dump_ctx *ctx);
 /* Left running or failed: filter off, repair off (a window probe tells the
  * peer to resend what was dropped), copies closed. */
 void eng_dump_tcp_unlock(struct eng_dump_tcp *t);
 /* The process was killed: close the copies in repair mode (no FIN, no RST). */
 void eng_dump_tcp_drop(struct eng_dump_tcp *t);
+
+/* hold.c: move the frozen @threads and locked @tcp into a new held
+ * process (opts->hold); both are left empty. */
+int eng_dump_hold(struct eng_dump_threads *threads, struct eng_dump_tcp *tcp,
+		  struct eng_held **ret);
 
 /* fd-pipe.c, fd-anon.c (fdkinds): pipes, FIFOs, eventfd, signalfd, timerfd,
  * epoll, inotify. Each fills @e (kind, flags and path already set by

@@ -178,7 +178,9 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 			r = eng_dump_socket(ctx, fd, link, &sk);
 			if (r < 0)
 				return r;
-			kind = ENG_FD_KIND__FD_INET_SOCKET;
+			/* tcp: an established connection (ctx->tcp) has a peer. */
+			kind = sk->has_peer ? ENG_FD_KIND__FD_TCP_ESTABLISHED
+					    : ENG_FD_KIND__FD_INET_SOCKET;
 		}
 	} else if (S_ISDIR(st.st_mode)) {
 		type = "directory";

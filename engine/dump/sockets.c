@@ -8,17 +8,33 @@
  *
  * Refused, with one line naming pid, fd and what the socket is: unix,
  * netlink, packet and raw sockets, a TCP socket in any state but LISTEN or
- * CLOSE, any socket with a peer (established TCP, connected UDP).
+ * CLOSE, any socket with a peer (connected UDP; established TCP unless the
+ * checkpoint captures established connections: ctx->tcp).
  * Queued connections and datagrams are not saved (docs/engine-dump.md).
+ *
+ * Established TCP (tcp): the connection is captured with TCP_REPAIR, the
+ * way CRIU's soccr does, after the memory (dump.h: struct eng_dump_tcp).
+ * On our pidfd_getfd() copy (the same socket as the process's): a drop-all
+ * classic BPF filter first (a segment that arrives from now on is dropped
+ * before TCP sees it: not queued, not acked; the peer resends it later, to
+ * whichever socket then holds the connection), then repair mode (nothing
+ * is transmitted; closing sends neither FIN nor RST), then the sequence
+ * numbers of both queues, their bytes (MSG_PEEK in repair mode reads the
+ * send queue too), the negotiated options, the timestamp and the window.
+ * Both stay on until the release.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -149,7 +165,7 @@ static const struct sockopt_desc {
 	{ 0, IPPROTO_TCP, IPPROTO_TCP, TCP_WINDOW_CLAMP },
 };
 
-static int save_opts(int sk, int family, int proto, EngSocket *s)
+static int save_opts(int sk, int family, int proto, bool established, EngSocket *s)
 {
 	s->opts = calloc(ARRAY_SIZE(saved_opts), sizeof(*s->opts));
 	if (!s->opts)
@@ -160,6 +176,12 @@ static int save_opts(int sk, int family, int proto, EngSocket *s)
 		int v;
 
 		if ((d->family && d->family != family) || (d->protocol && d->protocol != proto))
+			continue;
+		/* tcp: on a connection these read what the kernel negotiated
+		 * or tuned (the MSS in use, the autotuned clamp), not what the
+		 * program set: the repair options carry the MSS. */
+		if (established && d->level == IPPROTO_TCP &&
+		    (d->name == TCP_MAXSEG || d->name == TCP_WINDOW_CLAMP))
 			continue;
 		if (get_int(sk, d->level, d->name, &v) < 0)
 			continue;	/* not readable on this kernel: nothing to keep */
@@ -179,13 +201,256 @@ static int save_opts(int sk, int family, int proto, EngSocket *s)
 	err_set(EOPNOTSUPP, "process %d fd %d: unsupported descriptor (" fmt ") \"%s\"",       \
 		(ctx)->pid, (fd), ##__VA_ARGS__, (link))
 
+/* ------------------------------------------------------------------- tcp */
+
+#ifndef TCP_REPAIR_WINDOW
+#define TCP_REPAIR_WINDOW 29
+#endif
+#ifndef SO_GET_FILTER
+#define SO_GET_FILTER SO_ATTACH_FILTER
+#endif
+
+/* Queues larger than this are refused (a socket buffer is at most
+ * net.core.[rw]mem_max, a few MiB by default). */
+#define TCP_QUEUE_MAX	(64u << 20)
+
+static int tcp_add(struct eng_dump_tcp *t, const struct eng_dump_tcp_conn *c)
+{
+	if (t->nr == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 8;
+		struct eng_dump_tcp_conn *nv = realloc(t->v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		t->v = nv;
+		t->cap = nc;
+	}
+	t->v[t->nr++] = *c;
+	return 0;
+}
+
+/* Undo the lock on one socket: filter off, repair off (TCP_REPAIR_OFF sends
+ * a window probe: the peer answers it and resends what the filter dropped). */
+static void tcp_unlock_one(int fd)
+{
+	int off = TCP_REPAIR_OFF, q = TCP_NO_QUEUE;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q));
+	(void)setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &off, sizeof(off));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
+}
+
+void eng_dump_tcp_unlock(struct eng_dump_tcp *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nr; i++) {
+		if (t->v[i].locked)
+			tcp_unlock_one(t->v[i].fd);
+		close(t->v[i].fd);
+	}
+	free(t->v);
+	*t = (struct eng_dump_tcp){};
+}
+
+void eng_dump_tcp_drop(struct eng_dump_tcp *t)
+{
+	if (!t)
+		return;
+	/* Still in repair mode: tcp_close() disconnects without a segment. */
+	for (size_t i = 0; i < t->nr; i++)
+		close(t->v[i].fd);
+	free(t->v);
+	*t = (struct eng_dump_tcp){};
+}
+
+static int tcp_set_queue(int sk, int q)
+{
+	return setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) < 0 ? -errno : 0;
+}
+
+/* Sequence number and @len bytes of queue @q (repair mode). */
+static int tcp_read_queue(int sk, int q, size_t len, uint32_t *ret_seq, ProtobufCBinaryData *ret)
+{
+	socklen_t sl = sizeof(*ret_seq);
+	ssize_t n;
+	int r;
+
+	r = tcp_set_queue(sk, q);
+	if (r < 0)
+		return r;
+	if (getsockopt(sk, IPPROTO_TCP, TCP_QUEUE_SEQ, ret_seq, &sl) < 0)
+		return -errno;
+	if (!len)
+		return 0;
+	ret->data = malloc(len);
+	if (!ret->data)
+		return -ENOMEM;
+	/* One peek walks every skb of the queue (the send queue: the
+	 * retransmit tree, then the unsent ones); nothing is consumed. */
+	n = recv(sk, ret->data, len, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != len)
+		return -EAGAIN;
+	ret->len = len;
+	return 0;
+}
+
+#define TCP_FAIL(c, r, what)                                                                   \
+	err_wrap((r), "process %d fd %d: TCP connection: %s", (c)->pid, (c)->fdnum, (what))
+
+/* Lock connection @c and read its state into c->sock. */
+static int tcp_capture_one(struct eng_dump_tcp_conn *c)
+{
+	static const struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+	const struct sock_fprog prog = { .len = 1, .filter = (struct sock_filter *)&drop };
+	EngSocket *s = c->sock;
+	struct tcp_repair_window win;
+	struct tcp_info ti = {};
+	socklen_t tl = sizeof(ti), wl = sizeof(win);
+	int on = TCP_REPAIR_ON, sk = c->fd, inq = 0, outq = 0, unsent = 0, v, r;
+	EngTcpConn *t;
+
+	if (setsockopt(sk, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		return TCP_FAIL(c, -errno, "cannot attach the drop filter");
+	if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0) {
+		r = -errno;
+		(void)setsockopt(sk, SOL_SOCKET, SO_DETACH_FILTER, &on, sizeof(on));
+		if (getsockopt(sk, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+		    ti.tcpi_state != TCP_ESTABLISHED)
+			return err_set(EOPNOTSUPP, "process %d fd %d: TCP connection %s while "
+				       "checkpointed (the peer closed it?)", c->pid, c->fdnum,
+				       ti.tcpi_state < ARRAY_SIZE(tcp_states) &&
+				       tcp_states[ti.tcpi_state] ? tcp_states[ti.tcpi_state] :
+				       "in an unknown state");
+		return TCP_FAIL(c, r, "TCP_REPAIR (needs CAP_NET_ADMIN)");
+	}
+	c->locked = true;
+
+	/* From here the connection is still: read it. */
+	if (getsockopt(sk, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
+		return TCP_FAIL(c, -errno, "TCP_INFO");
+	if (ti.tcpi_state != TCP_ESTABLISHED)
+		return err_set(EOPNOTSUPP, "process %d fd %d: TCP connection %s while checkpointed",
+			       c->pid, c->fdnum, ti.tcpi_state < ARRAY_SIZE(tcp_states) &&
+			       tcp_states[ti.tcpi_state] ? tcp_states[ti.tcpi_state] :
+			       "in an unknown state");
+	if (ioctl(sk, SIOCINQ, &inq) < 0 || ioctl(sk, SIOCOUTQ, &outq) < 0 ||
+	    ioctl(sk, SIOCOUTQNSD, &unsent) < 0)
+		return TCP_FAIL(c, -errno, "queue sizes");
+	if (inq < 0 || outq < 0 || unsent < 0 || unsent > outq ||
+	    (unsigned)inq > TCP_QUEUE_MAX || (unsigned)outq > TCP_QUEUE_MAX)
+		return err_set(EOPNOTSUPP, "process %d fd %d: TCP queues of %d and %d bytes",
+			       c->pid, c->fdnum, inq, outq);
+
+	t = malloc(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	eng_tcp_conn__init(t);
+	s->tcp = t;
+	r = tcp_read_queue(sk, TCP_SEND_QUEUE, (size_t)outq, &t->snd_seq, &t->send_queue);
+	if (r >= 0) {
+		t->has_send_queue = outq > 0;
+		r = tcp_read_queue(sk, TCP_RECV_QUEUE, (size_t)inq, &t->rcv_seq, &t->recv_queue);
+		t->has_recv_queue = inq > 0;
+	}
+	if (r >= 0)
+		r = tcp_set_queue(sk, TCP_NO_QUEUE);
+	if (r == -EAGAIN)
+		return err_set(EOPNOTSUPP, "process %d fd %d: TCP queue changed while read "
+			       "(urgent data?)", c->pid, c->fdnum);
+	if (r < 0)
+		return TCP_FAIL(c, r, "reading the queues");
+	t->has_unsent = unsent > 0;
+	t->unsent = (uint32_t)unsent;
+
+	/* In repair mode TCP_MAXSEG reads the peer's MSS clamp. */
+	if (get_int(sk, IPPROTO_TCP, TCP_MAXSEG, &v) < 0)
+		return TCP_FAIL(c, -errno, "TCP_MAXSEG");
+	t->mss_clamp = (uint32_t)v;
+	if (ti.tcpi_options & TCPI_OPT_WSCALE) {
+		t->has_snd_wscale = t->has_rcv_wscale = true;
+		t->snd_wscale = ti.tcpi_snd_wscale;
+		t->rcv_wscale = ti.tcpi_rcv_wscale;
+	}
+	t->has_sack = t->sack = (ti.tcpi_options & TCPI_OPT_SACK) != 0;
+	if (ti.tcpi_options & TCPI_OPT_TIMESTAMPS) {
+		t->has_timestamps = t->timestamps = true;
+		if (get_int(sk, IPPROTO_TCP, TCP_TIMESTAMP, &v) < 0)
+			return TCP_FAIL(c, -errno, "TCP_TIMESTAMP");
+		t->has_timestamp = true;
+		t->timestamp = (uint32_t)v;
+	}
+	if (getsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &wl) < 0)
+		return TCP_FAIL(c, -errno, "TCP_REPAIR_WINDOW");
+	t->has_snd_wl1 = t->has_snd_wnd = t->has_max_window = true;
+	t->has_rcv_wnd = t->has_rcv_wup = true;
+	t->snd_wl1 = win.snd_wl1;
+	t->snd_wnd = win.snd_wnd;
+	t->max_window = win.max_window;
+	t->rcv_wnd = win.rcv_wnd;
+	t->rcv_wup = win.rcv_wup;
+	return 0;
+}
+
+int eng_dump_tcp_capture(struct eng_dump_ctx *ctx)
+{
+	if (!ctx->tcp)
+		return 0;
+	for (size_t i = 0; i < ctx->tcp->nr; i++) {
+		struct eng_dump_tcp_conn *c = &ctx->tcp->v[i];
+		int r;
+
+		if (c->locked)
+			continue;
+		r = tcp_capture_one(c);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * Inspect phase: an established connection of the process; its state is
+ * read by eng_dump_tcp_capture(). Only the peer address now.
+ */
+static int tcp_register(struct eng_dump_ctx *ctx, int fd, const char *link, int sk,
+			EngSocket *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss), fl = 0;
+	struct eng_dump_tcp_conn c = { .pid = ctx->pid, .fdnum = fd, .sock = s };
+	int r;
+
+	/* A program's own filter would be replaced by ours (and not restored). */
+	if (getsockopt(sk, SOL_SOCKET, SO_GET_FILTER, NULL, &fl) == 0 && fl > 0)
+		return REFUSE(ctx, fd, link, "TCP connection with a socket filter of its own");
+	if (getpeername(sk, (struct sockaddr *)&ss, &sl) < 0)
+		return err_wrap(-errno, "process %d fd %d: getpeername", ctx->pid, fd);
+	s->peer.data = malloc(sl);
+	if (!s->peer.data)
+		return -ENOMEM;
+	memcpy(s->peer.data, &ss, sl);
+	s->peer.len = sl;
+	s->has_peer = true;
+	c.fd = (int)fcntl(sk, F_DUPFD_CLOEXEC, 3);
+	if (c.fd < 0)
+		return -errno;
+	r = tcp_add(ctx->tcp, &c);
+	if (r < 0)
+		close(c.fd);
+	return r;
+}
+
 int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocket **ret)
 {
 	_cleanup_close_ int pidfd = -1, sk = -1;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char abuf[INET6_ADDRSTRLEN + 16], tbuf[64], dev[IFNAMSIZ + 1];
-	int family, type, proto, v;
+	int family, type, proto, v, r;
+	bool established = false;
 	EngSocket *s;
 
 	pidfd = (int)syscall(SYS_pidfd_open, ctx->pid, 0);
@@ -204,11 +469,18 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 	    !(type == SOCK_DGRAM && proto == IPPROTO_UDP))
 		return REFUSE(ctx, fd, link, "%s socket, type %d protocol %d",
 			      family == AF_INET ? "IPv4" : "IPv6", type, proto);
-	if (getpeername(sk, (struct sockaddr *)&ss, &sl) == 0)
-		return REFUSE(ctx, fd, link, "%s socket connected to %s", proto == IPPROTO_TCP ?
-			      "TCP" : "UDP", eng_dump_sockaddr_str(&ss, sl, abuf, sizeof(abuf)));
-	if (errno != ENOTCONN)
+	if (getpeername(sk, (struct sockaddr *)&ss, &sl) == 0) {
+		/* tcp: established connections with ctx->tcp (checked below). */
+		if (proto != IPPROTO_TCP || !ctx->tcp)
+			return REFUSE(ctx, fd, link, "%s socket connected to %s%s",
+				      proto == IPPROTO_TCP ? "TCP" : "UDP",
+				      eng_dump_sockaddr_str(&ss, sl, abuf, sizeof(abuf)),
+				      proto == IPPROTO_TCP ? "; checkpoint --tcp-established "
+				      "captures it" : "");
+		established = true;
+	} else if (errno != ENOTCONN) {
 		return err_wrap(-errno, "process %d fd %d: getpeername", ctx->pid, fd);
+	}
 
 	s = malloc(sizeof(*s));
 	if (!s)
@@ -226,7 +498,8 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 			eng_socket__free_unpacked(s, NULL);
 			return err_wrap(-errno, "process %d fd %d: TCP_INFO", ctx->pid, fd);
 		}
-		if (ti.tcpi_state != TCP_LISTEN && ti.tcpi_state != TCP_CLOSE) {
+		if (ti.tcpi_state != TCP_LISTEN && ti.tcpi_state != TCP_CLOSE &&
+		    !(established && ti.tcpi_state == TCP_ESTABLISHED)) {
 			eng_socket__free_unpacked(s, NULL);
 			return REFUSE(ctx, fd, link, "TCP socket %s",
 				      ti.tcpi_state < ARRAY_SIZE(tcp_states) &&
@@ -302,9 +575,17 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 			}
 		}
 	}
-	if (save_opts(sk, family, proto, s) < 0) {
+	if (save_opts(sk, family, proto, established, s) < 0) {
 		eng_socket__free_unpacked(s, NULL);
 		return -ENOMEM;
+	}
+	/* tcp: captured after the memory (eng_dump_tcp_capture). */
+	if (established) {
+		r = tcp_register(ctx, fd, link, sk, s);
+		if (r < 0) {
+			eng_socket__free_unpacked(s, NULL);
+			return r;
+		}
 	}
 	*ret = s;
 	return 0;

@@ -180,9 +180,34 @@ struct eng_dump_opts {
 	 * name, or unread data on the socket, is still refused). */
 	const uint64_t *unix_external;
 	size_t nr_unix_external;
+	/* Capture established TCP connections (TCP_REPAIR, IPv4/IPv6) instead
+	 * of refusing them. While the process is frozen its connections are
+	 * in repair mode with a drop-all socket filter (nothing is sent to or
+	 * accepted from the peer); killed, they are closed silently (no FIN,
+	 * no RST); left running or on failure, the filter goes and repair mode
+	 * is turned off. Restoring them needs the peer to reach this host's
+	 * address: see docs/engine-dump.md "Established TCP". */
+	bool tcp_established;
+	/* If set (single process only, not with @tree): on success the process
+	 * is neither thawed nor killed: it stays frozen, its connections in
+	 * repair mode, and *@hold receives it; eng_held_release() ends that
+	 * (rfork --move: the original is killed only once its twin runs). The
+	 * thread that called eng_checkpoint() is the tracer: release from it. */
+	struct eng_held **hold;
 };
 
 #define ENG_DUMP_MAX_UNLINKED_DEFAULT	(64ull << 20)
+
+struct eng_held;
+
+/*
+ * Release a process kept frozen by eng_checkpoint(..., opts->hold): @kill
+ * SIGKILLs it and closes its TCP connections silently (returns once its
+ * ids are free, or -ETIMEDOUT if its parent leaves a zombie); otherwise
+ * they leave repair mode and the process resumes exactly as before.
+ * Frees @h (NULL is a no-op).
+ */
+int eng_held_release(struct eng_held *h, bool kill);
 
 /*
  * Checkpoint the process @pid (every thread) into @sink and commit it.

@@ -205,6 +205,7 @@ int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr
 					       "a standard stream", f->fd);
 			break;
 		case ENG_FD_KIND__FD_INET_SOCKET:
+		case ENG_FD_KIND__FD_TCP_ESTABLISHED:	/* tcp */
 			/* Re-created by the parent (sockets.c), inherited. */
 			if (!ctx->sock_fds || ctx->sock_fds[i] < 0)
 				return err_set(EBADMSG, "fd %u: socket not re-created", f->fd);

@@ -823,6 +823,10 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 			goto out;
 		}
 	}
+	/* tcp: established connections leave repair mode (sockets.c). */
+	r = is_tree ? 0 : eng_restore_sockets_live(p, sock_fds);
+	if (r < 0)
+		goto out;
 	if (!is_tree) {
 		r = eng_restore_resume(target, p, &reps[0]);
 		if (r < 0) {

@@ -187,6 +187,15 @@ int eng_restore_report_error(const EngProcess *p, const struct rst_report *rep);
  */
 int eng_restore_sockets_open(const EngProcess *p, int **ret_fds);
 void eng_restore_sockets_close(const EngProcess *p, int *fds);
+/*
+ * tcp: established connections (FD_TCP_ESTABLISHED) are opened above in
+ * repair mode: silent, and closed silently if the restore fails. Call this
+ * when the process is ready, just before it resumes: they leave repair
+ * mode and their never-sent bytes go out. -errno with one line.
+ */
+int eng_restore_sockets_live(const EngProcess *p, const int *fds);
+/* tcp: whether @p holds an established connection (spawn refuses those). */
+bool eng_restore_sockets_have_tcp(const EngProcess *p);
 
 /* ------------------------------------------------------------------ tree */
 

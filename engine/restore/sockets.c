@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -92,21 +93,15 @@ static int check_one(const EngFd *f)
 	return 0;
 }
 
-static int open_one(const EngFd *f, int *ret)
+/* Everything but the address: before bind(), as V6ONLY, REUSE*, FREEBIND
+ * and the device decide whether and where the bind succeeds. */
+static int set_options(const EngFd *f, int fd)
 {
 	const EngSocket *s = f->sock;
 	const char *what = s->protocol == IPPROTO_TCP ? "TCP" : "UDP";
 	char abuf[INET6_ADDRSTRLEN + 16];
-	_cleanup_close_ int fd = -1;
-	int r;
+	int r = 0;
 
-	fd = socket((int)s->family, (int)s->type | SOCK_CLOEXEC |
-		    ((f->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), (int)s->protocol);
-	if (fd < 0)
-		return err_set(errno, "fd %u: cannot create the %s socket: %m", f->fd, what);
-	/* Before bind(): V6ONLY, REUSE*, FREEBIND and the device decide
-	 * whether and where the bind succeeds. */
-	r = 0;
 	if (s->family == AF_INET6)
 		r = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, s->has_v6only && s->v6only);
 	if (!r && s->has_reuseaddr && s->reuseaddr)
@@ -158,6 +153,24 @@ static int open_one(const EngFd *f, int *ret)
 		       (socklen_t)strnlen(s->bind_dev, IFNAMSIZ)) < 0)
 		return err_set(errno, "fd %u: %s socket %s: cannot bind to device \"%s\": %m",
 			       f->fd, what, addr_str(s, abuf, sizeof(abuf)), s->bind_dev);
+	return 0;
+}
+
+static int open_one(const EngFd *f, int *ret)
+{
+	const EngSocket *s = f->sock;
+	const char *what = s->protocol == IPPROTO_TCP ? "TCP" : "UDP";
+	char abuf[INET6_ADDRSTRLEN + 16];
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	fd = socket((int)s->family, (int)s->type | SOCK_CLOEXEC |
+		    ((f->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), (int)s->protocol);
+	if (fd < 0)
+		return err_set(errno, "fd %u: cannot create the %s socket: %m", f->fd, what);
+	r = set_options(f, fd);
+	if (r < 0)
+		return r;
 	if (s->has_addr && bind(fd, (const struct sockaddr *)s->addr.data,
 				(socklen_t)s->addr.len) < 0) {
 		if (errno == EADDRINUSE)
@@ -179,6 +192,261 @@ static int open_one(const EngFd *f, int *ret)
 	return 0;
 }
 
+/* ------------------------------------------------------------------- tcp */
+
+/*
+ * FD_TCP_ESTABLISHED: the connection is rebuilt in repair mode (soccr's
+ * order): socket, TCP_REPAIR on, options, bind to the saved local address
+ * (IP_FREEBIND for the moment: the address may arrive on this host only
+ * when the process runs, rfork --move), the sequence numbers of both
+ * queues, connect() (repair: no SYN, ESTABLISHED at once; the 4-tuple must
+ * be free here), the negotiated options and timestamp, the queues' bytes
+ * (the sent part of the send queue counts as sent, not acked: the
+ * retransmit timer resends it if the peer lacks it), the window. It stays in
+ * repair mode (silent, and closed silently if the restore fails) until
+ * eng_restore_sockets_live(), just before the process resumes: repair off
+ * (a window probe: the peer learns the window and resends what it lacks),
+ * then the never-sent tail is written as ordinary data.
+ */
+
+#ifndef TCP_REPAIR_WINDOW
+#define TCP_REPAIR_WINDOW 29
+#endif
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78
+#endif
+
+#define TCP_QUEUE_MAX	(64u << 20)	/* as engine/dump/sockets.c */
+#define TCP_CHUNK	(64u << 10)
+
+static const char *peer_str(const EngSocket *s, char *buf, size_t size)
+{
+	EngSocket tmp = *s;
+
+	tmp.addr = s->peer;
+	tmp.has_addr = s->has_peer;
+	return addr_str(&tmp, buf, size);
+}
+
+static int check_tcp(const EngFd *f)
+{
+	const EngSocket *s = f->sock;
+	const EngTcpConn *c = s->tcp;
+	size_t alen = s->family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+	if (s->type != SOCK_STREAM || s->protocol != IPPROTO_TCP || !c || !s->has_addr ||
+	    !s->has_peer || s->has_backlog)
+		return err_set(EBADMSG, "fd %u: TCP connection without its addresses or state",
+			       f->fd);
+	if (s->peer.len != alen || ((const struct sockaddr *)s->peer.data)->sa_family != s->family)
+		return err_set(EBADMSG, "fd %u: TCP peer address of %zu bytes", f->fd, s->peer.len);
+	if (c->send_queue.len > TCP_QUEUE_MAX || c->recv_queue.len > TCP_QUEUE_MAX ||
+	    c->unsent > c->send_queue.len)
+		return err_set(EBADMSG, "fd %u: TCP queues of %zu and %zu bytes (%u unsent)", f->fd,
+			       c->send_queue.len, c->recv_queue.len, c->unsent);
+	return 0;
+}
+
+static int set_queue_seq(int fd, int q, uint32_t seq)
+{
+	int r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, q);
+
+	if (r < 0)
+		return r;
+	return setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq)) < 0 ? -errno : 0;
+}
+
+/* Write @len bytes into queue @q (repair mode), in chunks. */
+static int write_queue(int fd, int q, const uint8_t *buf, size_t len)
+{
+	int r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, q);
+
+	while (!r && len) {
+		ssize_t n = send(fd, buf, MIN(len, (size_t)TCP_CHUNK), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return r;
+}
+
+/* Room for @len queued bytes: the kernel doubles the value for its
+ * overhead, and counts skb sizes against it. */
+static void make_room(int fd, int opt, int force, size_t len)
+{
+	int cur = 0;
+	socklen_t l = sizeof(cur);
+	int want = (int)MIN(len + TCP_CHUNK, (size_t)INT_MAX / 2);
+
+	if (getsockopt(fd, SOL_SOCKET, opt, &cur, &l) == 0 && cur / 2 >= want)
+		return;
+	if (set_int(fd, SOL_SOCKET, force, want) < 0)
+		(void)set_int(fd, SOL_SOCKET, opt, want);
+}
+
+static int open_established(const EngFd *f, int *ret)
+{
+	const EngSocket *s = f->sock;
+	const EngTcpConn *c = s->tcp;
+	const struct tcp_repair_opt *op;
+	struct tcp_repair_opt opts[4];
+	char abuf[INET6_ADDRSTRLEN + 16], pbuf[INET6_ADDRSTRLEN + 16];
+	size_t sent_len = c->send_queue.len - c->unsent, nopts = 0;
+	_cleanup_close_ int fd = -1;
+	int fb_level = s->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+	int fb_opt = s->family == AF_INET ? IP_FREEBIND : IPV6_FREEBIND;
+	int fb_saved = 0, r;
+	socklen_t fl = sizeof(fb_saved);
+	const char *step;
+
+	addr_str(s, abuf, sizeof(abuf));
+	peer_str(s, pbuf, sizeof(pbuf));
+	fd = socket((int)s->family, SOCK_STREAM | SOCK_CLOEXEC |
+		    ((f->flags & O_NONBLOCK) ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
+	if (fd < 0)
+		return err_set(errno, "fd %u: cannot create the TCP socket: %m", f->fd);
+	step = "TCP_REPAIR (needs CAP_NET_ADMIN)";
+	r = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON);
+	if (r < 0)
+		goto fail;
+	r = set_options(f, fd);
+	if (r < 0)
+		return r;
+	/* The address may not be here yet: bind with freebind, then put the
+	 * program's own setting back. */
+	step = "IP_FREEBIND";
+	(void)getsockopt(fd, fb_level, fb_opt, &fb_saved, &fl);
+	r = set_int(fd, fb_level, fb_opt, 1);
+	if (r < 0)
+		goto fail;
+	step = "bind";
+	if (bind(fd, (const struct sockaddr *)s->addr.data, (socklen_t)s->addr.len) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	step = "IP_FREEBIND";
+	r = set_int(fd, fb_level, fb_opt, fb_saved);
+	if (r < 0)
+		goto fail;
+	step = "TCP_QUEUE_SEQ";
+	r = set_queue_seq(fd, TCP_RECV_QUEUE, c->rcv_seq - (uint32_t)c->recv_queue.len);
+	if (r >= 0)
+		r = set_queue_seq(fd, TCP_SEND_QUEUE, c->snd_seq - (uint32_t)c->send_queue.len);
+	if (r < 0)
+		goto fail;
+	step = "connect";
+	if (connect(fd, (const struct sockaddr *)s->peer.data, (socklen_t)s->peer.len) < 0) {
+		r = -errno;
+		if (r == -EADDRNOTAVAIL || r == -EADDRINUSE || r == -EISCONN)
+			return err_set(EADDRINUSE, "fd %u: TCP connection %s -> %s exists on this "
+				       "host already (the original still holds it?)", f->fd, abuf,
+				       pbuf);
+		goto fail;
+	}
+	/* Negotiated options: once connected, before any byte is queued. */
+	opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, c->mss_clamp };
+	if (c->has_snd_wscale && c->has_rcv_wscale)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_WINDOW,
+							 c->snd_wscale | (c->rcv_wscale << 16) };
+	if (c->has_timestamps && c->timestamps)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
+	if (c->has_sack && c->sack)
+		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
+	op = opts;
+	step = "TCP_REPAIR_OPTIONS";
+	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, op, (socklen_t)(nopts * sizeof(*op))) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	step = "TCP_TIMESTAMP";
+	if (c->has_timestamp) {
+		r = set_int(fd, IPPROTO_TCP, TCP_TIMESTAMP, (int)c->timestamp);
+		if (r < 0)
+			goto fail;
+	}
+	step = "writing the queues";
+	if (c->send_queue.len)
+		make_room(fd, SO_SNDBUF, SO_SNDBUFFORCE, c->send_queue.len);
+	if (c->recv_queue.len)
+		make_room(fd, SO_RCVBUF, SO_RCVBUFFORCE, c->recv_queue.len);
+	r = write_queue(fd, TCP_SEND_QUEUE, c->send_queue.data, sent_len);
+	if (r >= 0)
+		r = write_queue(fd, TCP_RECV_QUEUE, c->recv_queue.data, c->recv_queue.len);
+	if (r >= 0)
+		r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
+	if (r < 0)
+		goto fail;
+	/* Sizes we forced stop being fixed unless the program fixed them. */
+	if (c->send_queue.len || c->recv_queue.len)
+		(void)set_int(fd, SOL_SOCKET, SO_BUF_LOCK, s->has_buf_lock ? (int)s->buf_lock : 0);
+	if (c->has_snd_wl1 && c->has_snd_wnd && c->has_max_window && c->has_rcv_wnd &&
+	    c->has_rcv_wup) {
+		struct tcp_repair_window w = {
+			.snd_wl1 = c->snd_wl1, .snd_wnd = c->snd_wnd, .max_window = c->max_window,
+			.rcv_wnd = c->rcv_wnd, .rcv_wup = c->rcv_wup,
+		};
+
+		step = "TCP_REPAIR_WINDOW";
+		if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	*ret = TAKE_FD(fd);
+	return 0;
+fail:
+	return err_set(-r, "fd %u: TCP connection %s -> %s: %s: %s", f->fd, abuf, pbuf, step,
+		       strerror(-r));
+}
+
+int eng_restore_sockets_live(const EngProcess *p, const int *fds)
+{
+	char abuf[INET6_ADDRSTRLEN + 16];
+
+	if (!fds)
+		return 0;
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		const EngTcpConn *c;
+		const uint8_t *buf;
+		size_t len;
+		int r;
+
+		if (f->kind != ENG_FD_KIND__FD_TCP_ESTABLISHED || fds[i] < 0)
+			continue;
+		c = f->sock->tcp;
+		r = set_int(fds[i], IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF);
+		if (r < 0)
+			return err_set(-r, "fd %u: TCP connection %s: leaving repair mode: %s", f->fd,
+				       addr_str(f->sock, abuf, sizeof(abuf)), strerror(-r));
+		/* The never-sent tail goes out as the program's data would. The
+		 * send buffer holds it (make_room), so this does not wait. */
+		buf = c->send_queue.data + (c->send_queue.len - c->unsent);
+		len = c->unsent;
+		while (len) {
+			ssize_t n = send(fds[i], buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (n <= 0)
+				return err_set(n < 0 ? errno : EIO, "fd %u: TCP connection %s: "
+					       "sending %zu unsent bytes: %m", f->fd,
+					       addr_str(f->sock, abuf, sizeof(abuf)), len);
+			buf += n;
+			len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+bool eng_restore_sockets_have_tcp(const EngProcess *p)
+{
+	for (size_t i = 0; i < p->n_fds; i++)
+		if (p->fds[i]->kind == ENG_FD_KIND__FD_TCP_ESTABLISHED)
+			return true;
+	return false;
+}
+
 int eng_restore_sockets_open(const EngProcess *p, int **ret_fds)
 {
 	int *fds = NULL, r;
@@ -187,9 +455,12 @@ int eng_restore_sockets_open(const EngProcess *p, int **ret_fds)
 	for (size_t i = 0; i < p->n_fds; i++) {
 		const EngFd *f = p->fds[i];
 
-		if (f->kind != ENG_FD_KIND__FD_INET_SOCKET)
+		if (f->kind != ENG_FD_KIND__FD_INET_SOCKET &&
+		    f->kind != ENG_FD_KIND__FD_TCP_ESTABLISHED)
 			continue;
 		r = check_one(f);
+		if (r >= 0 && f->kind == ENG_FD_KIND__FD_TCP_ESTABLISHED)
+			r = check_tcp(f);
 		if (r < 0)
 			goto fail;
 		if (!fds) {
@@ -199,7 +470,8 @@ int eng_restore_sockets_open(const EngProcess *p, int **ret_fds)
 			for (size_t k = 0; k < p->n_fds; k++)
 				fds[k] = -1;
 		}
-		r = open_one(f, &fds[i]);
+		r = f->kind == ENG_FD_KIND__FD_TCP_ESTABLISHED ? open_established(f, &fds[i])
+							       : open_one(f, &fds[i]);
 		if (r < 0)
 			goto fail;
 	}

@@ -229,6 +229,12 @@ int eng_template_open(struct wc_store *store, const char *snap_id,
 	r = check_shareable(t->proc);
 	if (r < 0)
 		goto out;
+	/* tcp: one connection cannot go on in several instances. */
+	if (eng_restore_sockets_have_tcp(t->proc)) {
+		r = err_set(EOPNOTSUPP, "it holds an established TCP connection: instances "
+			    "cannot share it");
+		goto out;
+	}
 	/* Re-created once: every instance shares the listening sockets. */
 	r = eng_restore_sockets_open(t->proc, &sock_fds);
 	if (r < 0)

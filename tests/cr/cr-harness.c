@@ -28,6 +28,8 @@
  *   tamper    flip the byte the program published instead of a checkpoint: the
  *             program must FAIL (self-test: proves it checks real state)
  *
+ * --ckpt-flag FLAG passes one more option to `warmfork checkpoint` (e.g.
+ * --tcp-established).
  * --between runs a shell command after the checkpoint, before the restore (e.g.
  * something that changes the world the snapshot refers to). --keep keeps the
  * temporary directory with its stores.
@@ -86,6 +88,7 @@ static char cr_dir[PATH_MAX];
 static char store_dir[PATH_MAX];
 static unsigned long long own_pidns;
 static const char *between_cmd;
+static const char *ckpt_flag;	/* --ckpt-flag: one more checkpoint option (tcp) */
 
 /* A ready file's content: see cr.h. */
 struct ready {
@@ -561,10 +564,16 @@ static bool proc_alive_untraced(pid_t pid, char *why, size_t len)
 static int checkpoint(pid_t pid, char *snap, size_t snap_len, int *ret_status)
 {
 	char spid[16];
-	char *args[] = { "checkpoint", ckpt_tree ? "--tree" : spid, spid, NULL };
+	char *args[] = { "checkpoint", ckpt_tree ? "--tree" : spid, spid, NULL, NULL };
 
 	if (!ckpt_tree)
 		args[2] = NULL;
+	if (ckpt_flag) {
+		size_t n = ckpt_tree ? 2 : 1;
+
+		args[n] = (char *)ckpt_flag;
+		args[n + 1] = spid;
+	}
 	snprintf(spid, sizeof(spid), "%d", (int)pid);
 	return run_warmfork(args, snap, snap_len, ret_status);
 }
@@ -1178,6 +1187,7 @@ int main(int argc, char **argv)
 		{ "javac",	required_argument, NULL, 'j' },
 		{ "keep",	no_argument,	   NULL, 'k' },
 		{ "between",	required_argument, NULL, 'b' },
+		{ "ckpt-flag",	required_argument, NULL, 'c' },
 		{ "tree",	no_argument,	   NULL, 'T' },
 		{}
 	};
@@ -1188,7 +1198,7 @@ int main(int argc, char **argv)
 	struct stat st;
 	int c, rc = 0;
 
-	while ((c = getopt_long(argc, argv, "+w:m:r:t:g:j:kb:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+w:m:r:t:g:j:kb:c:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 			warmfork = optarg;
@@ -1220,6 +1230,9 @@ int main(int argc, char **argv)
 			break;
 		case 'b':
 			between_cmd = optarg;
+			break;
+		case 'c':
+			ckpt_flag = optarg;
 			break;
 		case 'T':
 			ckpt_tree = true;
