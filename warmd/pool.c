@@ -1,0 +1,863 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * warmd's pools, main-thread side: the requests, acquire from the parked
+ * instances the worker keeps ready, and the end of every instance.
+ *
+ * Life of an instance (struct wd_inst):
+ *
+ *   worker: eng_template_spawn(parked) -> pool->idle (its init's pidfd in epoll)
+ *   acquire: eng_instance_start(fds)   -> pool->busy, owner = the connection
+ *   the init exits (pidfd readable)    -> reaped (waitid P_PIDFD): "ended";
+ *                                         an idle or owner-less one is freed,
+ *                                         a busy one stays until released
+ *   release, or its connection closes  -> SIGKILL to the init if it runs, and
+ *                                         freed once reaped
+ *
+ * Instances are used once: a started instance never goes back to idle.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "warmd.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* Connections whose parked request was answered: resumed last, so that no
+ * request runs while a pool list is being walked. */
+static struct wd_conn *to_resume[64];
+static size_t nr_to_resume;
+
+static void defer_resume(struct wd_conn *c)
+{
+	for (size_t i = 0; i < nr_to_resume; i++)
+		if (to_resume[i] == c)
+			return;
+	if (nr_to_resume < ARRAY_SIZE(to_resume))
+		to_resume[nr_to_resume++] = c;
+	else
+		c->closing = true;	/* cannot happen: one request each */
+}
+
+static void run_resumes(void)
+{
+	while (nr_to_resume) {
+		struct wd_conn *c = to_resume[--nr_to_resume];
+
+		wd_conn_resume(c);
+	}
+}
+
+static void forget_resume(struct wd_conn *c)
+{
+	for (size_t i = 0; i < nr_to_resume; i++)
+		if (to_resume[i] == c)
+			to_resume[i] = to_resume[--nr_to_resume];
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+static struct wd_pool *pool_find(const char *name)
+{
+	struct wd_list *pos, *tmp;
+
+	wd_list_for_each_safe(pos, tmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(pos, struct wd_pool, link);
+
+		if (p->state != WD_POOL_DEAD && !strcmp(p->name, name))
+			return p;
+	}
+	return NULL;
+}
+
+static void set_last_error(struct wd_pool *p, const char *fmt, ...) _printf_(2, 3);
+static void set_last_error(struct wd_pool *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->last_error, sizeof(p->last_error), fmt, ap);
+	va_end(ap);
+}
+
+static void reply_ok(struct wd_conn *c, uint64_t seq, WdOp op)
+{
+	WdReply rep = WD_REPLY__INIT;
+
+	rep.has_seq = rep.has_op = true;
+	rep.seq = seq;
+	rep.op = op;
+	wd_conn_send(c, &rep, -1);
+}
+
+static void close_fds(int *fds, size_t nr)
+{
+	for (size_t i = 0; i < nr; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* Kill an instance (its init: the whole namespace goes). Reaped later. */
+static void inst_kill(struct wd_inst *in)
+{
+	if (in->killed || in->reap_fd < 0)
+		return;
+	in->killed = true;
+	pidfd_signal(in->reap_fd, SIGKILL);
+}
+
+static void waiter_free(struct wd_waiter *w)
+{
+	close_fds(w->fds, w->nr_fds);
+	wd_list_del(&w->link);
+	free(w);
+}
+
+/* Answer and drop every waiter of @p with @err. */
+static void fail_waiters(struct wd_pool *p, int err, const char *msg)
+{
+	struct wd_list *pos, *tmp;
+
+	wd_list_for_each_safe(pos, tmp, &p->waiters) {
+		struct wd_waiter *w = wd_container_of(pos, struct wd_waiter, link);
+
+		wd_conn_reply_err(w->conn, w->seq, WD_OP__ACQUIRE, err, "%s", msg);
+		defer_resume(w->conn);
+		waiter_free(w);
+	}
+}
+
+/* A pool with nothing left in it is freed (main thread, wd.lock held). */
+static bool pool_maybe_free(struct wd_pool *p)
+{
+	if (p->state != WD_POOL_DEAD || p->worker_busy || p->tpl || !wd_list_empty(&p->idle) ||
+	    !wd_list_empty(&p->busy) || !wd_list_empty(&p->waiters))
+		return false;
+	wd_list_del(&p->link);
+	wd.nr_pools--;
+	pthread_mutex_destroy(&p->tpl_lock);
+	free(p);
+	return true;
+}
+
+/* Kill @p's idle instances (unregistered, or its snapshot is gone). */
+static void kill_idle(struct wd_pool *p)
+{
+	struct wd_list *pos, *tmp;
+
+	wd_list_for_each_safe(pos, tmp, &p->idle) {
+		struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
+
+		/* Owner-less in busy: freed once reaped. */
+		wd_list_del(&in->link);
+		in->idle = false;
+		p->nr_idle--;
+		wd_list_add_tail(&p->busy, &in->link);
+		inst_kill(in);
+	}
+}
+
+/*
+ * Is the pool's snapshot still in the store? One fstatat of its manifest
+ * (DIR/snapshots/ID.snap, warmcache's layout): cheap enough for every
+ * acquire, so that a deleted snapshot is reported at once.
+ */
+static bool snapshot_gone(const struct wd_pool *p)
+{
+	char name[WC_ID_LEN + 8];
+	struct stat st;
+
+	snprintf(name, sizeof(name), "%s.snap", p->snap);
+	return fstatat(wd.snaps_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+}
+
+static void mark_gone(struct wd_pool *p)
+{
+	char msg[WD_MSG_MAX];
+
+	p->gone = true;
+	set_last_error(p, "snapshot %s was deleted from store \"%s\"", p->snap,
+		       wc_store_dir(wd.store));
+	log_info("pool \"%s\": snapshot %s was deleted: idle instances killed, acquires refused",
+		 p->name, p->snap);
+	kill_idle(p);
+	snprintf(msg, sizeof(msg), "pool \"%s\": its snapshot %s was deleted from store \"%s\"; "
+		 "register the pool again with a snapshot that exists", p->name, p->snap,
+		 wc_store_dir(wd.store));
+	fail_waiters(p, ENOENT, msg);
+	wd_worker_kick();	/* closes the template */
+}
+
+static void record_latency(struct wd_pool *p, uint64_t ns)
+{
+	p->lat_ns[p->nr_lat % WD_LAT_WINDOW] = ns;
+	p->nr_lat++;
+}
+
+/*
+ * Start an idle instance of @p with @fds at @targets and answer @c. Takes
+ * the descriptors. Returns 0 when answered (success or failure), -EAGAIN
+ * when no idle instance is left (nothing answered, descriptors kept).
+ */
+static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fds,
+		     const int *targets, size_t nr_fds, uint64_t t0_ns)
+{
+	int r = -EAGAIN;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		WdReply rep = WD_REPLY__INIT;
+		struct wd_inst *in;
+
+		pthread_mutex_lock(&wd.lock);
+		if (wd_list_empty(&p->idle)) {
+			pthread_mutex_unlock(&wd.lock);
+			return r == -EAGAIN ? -EAGAIN : 0;
+		}
+		in = wd_container_of(p->idle.next, struct wd_inst, link);
+		wd_list_del(&in->link);
+		in->idle = false;
+		p->nr_idle--;
+		/* Owner-less in busy until it works: its death is then just freed. */
+		wd_list_add_tail(&p->busy, &in->link);
+		pthread_mutex_unlock(&wd.lock);
+		wd_worker_kick();
+
+		err_clear();
+		pthread_mutex_lock(&p->tpl_lock);
+		r = eng_instance_start(&in->e, fds, targets, nr_fds);
+		pthread_mutex_unlock(&p->tpl_lock);
+		pthread_mutex_lock(&wd.lock);
+		if (r < 0) {
+			p->failed++;
+			set_last_error(p, "start of instance %d: %s", in->e.pid, err_str(r));
+			log_error("pool \"%s\": %s", p->name, p->last_error);
+			pthread_mutex_unlock(&wd.lock);
+			inst_kill(in);	/* the engine did; make sure */
+			continue;
+		}
+		in->busy = true;
+		in->owner = c;
+		p->nr_busy++;
+		p->acquired++;
+		pthread_mutex_unlock(&wd.lock);
+		close_fds(fds, nr_fds);
+
+		rep.has_seq = rep.has_op = rep.has_pid = rep.has_ns_pid = rep.has_latency_ns = true;
+		rep.seq = seq;
+		rep.op = WD_OP__ACQUIRE;
+		rep.pid = in->e.pid;
+		rep.ns_pid = in->e.ns_pid;
+		rep.latency_ns = now_ns() - t0_ns;
+		wd_conn_send(c, &rep, in->e.pidfd);
+		record_latency(p, now_ns() - t0_ns);
+		return 0;
+	}
+	close_fds(fds, nr_fds);
+	wd_conn_reply_err(c, seq, WD_OP__ACQUIRE, -r, "pool \"%s\": %s", p->name, p->last_error);
+	return 0;
+}
+
+static void do_register(struct wd_conn *c, const WdRequest *req)
+{
+	char full[WC_ID_LEN + 1];
+	struct wd_pool *p;
+	int r;
+
+	if (!wd_name_valid(req->pool)) {
+		wd_conn_reply_err(c, req->seq, req->op, EINVAL, "invalid pool name");
+		return;
+	}
+	if (!req->snapshot || !req->has_idle_target || req->idle_target > WD_MAX_IDLE_TARGET) {
+		wd_conn_reply_err(c, req->seq, req->op, EINVAL,
+				  "register needs a snapshot and an idle target of 0..%d",
+				  WD_MAX_IDLE_TARGET);
+		return;
+	}
+	err_clear();
+	r = wc_store_resolve(wd.store, req->snapshot, full);
+	if (r < 0) {
+		wd_conn_reply_err(c, req->seq, req->op, -r, "pool \"%s\": snapshot \"%.64s\" in store "
+				  "\"%s\": %s", req->pool, req->snapshot, wc_store_dir(wd.store),
+				  err_str(r));
+		return;
+	}
+	pthread_mutex_lock(&wd.lock);
+	p = pool_find(req->pool);
+	if (p && (p->gone || p->state == WD_POOL_FAILED)) {
+		/* Replaced: the old one is cleaned up by the worker. */
+		p->state = WD_POOL_DEAD;
+		kill_idle(p);
+		p = NULL;
+	}
+	if (p && strcmp(p->snap, full)) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, EEXIST, "pool \"%s\" exists with snapshot %s",
+				  req->pool, p->snap);
+		return;
+	}
+	if (p && p->state == WD_POOL_OPENING) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, EBUSY, "pool \"%s\" is being registered",
+				  req->pool);
+		return;
+	}
+	if (p) {
+		p->idle_target = req->idle_target;
+		p->max_busy = req->has_max_busy ? req->max_busy : 0;
+		pthread_mutex_unlock(&wd.lock);
+		wd_worker_kick();
+		reply_ok(c, req->seq, req->op);
+		return;
+	}
+	if (wd.nr_pools >= WD_MAX_POOLS) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ENOSPC, "warmd has %d pools, its limit",
+				  WD_MAX_POOLS);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ENOMEM, "out of memory");
+		return;
+	}
+	snprintf(p->name, sizeof(p->name), "%s", req->pool);
+	memcpy(p->snap, full, sizeof(p->snap));
+	p->state = WD_POOL_OPENING;
+	p->idle_target = req->idle_target;
+	p->max_busy = req->has_max_busy ? req->max_busy : 0;
+	wd_list_init(&p->idle);
+	wd_list_init(&p->busy);
+	wd_list_init(&p->waiters);
+	pthread_mutex_init(&p->tpl_lock, NULL);
+	p->reg_conn = c;
+	p->reg_seq = req->seq;
+	c->waiting = true;
+	wd_list_add_tail(&wd.pools, &p->link);
+	wd.nr_pools++;
+	pthread_mutex_unlock(&wd.lock);
+	log_info("pool \"%s\": registering snapshot %s, %u idle (by pid %d, uid %u)", p->name,
+		 p->snap, p->idle_target, c->pid, c->uid);
+	wd_worker_kick();
+}
+
+static void do_unregister(struct wd_conn *c, const WdRequest *req)
+{
+	struct wd_pool *p;
+	char msg[WD_MSG_MAX];
+
+	pthread_mutex_lock(&wd.lock);
+	p = req->pool ? pool_find(req->pool) : NULL;
+	if (!p) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ENOENT, "no pool \"%.64s\"",
+				  req->pool ? req->pool : "");
+		return;
+	}
+	if (p->state == WD_POOL_OPENING && p->reg_conn) {
+		wd_conn_reply_err(p->reg_conn, p->reg_seq, WD_OP__REGISTER, ECANCELED,
+				  "pool \"%s\" was unregistered meanwhile", p->name);
+		defer_resume(p->reg_conn);
+		p->reg_conn = NULL;
+	}
+	p->state = WD_POOL_DEAD;
+	kill_idle(p);
+	snprintf(msg, sizeof(msg), "pool \"%s\" was unregistered", p->name);
+	fail_waiters(p, ENOENT, msg);
+	pthread_mutex_unlock(&wd.lock);
+	log_info("pool \"%s\": unregistered", req->pool);
+	wd_worker_kick();
+	reply_ok(c, req->seq, req->op);
+}
+
+static void do_acquire(struct wd_conn *c, const WdRequest *req, int *fds, size_t nr_fds,
+		       uint64_t t0_ns)
+{
+	int targets[WD_MAX_FDS];
+	struct wd_waiter *w;
+	struct wd_pool *p;
+	uint32_t timeout_ms;
+
+	if (req->n_target_fds != nr_fds) {
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, EPROTO, "acquire: %zu descriptors for %zu "
+				  "targets", nr_fds, req->n_target_fds);
+		return;
+	}
+	for (size_t i = 0; i < nr_fds; i++) {
+		targets[i] = req->target_fds[i];
+		for (size_t j = 0; j < i; j++)
+			if (targets[i] < 0 || targets[i] > 1 << 20 || targets[j] == targets[i]) {
+				close_fds(fds, nr_fds);
+				wd_conn_reply_err(c, req->seq, req->op, EINVAL,
+						  "acquire: invalid or repeated target fd %d", targets[i]);
+				return;
+			}
+	}
+	timeout_ms = req->has_timeout_ms && req->timeout_ms ? req->timeout_ms : WD_DEFAULT_TIMEOUT_MS;
+	timeout_ms = MIN(timeout_ms, WD_MAX_TIMEOUT_MS);
+	pthread_mutex_lock(&wd.lock);
+	p = req->pool ? pool_find(req->pool) : NULL;
+	if (!p) {
+		pthread_mutex_unlock(&wd.lock);
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, ENOENT, "no pool \"%.64s\"",
+				  req->pool ? req->pool : "");
+		return;
+	}
+	if (!p->gone && snapshot_gone(p))
+		mark_gone(p);
+	if (p->gone || p->state == WD_POOL_FAILED) {
+		pthread_mutex_unlock(&wd.lock);
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, ENOENT, "pool \"%s\": %s%s", p->name,
+				  p->last_error, p->gone ? "; register the pool again with a snapshot "
+				  "that exists" : "");
+		return;
+	}
+	if (p->max_busy && p->nr_busy >= p->max_busy) {
+		pthread_mutex_unlock(&wd.lock);
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, EBUSY, "pool \"%s\": %u instances running, "
+				  "its max_busy", p->name, p->nr_busy);
+		return;
+	}
+	pthread_mutex_unlock(&wd.lock);
+	if (start_one(p, c, req->seq, fds, targets, nr_fds, t0_ns) == 0)
+		return;
+	/* None idle: wait for the worker (it was kicked). */
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, ENOMEM, "out of memory");
+		return;
+	}
+	w->conn = c;
+	w->seq = req->seq;
+	w->t0_ns = t0_ns;
+	w->deadline_ns = t0_ns + (uint64_t)timeout_ms * 1000000;
+	w->nr_fds = nr_fds;
+	memcpy(w->fds, fds, nr_fds * sizeof(int));
+	memcpy(w->targets, targets, nr_fds * sizeof(int));
+	pthread_mutex_lock(&wd.lock);
+	wd_list_add_tail(&p->waiters, &w->link);
+	pthread_mutex_unlock(&wd.lock);
+	c->waiting = true;
+	wd_worker_kick();
+}
+
+/* The busy instance @pid acquired by @c, or NULL. */
+static struct wd_inst *find_owned(struct wd_conn *c, pid_t pid)
+{
+	struct wd_list *ppos, *ptmp, *pos, *tmp;
+
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		wd_list_for_each_safe(pos, tmp, &p->busy) {
+			struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
+
+			if (in->owner == c && in->e.pid == pid)
+				return in;
+		}
+	}
+	return NULL;
+}
+
+static void inst_unlink_free(struct wd_inst *in);
+
+static void do_release(struct wd_conn *c, const WdRequest *req)
+{
+	struct wd_inst *in;
+
+	pthread_mutex_lock(&wd.lock);
+	in = req->has_pid ? find_owned(c, req->pid) : NULL;
+	if (!in) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ESRCH, "no instance %d acquired on this "
+				  "connection", req->has_pid ? req->pid : 0);
+		return;
+	}
+	in->owner = NULL;		/* freed once reaped */
+	if (!in->busy)			/* already ended and reaped */
+		inst_unlink_free(in);
+	else
+		inst_kill(in);
+	pthread_mutex_unlock(&wd.lock);
+	reply_ok(c, req->seq, req->op);
+}
+
+static void do_signal(struct wd_conn *c, const WdRequest *req)
+{
+	struct wd_inst *in;
+	int r;
+
+	pthread_mutex_lock(&wd.lock);
+	in = req->has_pid ? find_owned(c, req->pid) : NULL;
+	if (!in || !in->busy) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ESRCH, "no running instance %d acquired on "
+				  "this connection", req->has_pid ? req->pid : 0);
+		return;
+	}
+	if (!req->has_signal || req->signal <= 0 || req->signal >= 65) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, EINVAL, "invalid signal");
+		return;
+	}
+	r = pidfd_signal(in->e.pidfd, req->signal);
+	pthread_mutex_unlock(&wd.lock);
+	if (r < 0)
+		wd_conn_reply_err(c, req->seq, req->op, -r, "signal %d to instance %d: %s",
+				  req->signal, req->pid, strerror(-r));
+	else
+		reply_ok(c, req->seq, req->op);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void do_stats(struct wd_conn *c, const WdRequest *req)
+{
+	WdReply rep = WD_REPLY__INIT;
+	WdPoolStats *ps = NULL, **pps = NULL;
+	uint64_t *lat = NULL;
+	struct wd_list *pos, *tmp;
+	size_t n = 0;
+
+	pthread_mutex_lock(&wd.lock);
+	ps = calloc(wd.nr_pools + 1, sizeof(*ps));
+	pps = calloc(wd.nr_pools + 1, sizeof(*pps));
+	lat = malloc(sizeof(uint64_t) * WD_LAT_WINDOW);
+	if (!ps || !pps || !lat) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ENOMEM, "out of memory");
+		goto out;
+	}
+	wd_list_for_each_safe(pos, tmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(pos, struct wd_pool, link);
+		WdPoolStats *s = &ps[n];
+		size_t nl = MIN(p->nr_lat, (uint64_t)WD_LAT_WINDOW);
+
+		if (p->state == WD_POOL_DEAD || (req->pool && strcmp(req->pool, p->name)))
+			continue;
+		if (!p->gone && snapshot_gone(p))
+			mark_gone(p);
+		wd_pool_stats__init(s);
+		s->pool = p->name;
+		s->snapshot = p->snap;
+		s->idle = p->nr_idle;
+		s->busy = p->nr_busy;
+		s->idle_target = p->idle_target;
+		s->max_busy = p->max_busy;
+		s->spawned = p->spawned;
+		s->failed = p->failed;
+		s->acquired = p->acquired;
+		s->exited = p->exited;
+		s->has_gone = true;
+		s->gone = p->gone;
+		s->has_waiting = true;
+		for (struct wd_list *w = p->waiters.next; w != &p->waiters; w = w->next)
+			s->waiting++;
+		if (nl) {
+			memcpy(lat, p->lat_ns, nl * sizeof(uint64_t));
+			qsort(lat, nl, sizeof(uint64_t), cmp_u64);
+			s->has_acquire_p50_ns = s->has_acquire_p99_ns = s->has_acquire_max_ns = true;
+			s->acquire_p50_ns = lat[(nl - 1) / 2];
+			s->acquire_p99_ns = lat[(nl - 1) * 99 / 100];
+			s->acquire_max_ns = lat[nl - 1];
+		}
+		if (p->last_error[0])
+			s->last_error = p->last_error;
+		pps[n++] = s;
+	}
+	if (req->pool && !n) {
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, ENOENT, "no pool \"%.64s\"", req->pool);
+		goto out;
+	}
+	rep.has_seq = rep.has_op = true;
+	rep.seq = req->seq;
+	rep.op = req->op;
+	rep.n_pools = n;
+	rep.pools = pps;
+	/* Packed under the lock: the strings point into the pools. */
+	wd_conn_send(c, &rep, -1);
+	pthread_mutex_unlock(&wd.lock);
+out:
+	free(ps);
+	free(pps);
+	free(lat);
+}
+
+void wd_pool_request(struct wd_conn *c, WdRequest *req, int *fds, size_t nr_fds, uint64_t t0_ns)
+{
+	if (req->op != WD_OP__ACQUIRE && nr_fds) {
+		close_fds(fds, nr_fds);
+		wd_conn_reply_err(c, req->seq, req->op, EPROTO, "descriptors passed with op %d",
+				  req->op);
+		return;
+	}
+	switch (req->op) {
+	case WD_OP__REGISTER:
+		do_register(c, req);
+		break;
+	case WD_OP__UNREGISTER:
+		do_unregister(c, req);
+		break;
+	case WD_OP__ACQUIRE:
+		do_acquire(c, req, fds, nr_fds, t0_ns);
+		break;
+	case WD_OP__RELEASE:
+		do_release(c, req);
+		break;
+	case WD_OP__SIGNAL:
+		do_signal(c, req);
+		break;
+	case WD_OP__STATS:
+		do_stats(c, req);
+		break;
+	default:
+		wd_conn_reply_err(c, req->seq, req->op, EOPNOTSUPP, "unknown operation %d", req->op);
+		break;
+	}
+	run_resumes();
+}
+
+/* Unlink and free an ended (reaped) instance; wd.lock held. */
+static void inst_unlink_free(struct wd_inst *in)
+{
+	struct wd_pool *p = in->pool;
+
+	wd_list_del(&in->link);
+	wd_inst_free(in);
+	pool_maybe_free(p);
+}
+
+/*
+ * The connection is gone (closed, or its process died): every instance it
+ * acquired that still runs is killed, its parked requests dropped.
+ */
+void wd_pool_conn_closed(struct wd_conn *c)
+{
+	struct wd_list *ppos, *ptmp, *pos, *tmp;
+	unsigned int killed = 0;
+
+	forget_resume(c);
+	pthread_mutex_lock(&wd.lock);
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		if (p->reg_conn == c)
+			p->reg_conn = NULL;
+		wd_list_for_each_safe(pos, tmp, &p->waiters) {
+			struct wd_waiter *w = wd_container_of(pos, struct wd_waiter, link);
+
+			if (w->conn == c)
+				waiter_free(w);
+		}
+		wd_list_for_each_safe(pos, tmp, &p->busy) {
+			struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
+
+			if (in->owner != c)
+				continue;
+			in->owner = NULL;
+			if (!in->busy) {
+				inst_unlink_free(in);
+				continue;
+			}
+			inst_kill(in);
+			killed++;
+		}
+		/* pool_maybe_free may have freed p: the iteration uses ptmp. */
+		pool_maybe_free(p);
+	}
+	pthread_mutex_unlock(&wd.lock);
+	if (killed)
+		log_info("pid %d closed its connection: %u running instance%s killed", c->pid,
+			 killed, killed == 1 ? "" : "s");
+}
+
+/* An instance's init ended (its pidfd is readable): reap it. */
+void wd_pool_inst_event(struct wd_inst *in)
+{
+	struct wd_pool *p = in->pool;
+	siginfo_t si = {};
+
+	/* ECHILD would mean someone else reaped it: ended all the same. */
+	if (waitid(P_PIDFD, in->reap_fd, &si, WEXITED | WNOHANG) == 0 && si.si_pid == 0)
+		return;		/* still running */
+	wd_epoll_del(in->reap_fd);
+	close(in->reap_fd);
+	in->reap_fd = -1;
+	pthread_mutex_lock(&wd.lock);
+	if (in->idle) {
+		in->idle = false;
+		p->nr_idle--;
+		if (!in->killed) {
+			p->failed++;
+			set_last_error(p, "parked instance %d died (status %d)", in->e.pid,
+				       si.si_status);
+		}
+		wd_worker_kick();
+	}
+	if (in->busy) {
+		in->busy = false;
+		p->nr_busy--;
+		p->exited++;
+	}
+	if (!in->owner)
+		inst_unlink_free(in);
+	pthread_mutex_unlock(&wd.lock);
+}
+
+/* The worker did something: answer registers, serve waiters, free pools. */
+void wd_pool_worker_event(void)
+{
+	struct wd_list *ppos, *ptmp;
+	uint64_t v;
+
+	(void)!read(wd.event_fd, &v, sizeof(v));
+	pthread_mutex_lock(&wd.lock);
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		if (p->reg_conn && p->state != WD_POOL_OPENING) {
+			if (p->state == WD_POOL_READY) {
+				reply_ok(p->reg_conn, p->reg_seq, WD_OP__REGISTER);
+				log_info("pool \"%s\": ready (template pid %d)", p->name,
+					 p->tpl ? eng_template_pid(p->tpl) : -1);
+			} else {
+				wd_conn_reply_err(p->reg_conn, p->reg_seq, WD_OP__REGISTER, ENOENT,
+						  "pool \"%s\": %s", p->name, p->last_error);
+			}
+			defer_resume(p->reg_conn);
+			p->reg_conn = NULL;
+		}
+		if (p->state == WD_POOL_FAILED && !p->reg_conn)
+			p->state = WD_POOL_DEAD;
+		pool_maybe_free(p);
+	}
+	pthread_mutex_unlock(&wd.lock);
+
+	/* Serve waiters, oldest first, pool by pool. */
+	for (;;) {
+		struct wd_waiter *w = NULL;
+		struct wd_pool *wp = NULL;
+
+		pthread_mutex_lock(&wd.lock);
+		wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+			struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+			if (p->state == WD_POOL_READY && !wd_list_empty(&p->waiters) &&
+			    !wd_list_empty(&p->idle) && (!p->max_busy || p->nr_busy < p->max_busy)) {
+				w = wd_container_of(p->waiters.next, struct wd_waiter, link);
+				wp = p;
+				wd_list_del(&w->link);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&wd.lock);
+		if (!w)
+			break;
+		if (start_one(wp, w->conn, w->seq, w->fds, w->targets, w->nr_fds, w->t0_ns) < 0) {
+			/* Taken meanwhile: back in front. */
+			pthread_mutex_lock(&wd.lock);
+			w->link.next = wp->waiters.next;
+			w->link.prev = &wp->waiters;
+			wp->waiters.next->prev = &w->link;
+			wp->waiters.next = &w->link;
+			pthread_mutex_unlock(&wd.lock);
+			break;
+		}
+		defer_resume(w->conn);
+		free(w);
+	}
+	run_resumes();
+}
+
+/* Waiters whose time is up. */
+void wd_pool_timer(void)
+{
+	struct wd_list *ppos, *ptmp, *pos, *tmp;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&wd.lock);
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		wd_list_for_each_safe(pos, tmp, &p->waiters) {
+			struct wd_waiter *w = wd_container_of(pos, struct wd_waiter, link);
+
+			if (w->deadline_ns > now)
+				continue;
+			wd_conn_reply_err(w->conn, w->seq, WD_OP__ACQUIRE, ETIMEDOUT,
+					  "pool \"%s\": no instance ready within %" PRIu64 " ms%s%s",
+					  p->name, (w->deadline_ns - w->t0_ns) / 1000000,
+					  p->last_error[0] ? "; last error: " : "", p->last_error);
+			defer_resume(w->conn);
+			waiter_free(w);
+		}
+	}
+	pthread_mutex_unlock(&wd.lock);
+	run_resumes();
+}
+
+uint64_t wd_pool_next_deadline(void)
+{
+	struct wd_list *ppos, *ptmp, *pos, *tmp;
+	uint64_t next = UINT64_MAX;
+
+	pthread_mutex_lock(&wd.lock);
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		wd_list_for_each_safe(pos, tmp, &p->waiters) {
+			struct wd_waiter *w = wd_container_of(pos, struct wd_waiter, link);
+
+			next = MIN(next, w->deadline_ns);
+		}
+	}
+	pthread_mutex_unlock(&wd.lock);
+	return next;
+}
+
+/* Stopping: every instance is killed; the caller then reaps them. */
+void wd_pool_shutdown(void)
+{
+	struct wd_list *ppos, *ptmp, *pos, *tmp;
+
+	pthread_mutex_lock(&wd.lock);
+	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
+		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
+
+		p->state = WD_POOL_DEAD;
+		kill_idle(p);
+		wd_list_for_each_safe(pos, tmp, &p->busy)
+			inst_kill(wd_container_of(pos, struct wd_inst, link));
+	}
+	pthread_mutex_unlock(&wd.lock);
+}
