@@ -126,7 +126,7 @@ static int new_pipe(struct eng_dump_ctx *ctx, int fd, const struct stat *st, boo
 	return 0;
 }
 
-int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+static int dump_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
 		     EngFd *e)
 {
 	_cleanup_close_ int copy = -1, rd = -1;
@@ -146,11 +146,11 @@ int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 			return err_set(EOPNOTSUPP, "process %d fd %d: FIFO \"%s\" was removed or "
 				       "replaced since it was opened", ctx->pid, fd, link);
 	}
+	e->has_pipe = true;
+	e->pipe = st->st_ino;
 	r = eng_dump_fd_obj(ctx, fd, e);
 	if (r < 0)
 		return r;
-	e->has_pipe = true;
-	e->pipe = st->st_ino;
 	pp = find_pipe(ctx->proc, st->st_ino);
 	if (!pp) {
 		r = new_pipe(ctx, fd, st, fifo, &pp);
@@ -204,17 +204,50 @@ int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 	return 0;
 }
 
+int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,
+		     EngFd *e)
+{
+	int r = dump_pipe(ctx, fd, link, st, e);
+
+	/* A standard stream stays the caller's stream whatever happens here;
+	 * it only becomes a pipe end of ours if its pipe is whole. */
+	if (r < 0 && e->kind == ENG_FD_KIND__FD_PIPE) {
+		e->has_pipe = e->has_obj = false;
+		err_clear();
+		return 0;
+	}
+	return r;
+}
+
 /*
  * Every pipe must be whole in @procs: an end that some process still holds
  * (the kernel saw it) must be among their fds. One line for the first pipe
  * that is not.
  */
+/* A pipe only standard streams refer to stays theirs: its bytes (the
+ * caller's, unread) are not kept in the image. */
+static void drop_data(EngProcess *const *procs, size_t nr_procs, uint64_t id)
+{
+	for (size_t pk = 0; pk < nr_procs; pk++)
+		for (size_t k = 0; k < procs[pk]->n_pipes; k++) {
+			EngPipe *q = procs[pk]->pipes[k];
+
+			if (q->id != id || !q->has_data)
+				continue;
+			free(q->data.data);
+			q->data.data = NULL;
+			q->data.len = 0;
+			q->has_data = false;
+		}
+}
+
 static int pipes_check(EngProcess *const *procs, size_t nr_procs, int pid)
 {
 	for (size_t pi = 0; pi < nr_procs; pi++) {
 		for (size_t i = 0; i < procs[pi]->n_pipes; i++) {
 			const EngPipe *pp = procs[pi]->pipes[i];
 			bool rd = false, wr = false, readers = false, writers = false;
+			size_t nr_ends = 0;
 			int any = -1;
 
 			/* A FIFO's path is its rendezvous: other ends open it again. */
@@ -235,17 +268,39 @@ static int pipes_check(EngProcess *const *procs, size_t nr_procs, int pid)
 
 					if (!f->has_pipe || f->pipe != pp->id)
 						continue;
-					if (pk == pi)
+					if (pk == pi && (any < 0 || f->kind == ENG_FD_KIND__FD_PIPE_END))
 						any = (int)f->fd;
+					nr_ends += f->kind == ENG_FD_KIND__FD_PIPE_END;
 					rd |= acc == O_RDONLY || acc == O_RDWR;
 					wr |= acc == O_WRONLY || acc == O_RDWR;
 				}
 			}
-			if ((readers && !rd) || (writers && !wr))
+			if ((readers && !rd) || (writers && !wr)) {
+				/* Not whole: standard streams stay the caller's. */
+				if (!nr_ends) {
+					drop_data(procs, nr_procs, pp->id);
+					continue;
+				}
 				return err_set(EOPNOTSUPP, "process %u fd %d: pipe %llu has its %s end "
 					       "outside the %s", pid ? (unsigned)pid : procs[pi]->pid, any,
 					       (unsigned long long)pp->id, rd ? "write" : "read",
 					       nr_procs > 1 ? "tree" : "process");
+			}
+			/* Whole: a standard stream on it is one of its ends (a pipe
+			 * the process made for itself, a pipeline inside the tree). A
+			 * stream whose other end is merely closed stays the caller's. */
+			if (!nr_ends && !(rd && wr)) {
+				drop_data(procs, nr_procs, pp->id);
+				continue;
+			}
+			for (size_t pk = 0; pk < nr_procs; pk++)
+				for (size_t k = 0; k < procs[pk]->n_fds; k++) {
+					EngFd *f = procs[pk]->fds[k];
+
+					if (f->has_pipe && f->pipe == pp->id &&
+					    f->kind == ENG_FD_KIND__FD_PIPE)
+						f->kind = ENG_FD_KIND__FD_PIPE_END;
+				}
 		}
 	}
 	return 0;

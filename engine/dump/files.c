@@ -232,7 +232,8 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	}
 	/* fdkinds: pipes/FIFOs (fd-pipe.c), anon inodes (fd-anon.c). */
 	r = 0;
-	if (kind == ENG_FD_KIND__FD_PIPE_END || kind == ENG_FD_KIND__FD_FIFO)
+	if (kind == ENG_FD_KIND__FD_PIPE_END || kind == ENG_FD_KIND__FD_FIFO ||
+	    (kind == ENG_FD_KIND__FD_PIPE && link[0] != '/'))
 		r = eng_dump_fd_pipe(ctx, fd, link, &st, e);
 	else if (kind >= ENG_FD_KIND__FD_EVENTFD && kind <= ENG_FD_KIND__FD_INOTIFY)
 		r = eng_dump_fd_anon(ctx, fd, info, e);

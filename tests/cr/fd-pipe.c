@@ -10,6 +10,9 @@
  *   fd 15/16  pipe D, both ends, empty, 8192 bytes
  *   fd 17/18  a FIFO in $CR_DIR opened O_RDWR and O_RDONLY|O_NONBLOCK, 777
  *             bytes in it
+ *   fd 0/19   pipe G made by the process itself: its read end is stdin,
+ *             its write end fd 19, 100 bytes in it (a whole pipe: stdin is
+ *             this pipe after restore, not the caller's stream)
  * After go: A is 1 MiB and yields exactly its 1 MiB of bytes (through fd 12,
  * the dup: the same file, nonblocking, then EAGAIN), then carries new bytes;
  * B yields its 5000 bytes then EOF; a write to C fails with EPIPE; D is 8192
@@ -172,6 +175,11 @@ int main(int argc, char **argv)
 		cr_fail("open fifo: %m");
 	close(fl);
 	put(17, seed + 2, F_BYTES);
+	if (pipe2(d, O_CLOEXEC) < 0 || dup2(d[0], 0) < 0 || dup3(d[1], 19, O_CLOEXEC) < 0)
+		cr_fail("pipe G: %m");
+	close(d[0]);
+	close(d[1]);
+	put(19, seed + 5, 100);
 
 	cr_ready_tamper((const void *)&seed, sizeof(seed));
 	cr_wait();
@@ -218,6 +226,19 @@ int main(int argc, char **argv)
 			 "FIFO flags %o %o", flags_of(17), flags_of(18));
 		got = take(18, seed + 2, F_BYTES, &err, "FIFO");
 		cr_check(got == F_BYTES && err == EAGAIN, "FIFO: %zu bytes then errno %d", got, err);
+	}
+	/* G */
+	{
+		struct stat s0;
+
+		cr_check(fstat(0, &s0) == 0 && S_ISFIFO(s0.st_mode), "stdin is no longer pipe G");
+		fcntl(0, F_SETFL, O_NONBLOCK);
+		got = take(0, seed + 5, 100, &err, "pipe G");
+		cr_check(got == 100 && err == EAGAIN, "pipe G (stdin): %zu bytes then errno %d", got,
+			 err);
+		put(19, seed + 6, 10);
+		got = take(0, seed + 6, 10, &err, "pipe G after");
+		cr_check(got == 10, "pipe G after: %zu bytes", got);
 	}
 	cr_check_ids();
 	cr_finish();
