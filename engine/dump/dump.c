@@ -627,6 +627,9 @@ static int dump_zombie(const struct eng_dump_tree_proc *tp, EngProcess *proc)
 	proc->root = strdup("/");
 	if (!proc->cwd || !proc->root)
 		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/%d/comm", tp->pid);
+	if (read_file(path, &proc->comm, NULL) == 0)
+		proc->comm[strcspn(proc->comm, "\n")] = '\0';
 	return 0;
 }
 

@@ -504,6 +504,8 @@ static _noreturn_ void tree_become_zombie(const EngProcess *p)
 {
 	int st = p->exit_status;
 
+	if (p->comm)
+		prctl(PR_SET_NAME, p->comm, 0, 0, 0);
 	if (WIFSIGNALED(st)) {
 		struct rlimit no_core = {};
 		sigset_t one;

@@ -339,7 +339,21 @@ static long rst_creds(struct rst_args *a)
 			{ (uint32_t)(c->cap_eff >> 32), (uint32_t)(c->cap_prm >> 32),
 			  (uint32_t)(c->cap_inh >> 32) },
 		};
+		struct k_cap_data cur[2];
 
+		/* A change of ids emptied the effective set (what is permitted
+		 * stays: KEEPCAPS): take it back for the privileged steps below
+		 * (bounding set, securebits need CAP_SETPCAP). */
+		r = SYS2(capget, &hdr, cur);
+		if (r < 0)
+			return r;
+		cur[0].effective = cur[0].permitted;
+		cur[1].effective = cur[1].permitted;
+		hdr.version = LINUX_CAPABILITY_VERSION_3;
+		hdr.pid = 0;
+		r = SYS2(capset, &hdr, cur);
+		if (r < 0)
+			return r;
 		for (uint32_t cap = 0; cap <= c->cap_last && cap < 64; cap++) {
 			if (!(c->cap_bnd & (1ull << cap))) {
 				r = SYS2(prctl, PR_CAPBSET_DROP, cap);

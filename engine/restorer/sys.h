@@ -26,6 +26,7 @@
 #define __NR_setfsuid		122
 #define __NR_setfsgid		123
 #define __NR_setgroups		116
+#define __NR_capget		125
 #define __NR_capset		126
 #define __NR_rt_sigqueueinfo	129
 #define __NR_sigaltstack	131
