@@ -11,6 +11,10 @@
 #   eager_ratio       eager_s / unique_s (target <= 1.3)
 #   repeat_s, repeat_bytes, repeat_fraction  a second rfork of the same process
 #                     (target: fraction <= 0.10)
+#   lazy_run_s        rfork --lazy to a receiver with an empty store (every
+#                     page travels): rfork start until the twin runs, as rfork
+#                     reports it (target <= 0.1)
+#   lazy_total_s      the same, until the twin holds every page (rfork exits)
 # usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT]   (root; 77 otherwise)
 RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000}
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces, tc)"; exit 77; }
@@ -47,12 +51,14 @@ done
 
 head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 start_rforkd() {
-	ip netns exec "$NS_DST" "$1" --listen "$A_DST:7717" --key-file "$T/key" --store "$T/dst" \
-		--output-dir "$T/out" < /dev/null > /dev/null 2> "$T/rforkd.log" &
+	ip netns exec "$NS_DST" "$1" --listen "$A_DST:${2:-7717}" --key-file "$T/key" \
+		--store "$T/dst${2:-}" --output-dir "$T/out" < /dev/null > /dev/null \
+		2> "$T/rforkd${2:-}.log" &
 	RFORKD_PID=$!
 	PIDS+=($!)
-	for _ in $(seq 100); do grep -q "listening on" "$T/rforkd.log" && break; sleep 0.05; done
-	grep -q "listening on" "$T/rforkd.log" || { echo "rforkd did not start: $(cat "$T/rforkd.log")" >&2; exit 1; }
+	for _ in $(seq 100); do grep -q "listening on" "$T/rforkd${2:-}.log" && break; sleep 0.05; done
+	grep -q "listening on" "$T/rforkd${2:-}.log" ||
+		{ echo "rforkd did not start: $(cat "$T/rforkd${2:-}.log")" >&2; exit 1; }
 }
 start_rforkd "$RFORKD"
 
@@ -86,6 +92,17 @@ if [ -n "$RFORKD_REPEAT" ]; then
 	start_rforkd "$RFORKD_REPEAT"
 fi
 rfork_once 2
+# --lazy to a second daemon with an empty store: every page is lazy
+start_rforkd "$RFORKD" 7718
+t0=$(now)
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --lazy "$WL" \
+	> "$T/r3.out" 2> "$T/r3.err" ||
+	{ echo "rfork --lazy failed: $(cat "$T/r3.err"); rforkd: $(tail -3 "$T/rforkd7718.log")" >&2; exit 1; }
+t1=$(now)
+cat "$T/r3.err" >&2
+L_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r3.err")
+L_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+[ -n "$L_RUN" ] || { echo "no lazy figures in rfork's report" >&2; exit 1; }
 secs() { awk '{printf "%.3f", $2 - $1}' "$1"; }
 bytes() { sed -n 's/.*: \([0-9]*\) bytes (.*/\1/p' "$1"; }
 E1=$(secs "$T/r1.time") E2=$(secs "$T/r2.time")
@@ -94,9 +111,11 @@ B1=$(bytes "$T/r1.err") B2=$(bytes "$T/r2.err")
 # wl-mem: MIB*256 pages, half unique, plus 64 distinct patterns
 UNIQ=$((MIB * 256 / 2 * 4096 + 64 * 4096))
 awk -v e1="$E1" -v e2="$E2" -v b1="$B1" -v b2="$B2" -v u="$UNIQ" -v rate="$RATE" -v mib="$MIB" \
+	-v lr="$L_RUN" -v lt="$L_TOTAL" \
 	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	us = u * 8 / (rate * 1e6)
 	printf "{\"bench\":\"rfork\",\"mib\":%d,\"rate_mbit\":%d,\"eager_s\":%.3f,\"wire_bytes\":%d," \
 	       "\"unique_bytes\":%d,\"unique_s\":%.3f,\"eager_ratio\":%.3f,\"repeat_s\":%.3f," \
-	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"loadavg\":\"%s\"}\n",
-	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, load }'
+	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f," \
+	       "\"lazy_total_s\":%.3f,\"loadavg\":\"%s\"}\n",
+	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lt, load }'
