@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * failckpt: a process holding descriptors the engine cannot capture yet (an
- * eventfd at fd 7, a socketpair at fds 8 and 9). `warmfork checkpoint` must fail
+ * eventfd at fd 7, a socketpair at fds 8 and 9 with fd 7 in flight from 9 to 8
+ * (SCM_RIGHTS: unix sockets are captured, descriptors in flight are not)).
+ * `warmfork checkpoint` must fail
  * and leave it exactly as it was (with CR_CONTROL=1 it holds neither, for the
  * harness's control checkpoint that must succeed): after go its memory map (/proc/self/maps) is
  * identical to the one read before ready (nothing injected is left), its
@@ -78,6 +80,23 @@ int main(int argc, char **argv)
 	v = 5;
 	if (write(7, &v, 8) != 8)
 		cr_fail("eventfd write: %m");
+	{
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} cb = {};
+		struct iovec iov = { &c, 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf,
+				     .msg_controllen = sizeof(cb.buf) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &(int){ 7 }, sizeof(int));
+		if (sendmsg(9, &mh, 0) != 1)
+			cr_fail("sendmsg SCM_RIGHTS: %m");
+	}
 	sigprocmask(SIG_BLOCK, NULL, &mask_before);
 	/* Read the maps after everything that maps memory (stdio is unbuffered). */
 	cr_poll();
