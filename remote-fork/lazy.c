@@ -56,6 +56,8 @@ struct rf_lazy {
 	bool started;
 
 	uint8_t *state;			/* [t.nr] LZ_* */
+	uint32_t *primary;		/* [t.nr] rf_lazy_dedup() */
+	uint32_t *next_dup;		/* [t.nr] next page with the primary's content, or UINT32_MAX */
 	uint32_t nr_left;		/* lazy pages not DONE */
 	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
 	bool restored, end_seen;
@@ -74,6 +76,33 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int rf_lazy_dedup(const struct wc_key *keys, uint32_t nr, uint32_t *ret_primary)
+{
+	uint32_t cap = 16, mask, *slot;
+	int n = 0;
+
+	while (cap < 2 * (uint64_t)nr)
+		cap *= 2;
+	mask = cap - 1;
+	slot = malloc((size_t)cap * sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
+	memset(slot, 0xff, (size_t)cap * sizeof(*slot));
+	for (uint32_t i = 0; i < nr; i++) {
+		uint32_t h = (uint32_t)(keys[i].lo ^ keys[i].hi >> 17) & mask;
+
+		while (slot[h] != UINT32_MAX && !wc_key_eq(&keys[slot[h]], &keys[i]))
+			h = (h + 1) & mask;
+		if (slot[h] == UINT32_MAX) {
+			slot[h] = i;
+			n++;
+		}
+		ret_primary[i] = slot[h];
+	}
+	free(slot);
+	return n;
 }
 
 int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len)
@@ -246,7 +275,26 @@ static int install_one(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
 	return 0;
 }
 
-/* LAZY_PAGES: verify, then install runs of adjacent pages in one ioctl. */
+/* Install @data at lazy page @e and every other page of its content. */
+static int install_chain(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
+{
+	for (uint32_t k = e; k != UINT32_MAX; k = lz->next_dup[k]) {
+		int r;
+
+		if (lz->state[k] == LZ_DONE)
+			continue;
+		r = install_one(lz, k, data);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * LAZY_PAGES: verify every page, then install runs of adjacent pages that
+ * have no duplicates in one ioctl, the others page by page along with the
+ * pages that share their content.
+ */
 static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 {
 	uint32_t n = m->lazy_pages.nr;
@@ -255,32 +303,37 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i);
 		struct wc_key k;
 
-		if (e >= lz->t.nr)
-			return err_set(EPROTO, "LAZY_PAGES: page %u of %u", e, lz->t.nr);
+		if (e >= lz->t.nr || lz->primary[e] != e)
+			return err_set(EPROTO, "LAZY_PAGES: page %u of %u is not a primary", e, lz->t.nr);
 		rf_page_key(m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE, &k);
 		if (!wc_key_eq(&k, &lz->t.keys[e]))
 			return err_set(EPROTO, "lazy page %u (0x%llx) does not match its key", e,
 				       (unsigned long long)lz->t.addr[e]);
 	}
+#define SINGLE(x) (lz->next_dup[x] == UINT32_MAX && lz->state[x] != LZ_DONE)
 	for (uint32_t i = 0; i < n;) {
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i), j = i + 1;
 		const uint8_t *data = m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE;
-		int64_t done;
+		int64_t done = 0;
 		int err = 0, r;
 
-		if (lz->state[e] == LZ_DONE) {
+		if (!SINGLE(e)) {
+			r = install_chain(lz, e, data);
+			if (r < 0)
+				return r;
 			i++;
 			continue;
 		}
 		while (j < n) {
 			uint32_t f = rf_get_u32(m->lazy_pages.entries + 4 * j);
 
-			if (lz->state[f] == LZ_DONE ||
+			if (!SINGLE(f) ||
 			    lz->t.addr[f] != lz->t.addr[e] + (uint64_t)(j - i) * WC_PAGE_SIZE)
 				break;
 			j++;
 		}
-		done = j - i > 1 ? uffd_copy(lz, lz->t.addr[e], data, j - i, &err) : 0;
+		if (j - i > 1)
+			done = uffd_copy(lz, lz->t.addr[e], data, j - i, &err);
 		for (uint32_t k = i; k < i + (uint32_t)done; k++) {
 			mark_done(lz, rf_get_u32(m->lazy_pages.entries + 4 * k));
 			lz->st.pages_installed++;
@@ -294,6 +347,7 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 		}
 		i = j;
 	}
+#undef SINGLE
 	return 0;
 }
 
@@ -311,11 +365,12 @@ static int serve_faults(struct rf_lazy *lz)
 		int64_t e = lookup(lz, page);
 
 		if (e >= 0 && lz->state[e] != LZ_DONE) {
-			/* Still to come: ask for it (once) with its neighbours; the
-			 * install wakes the thread. */
-			if (lz->state[e] == LZ_PENDING) {
-				uint32_t first = (uint32_t)e > RF_LAZY_WINDOW_BACK ?
-						 (uint32_t)e - RF_LAZY_WINDOW_BACK : 0;
+			/* Still to come: ask for its content (once) with the
+			 * neighbours of that page; the install wakes the thread. */
+			uint32_t pe = lz->primary[e];
+
+			if (lz->state[pe] == LZ_PENDING) {
+				uint32_t first = pe > RF_LAZY_WINDOW_BACK ? pe - RF_LAZY_WINDOW_BACK : 0;
 				uint32_t nr = MIN(RF_LAZY_WINDOW, lz->t.nr - first);
 				uint8_t req[8];
 
@@ -535,10 +590,26 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 	pthread_mutex_init(&lz->send_lock, NULL);
 	lz->state = calloc(lz->t.nr ? lz->t.nr : 1, 1);
 	lz->by_addr = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->by_addr));
+	lz->primary = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->primary));
+	lz->next_dup = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->next_dup));
 	lz->faults = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->faults));
-	if (!lz->state || !lz->by_addr || !lz->faults) {
+	if (!lz->state || !lz->by_addr || !lz->primary || !lz->next_dup || !lz->faults) {
 		r = -ENOMEM;
 		goto fail;
+	}
+	r = rf_lazy_dedup(lz->t.keys, lz->t.nr, lz->primary);
+	if (r < 0)
+		goto fail;
+	/* Chains primary -> its duplicates, in page order (built backwards). */
+	for (uint32_t i = 0; i < lz->t.nr; i++)
+		lz->next_dup[i] = UINT32_MAX;
+	for (uint32_t i = lz->t.nr; i-- > 0;) {
+		uint32_t pr = lz->primary[i];
+
+		if (pr != i) {
+			lz->next_dup[i] = lz->next_dup[pr];
+			lz->next_dup[pr] = i;
+		}
 	}
 	for (uint32_t i = 0; i < lz->t.nr; i++) {
 		lz->by_addr[i] = i;
@@ -603,6 +674,8 @@ void rf_lazy_free(struct rf_lazy *lz)
 	rf_lazy_table_fini(&lz->t);
 	free(lz->state);
 	free(lz->by_addr);
+	free(lz->primary);
+	free(lz->next_dup);
 	free(lz->faults);
 	free(lz);
 }

@@ -259,8 +259,8 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 			 ri->out_path, ri->err_path, host);
 	log_error("forked pid %d lazily to %s as pid %u%s (snapshot %s): twin running after "
 		  "%.3f s, every page after %.2f s; %llu bytes (%s) on the wire, %llu pages sent "
-		  "before the twin ran, %llu after (%llu on demand in %llu requests), %llu skipped "
-		  "as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s%s; %s",
+		  "before the twin ran, %llu after (%llu on demand in %llu requests; %llu more had "
+		  "the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s%s; %s",
 		  pid, host, ri->pid,
 		  ri->flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was taken "
 						      "there)" : "",
@@ -268,7 +268,7 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 		  (unsigned long long)ss.bytes_sent, fmt_bytes(ss.bytes_sent, b1, sizeof(b1)),
 		  (unsigned long long)st->pages_sent, (unsigned long long)st->pages_lazy,
 		  (unsigned long long)st->pages_demand, (unsigned long long)st->nr_requests,
-		  (unsigned long long)st->pages_skipped, (unsigned long long)st->pages_zero,
+		  (unsigned long long)st->pages_lazy_dup, (unsigned long long)st->pages_skipped, (unsigned long long)st->pages_zero,
 		  (unsigned long long)st->pages_absent,
 		  fmt_bytes(st->pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst->frozen_ns / 1e9,
 		  move ? ", original killed" : "", stdio);

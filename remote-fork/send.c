@@ -79,6 +79,7 @@ struct rf_push {
 	struct io_uring ring;
 	bool ring_ok;
 	uint64_t *lz_addr;			/* lazy page n -> its address */
+	struct wc_key *lz_keys;			/* lazy page n -> its key */
 	uint8_t *lz_sent;			/* 1 once lazy page n went out */
 	uint32_t lz_nr, lz_cap, lz_nr_sent, lz_cursor;
 	void (*on_restored)(void *arg, const struct rf_restored_info *info);
@@ -149,10 +150,15 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 		if (p->lz_nr + m->lacks.nr_lacking > p->lz_cap) {
 			uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + m->lacks.nr_lacking + 4096);
 			uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
+			struct wc_key *k;
 
 			if (!a)
 				return -ENOMEM;
 			p->lz_addr = a;
+			k = realloc(p->lz_keys, (size_t)cap * sizeof(*k));
+			if (!k)
+				return -ENOMEM;
+			p->lz_keys = k;
 			p->lz_cap = cap;
 		}
 		for (uint32_t i = 0; i < b->nr_pages; i++) {
@@ -161,8 +167,11 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 			if (lack && b->kinds[i] != WC_PAGE_DATA)
 				return err_set(EPROTO, "receiver asked for page %u of batch %u, "
 					       "which holds no data", i, b->seq);
-			if (lack)
+			if (lack) {
+				p->lz_keys[p->lz_nr] = b->keys[d];
 				p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
+			}
+			d += b->kinds[i] == WC_PAGE_DATA;
 		}
 		p->st.pages_skipped += b->nr_data - m->lacks.nr_lacking;
 		p->win[p->win_head] = NULL;
@@ -345,7 +354,10 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 			p->st.pages_zero++;
 		} else {
 			kind = WC_PAGE_DATA;
-			memcpy(b->data + (size_t)b->nr_data * WC_PAGE_SIZE, src, WC_PAGE_SIZE);
+			/* A lazy area's pages are read again from the process
+			 * when they go out: no copy now. */
+			if (!b->lazy)
+				memcpy(b->data + (size_t)b->nr_data * WC_PAGE_SIZE, src, WC_PAGE_SIZE);
 			rf_page_key(src, &b->keys[b->nr_data++]);
 			p->st.pages_data++;
 		}
@@ -584,6 +596,23 @@ static int lazy_serve(struct rf_push *p)
 	p->lz_sent = calloc(p->lz_nr ? p->lz_nr : 1, 1);
 	if (!p->lz_sent)
 		return -ENOMEM;
+	{
+		/* Pages with the content of an earlier lazy page never travel:
+		 * the receiver installs the primary's copy (rf_lazy_dedup). */
+		_cleanup_free_ uint32_t *primary = malloc((p->lz_nr ? p->lz_nr : 1) * sizeof(*primary));
+
+		if (!primary)
+			return -ENOMEM;
+		r = rf_lazy_dedup(p->lz_keys, p->lz_nr, primary);
+		if (r < 0)
+			return r;
+		for (uint32_t i = 0; i < p->lz_nr; i++)
+			if (primary[i] != i) {
+				p->lz_sent[i] = 1;
+				p->lz_nr_sent++;
+				p->st.pages_lazy_dup++;
+			}
+	}
 	for (;;) {
 		struct rf_msg m;
 
@@ -692,6 +721,7 @@ static void push_free(struct wc_sink *sink)
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
 	free(p->lz_addr);
+	free(p->lz_keys);
 	free(p->lz_sent);
 
 	batch_free(p->cur);

@@ -43,6 +43,7 @@ struct rf_push_stats {
 	uint64_t blob_bytes;
 	/* --lazy */
 	uint64_t pages_lazy;		/* lacking pages sent after the twin started */
+	uint64_t pages_lazy_dup;	/* lazy pages not sent: same content as another */
 	uint64_t pages_demand;		/* ... of which on the twin's demand (PAGE_REQ) */
 	uint64_t nr_requests;		/* PAGE_REQ frames served */
 	uint64_t restored_ns;		/* COMMIT sent -> RESTORED received */
@@ -197,6 +198,15 @@ struct rf_lazy_stats {
 	uint64_t handover_ns;		/* start -> uffd received */
 	uint64_t done_ns;		/* start -> LAZY_DONE sent */
 };
+
+/*
+ * Lazy pages with the same content travel once: the first lazy page (in
+ * page-number order) of each key is its primary, the others wait for it.
+ * Both sides compute this from the keys alone, so the sender never sends
+ * a page that is not a primary. @ret_primary[n] = the primary of page n
+ * (n itself for a primary). Returns the number of primaries.
+ */
+int rf_lazy_dedup(const struct wc_key *keys, uint32_t nr, uint32_t *ret_primary);
 
 int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, int timeout_ms,
 		  struct rf_lazy **ret);
