@@ -17,6 +17,11 @@
  *   listen  a TCP listener on 127.0.0.1 opened before fork; A and B block in
  *           accept(); after go R connects twice and each child answers with
  *           its pid (both must answer: the socket is shared, not copied).
+ *   refuse  (harness mode failckpt) A; B; B's child D holds a netlink socket,
+ *           which the dump refuses: the checkpoint must fail and leave every
+ *           process running, untraced; after go each checks itself (D: its
+ *           socket) and R collects them. With CR_CONTROL=1 D has no socket
+ *           and the checkpoint of the tree must work.
  *
  * The values R expects (pids, statuses, counter) are published for tamper.
  */
@@ -161,6 +166,79 @@ static void mode_ids_check(void)
 	cr_check(getpgid(ex.kid[1]) == ex.kid[1], "B does not lead its group (%d)",
 		 getpgid(ex.kid[1]));
 	cr_check(getpgid(ex.kid[0]) == ex.r_pgid, "A left the root's group (%d)", getpgid(ex.kid[0]));
+	kill(ex.kid[0], SIGUSR2);
+	kill(ex.kid[1], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	reap_ok(ex.kid[1], "B");
+}
+
+/* Not traced and not stopped: /proc/self/status. */
+static bool self_thawed(void)
+{
+	char buf[4096], *s;
+	ssize_t n;
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	s = strstr(buf, "\nTracerPid:");
+	return s && atoi(s + 11) == 0 && !strstr(buf, "State:\tt") && !strstr(buf, "State:\tT");
+}
+
+static void mode_refuse(void)
+{
+	int p[2];
+
+	ex.kid[0] = fork();
+	if (ex.kid[0] == 0) {
+		kid_wait();
+		cr_check(self_thawed(), "A is still traced or stopped");
+		kid_exit();
+	}
+	if (pipe(p) < 0)
+		cr_fail("pipe: %m");
+	ex.kid[1] = fork();
+	if (ex.kid[1] == 0) {
+		pid_t d = fork();
+
+		if (d == 0) {
+			int nl = -1, type = 0;
+			socklen_t len = sizeof(type);
+
+			if (!getenv("CR_CONTROL")) {
+				nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0);
+				if (nl < 0)
+					cr_fail("netlink socket: %m");
+			}
+			(void)!write(p[1], "x", 1);
+			kid_wait();
+			cr_check(self_thawed(), "D is still traced or stopped");
+			if (nl >= 0)
+				cr_check(getsockopt(nl, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+					 type == SOCK_RAW, "D's netlink socket is gone (%m)");
+			kid_exit();
+		}
+		kid_wait();
+		cr_check(self_thawed(), "B is still traced or stopped");
+		kill(d, SIGUSR2);
+		reap_ok(d, "D");
+		kid_exit();
+	}
+	{
+		char c;
+
+		if (read(p[0], &c, 1) != 1)
+			cr_fail("D did not start");
+		close(p[0]);
+		close(p[1]);
+	}
+}
+
+static void mode_refuse_check(void)
+{
 	kill(ex.kid[0], SIGUSR2);
 	kill(ex.kid[1], SIGUSR2);
 	reap_ok(ex.kid[0], "A");
@@ -398,10 +476,12 @@ int main(int argc, char **argv)
 		mode_file();
 	else if (strcmp(mode, "listen") == 0)
 		mode_listen();
+	else if (strcmp(mode, "refuse") == 0)
+		mode_refuse();
 	else
 		cr_fail("unknown mode %s", mode);
 	/* What the tamper mode flips (its middle byte) must matter. */
-	if (strcmp(mode, "ids") == 0)
+	if (strcmp(mode, "ids") == 0 || strcmp(mode, "refuse") == 0)
 		cr_ready_tamper(&ex.kid[0], 2 * sizeof(pid_t));
 	else if (strcmp(mode, "zombie") == 0)
 		cr_ready_tamper(&ex.kid[2], 2 * sizeof(pid_t));
@@ -418,6 +498,8 @@ int main(int argc, char **argv)
 		mode_shm_check();
 	else if (strcmp(mode, "file") == 0)
 		mode_file_check();
+	else if (strcmp(mode, "refuse") == 0)
+		mode_refuse_check();
 	else
 		mode_listen_check();
 	cr_check_ids();
