@@ -122,10 +122,17 @@ static int sysv_open(const EngFobj *o, bool *ret_fresh)
 	return id;
 }
 
-/* A new unlinked file in the directory of @path. */
+/*
+ * A new unlinked file in the directory of @path, under its name when that
+ * name is free (/proc/PID/fd shows "PATH (deleted)" again): O_TMPFILE,
+ * linked to @path and unlinked at once; a taken name leaves it nameless
+ * ("#INO (deleted)"). Without O_TMPFILE: create @path (or a temporary
+ * name), then unlink it.
+ */
 static int unlinked_open(const char *path, mode_t mode)
 {
 	_cleanup_free_ char *dup = strdup(path), *tmpl = NULL;
+	char self[64];
 	const char *dir;
 	int fd;
 
@@ -133,12 +140,34 @@ static int unlinked_open(const char *path, mode_t mode)
 		return -ENOMEM;
 	dir = dirname(dup);
 	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-	if (fd >= 0)
+	if (fd >= 0) {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+		/* The name is that of the dentry the fd was opened through: open
+		 * the linked name, then unlink it. */
+		if (linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) {
+			int named = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+			struct stat a, b;
+
+			if (named >= 0 && fstat(named, &a) == 0 && fstat(fd, &b) == 0 &&
+			    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+				close(fd);
+				fd = named;
+			} else if (named >= 0) {
+				close(named);
+			}
+			unlink(path);
+		}
 		return fd;
+	}
 	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
 		return err_set(errno, "cannot create an unlinked file in \"%s\" for \"%s\": %m",
 			       dir, path);
 	/* No O_TMPFILE on this file system: create, then unlink. */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd >= 0) {
+		unlink(path);
+		return fd;
+	}
 	if (asprintf(&tmpl, "%s/.warmfork-XXXXXX", dir) < 0)
 		return -ENOMEM;
 	fd = mkostemp(tmpl, O_CLOEXEC);
