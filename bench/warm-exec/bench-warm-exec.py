@@ -18,10 +18,16 @@ Each program gets the same stdin every run: a pipe holding the input, closed
                  arrives on the command's stdout pipe.
   first_ms       the same for the first `warm-exec -- CMD` against a fresh empty
                  store: cold start, readiness, checkpoint, restore, answer.
-  warm_ms        median over --runs later `warm-exec -- CMD` runs (restore from
-                 the snapshot the first run made, then the answer).
-  exit_ms        median time to the exit of warm-exec in the warm runs.
-  speedup        cold_ms / warm_ms; target: jshell >= 25, python >= 10.
+  warm_restore_ms  median over --runs later `warm-exec --keep-warm=0 -- CMD` runs:
+                 restore from the snapshot the first run made, then the answer.
+  warm_ms        median over --runs later `warm-exec -- CMD` runs as a user gets
+                 them by default: copies of the template the keeper holds (the
+                 run before them restored and left the keeper; warm_is_copy says
+                 a verbose run saw a copy). See docs/warm-exec.md, keep-warm.
+  exit_ms        median time to the exit of warm-exec in the warm runs
+                 (warm_restore_exit_ms: in the restore runs).
+  speedup        cold_ms / warm_ms; target: jshell >= 25, python >= 10
+                 (speedup_restore: cold_ms / warm_restore_ms).
 Every run must print the correct answer and exit 0, else the program's figures
 are marked failed. Children get no descriptor beyond 0, 1, 2 (a stray inherited
 pipe would make the program uncheckpointable). The machine is shared: the JSON
@@ -48,7 +54,8 @@ import time
 # jshell compiles every snippet with javac in-process: a fresh JVM needs ~150 ms
 # per snippet, one that has compiled ~20 snippets ~25 ms (the JIT has warmed
 # javac). The warm-up feeds 30 snippets (other numbers) before the snapshot.
-JSH_WARMUP = "".join("System.out.println(%d*3)\\n" % i for i in range(100, 130))
+JSH_WARMUP_N = int(os.environ.get("BENCH_JSHELL_WARMUP", "30"))
+JSH_WARMUP = "".join("System.out.println(%d*3)\\n" % i for i in range(100, 100 + JSH_WARMUP_N))
 PY_PANDAS = ("import sys, numpy as np, pandas as pd\n"
              "n = int(sys.stdin.readline())\n"
              "print(int(pd.DataFrame({'x': np.arange(n, dtype=np.int64)})['x'].pow(2).sum()))\n")
@@ -128,13 +135,35 @@ def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_run
 
         cold = [check("cold", run_once(cmd, stdin_bytes, answer_re, env)) for _ in range(cold_runs)]
         first = check("first", run_once(we_argv, stdin_bytes, answer_re, env))
-        warm = [check("warm", run_once(we_argv, stdin_bytes, answer_re, env)) for _ in range(runs)]
-        # A last look at the phases of one warm run, for the record.
-        verbose = run_once([we, "-v", "--store", store] + we_opts + ["--"] + cmd,
+        # Warm from the store every time (no keeper): --keep-warm=0.
+        rst_argv = [we, "--store", store, "--keep-warm=0"] + we_opts + ["--"] + cmd
+        rst = [check("warm-restore", run_once(rst_argv, stdin_bytes, answer_re, env))
+               for _ in range(runs)]
+        verbose = run_once([we, "-v", "--store", store, "--keep-warm=0"] + we_opts + ["--"] + cmd,
                            stdin_bytes, answer_re, env)
         phases = re.findall(r"\[\s*([\d.]+) ms\] (restoring|restored)", verbose[4])
+        # The default: the first of these restores and leaves a keeper behind,
+        # the others are copies of its template.
+        check("warm-keeper", run_once(we_argv, stdin_bytes, answer_re, env))
+        keep_dir = os.path.join(store, "warm-exec")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                f.endswith(".keep") for f in os.listdir(keep_dir)):
+            time.sleep(0.05)
+        time.sleep(0.5)		# its first copy parked
+        warm = []
+        for _ in range(runs):
+            r = check("warm", run_once(we_argv + [], stdin_bytes, answer_re, env))
+            warm.append(r)
+        vk = run_once([we, "-v", "--store", store] + we_opts + ["--"] + cmd,
+                      stdin_bytes, answer_re, env)
+        copies = len(re.findall(r"a copy of the kept snapshot", vk[4]))
+        # Stop the keeper (it leaves once the command's snapshot is gone).
+        subprocess.run([we, "--store", store, "--forget", "--"] + cmd, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cold_ms = [r[0] for r in cold if r[0] is not None]
         warm_ms = [r[0] for r in warm if r[0] is not None]
+        rst_ms = [r[0] for r in rst if r[0] is not None]
         res.update({
             "cold_ms": median(cold_ms),
             "cold_ms_all": [round(x, 1) for x in cold_ms],
@@ -143,19 +172,25 @@ def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_run
             "warm_ms_min": round(min(warm_ms), 1) if warm_ms else None,
             "warm_ms_max": round(max(warm_ms), 1) if warm_ms else None,
             "exit_ms": median([r[1] for r in warm]),
+            "warm_is_copy": copies == 1,
+            "warm_restore_ms": median(rst_ms),
+            "warm_restore_exit_ms": median([r[1] for r in rst]),
             "runs": runs,
             "cold_runs": cold_runs,
-            "warm_restore_ms": (round(float(phases[1][0]) - float(phases[0][0]), 1)
-                                if len(phases) == 2 else None),
+            "restore_phase_ms": (round(float(phases[1][0]) - float(phases[0][0]), 1)
+                                 if len(phases) == 2 else None),
             "store_bytes": sum(os.path.getsize(os.path.join(d, f))
                                for d, _, fs in os.walk(store) for f in fs),
         })
+        if res["cold_ms"] and res["warm_restore_ms"]:
+            res["speedup_restore"] = round(res["cold_ms"] / res["warm_restore_ms"], 1)
         if res["cold_ms"] and res["warm_ms"]:
             res["speedup"] = round(res["cold_ms"] / res["warm_ms"], 1)
             res["target"] = target
             res["target_met"] = res["ok"] and res["speedup"] >= target
-        msg(name, "cold", res["cold_ms"], "first", res["first_ms"], "warm", res["warm_ms"],
-            "speedup", res.get("speedup"))
+        msg(name, "cold", res["cold_ms"], "first", res["first_ms"], "warm (copy)", res["warm_ms"],
+            "speedup", res.get("speedup"), "warm (restore)", res["warm_restore_ms"],
+            "speedup", res.get("speedup_restore"))
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return res
@@ -184,6 +219,9 @@ def main():
     ap.add_argument("--only", default="jshell,python")
     a = ap.parse_args()
 
+    # warm-exec's keepers end up ours when it exits: reap them.
+    import ctypes
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)	# PR_SET_CHILD_SUBREAPER
     if os.geteuid() != 0:
         print("bench-warm-exec: SKIP: needs root (warm-exec restores into pid namespaces)")
         return 77
@@ -235,6 +273,13 @@ def main():
     out["load1_end"] = loadavg()
     progs = [out[k] for k in ("jshell", "jshell_nowarmup", "python") if k in out]
     out["targets_met"] = all(p.get("target_met", False) for p in progs)
+    time.sleep(1.5)		# the keepers notice --forget within a second
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
     print(json.dumps(out, separators=(",", ":")), flush=True)
     return 0 if all(p["ok"] for p in progs) else 1
 

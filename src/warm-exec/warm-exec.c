@@ -42,13 +42,19 @@
 #include "common/util.h"
 #include "warmcache.h"
 #include "glue.h"
+#include "keep.h"
 #include "key.h"
 #include "ready.h"
 #include "record.h"
 
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal	424
+#endif
+
 #define READY_POLL_MS		20
 #define DEFAULT_TIMEOUT_MS	(5 * 60 * 1000)
 #define DEFAULT_WAIT_MS		(2 * 60 * 1000)
+#define DEFAULT_KEEP_MS		(10 * 60 * 1000)
 
 extern char **environ;
 
@@ -58,6 +64,9 @@ struct opts {
 	bool quiet, verbose, refresh, no_store, list, forget;
 	uint64_t timeout_ms;		/* give up warming after this long */
 	uint64_t wait_ms;		/* wait this long for a concurrent warm-up */
+	uint64_t keep_ms;		/* keep a template this long after its last use; 0 never */
+	const char *store_path;		/* resolved store directory */
+	const char *ref;		/* warm-exec.<key> */
 	char *warmup;			/* fed to stdin once, before the snapshot */
 	size_t warmup_len;
 	char **cmd;
@@ -87,6 +96,10 @@ static void usage(FILE *f)
 		"                    it is ready, wait until it is ready again, then save\n"
 		"                    it: the snapshot has run the code paths TEXT took\n"
 		"  --warmup-file=F   the same with the contents of F\n"
+		"  --keep-warm=DUR   keep the restored snapshot in memory as a template for\n"
+		"                    DUR after its last use (default 10m, or\n"
+		"                    $WARM_EXEC_KEEP_WARM); later runs are copies of it;\n"
+		"                    0 restores from the store every time\n"
 		"  --refresh         take a new snapshot\n"
 		"  --no-store        run cold, save nothing\n"
 		"  --list            list warm-exec snapshots\n"
@@ -121,7 +134,7 @@ static char *unescape(const char *s, size_t *ret_len)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_READY = 256, O_TIMEOUT, O_WAIT, O_REFRESH, O_NO_STORE, O_LIST, O_FORGET, O_STORE,
-	       O_WARMUP, O_WARMUP_FILE };
+	       O_WARMUP, O_WARMUP_FILE, O_KEEP };
 	static const struct option longopts[] = {
 		{ "ready",	required_argument,	NULL, O_READY },
 		{ "timeout",	required_argument,	NULL, O_TIMEOUT },
@@ -133,6 +146,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "store",	required_argument,	NULL, O_STORE },
 		{ "warmup",	required_argument,	NULL, O_WARMUP },
 		{ "warmup-file", required_argument,	NULL, O_WARMUP_FILE },
+		{ "keep-warm",	required_argument,	NULL, O_KEEP },
 		{ "quiet",	no_argument,		NULL, 'q' },
 		{ "verbose",	no_argument,		NULL, 'v' },
 		{ "help",	no_argument,		NULL, 'h' },
@@ -143,6 +157,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->ready.kinds = WE_READY_NOTIFY | WE_READY_STDIN;
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
 	o->wait_ms = DEFAULT_WAIT_MS;
+	o->keep_ms = DEFAULT_KEEP_MS;
+	if (getenv("WARM_EXEC_KEEP_WARM") &&
+	    we_parse_duration_ms(getenv("WARM_EXEC_KEEP_WARM"), &o->keep_ms) < 0) {
+		log_error("bad duration \"%s\" in WARM_EXEC_KEEP_WARM", getenv("WARM_EXEC_KEEP_WARM"));
+		return -EINVAL;
+	}
 	while ((c = getopt_long(argc, argv, "+qvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case O_READY:
@@ -153,7 +173,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_TIMEOUT:
 		case O_WAIT:
-			if (we_parse_duration_ms(optarg, c == O_TIMEOUT ? &o->timeout_ms : &o->wait_ms) < 0) {
+		case O_KEEP:
+			if (we_parse_duration_ms(optarg, c == O_TIMEOUT ? &o->timeout_ms :
+						 c == O_WAIT ? &o->wait_ms : &o->keep_ms) < 0) {
 				log_error("bad duration \"%s\"", optarg);
 				return -EINVAL;
 			}
@@ -323,6 +345,8 @@ static _noreturn_ void exit_like(int status)
  * it already: it shares our process group), and exit like @child.
  * Optional @io: cold-start stdio to relay (the program still uses ours).
  */
+static _noreturn_ void supervise_kept(int pidfd, int sfd);
+
 static _noreturn_ void supervise(pid_t child, pid_t target, int sfd, struct cold_io *io)
 {
 	char buf[65536];
@@ -757,6 +781,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 {
 	struct we_loaded l = {};
 	pid_t child, prog;
+	bool kept;
 	int r;
 
 	r = we_load(store, id, &l);
@@ -769,6 +794,22 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 			caller_tio_saved = true;
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &l.tio);
 	}
+	/* A copy of the kept template, when there is one: not for a terminal
+	 * session (the program must be in the caller's session and process
+	 * group for job control, and a copy is not). */
+	kept = o->keep_ms && !l.has_tio && !isatty(STDIN_FILENO) && we_keep_supported();
+	if (kept) {
+		int pidfd, conn;
+
+		r = we_keep_acquire(o->store_path, id, l.restore_signal, &prog, &pidfd, &conn);
+		if (r == 0) {
+			trace(o, "running as pid %d, a copy of the kept snapshot", prog);
+			we_loaded_fini(&l);
+			we_notify_parent_ready();
+			supervise_kept(pidfd, sfd);
+		}
+		trace(o, "no kept copy (%s): restoring", strerror(-r));
+	}
 	trace(o, "restoring snapshot %s", id);
 	r = we_restore(store, id, l.restore_signal, &child, &prog);
 	if (r < 0) {
@@ -780,9 +821,50 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 	trace(o, "restored, running as pid %d", prog);
 	if (l.has_tio)
 		kill(prog, SIGWINCH);
+	if (kept) {
+		r = we_keep_spawn(o->store_path, o->ref, id, o->keep_ms);
+		if (r < 0)
+			trace(o, "cannot keep the snapshot warm: %s", strerror(-r));
+	}
 	we_loaded_fini(&l);
 	we_notify_parent_ready();
 	supervise(child, prog, sfd, NULL);
+}
+
+/*
+ * Supervise a copy of the kept template (keep.h): not our child; its exit
+ * status comes from its pidfd, every signal we get is forwarded (it is in
+ * none of our process groups, so not even the terminal's reach it).
+ */
+static _noreturn_ void supervise_kept(int pidfd, int sfd)
+{
+	for (;;) {
+		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & (POLLIN | POLLHUP)) {
+			int status;
+
+			if (we_keep_wait(pidfd, &status) < 0)
+				break;
+			exit_like(status);
+		}
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGCHLD) {
+					while (waitpid(-1, NULL, WNOHANG) > 0)
+						;
+					continue;
+				}
+				syscall(SYS_pidfd_send_signal, pidfd, (int)si.ssi_signo, NULL, 0);
+			}
+		}
+	}
+	log_error("lost track of the program");
+	_exit(1);
 }
 
 /* ------------------------------------------------------------ main */
@@ -904,6 +986,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(ref, sizeof(ref), "warm-exec.%s", key);
+	o.store_path = store_dir;
+	o.ref = ref;
 	trace(&o, "key %s", key);
 
 	if (o.forget) {

@@ -341,6 +341,124 @@ def test_server(env, tmp):
     check(snapshots(env) == 1, "one snapshot")
 
 
+def keepers():
+    """Pids of running warm-exec keepers: comm warm-exec-keep, not zombies,
+    whose parent is not one (the template and the instances' inits, forked
+    by the keeper, inherit the name)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            comm = st[st.index("(") + 1:st.rindex(")")]
+            fields = st.rsplit(")", 1)[1].split()
+            procs[int(d)] = (comm, fields[0], int(fields[1]))
+    return [p for p, (comm, state, ppid) in procs.items()
+            if comm == "warm-exec-keep" and state != "Z"
+            and procs.get(ppid, ("",))[0] != "warm-exec-keep"]
+
+
+def wait_for(cond, what, timeout=TIMEOUT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Fail("timed out waiting for " + what)
+
+
+def test_keep(env, tmp):
+    """A restored snapshot is kept warm: later runs are copies of it that
+    continue the snapshot's memory (same token), are independent of each
+    other, get their own stdio, signals and exit status; the keeper goes
+    away on --forget; --keep-warm=0 restores every time."""
+    env = dict(env, WARM_EXEC_KEEP_WARM="2m")
+    cmd = [WARM_EXEC, "-v", "--", PY, REPL]
+    before = set(keepers())
+    rc, out, err = run(cmd, "token\nexit 0\n", env)      # cold, then restored
+    t1 = token_of(out)
+    wait_for(lambda: set(keepers()) - before, "a keeper after the first run")
+    mine = sorted(set(keepers()) - before)
+    kdir = os.path.join(env["WARMFORK_STORE"], "warm-exec")
+    wait_for(lambda: any(f.endswith(".keep") for f in os.listdir(kdir)),
+             "the keeper's socket (its template restored)")
+    check(len(mine) == 1, "one keeper per snapshot, got %s" % mine)
+    # A copy: same token, its own counter, exit status passes through.
+    for i in range(3):
+        rc, out, err = run(cmd, "token\ncount\ncount\nexit 5\n", env)
+        check("copy of the kept snapshot" in err, "run %d was not a copy: %r" % (i, err))
+        check(rc == 5, "copy exit status %d, want 5 (%r)" % (rc, err))
+        check(token_of(out) == t1, "a copy continues the snapshot's memory")
+        check("count 3\n" in out, "copies are independent (count restarts): %r" % out)
+        check(out.startswith("booting\nready\n"), "early output replayed: %r" % out)
+    check(sorted(set(keepers()) - before) == mine, "still one keeper")
+    # Three copies at once, each answering on its own stdio.
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) for _ in range(3)]
+    for k, p in enumerate(procs):
+        p.stdin.write(("eval %d*11\n" % (k + 1)).encode())
+        p.stdin.flush()
+    for k, p in enumerate(procs):
+        out, err = p.communicate(b"exit 0\n", timeout=TIMEOUT)
+        check(p.returncode == 0 and ("%d\n" % ((k + 1) * 11)).encode() in out,
+              "concurrent copy %d: rc %d out %r err %r" % (k, p.returncode, out, err))
+    # Signals reach a copy; its death by a signal is ours.
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdin.write(b"token\n")
+    p.stdin.flush()
+    check(p.stdout.readline().startswith(b"booting"), "copy started")
+    line = b""
+    deadline = time.time() + TIMEOUT
+    while not line.startswith(b"token") and time.time() < deadline:
+        line = p.stdout.readline()
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=TIMEOUT)		# stdin stays open: no EOF race
+    out, err = p.communicate(timeout=TIMEOUT)
+    check(p.returncode == 42 and b"got TERM" in out, "SIGTERM to a copy: rc %d %r" % (p.returncode, err))
+    rc, out, err = run(cmd, "kill %d\n" % signal.SIGUSR2, env)
+    check(rc in (128 + signal.SIGUSR2, -signal.SIGUSR2), "copy killed by SIGUSR2: exit %d" % rc)
+    # A caller that dies takes its copy with it.
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    copy = None
+    deadline = time.time() + TIMEOUT
+    while copy is None and time.time() < deadline:
+        line = p.stderr.readline().decode()
+        check(line, "warm-exec ended before running a copy")
+        if "copy of the kept snapshot" in line:
+            copy = int(line.split("running as pid ")[1].split(",")[0])
+    check(copy and os.path.exists("/proc/%d" % copy), "the copy runs")
+    p.kill()
+    p.wait()
+
+    def gone(pid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except OSError:
+            return True
+    wait_for(lambda: gone(copy), "the copy of a killed caller to end", 10)
+    # --keep-warm=0: a restore, not a copy.
+    rc, out, err = run([WARM_EXEC, "-v", "--keep-warm=0", "--", PY, REPL], "token\nexit 0\n", env)
+    check("copy of the kept snapshot" not in err and token_of(out) == t1,
+          "--keep-warm=0 restores: %r" % err)
+    # --forget: the keeper leaves.
+    rc, out, err = run([WARM_EXEC, "--forget", "--", PY, REPL], "", env)
+    check(rc == 0, "--forget failed: %s" % err)
+    wait_for(lambda: not (set(keepers()) & set(mine)), "the keeper to leave after --forget", 10)
+    verify(env)
+    while True:         # reap the keeper (we are its subreaper)
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
 def test_fallback(env, tmp):
     """A program that holds what cannot be saved (here an inherited pipe)
     goes on cold: one line says so, it still gets its input and EOF, and
@@ -362,6 +480,7 @@ def test_fallback(env, tmp):
 
 
 TESTS = {
+    "keep": test_keep,
     "fallback": test_fallback,
     "server": test_server,
     "restore-signal": test_restore_signal,
@@ -381,8 +500,13 @@ def main():
     if not os.path.exists(PY):
         print("skip: %s missing" % PY)
         return 77
+    # We reap what warm-exec leaves detached (its keepers; pid 1 here does
+    # not reap orphans).
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)	# PR_SET_CHILD_SUBREAPER
     tmp = tempfile.mkdtemp(prefix="wx-")
-    env = dict(os.environ, WARMFORK_STORE=os.path.join(tmp, "store"))
+    # Keepers only where a test asks for them (test_keep).
+    env = dict(os.environ, WARMFORK_STORE=os.path.join(tmp, "store"), WARM_EXEC_KEEP_WARM="0")
     env.pop("NOTIFY_SOCKET", None)
     try:
         TESTS[TEST](env, tmp)
