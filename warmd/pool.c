@@ -404,14 +404,17 @@ static void do_acquire(struct wd_conn *c, const WdRequest *req, int *fds, size_t
 		return;
 	}
 	for (size_t i = 0; i < nr_fds; i++) {
+		bool bad = req->target_fds[i] < 0 || req->target_fds[i] > 1 << 20;
+
 		targets[i] = req->target_fds[i];
 		for (size_t j = 0; j < i; j++)
-			if (targets[i] < 0 || targets[i] > 1 << 20 || targets[j] == targets[i]) {
-				close_fds(fds, nr_fds);
-				wd_conn_reply_err(c, req->seq, req->op, EINVAL,
-						  "acquire: invalid or repeated target fd %d", targets[i]);
-				return;
-			}
+			bad = bad || targets[j] == targets[i];
+		if (bad) {
+			close_fds(fds, nr_fds);
+			wd_conn_reply_err(c, req->seq, req->op, EINVAL,
+					  "acquire: invalid or repeated target fd %d", targets[i]);
+			return;
+		}
 	}
 	timeout_ms = req->has_timeout_ms && req->timeout_ms ? req->timeout_ms : WD_DEFAULT_TIMEOUT_MS;
 	timeout_ms = MIN(timeout_ms, WD_MAX_TIMEOUT_MS);
