@@ -30,9 +30,10 @@ static void usage(FILE *f)
 		   "  --tcp-established  capture established TCP connections (TCP_REPAIR)\n"
 		   "                   instead of refusing them; the peer must reach this\n"
 		   "                   host's address when the copy runs\n"
-		   "  --external unix:INO  accept unix socket INO's peer outside the image\n"
-		   "                   (INO as the refusal names it); restore connects it to\n"
-		   "                   the peer's name again (repeatable)\n"
+		   "  --external unix:INO|unix:/PATH|unix:@NAME  accept the peer outside the\n"
+		   "                   image of unix socket INO (as the refusal names it), or\n"
+		   "                   of the sockets connected to that name; restore connects\n"
+		   "                   them to the peer's name again (repeatable)\n"
 		   "  --print-image    read the stored image back and print it on stderr\n"
 		   "  --dry-run        inspect only: list on stdout every descriptor or mapping\n"
 		   "                   that cannot be checkpointed (exit 0: none), change nothing\n"
@@ -201,6 +202,7 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	char id[WC_ID_LEN + 1];
 	bool print = false;
 	uint64_t unix_ext[64];	/* unix: --external unix:INO */
+	const char *unix_ext_names[64];	/* unix: --external unix:/PATH, unix:@NAME */
 	int c, r, pid;
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -227,14 +229,23 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 			}
 			break;
 		case 'X': {
-			unsigned long long ino;
-			char *end;
+			unsigned long long ino = 0;
+			char *end = NULL;
 
+			/* unix:INODE, or unix:/path or unix:@abstract (the peer's name) */
 			errno = 0;
-			ino = strncmp(optarg, "unix:", 5) == 0 ? strtoull(optarg + 5, &end, 10) : 0;
-			if (!ino || errno || *end || dopts.nr_unix_external == ARRAY_SIZE(unix_ext)) {
-				log_error("invalid --external \"%s\" (unix:INODE, at most %zu)", optarg,
-					  ARRAY_SIZE(unix_ext));
+			if (strncmp(optarg, "unix:", 5) == 0 && (optarg[5] == '/' || optarg[5] == '@') &&
+			    optarg[6] && dopts.nr_unix_external_names < ARRAY_SIZE(unix_ext_names)) {
+				unix_ext_names[dopts.nr_unix_external_names++] = optarg + 5;
+				dopts.unix_external_names = unix_ext_names;
+				break;
+			}
+			if (strncmp(optarg, "unix:", 5) == 0)
+				ino = strtoull(optarg + 5, &end, 10);
+			if (!ino || errno || !end || *end ||
+			    dopts.nr_unix_external == ARRAY_SIZE(unix_ext)) {
+				log_error("invalid --external \"%s\" (unix:INODE, unix:/PATH or unix:@NAME, "
+					  "at most %zu each)", optarg, ARRAY_SIZE(unix_ext));
 				return 2;
 			}
 			unix_ext[dopts.nr_unix_external++] = ino;

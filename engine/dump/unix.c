@@ -628,13 +628,30 @@ fail:
 	return r;
 }
 
-static bool is_external(const struct eng_dump_opts *opts, uint64_t own, uint64_t peer)
+/* Does @name (sun_path bytes) match @want: a path, or "@name" for an
+ * abstract name? A path's trailing NULs do not count. */
+static bool name_matches(const ProtobufCBinaryData *name, const char *want)
 {
-	if (!opts || opts->sz < offsetof(struct eng_dump_opts, nr_unix_external) +
-				sizeof(opts->nr_unix_external))
+	size_t len = name->len, wl = strlen(want);
+
+	if (!len)
+		return false;
+	if (name->data[0] == 0)
+		return want[0] == '@' && wl == len && memcmp(want + 1, name->data + 1, len - 1) == 0;
+	len = strnlen((const char *)name->data, len);
+	return want[0] != '@' && wl == len && memcmp(want, name->data, len) == 0;
+}
+
+static bool is_external(const struct eng_dump_opts *opts, const EngUnixSk *u, uint64_t peer)
+{
+	if (!opts || opts->sz < offsetof(struct eng_dump_opts, nr_unix_external_names) +
+				sizeof(opts->nr_unix_external_names))
 		return false;
 	for (size_t i = 0; i < opts->nr_unix_external; i++)
-		if (opts->unix_external[i] == own || opts->unix_external[i] == peer)
+		if (opts->unix_external[i] == u->ino || opts->unix_external[i] == peer)
+			return true;
+	for (size_t i = 0; i < opts->nr_unix_external_names; i++)
+		if (name_matches(&u->peer_name, opts->unix_external_names[i]))
 			return true;
 	return false;
 }
@@ -689,7 +706,7 @@ int eng_dump_unix_resolve(EngImage *img, const struct eng_dump_opts *opts)
 				snprintf(what, sizeof(what), "socket %llu", (unsigned long long)u->peer);
 			else
 				snprintf(what, sizeof(what), "a listener's queue");
-			if (!is_external(opts, u->ino, u->has_peer ? u->peer : u->ino))
+			if (!is_external(opts, u, u->has_peer ? u->peer : u->ino))
 				return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket connected "
 					       "to a peer outside the image (%s, \"%s\"); mark it "
 					       "external with --external unix:%llu", p->pid,

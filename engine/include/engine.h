@@ -180,6 +180,9 @@ struct eng_dump_opts {
 	 * name, or unread data on the socket, is still refused). */
 	const uint64_t *unix_external;
 	size_t nr_unix_external;
+	/* unix: the same by the peer's name: a path, or "@name" (abstract). */
+	const char *const *unix_external_names;
+	size_t nr_unix_external_names;
 	/* Capture established TCP connections (TCP_REPAIR, IPv4/IPv6) instead
 	 * of refusing them. While the process is frozen its connections are
 	 * in repair mode with a drop-all socket filter (nothing is sent to or
