@@ -58,6 +58,9 @@ struct rf_lazy {
 	uint8_t *state;			/* [t.nr] LZ_* */
 	uint32_t *primary;		/* [t.nr] rf_lazy_dedup() */
 	uint32_t *next_dup;		/* [t.nr] next page with the primary's content, or UINT32_MAX */
+	uint32_t nr_primaries;
+	struct wc_sink *pages;		/* rf_lazy_set_sink(), or NULL */
+	uint32_t pages_put;
 	uint32_t nr_left;		/* lazy pages not DONE */
 	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
 	bool restored, end_seen;
@@ -309,6 +312,25 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 		if (!wc_key_eq(&k, &lz->t.keys[e]))
 			return err_set(EPROTO, "lazy page %u (0x%llx) does not match its key", e,
 				       (unsigned long long)lz->t.addr[e]);
+	}
+	if (lz->pages) {
+		/* Into the store too (each primary comes exactly once). */
+		int r;
+
+		if (n > lz->nr_primaries - lz->pages_put)
+			return err_set(EPROTO, "more lazy pages than distinct contents");
+		if (!lz->pages_put) {
+			struct wc_area_desc d = { .start = 0, .nr_pages = lz->nr_primaries,
+						  .prot = 1, .name = "rfork lazy pages" };
+
+			r = lz->pages->ops->begin_area(lz->pages, &d);
+			if (r < 0)
+				return err_wrap(r, "storing lazy pages");
+		}
+		r = lz->pages->ops->put_pages(lz->pages, m->lazy_pages.data, NULL, n);
+		if (r < 0)
+			return err_wrap(r, "storing lazy pages");
+		lz->pages_put += n;
 	}
 #define SINGLE(x) (lz->next_dup[x] == UINT32_MAX && lz->state[x] != LZ_DONE)
 	for (uint32_t i = 0; i < n;) {
@@ -600,6 +622,7 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 	r = rf_lazy_dedup(lz->t.keys, lz->t.nr, lz->primary);
 	if (r < 0)
 		goto fail;
+	lz->nr_primaries = (uint32_t)r;
 	/* Chains primary -> its duplicates, in page order (built backwards). */
 	for (uint32_t i = 0; i < lz->t.nr; i++)
 		lz->next_dup[i] = UINT32_MAX;
@@ -632,6 +655,16 @@ fail:
 	lz->sock = -1;		/* the caller still owns it */
 	rf_lazy_free(lz);
 	return r;
+}
+
+void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages)
+{
+	lz->pages = pages;
+}
+
+uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz)
+{
+	return lz->nr_primaries;
 }
 
 void rf_lazy_restored(struct rf_lazy *lz)

@@ -43,6 +43,7 @@
 #include "rfork/net.h"
 #include "rfork/session.h"
 #include "rfork/transfer.h"
+#include "rfork/moveaddr.h"
 #include "engine.h"
 #include "warmcache.h"
 
@@ -50,9 +51,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: rfork --host HOST[:PORT] --key-file FILE [--store DIR] [--timeout SEC]\n"
-		"             (--snapshot ID | [--move] [--lazy] [--attach] PID)\n"
+		"             (--snapshot ID | [--move [--move-addr ADDR/PLEN]] [--lazy] [--attach] PID)\n"
 		"  --snapshot ID  push a snapshot of the local store; prints its id on the peer\n"
 		"  PID            fork the running process PID onto the peer (needs the engine)\n"
+		"  --move         the original ends once the twin runs, its TCP connections\n"
+		"                 go on from the twin\n"
+		"  --move-addr ADDR/PLEN  the service address moves too: deleted here before\n"
+		"                 the peer (rforkd --move-addr-dev DEV) adds it\n"
 		"Default port %u.\n", RF_DEFAULT_PORT);
 }
 
@@ -130,10 +135,19 @@ static void on_lazy_restored(void *arg, const struct rf_restored_info *info)
 	fflush(stdout);
 }
 
+/* tcp: --move-addr ADDR/PLEN (eager --move only). */
+static const char *move_addr_spec;
+
 static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
 			bool move, bool attach, bool lazy)
 {
 	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
+	/* tcp: with --move the original's established TCP connections go along
+	 * (TCP_REPAIR); eagerly, the engine holds it frozen until the twin
+	 * runs (then killed) or failed (then resumed, address put back). */
+	struct eng_held *held = NULL;
+	struct rf_moveaddr ma = {};
+	struct wc_sink *msink = NULL;
 	struct eng_dump_stats dst = {};
 	struct rf_push_stats st = {};
 	struct rf_session_stats ss = {};
@@ -168,11 +182,21 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	} else {
 		r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
 	}
+	if (r >= 0 && move) {
+		dopts.tcp_established = true;
+		if (!lazy)
+			dopts.hold = &held;
+	}
+	if (r >= 0 && move_addr_spec) {
+		r = rf_moveaddr_parse(move_addr_spec, &ma);
+		if (r >= 0)
+			r = rf_moveaddr_sink_new(sink, &ma, &msink);
+	}
 	if (r < 0)
 		goto out;
 	/* The engine commits the sink: that is the peer's COMMITTED. On any
 	 * failure the process is detached unchanged. */
-	r = eng_checkpoint(pid, sink, &dopts, remote_id);
+	r = eng_checkpoint(pid, msink ? msink : sink, &dopts, remote_id);
 	rf_push_sink_stats(sink, &st);
 	if (lazy) {
 		struct rf_restored_info ri;
@@ -204,10 +228,14 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 			 m.restored.err_path, host);
 	rf_session_stats(s, &ss);
 	if (move) {
-		/* The twin runs: the original can go. */
-		if (kill(pid, SIGKILL) < 0 && errno != ESRCH)
+		/* The twin runs: the original can go (its connections close
+		 * without a segment: the twin has them). */
+		int rk = eng_held_release(held, true);
+
+		held = NULL;
+		if (rk < 0)
 			log_error("twin runs, but killing the original pid %d failed: %s", pid,
-				  strerror(errno));
+				  err_str(rk));
 	}
 	printf("%u\n", m.restored.pid);
 	fflush(stdout);
@@ -227,6 +255,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		what = "relaying the twin's output";
 		r = relay_output(s);
 		if (r >= 0) {
+			wc_sink_free(msink);
 			wc_sink_free(sink);
 			rf_session_free(s);
 			return r;	/* the twin's exit status */
@@ -236,6 +265,17 @@ out:
 	if (r < 0)
 		log_error("forking pid %d to %s failed while %s: %s%s", pid, host, what, err_str(r),
 			  (move && !m_restored) || lazy ? " (the original keeps running)" : "");
+	/* tcp: the twin does not run: the address comes back first, then the
+	 * original resumes with its connections. */
+	if (held || ma.done) {
+		int rb = rf_moveaddr_put_back(&ma);
+
+		if (rb < 0)
+			log_error("%s", err_str(rb));
+		eng_held_release(held, false);
+		held = NULL;
+	}
+	wc_sink_free(msink);
 	wc_sink_free(sink);
 	rf_session_free(s);
 	return r < 0 ? 1 : 0;
@@ -371,6 +411,7 @@ int main(int argc, char **argv)
 		{ "move",	no_argument,	   NULL, 'M' },
 		{ "lazy",	no_argument,	   NULL, 'L' },
 		{ "attach",	no_argument,	   NULL, 'A' },
+		{ "move-addr",	required_argument, NULL, 'm' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{}
 	};
@@ -412,6 +453,9 @@ int main(int argc, char **argv)
 		case 'A':
 			attach = true;
 			break;
+		case 'm':
+			move_addr_spec = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -423,6 +467,10 @@ int main(int argc, char **argv)
 	if (!host || !key_file) {
 		log_error("--host and --key-file are required");
 		usage(stderr);
+		return 2;
+	}
+	if (move_addr_spec && (!move || lazy)) {
+		log_error("--move-addr goes with --move, without --lazy");
 		return 2;
 	}
 	if (snap_arg) {

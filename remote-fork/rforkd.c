@@ -40,6 +40,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "rfork/moveaddr.h"
 #include "rfork/net.h"
 #include "rfork/session.h"
 #include "rfork/transfer.h"
@@ -71,7 +72,8 @@ static void on_alarm(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: rforkd --listen ADDR:PORT --key-file FILE [--store DIR] [--timeout SEC]\n"
-		   "              [--max-sessions N] [--output-dir DIR]\n"
+		   "              [--max-sessions N] [--output-dir DIR] [--move-addr-dev DEV]\n"
+		   "  --move-addr-dev DEV  take the address of an rfork --move-addr onto DEV\n"
 		   "Receive snapshots pushed by rfork peers holding the same key (default port %u).\n",
 		RF_DEFAULT_PORT);
 }
@@ -79,6 +81,7 @@ static void usage(FILE *f)
 struct opts {
 	const char *store_dir;
 	const char *output_dir;
+	const char *move_addr_dev;	/* tcp: --move-addr-dev, or NULL: refused */
 	int timeout_ms;
 	uint8_t key[RF_KEY_BYTES];
 };
@@ -144,6 +147,12 @@ static int restore_twin(struct wc_store *store, const char *id, const struct opt
 		r = -errno;
 		goto restore_log;
 	}
+	/* tcp: the address of rfork --move-addr arrives before the twin. */
+	struct rf_moveaddr ma = {};
+
+	r = rf_moveaddr_take(store, id, o->move_addr_dev, &ma);
+	if (r < 0)
+		goto restore_log;
 	*ret_new_pidns = false;
 	r = eng_restore(store, id, &ro, ret);
 	*ret_first_ns = r == -EEXIST ? now_ns() - t0 : 0;
@@ -154,6 +163,8 @@ static int restore_twin(struct wc_store *store, const char *id, const struct opt
 		err_clear();
 		r = eng_restore(store, id, &ro, ret);
 	}
+	if (r < 0)
+		rf_moveaddr_undo(&ma);
 restore_log:
 	dup2(log_fd, 2);
 	if (in >= 0) {
@@ -303,6 +314,8 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	struct eng_restore_stats rs = {};
 	struct rf_session_stats ss;
 	struct rf_lazy *lz = NULL;
+	struct wc_sink *lsink = NULL;
+	char lazy_id[WC_ID_LEN + 1] = "none";
 	struct eng_restored tw;
 	uint64_t first_ns = 0, t_recv, t_run;
 	uint8_t msg[16 + 2 * RF_PATH_MAX];
@@ -336,6 +349,10 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	if (r < 0)
 		goto fail_early;
 	sp[0] = -1;	/* the server's now */
+	/* The lazy pages go into the store as they arrive (best effort: a
+	 * store that cannot take them does not stop the twin). */
+	if (rf_lazy_nr_primaries(lz) && wc_store_sink_new(store, &lsink) >= 0)
+		rf_lazy_set_sink(lz, lsink);
 	{
 		/* rf_lazy_start took the table; the restore needs its areas. */
 		struct rf_lazy_table v = { .nr_areas = areas ? lt_nr_areas : 0, .area_starts = areas };
@@ -358,6 +375,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		if (*err_path)
 			unlink(err_path);
 		rf_lazy_free(lz);
+		wc_sink_free(lsink);
 		log_error("%s: lazy push failed: %s", peer, why);
 		return err_set(r, "%s", why);
 	}
@@ -370,6 +388,18 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	r = rf_lazy_finish(lz, false, &ls);
 	rf_lazy_free(lz);
 	rf_session_stats(s, &ss);
+	if (r >= 0 && lsink) {
+		/* Every lazy page arrived: keep them for the next rfork's dedup
+		 * (a snapshot of one pseudo-area, labelled, not restorable). */
+		int e = lsink->ops->put_label(lsink, "rfork.lazy-pages-of", id);
+
+		if (e >= 0)
+			e = lsink->ops->commit(lsink, lazy_id);
+		if (e < 0)
+			log_error("%s: storing the lazy pages of snapshot %s failed: %s", peer, id,
+				  err_str(e));
+	}
+	wc_sink_free(TAKE_PTR(lsink));
 	if (r < 0) {
 		log_error("%s: lazy twin %d (snapshot %s) killed: %s", peer, (int)tw.pid, id,
 			  err_str(r));
@@ -384,7 +414,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		  "%.3f s, restore %.3f s), every page after %.3f s; %llu pages (%llu data: %llu "
 		  "eager, %llu lazy, %llu already held), %s in; lazy: %llu installed, %llu "
 		  "present, %llu dropped, %llu faults on lazy pages (%llu requests), %llu zero "
-		  "faults", peer, id, (int)tw.pid, new_pidns ? " (new pid namespace)" : "",
+		  "faults; lazy pages stored as %s", peer, id, (int)tw.pid, new_pidns ? " (new pid namespace)" : "",
 		  (t_run - t0) / 1e9, (t_recv - t0) / 1e9, (t_run - t_recv) / 1e9,
 		  (now_ns() - t0) / 1e9, (unsigned long long)st.pages_total,
 		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
@@ -393,7 +423,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		  fmt_bytes(ss.bytes_received, sz, sizeof(sz)),
 		  (unsigned long long)ls.pages_installed, (unsigned long long)ls.pages_present,
 		  (unsigned long long)ls.pages_dropped, (unsigned long long)ls.faults_lazy,
-		  (unsigned long long)ls.nr_requests, (unsigned long long)ls.faults_zero);
+		  (unsigned long long)ls.nr_requests, (unsigned long long)ls.faults_zero, lazy_id);
 	(void)first_ns;
 	if (attach) {
 		wc_store_close(store);
@@ -601,6 +631,7 @@ int main(int argc, char **argv)
 		{ "timeout",		required_argument, NULL, 't' },
 		{ "max-sessions",	required_argument, NULL, 'm' },
 		{ "output-dir",		required_argument, NULL, 'o' },
+		{ "move-addr-dev",	required_argument, NULL, 'A' },
 		{ "help",		no_argument,	   NULL, 'h' },
 		{}
 	};
@@ -639,6 +670,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			max_sessions = v;
+			break;
+		case 'A':
+			o.move_addr_dev = optarg;
 			break;
 		case 'o':
 			o.output_dir = optarg;

@@ -8,7 +8,7 @@
  * heap (printed once at start too), to compare the twin's memory with the
  * original's once every page is there.
  *
- *   rf-lazy-prog MIB
+ *   rf-lazy-prog MIB [SEED]	(SEED changes the unique pages' content)
  */
 #include <signal.h>
 #include <stdint.h>
@@ -36,7 +36,7 @@ static uint64_t sum(const uint64_t *p, size_t words)
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 64, n = mib << 20;
-	uint64_t x = 88172645463325252ull, *p;
+	uint64_t x = 88172645463325252ull ^ (argc > 2 ? strtoull(argv[2], NULL, 10) << 32 : 0), *p;
 	struct sigaction sa = { .sa_handler = on_usr1 };
 
 	for (int fd = 3; fd < 1024; fd++)

@@ -68,7 +68,7 @@ grep -q "listening on" "$T/d.log" || { echo "FAIL: rforkd did not start: $(cat "
 tx_bytes() { in_src cat "/sys/class/net/$V_SRC/statistics/tx_bytes"; }
 # start_prog OUT: the lazy program in src; sets PROG_PID, FULL_SUM, PART_SUM
 start_prog() {
-	ip netns exec "$NS_SRC" "$PROG" "$MIB" > "$1" 2>&1 &
+	ip netns exec "$NS_SRC" "$PROG" "$MIB" "${2:-0}" > "$1" 2>&1 &
 	PROG_PID=$!
 	PIDS+=($PROG_PID)
 	for _ in $(seq 600); do [ "$(wc -l < "$1")" -ge 2 ] && break; sleep 0.05; done
@@ -122,13 +122,26 @@ TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
 [ "$TSUM" = "$FULL_SUM" ] || fail "the twin's full-heap checksum $TSUM differs from the original's $FULL_SUM"
 kill -0 "$PROG_PID" 2>/dev/null || fail "the original died (no --move)"
 grep -q "lazily restored snapshot" "$T/d.log" || fail "rforkd did not log the lazy twin"
+grep -q "lazy pages stored as [0-9a-f]\{16\}" "$T/d.log" || fail "rforkd did not store the lazy pages"
+# a second lazy rfork of the same process: the receiver's store now holds
+# the pages that arrived lazily, so <= 10% of the bytes travel
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy "$PROG_PID" \
+	> "$T/f1b.out" 2> "$T/f1b.err" || fail "second rfork --lazy: $(cat "$T/f1b.err")"
+cat "$T/f1b.err"
+B1=$(sed -n 's/.* \([0-9]*\) bytes (.*/\1/p' "$T/f1.err")
+B2=$(sed -n 's/.* \([0-9]*\) bytes (.*/\1/p' "$T/f1b.err")
+if [ -z "$B1" ] || [ -z "$B2" ] || [ $((B2 * 10)) -gt "$B1" ]; then
+	fail "second lazy rfork sent $B2 bytes, first $B1: more than 10%"
+fi
+TWINB=$(head -1 "$T/f1b.out")
+[ -n "$TWINB" ] && TWINS+=("$TWINB") && kill -9 "$TWINB" 2>/dev/null
 kill -9 "$TWIN" 2>/dev/null
 kill "$PROG_PID" 2>/dev/null
 rm -f "$T"/out/*
 
 # --- 2. link cut while the lazy pages stream: twin killed, source runs on
 in_src tc qdisc change dev "$V_SRC" root tbf rate 50mbit burst 64kb latency 50ms
-start_prog "$T/orig2.out"
+start_prog "$T/orig2.out" 2	# other content: the receiver lacks it
 in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 3 --lazy "$PROG_PID" \
 	> "$T/f2.out" 2> "$T/f2.err" &
 RF=$!

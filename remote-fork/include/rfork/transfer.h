@@ -210,6 +210,12 @@ int rf_lazy_dedup(const struct wc_key *keys, uint32_t nr, uint32_t *ret_primary)
 
 int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, int timeout_ms,
 		  struct rf_lazy **ret);
+/* Before rf_lazy_restored(): also write every arriving page (each content
+ * once) into @pages (a store ingest; one area of rf_lazy_nr_primaries()
+ * pages, in arrival order), so that the receiver's store holds them once
+ * the caller commits it after rf_lazy_finish() succeeded. */
+void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages);
+uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz);
 /* Send a frame from another thread than the server's. */
 int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len);
 /* The restore succeeded: the twin runs (pages may now stream in). */
