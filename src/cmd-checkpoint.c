@@ -293,9 +293,9 @@ int cmd_checkpoint(int argc, char **argv, const struct cli_ctx *ctx)
 	r = eng_checkpoint(pid, sink, &dopts, id);
 	wc_sink_free(sink);
 	if (r < 0) {
-		if (rf.nr > 1)	/* each one listed above */
-			log_error("checkpoint of process %d failed: %u unsupported descriptors or "
-				  "mappings", pid, rf.nr);
+		if (rf.nr)	/* each one listed above */
+			log_error("checkpoint of process %d refused: %u unsupported descriptor(s) "
+				  "or mapping(s)", pid, rf.nr);
 		else
 			log_error("checkpoint of process %d failed: %s", pid, err_str(r));
 		wc_store_close(store);
