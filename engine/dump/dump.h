@@ -346,6 +346,9 @@ int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 int eng_dump_pipes_check(struct eng_dump_ctx *ctx);
 /* Tree: the same over every process of @img, once all are dumped. */
 int eng_dump_pipes_check_image(const EngImage *img);
+/* Tree (called by eng_dump_pipes_check_image): every epoll item a process
+ * could not resolve is resolved by another holder of the instance. */
+int eng_dump_epoll_check_image(const EngImage *img);
 /* ENG_FD_KIND__FD_* of an anon_inode type ("eventfd", "eventpoll"...), or -1. */
 int eng_dump_fd_anon_kind(const char *type);
 /* FD_EVENTFD/SIGNALFD/TIMERFD/EPOLL/INOTIFY from the fdinfo text @info. */

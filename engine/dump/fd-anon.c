@@ -251,7 +251,9 @@ static int dump_epoll(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd 
 				if (kcmp(ctx->pid, ctx->pid, KCMP_EPOLL_TFD, (unsigned long)fds[i],
 					 (unsigned long)&slot) == 0)
 					target = fds[i];
-			if (target < 0)
+			/* In a tree, another holder of this instance may hold it
+			 * (eng_dump_epoll_check_image decides). */
+			if (target < 0 && !ctx->tree)
 				return err_set(EOPNOTSUPP, "process %d fd %d: epoll target added as fd %u "
 					       "is held by no descriptor of the process any more",
 					       ctx->pid, fd, tfd);
@@ -263,7 +265,10 @@ static int dump_epoll(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd 
 		it->tfd = tfd;
 		it->events = events;
 		it->data = data;
-		if (target != (int)tfd) {
+		if (target < 0) {
+			it->has_elsewhere = true;
+			it->elsewhere = true;
+		} else if (target != (int)tfd) {
 			it->has_target_fd = true;
 			it->target_fd = (uint32_t)target;
 		}
@@ -400,6 +405,48 @@ static int dump_inotify(struct eng_dump_ctx *ctx, int fd, const char *info, EngF
 			in->watches[j] = in->watches[j - 1];
 			in->watches[j - 1] = t;
 		}
+	return 0;
+}
+
+/*
+ * Tree: every epoll item some process could not resolve (elsewhere) must be
+ * resolved by another process holding the same instance: the n-th item with
+ * the same tfd, events and data in that process's record.
+ */
+int eng_dump_epoll_check_image(const EngImage *img)
+{
+	for (size_t pi = 0; pi < img->n_procs; pi++) {
+		const EngProcess *p = img->procs[pi];
+
+		for (size_t i = 0; i < p->n_fds; i++) {
+			const EngFd *f = p->fds[i];
+
+			if (f->kind != ENG_FD_KIND__FD_EPOLL || !f->epoll)
+				continue;
+			for (size_t k = 0; k < f->epoll->n_items; k++) {
+				const EngEpollItem *it = f->epoll->items[k];
+				bool found = false;
+
+				if (!it->elsewhere)
+					continue;
+				for (size_t qi = 0; qi < img->n_procs && !found; qi++)
+					for (size_t j = 0; j < img->procs[qi]->n_fds && !found; j++) {
+						const EngFd *g = img->procs[qi]->fds[j];
+
+						if (g->kind != f->kind || !g->epoll || !g->has_obj ||
+						    !f->has_obj || g->obj != f->obj ||
+						    g->epoll->n_items != f->epoll->n_items)
+							continue;
+						found = !g->epoll->items[k]->elsewhere &&
+							g->epoll->items[k]->tfd == it->tfd;
+					}
+				if (!found)
+					return err_set(EOPNOTSUPP, "process %u fd %u: epoll target added as "
+						       "fd %u is held by no process of the tree any more",
+						       p->pid, f->fd, it->tfd);
+			}
+		}
+	}
 	return 0;
 }
 

@@ -316,5 +316,7 @@ int eng_dump_pipes_check(struct eng_dump_ctx *ctx)
 
 int eng_dump_pipes_check_image(const EngImage *img)
 {
-	return pipes_check(img->procs, img->n_procs, 0);
+	int r = pipes_check(img->procs, img->n_procs, 0);
+
+	return r < 0 ? r : eng_dump_epoll_check_image(img);
 }

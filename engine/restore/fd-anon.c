@@ -264,6 +264,10 @@ int eng_restore_fd_epoll_items(const EngFd *f, int scratch)
 		struct epoll_event ev = { .events = it->events, .data.u64 = it->data };
 		int tfd = (int)it->tfd, saved = -1, saved_fl = 0, r = 0;
 
+		/* Added by another process of the tree holding this instance. */
+		if (it->elsewhere)
+			continue;
+
 		if (it->has_target_fd && it->target_fd != it->tfd) {
 			saved_fl = fcntl(tfd, F_GETFD);
 			if (saved_fl >= 0) {

@@ -7,11 +7,16 @@
  *   pipe 2   A holds the write end (fd 11), R the read end (fd 11): 3000
  *            bytes in flight, written by A
  *   eventfd  fd 12 in both (opened before fork: one object), counter 7
+ *   epoll    fd 13 in both (one instance, made before fork): R registered
+ *            its fd 11 (pipe 2's read end, data 0xab11) before the fork; in A
+ *            fd 11 is another file, so only R can add the item back
  * After go (R forwards it to A): A reads exactly its 20000 bytes (no more
  * are there), adds 1 to
  * the eventfd and exits 0/1 with its verdict; R reads its 3000 bytes, reaps
  * A (status 0) and reads 8 from the eventfd (A's increment reached the same
- * object). The ends each process closed stay closed: after A is gone R's
+ * object); R's epoll reports pipe 2 readable with data 0xab11 before R
+ * reads it (and A's copy of the instance is the same one). The ends each
+ * process closed stay closed: after A is gone R's
  * read end of pipe 2 gives EOF and its write end of pipe 1 gives EPIPE.
  */
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
@@ -99,6 +105,14 @@ int main(int argc, char **argv)
 	if ((efd = eventfd(7, EFD_CLOEXEC)) < 0 || dup3(efd, 12, O_CLOEXEC) < 0)
 		cr_fail("eventfd: %m");
 	close(efd);
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xab11 };
+
+		if ((efd = epoll_create1(EPOLL_CLOEXEC)) < 0 || dup3(efd, 13, O_CLOEXEC) < 0 ||
+		    dup3(p2[0], 11, O_CLOEXEC) < 0 || epoll_ctl(13, EPOLL_CTL_ADD, 11, &ev) < 0)
+			cr_fail("epoll: %m");
+		close(efd);
+	}
 	a = fork();
 	if (a < 0)
 		cr_fail("fork: %m");
@@ -130,6 +144,14 @@ int main(int argc, char **argv)
 	cr_ready_tamper((const void *)&seed, sizeof(seed));
 	cr_wait();
 
+	{
+		struct epoll_event ev[2];
+		int ne = epoll_wait(13, ev, 2, 1000);
+
+		cr_check(ne == 1 && ev[0].data.u64 == 0xab11 && (ev[0].events & EPOLLIN),
+			 "epoll: %d events, data %#llx (expected pipe 2 readable, 0xab11)", ne,
+			 ne > 0 ? (unsigned long long)ev[0].data.u64 : 0ULL);
+	}
 	kill(a, SIGUSR1);
 	n = take(11, seed + 1, P2_BYTES);
 	cr_check(n == P2_BYTES, "pipe 2 gave %zd bytes (-1: wrong bytes), expected %d", n, P2_BYTES);
