@@ -403,6 +403,8 @@ struct eng_instance {
 	/* Private to the engine. */
 	int ctl_fd;			/* parked: our end of the instance's socket */
 	struct eng_template *tpl;	/* parked: holds a reference */
+	pid_t *tids;			/* parked: its threads in our namespace, in the
+					 * image's order */
 };
 
 /*

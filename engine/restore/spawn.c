@@ -16,9 +16,13 @@
  *     init pid <---------------- answer                                            state, threads
  *     read report <-------------------------------------------- instance socket -- report, wait
  *     (parked)
- *   start: nums + fds (SCM_RIGHTS) ----------------------------- instance socket -> dup3, close
- *     EOF <------------------------------------------------------------------------'
- *     ptrace resume (resume.c: unmap region, registers, xsave, mask, detach)
+ *   start: seize every thread; the others: interrupt, wait, load registers
+ *     nums + fds (SCM_RIGHTS) ------------------------------------ instance socket -> dup3, close,
+ *                                                                                  munmap(region),
+ *     SIGSEGV stop <------------------------------------------------- fault on the next fetch
+ *     leader registers, detach every thread (signal suppressed): the program runs
+ *   (a program that ignores SIGSEGV: the leader parks instead, EOF, then
+ *    resume.c's full ptrace resume)
  *   close: close ctl ----------> exit (inits keep the memory alive); reaped here
  *
  * The inits are created with CLONE_PARENT: they are the caller's children,
@@ -33,8 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <elf.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +55,14 @@
 #define SPAWN_REPORT_TIMEOUT_MS	30000
 #define SPAWN_OP_SPAWN		1u	/* = RST_SPAWN_OP_SPAWN (restorer/spawn.h) */
 #define SPAWN_MAX_FDS		64u	/* = RST_SPAWN_MAX_FDS */
+#define SPAWN_START_UNMAP	1u	/* = RST_SPAWN_START_UNMAP */
+
+#ifndef NT_X86_XSTATE
+#define NT_X86_XSTATE		0x202
+#endif
+#ifndef PTRACE_SETSIGMASK
+#define PTRACE_SETSIGMASK	0x420b
+#endif
 
 _Static_assert(ENG_INSTANCE_MAX_FDS == SPAWN_MAX_FDS, "start message size");
 
@@ -54,6 +71,9 @@ struct eng_template {
 	const EngProcess *proc;
 	struct rst_report ready;	/* region of every instance */
 	pid_t pid;			/* the template process, our child */
+	bool self_unmap;		/* start: the leader unmaps the region itself
+					 * (not if the program ignores SIGSEGV: the
+					 * fault would reset that to SIG_DFL) */
 	int ctl;			/* SOCK_SEQPACKET to the template; -1 once closed */
 	unsigned int refs;		/* 1 while open + 1 per parked instance */
 	char id[WC_ID_LEN + 1];
@@ -107,6 +127,61 @@ static pid_t first_child_of(pid_t pid)
 	if (read_file(path, &buf, NULL) < 0)
 		return -1;
 	return (pid_t)strtol(buf, NULL, 10) ?: -1;
+}
+
+/*
+ * The instance's threads in our namespace, in the image's order (matched
+ * by NSpid): *ret_tids is malloc'd.
+ */
+static int list_tids(pid_t pid, const EngProcess *p, pid_t **ret_tids)
+{
+	_cleanup_free_ pid_t *tids = calloc(p->n_threads, sizeof(pid_t));
+	struct dirent *de;
+	size_t found = 0;
+	char path[64];
+	DIR *d;
+	int r = 0;
+
+	if (!tids)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d)
+		return err_set(errno, "cannot list the threads of %d: %m", pid);
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *status = NULL;
+		char sp[96];
+		pid_t tid, inner;
+		size_t k;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		tid = atoi(de->d_name);
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%d/status", pid, tid);
+		r = read_file(sp, &status, NULL);
+		if (r >= 0)
+			r = eng_restore_parse_nspid(status, &inner);
+		if (r < 0) {
+			r = err_set(-r, "cannot read the pid of thread %d in its namespace", tid);
+			break;
+		}
+		for (k = 0; k < p->n_threads; k++)
+			if (p->threads[k]->tid == (uint32_t)inner)
+				break;
+		if (k == p->n_threads || tids[k]) {
+			r = err_set(EEXIST, "unexpected thread %d (%d in its namespace)", tid, inner);
+			break;
+		}
+		tids[k] = tid;
+		found++;
+	}
+	closedir(d);
+	if (r < 0)
+		return r;
+	if (found != p->n_threads)
+		return err_set(ESRCH, "%zu of %zu threads found", found, p->n_threads);
+	*ret_tids = TAKE_PTR(tids);
+	return 0;
 }
 
 static int check_shareable(const EngProcess *p)
@@ -221,6 +296,17 @@ int eng_template_open(struct wc_store *store, const char *snap_id,
 	if (r < 0)
 		goto out;
 	t->proc = t->img->procs[0];
+	t->self_unmap = true;
+	for (size_t i = 0; i < t->proc->n_sigactions; i++)
+		if (t->proc->sigactions[i]->sig == SIGSEGV &&
+		    t->proc->sigactions[i]->handler == (uint64_t)(uintptr_t)SIG_IGN)
+			t->self_unmap = false;
+	for (size_t i = 0; i < t->proc->n_threads; i++)
+		if (t->proc->threads[i]->regs.len != sizeof(struct user_regs_struct)) {
+			r = err_set(EBADMSG, "thread %u: registers of %zu bytes",
+				    t->proc->threads[i]->tid, t->proc->threads[i]->regs.len);
+			goto out;
+		}
 	if (t->img->n_procs != 1) {
 		r = err_set(EOPNOTSUPP, "spawn of a process tree (%zu processes) is not supported",
 			    t->img->n_procs);
@@ -373,6 +459,7 @@ void eng_instance_release(struct eng_instance *inst)
 		close(inst->pidfd);
 	if (inst->init_pidfd >= 0)
 		close(inst->init_pidfd);
+	free(inst->tids);
 	if (inst->tpl)
 		template_unref(inst->tpl);
 	instance_reset(inst);
@@ -427,6 +514,9 @@ int eng_template_spawn(struct eng_template *t, const struct eng_instance_opts *o
 		r = err_set(errno, "pidfd_open(%d): %m", inst.pid);
 		goto fail;
 	}
+	r = list_tids(inst.pid, t->proc, &inst.tids);
+	if (r < 0)
+		goto fail;
 	inst.parked = true;
 	inst.tpl = t;
 	t->refs++;
@@ -442,27 +532,30 @@ fail:
 	} else if (inst.ctl_fd >= 0) {
 		close(inst.ctl_fd);
 	}
+	free(inst.tids);
 	instance_reset(ret);
 	ret->init = init;
 	return err_wrap(r, "instance of %s", t->id);
 }
 
 /* The start message: numbers, and the descriptors as SCM_RIGHTS. */
-static int send_start(int sock, const int *fds, const int *fd_nums, size_t nr)
+static int send_start(int sock, const int *fds, const int *fd_nums, size_t nr, uint32_t flags)
 {
 	struct {
 		uint32_t nr;
+		uint32_t flags;
 		int32_t nums[SPAWN_MAX_FDS];
 	} msg;
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * SPAWN_MAX_FDS)];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = { &msg, 4 + 4 * nr };
+	struct iovec iov = { &msg, 8 + 4 * nr };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	ssize_t n;
 
 	msg.nr = (uint32_t)nr;
+	msg.flags = flags;
 	for (size_t i = 0; i < nr; i++)
 		msg.nums[i] = fd_nums[i];
 	if (nr) {
@@ -485,13 +578,148 @@ static int send_start(int sock, const int *fds, const int *fd_nums, size_t nr)
 	return 0;
 }
 
+static int wait_stopped(pid_t tid, int *ret_status)
+{
+	int st;
+	pid_t w;
+
+	do
+		w = waitpid(tid, &st, __WALL);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return err_set(errno, "waitpid(%d): %m", tid);
+	*ret_status = st;
+	if (!WIFSTOPPED(st))
+		return err_set(ESRCH, "thread %d %s while being resumed", tid,
+			       WIFSIGNALED(st) ? "was killed" : "exited");
+	return 0;
+}
+
+static int load_thread(pid_t tid, const EngThread *th)
+{
+	struct user_regs_struct regs;
+	struct iovec iov = { th->xsave.data, th->xsave.len };
+	uint64_t mask = th->sigmask;
+
+	memcpy(&regs, th->regs.data, sizeof(regs));
+	regs.orig_rax = (unsigned long long)-1;	/* no syscall restart */
+	if (ptrace(PTRACE_SETREGS, tid, NULL, &regs) < 0)
+		return err_set(errno, "thread %u: cannot set its registers: %m", th->tid);
+	if (ptrace(PTRACE_SETREGSET, tid, (void *)NT_X86_XSTATE, &iov) < 0)
+		return err_set(errno, "thread %u: cannot set its xsave state: %m", th->tid);
+	if (ptrace(PTRACE_SETSIGMASK, tid, (void *)sizeof(mask), &mask) < 0)
+		return err_set(errno, "thread %u: cannot set its signal mask: %m", th->tid);
+	return 0;
+}
+
+/*
+ * The leader stopped on its own fault right after unmapping the region:
+ * a SIGSEGV at an address inside the region, munmap having returned 0.
+ * Anything else (the leader died: its report says why) is an error.
+ */
+static int check_leader_stop(struct eng_instance *inst, pid_t tid, int st,
+			     const struct rst_report *ready)
+{
+	struct user_regs_struct regs;
+	siginfo_t si;
+	uint64_t addr;
+
+	if (WSTOPSIG(st) != SIGSEGV)
+		return err_set(EPROTO, "the leader stopped with signal %d instead of its "
+			       "fault after unmapping the restorer", WSTOPSIG(st));
+	if (ptrace(PTRACE_GETSIGINFO, tid, NULL, &si) < 0 ||
+	    ptrace(PTRACE_GETREGS, tid, NULL, &regs) < 0)
+		return err_set(errno, "cannot read the leader's stop: %m");
+	addr = (uint64_t)(uintptr_t)si.si_addr;
+	if (si.si_code != SEGV_MAPERR || addr < ready->region_start ||
+	    addr >= ready->region_start + ready->region_len || regs.rax != 0)
+		return err_set(EPROTO, "the leader faulted at 0x%" PRIx64 " (code %d, rax %lld), "
+			       "not right after unmapping the restorer", addr, si.si_code,
+			       (long long)regs.rax);
+	(void)inst;
+	return 0;
+}
+
+/* A seized thread that dies must be waited for by us (its tracer) before
+ * its init can reap it. */
+static void reap_traced(const pid_t *tids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int st;
+		pid_t w;
+
+		do
+			w = waitpid(tids[i], &st, __WALL);
+		while ((w < 0 && errno == EINTR) || (w > 0 && WIFSTOPPED(st)));
+	}
+}
+
+/* The fast start (template->self_unmap): see the diagram at the top. */
+static int start_traced(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr,
+			size_t *ret_seized)
+{
+	struct eng_template *t = inst->tpl;
+	const EngProcess *p = t->proc;
+	size_t leader = 0, n = p->n_threads;
+	struct rst_report rep;
+	int st, r;
+
+	for (size_t i = 0; i < n; i++)
+		if (p->threads[i]->tid == p->pid)
+			leader = i;
+	for (size_t i = 0; i < n; i++) {
+		if (ptrace(PTRACE_SEIZE, inst->tids[i], NULL,
+			   (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0)
+			return err_set(errno, "cannot seize thread %d: %m", inst->tids[i]);
+		++*ret_seized;
+		if (i != leader && ptrace(PTRACE_INTERRUPT, inst->tids[i], NULL, NULL) < 0)
+			return err_set(errno, "cannot interrupt thread %d: %m", inst->tids[i]);
+	}
+	/* Every other thread stopped (in its futex wait) before the region goes. */
+	for (size_t i = 0; i < n; i++) {
+		if (i == leader)
+			continue;
+		r = wait_stopped(inst->tids[i], &st);
+		if (r < 0)
+			return r;
+		r = load_thread(inst->tids[i], p->threads[i]);
+		if (r < 0)
+			return r;
+	}
+	r = send_start(inst->ctl_fd, fds, fd_nums, nr, SPAWN_START_UNMAP);
+	if (r < 0)
+		return r;
+	r = wait_stopped(inst->tids[leader], &st);
+	if (r < 0) {
+		/* It died: a failure report may say why. */
+		if (read_report(inst->ctl_fd, &rep) == 0 && rep.err)
+			return eng_restore_report_error(p, &rep);
+		return r;
+	}
+	r = check_leader_stop(inst, inst->tids[leader], st, &t->ready);
+	if (r < 0)
+		return r;
+	r = load_thread(inst->tids[leader], p->threads[leader]);
+	if (r < 0)
+		return r;
+	/* The leader last: the others are already running its program. */
+	for (size_t i = 0; i < n; i++)
+		if (i != leader && ptrace(PTRACE_DETACH, inst->tids[i], NULL, NULL) < 0)
+			return err_set(errno, "cannot detach thread %d: %m", inst->tids[i]);
+	if (ptrace(PTRACE_DETACH, inst->tids[leader], NULL, NULL) < 0)	/* SIGSEGV dropped */
+		return err_set(errno, "cannot detach thread %d: %m", inst->tids[leader]);
+	*ret_seized = 0;
+	return 0;
+}
+
 int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr)
 {
 	struct eng_template *t = inst->tpl;
 	struct rst_report rep;
+	size_t seized = 0;
 	int r;
 
-	if (!inst->parked || !t || inst->ctl_fd < 0)
+	if (!inst->parked || !t || inst->ctl_fd < 0 || !inst->tids)
 		return err_set(EINVAL, "instance %d is not parked", inst->pid);
 	if (nr > ENG_INSTANCE_MAX_FDS)
 		return err_set(EINVAL, "%zu descriptors, at most %d", nr, ENG_INSTANCE_MAX_FDS);
@@ -502,21 +730,29 @@ int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_
 			if (fd_nums[k] == fd_nums[i])
 				return err_set(EINVAL, "number %d given twice", fd_nums[i]);
 	}
-	r = send_start(inst->ctl_fd, fds, fd_nums, nr);
-	if (r < 0)
-		goto fail;
-	/* EOF: the leader installed them and closed its socket. */
-	r = read_report(inst->ctl_fd, &rep);
-	if (r == 0)
-		r = rep.err ? eng_restore_report_error(t->proc, &rep)
-			    : err_set(EPROTO, "unexpected report");
-	if (r < 0)
-		goto fail;
-	r = eng_restore_resume(inst->pid, t->proc, &t->ready);
-	if (r < 0)
-		goto fail;
+	if (t->self_unmap) {
+		r = start_traced(inst, fds, fd_nums, nr, &seized);
+		if (r < 0)
+			goto fail;
+	} else {
+		r = send_start(inst->ctl_fd, fds, fd_nums, nr, 0);
+		if (r < 0)
+			goto fail;
+		/* EOF: the leader installed them and closed its socket. */
+		r = read_report(inst->ctl_fd, &rep);
+		if (r == 0)
+			r = rep.err ? eng_restore_report_error(t->proc, &rep)
+				    : err_set(EPROTO, "unexpected report");
+		if (r < 0)
+			goto fail;
+		r = eng_restore_resume(inst->pid, t->proc, &t->ready);
+		if (r < 0)
+			goto fail;
+	}
 	close(inst->ctl_fd);
 	inst->ctl_fd = -1;
+	free(inst->tids);
+	inst->tids = NULL;
 	inst->parked = false;
 	inst->tpl = NULL;
 	template_unref(t);
@@ -525,8 +761,11 @@ fail:
 	r = err_wrap(r, "instance %d", inst->pid);
 	{
 		pid_t init = inst->init;
+		_cleanup_free_ pid_t *tids = TAKE_PTR(inst->tids);
 
 		eng_instance_release(inst);	/* parked: killed */
+		if (seized)
+			reap_traced(tids, seized);
 		inst->init = init;		/* still to be reaped */
 	}
 	return r;

@@ -26,12 +26,16 @@
  * state. Then it is PARKED (rst_spawn_park): it writes its rst_report on the
  * instance socket and its leader waits there for the start message
  *
- *   {u32 nr; i32 fd_nums[nr]} + SCM_RIGHTS {nr descriptors}
+ *   {u32 nr; u32 flags; i32 fd_nums[nr]} + SCM_RIGHTS {nr descriptors}
  *
  * installs descriptor i at fd_nums[i] (dup3, not close-on-exec), closes the
- * instance socket (the parent sees EOF: the instance is ready to resume)
- * and parks on the futex like every other thread; the parent resumes every
- * thread with ptrace (engine/restore/resume.c). A failure is reported as an
+ * instance socket, then either (flags & RST_SPAWN_START_UNMAP: the parent
+ * already traces every thread, the other threads are in ptrace stops)
+ * unmaps the region itself and faults on the next instruction, which the
+ * parent catches as a signal-delivery stop; or parks on the futex like
+ * every other thread (the parent sees EOF and resumes every thread with
+ * ptrace, engine/restore/resume.c). Either way the parent loads every
+ * thread's registers and detaches. A failure is reported as an
  * rst_report on the instance socket instead. If the parent closes its end
  * without a start, the instance exits (exit_group(1)).
  *
@@ -74,6 +78,7 @@
 #define SIG_UNBLOCK		1
 #define RST_SIGHUP		1
 #define RST_SIGINT		2
+#define RST_SIGSEGV		11
 #define RST_SIGTERM		15
 
 #ifndef __NR_mmap
@@ -123,11 +128,18 @@ struct rst_spawn_slot {
 	int32_t child;
 };
 
-/* The start message (SOCK_SEQPACKET: one datagram, 4 + 4 * nr bytes). */
+/* The start message (SOCK_SEQPACKET: one datagram, 8 + 4 * nr bytes). */
 struct rst_spawn_start {
 	uint32_t nr;
+	uint32_t flags;		/* RST_SPAWN_START_* */
 	int32_t fd_nums[RST_SPAWN_MAX_FDS];
 };
+
+/* The parent traces every thread already: once the descriptors are in,
+ * the leader unmaps the region itself and faults on its next instruction
+ * (SIGSEGV, unblocked for that); the parent catches that signal-delivery
+ * stop, suppresses the signal and loads the leader's registers. */
+#define RST_SPAWN_START_UNMAP	1u
 
 struct k_iovec {
 	uint64_t base;
@@ -398,6 +410,27 @@ static void rst_spawn_init(struct rst_args *a, unsigned long s)
 }
 
 /*
+ * The leader's last instructions under the parent's ptrace: unblock SIGSEGV
+ * (a fault while it is blocked would reset the program's handler), unmap
+ * the region this code runs from; the next instruction fetch faults and
+ * the parent takes over at that stop. If munmap fails, ud2 (SIGILL) tells
+ * the parent so. Registers only after the munmap.
+ */
+static _Noreturn void rst_spawn_unmap_self(struct rst_args *a)
+{
+	uint64_t segv = 1ull << (RST_SIGSEGV - 1);
+
+	SYS4(rt_sigprocmask, SIG_UNBLOCK, &segv, 0, 8);
+	asm volatile("movl $11, %%eax\n"	/* munmap(region) */
+		     "syscall\n"
+		     "ud2\n"
+		     :
+		     : "D"(a->region_start), "S"(a->region_len)
+		     : "rax", "rcx", "r11", "memory");
+	__builtin_unreachable();
+}
+
+/*
  * The instance, every thread ready (rst_finish): report on the instance
  * socket, wait for the start message, install its descriptors, close the
  * socket (the parent's cue to resume us) and park. Never returns.
@@ -418,7 +451,7 @@ static _Noreturn void rst_spawn_park(struct rst_args *a, struct rst_report *rep)
 			SYS1(exit_group, 1);	/* nobody will ever start us */
 	if (n < 0)
 		rst_fail(a, n, RST_STEP_SPAWN, 6, 0);
-	if ((uint64_t)n < 4 || msg.nr > RST_SPAWN_MAX_FDS || (uint64_t)n != 4 + 4ull * msg.nr ||
+	if ((uint64_t)n < 8 || msg.nr > RST_SPAWN_MAX_FDS || (uint64_t)n != 8 + 4ull * msg.nr ||
 	    nfds != msg.nr)
 		rst_fail(a, -EPROTO, RST_STEP_SPAWN, 6, (uint64_t)n);
 	/* Move every received descriptor above every number involved, so
@@ -456,6 +489,8 @@ static _Noreturn void rst_spawn_park(struct rst_args *a, struct rst_report *rep)
 		SYS1(close, fds[i]);
 	}
 	SYS1(close, sock);
+	if (msg.flags & RST_SPAWN_START_UNMAP)
+		rst_spawn_unmap_self(a);
 	park(a);
 }
 

@@ -2,8 +2,9 @@
 // The JVM that spawn-jvm.py checkpoints and spawns: 4 worker threads count;
 // once ready ($DIR/ready), the main thread writes every 20 ms
 // $DIR/alive.<pid-ns inode> = "<its pid in its namespace> <sum of the counters>
-// <live threads of the JVM>", so each instance (its own pid namespace) has
-// its own file, and its values prove that its threads run.
+// <1 if every counter is > 0> <live threads of the JVM> <smallest counter>",
+// so each instance (its own pid namespace) has its own file, and its values
+// prove that its threads run (the smallest counter grows: every worker runs).
 public class SpawnJvm {
     static final long[] counters = new long[4];
 
@@ -32,14 +33,14 @@ public class SpawnJvm {
                 for (String l; (l = r.readLine()) != null; )
                     if (l.startsWith("NSpid:")) { String[] f = l.trim().split("\\s+"); self = f[f.length - 1]; }
             }
-            long sum = 0;
+            long sum = 0, min = Long.MAX_VALUE;
             boolean all = true;
             synchronized (counters) {
-                for (long c : counters) { sum += c; all &= c > 0; }
+                for (long c : counters) { sum += c; all &= c > 0; min = Math.min(min, c); }
             }
             String tmp = dir + "/alive." + ns + ".tmp";
             try (java.io.FileOutputStream f = new java.io.FileOutputStream(tmp)) {
-                f.write((self + " " + sum + " " + (all ? 1 : 0) + " " + Thread.activeCount() + "\n").getBytes());
+                f.write((self + " " + sum + " " + (all ? 1 : 0) + " " + Thread.activeCount() + " " + min + "\n").getBytes());
             }
             new java.io.File(tmp).renameTo(new java.io.File(dir + "/alive." + ns));
         }

@@ -6,8 +6,8 @@ Compiles SpawnJvm.java, runs it (serial GC, no perf data), checkpoints it and
 spawns N instances. Checks real state: N distinct pids, each in its own pid
 namespace with the saved pid (NSpid) and as many threads as the JVM had; each
 instance's main thread writes its own file ($DIR/alive.<pid-ns inode>) with its
-pid as it sees it, the sum of its 4 workers' counters, which must grow between
-two reads; the Pss sum of the instances is below N/2 x one instance's Rss.
+pid as it sees it, the sum of its 4 workers' counters and the smallest of them,
+which must both grow between two reads (every worker runs); the Pss sum of the instances is below N/2 x one instance's Rss.
 A child subreaper: kills the instances and reaps everything, nothing may remain.
 Exit 0 pass, 1 fail, 77 skip (not root, no java/javac).
 """
@@ -83,8 +83,11 @@ def main():
             fail("checkpoint exited %d" % ck.returncode)
             return 1
         snap = out.split()[0].decode()
+        # The original's files go (each instance writes its own), except a
+        # .tmp one it may have held open at the checkpoint: a restore
+        # reopens that by path.
         for f in os.listdir(d):
-            if f.startswith("alive."):
+            if f.startswith("alive.") and not f.endswith(".tmp"):
                 os.unlink(os.path.join(d, f))
         t0 = time.time()
         r = subprocess.run([wf, "--store", d + "/store", "spawn", "-n", str(n), "--null-stdio",
@@ -124,10 +127,11 @@ def main():
             if ino not in first:
                 continue
             t = (read("%s/alive.%d" % (d, ino)) or "").split()
-            if len(t) != 4 or t[0] != str(saved):
+            if len(t) != 5 or t[0] != str(saved):
                 fail("instance %d: getpid() %s, not %d" % (i, t[:1], saved))
                 continue
-            if int(t[1]) <= int(first[ino][1]) or t[2] != "1":
+            if int(t[1]) <= int(first[ino][1]) or t[2] != "1" or len(first[ino]) != 5 or \
+                    int(t[4]) <= int(first[ino][4]):
                 fail("instance %d: its workers do not all run (%s then %s)" %
                      (i, first[ino], t))
         for i, pid in enumerate(pids):
