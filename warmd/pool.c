@@ -239,12 +239,18 @@ static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fd
 		/* Owner-less in busy until it works: its death is then just freed. */
 		wd_list_add_tail(&p->busy, &in->link);
 		pthread_mutex_unlock(&wd.lock);
-		wd_worker_kick();
 
+		/* The worker is kicked to refill only after the start: woken
+		 * before, it would take tpl_lock for a whole spawn first. */
 		err_clear();
+		uint64_t tl = now_ns(), ts;
 		pthread_mutex_lock(&p->tpl_lock);
+		ts = now_ns();
 		r = eng_instance_start(&in->e, fds, targets, nr_fds);
 		pthread_mutex_unlock(&p->tpl_lock);
+		wd_worker_kick();
+		log_debug("pool \"%s\": start of %d: lock wait %.0f us, start %.0f us, since request %.0f us",
+			  p->name, in->e.pid, (ts - tl) / 1e3, (now_ns() - ts) / 1e3, (now_ns() - t0_ns) / 1e3);
 		pthread_mutex_lock(&wd.lock);
 		if (r < 0) {
 			p->failed++;
