@@ -15,6 +15,7 @@
  *     +2048 .. 2143   struct itimerval[3]
  *     +2200 .. 2223   stack_t (sigaltstack)
  *     +2240 .. 2247   clear_child_tid (PR_GET_TID_ADDRESS)
+ *     +2256 .. 2259   PR_GET_CHILD_SUBREAPER
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +62,7 @@
 #define SCRATCH_ITIMER		(SCRATCH_RES + 2048)
 #define SCRATCH_SIGALTSTACK	(SCRATCH_RES + 2200)
 #define SCRATCH_TIDADDR		(SCRATCH_RES + 2240)
+#define SCRATCH_SUBREAPER	(SCRATCH_RES + 2256)
 #define SCRATCH_SIZE		12288
 
 #define REMOTE_RETRIES		8
@@ -247,6 +249,8 @@ static int remote_leader(struct eng_dump_ctx *ctx, struct leader_results *res)
 	cl_add(cl, "prctl(PR_GET_THP_DISABLE)", SYS_prctl, PR_GET_THP_DISABLE, 0, 0, 0);
 	i_sec = cl->n;
 	cl_add(cl, "prctl(PR_GET_SECUREBITS)", SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0);
+	cl_add(cl, "prctl(PR_GET_CHILD_SUBREAPER)", SYS_prctl, PR_GET_CHILD_SUBREAPER,
+	       ctx->scratch + SCRATCH_SUBREAPER, 0, 0);
 	thread_queries(ctx, cl);
 	batch = !ctx->no_batch && eng_remote_batch_ok(ctx->pid, ctx->status.sig_ign);
 	r = cl_run(ctx, &rs, cl, batch);
@@ -380,6 +384,13 @@ int eng_dump_remote_state(struct eng_dump_ctx *ctx)
 	proc->mm->thp_disable = res.thp_disable != 0;
 	proc->creds->has_securebits = true;
 	proc->creds->securebits = (uint32_t)res.securebits;
+	{
+		int32_t reaper;
+
+		memcpy(&reaper, page + SCRATCH_SUBREAPER - SCRATCH_RES, sizeof(reaper));
+		proc->has_child_subreaper = true;
+		proc->child_subreaper = reaper != 0;
+	}
 
 	for (size_t t = 1; t < ctx->threads.nr; t++) {
 		for (int i = 0; i < REMOTE_RETRIES; i++) {

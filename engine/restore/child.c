@@ -914,6 +914,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		if (setpgid(0, 0) < 0)
 			return err_set(errno, "cannot lead a process group: %m");
 	}
+	if (p->has_child_subreaper && p->child_subreaper &&
+	    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		return err_set(errno, "cannot become a child subreaper: %m");
 	/* Best effort: lowering it needs CAP_SYS_RESOURCE. */
 	if (p->has_oom_score_adj) {
 		char buf[16];

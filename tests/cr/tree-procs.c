@@ -17,6 +17,10 @@
  *   listen  a TCP listener on 127.0.0.1 opened before fork; A and B block in
  *           accept(); after go R connects twice and each child answers with
  *           its pid (both must answer: the socket is shared, not copied).
+ *   subreaper  R is a child subreaper; its child A forked O and exited (R
+ *           reaped A): O is R's orphan. After go R must still be a subreaper:
+ *           O (checking its ppid) forks Q and exits, and Q, orphaned in turn,
+ *           must come to R, which reaps both with status 0.
  *   refuse  (harness mode failckpt) A; B; B's child D holds a netlink socket,
  *           which the dump refuses: the checkpoint must fail and leave every
  *           process running, untraced; after go each checks itself (D: its
@@ -29,11 +33,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -235,6 +241,85 @@ static void mode_refuse(void)
 		close(p[0]);
 		close(p[1]);
 	}
+}
+
+static int sub_pipe = -1;
+
+static void mode_subreaper(void)
+{
+	int p[2];
+	pid_t a, root = getpid();
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 || pipe(p) < 0)
+		cr_fail("PR_SET_CHILD_SUBREAPER: %m");
+	a = fork();
+	if (a == 0) {
+		pid_t o = fork();
+
+		if (o == 0) {
+			pid_t q;
+
+			while (getppid() != root)
+				cr_sleep_ms(1);
+			(void)!write(p[1], "x", 1);
+			kid_wait();
+			cr_check(getppid() == root, "O's parent is %d, not the root %d", getppid(),
+				 root);
+			q = fork();
+			if (q == 0) {
+				/* Orphaned as soon as O exits: must reach the root. */
+				for (int i = 0; i < 5000 && getppid() != root; i++)
+					cr_sleep_ms(1);
+				cr_check(getppid() == root, "Q's parent is %d, not the subreaper %d",
+					 getppid(), root);
+				kid_exit();
+			}
+			(void)!write(p[1], &q, sizeof(q));
+			kid_exit();
+		}
+		(void)!write(p[1], &o, sizeof(o));
+		_exit(0);
+	}
+	if (read(p[0], &ex.kid[0], sizeof(pid_t)) != sizeof(pid_t))
+		cr_fail("A did not fork O");
+	reap_ok(a, "A");
+	{
+		char c;
+
+		if (read(p[0], &c, 1) != 1)
+			cr_fail("O did not come to the root");
+	}
+	sub_pipe = p[0];
+	close(p[1]);
+}
+
+static void mode_subreaper_check(void)
+{
+	int reaper = 0, st = 0;
+	pid_t q = 0, w;
+
+	cr_check(prctl(PR_GET_CHILD_SUBREAPER, &reaper, 0, 0, 0) == 0 && reaper == 1,
+		 "the root is no longer a child subreaper (%d)", reaper);
+	kill(ex.kid[0], SIGUSR2);
+	{
+		struct pollfd pfd = { .fd = sub_pipe, .events = POLLIN };
+
+		if (poll(&pfd, 1, 5000) != 1 || read(sub_pipe, &q, sizeof(q)) != sizeof(q)) {
+			cr_check(false, "O (%d) did not fork Q within 5 s", ex.kid[0]);
+			return;
+		}
+	}
+	reap_ok(ex.kid[0], "O");
+	if (q <= 0)
+		return;
+	for (int i = 0; i < 10000; i++) {
+		w = waitpid(q, &st, WNOHANG);
+		if (w != 0)
+			break;
+		cr_sleep_ms(1);
+	}
+	cr_check(w == q && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		 "Q (%d): waitpid %d status %#x (not reparented to the root?)", q, w, st);
 }
 
 static void mode_refuse_check(void)
@@ -478,11 +563,15 @@ int main(int argc, char **argv)
 		mode_listen();
 	else if (strcmp(mode, "refuse") == 0)
 		mode_refuse();
+	else if (strcmp(mode, "subreaper") == 0)
+		mode_subreaper();
 	else
 		cr_fail("unknown mode %s", mode);
 	/* What the tamper mode flips (its middle byte) must matter. */
 	if (strcmp(mode, "ids") == 0 || strcmp(mode, "refuse") == 0)
 		cr_ready_tamper(&ex.kid[0], 2 * sizeof(pid_t));
+	else if (strcmp(mode, "subreaper") == 0)
+		cr_ready_tamper(&ex.kid[0], sizeof(pid_t));
 	else if (strcmp(mode, "zombie") == 0)
 		cr_ready_tamper(&ex.kid[2], 2 * sizeof(pid_t));
 	else if (strcmp(mode, "listen") == 0)
@@ -500,6 +589,8 @@ int main(int argc, char **argv)
 		mode_file_check();
 	else if (strcmp(mode, "refuse") == 0)
 		mode_refuse_check();
+	else if (strcmp(mode, "subreaper") == 0)
+		mode_subreaper_check();
 	else
 		mode_listen_check();
 	cr_check_ids();
