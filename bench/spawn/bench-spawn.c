@@ -10,8 +10,9 @@
  *   - the sum of the N instances' Pss and one instance's Rss
  *     (/proc/PID/smaps_rollup), all instances idle;
  *   - in the same run, plain fork() of a process of ours with the same MIB
- *     MiB touched: N children (each pause()s), the time of the fork calls
- *     per child.
+ *     MiB touched: N children (each pause()s), one after the other: the
+ *     time of the fork calls per child (fork_ms), and per child until it
+ *     runs (fork_run_ms: it wrote a byte we read before the next fork).
  * Prints one JSON line. Root only (77 otherwise). A child subreaper: kills and
  * reaps everything.
  */
@@ -112,28 +113,44 @@ static long kb(const char *t, const char *name)
 	return p ? strtol(p + strlen(name), NULL, 10) : -1;
 }
 
-/* Fork N children of a process holding @mib MiB touched; returns ns per fork. */
-static double fork_ns(int mib, int n)
+/*
+ * Fork N children of a process holding @mib MiB touched, one after the
+ * other; returns ns per fork() call, and in *ret_run_ns per child until it
+ * runs (it writes a byte on a pipe that we read before the next fork: the
+ * same "running" as a spawned instance's).
+ */
+static double fork_ns(int mib, int n, double *ret_run_ns)
 {
 	size_t len = (size_t)mib << 20;
 	uint64_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	pid_t *kids = calloc(n, sizeof(pid_t));
-	uint64_t total = 0;
+	uint64_t total = 0, total_run = 0;
+	int pp[2];
 
-	if (buf == MAP_FAILED || !kids)
+	if (buf == MAP_FAILED || !kids || pipe2(pp, O_CLOEXEC) < 0)
 		return -1;
 	for (size_t i = 0; i < len / 8; i++)
 		buf[i] = i * 0x9e3779b97f4a7c15ull + 1;
 	for (int i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 
+		char b = 0;
+
 		kids[i] = fork();
 		if (kids[i] == 0) {
+			if (write(pp[1], &b, 1) != 1)
+				_exit(1);
 			for (;;)
 				pause();
 		}
 		total += now_ns() - t0;
+		if (kids[i] > 0 && read(pp[0], &b, 1) != 1)
+			return -1;
+		total_run += now_ns() - t0;
 	}
+	close(pp[0]);
+	close(pp[1]);
+	*ret_run_ns = (double)total_run / n;
 	for (int i = 0; i < n; i++)
 		if (kids[i] > 0)
 			kill(kids[i], SIGKILL);
@@ -211,7 +228,7 @@ int main(int argc, char **argv)
 		char *av[] = { (char *)wf, "--store", store, "spawn", "-n", nb, "--null-stdio",
 			       "--stats", snap, NULL };
 		pid_t *pids = calloc(n, sizeof(pid_t));
-		double tpl_ms = -1, inst_ms = -1, wall_ms, fk;
+		double tpl_ms = -1, inst_ms = -1, wall_ms, fk, fk_run = -1;
 		long pss = 0, rss = -1;
 		uint64_t t0;
 		int st;
@@ -247,12 +264,14 @@ int main(int argc, char **argv)
 		for (int i = 0; i < k; i++)
 			kill(pids[i], SIGKILL);
 		reap_all();
-		fk = fork_ns(mib, n);
+		fk = fork_ns(mib, n, &fk_run);
 		printf("%s{\"n\":%d,\"ok\":%s,\"spawn_wall_ms\":%.1f,\"template_ms\":%.1f,"
 		       "\"instance_ms\":%.3f,\"fork_ms\":%.3f,\"instance_over_fork\":%.2f,"
+		       "\"fork_run_ms\":%.3f,\"instance_over_fork_run\":%.2f,"
 		       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f}",
 		       first ? "" : ",", n, st == 0 && k == n ? "true" : "false", wall_ms, tpl_ms,
-		       inst_ms / n, fk / 1e6, fk > 0 ? inst_ms / n / (fk / 1e6) : 0.0, pss, rss,
+		       inst_ms / n, fk / 1e6, fk > 0 ? inst_ms / n / (fk / 1e6) : 0.0, fk_run / 1e6,
+		       fk_run > 0 ? inst_ms / n / (fk_run / 1e6) : 0.0, pss, rss,
 		       rss > 0 ? (double)pss / rss : 0.0);
 		fflush(stdout);
 		first = 0;
