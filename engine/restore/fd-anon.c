@@ -115,7 +115,8 @@ static int make_timerfd(const EngFd *f, int *ret)
 		return err_set(EBADMSG, "fd %u: timerfd time out of range", f->fd);
 	ticks = t->has_ticks ? t->ticks : 0;
 	flags = (int)(t->settime_flags & (TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET));
-	fd = timerfd_create(t->clockid, TFD_CLOEXEC);
+	/* Nonblocking until the end (set_flags): the read below must not wait. */
+	fd = timerfd_create(t->clockid, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd < 0)
 		return err_set(errno, "fd %u: timerfd_create(clock %d): %m", f->fd, t->clockid);
 	its.it_interval = ns_ts((int64_t)t->interval_ns);
@@ -151,6 +152,14 @@ static int make_timerfd(const EngFd *f, int *ret)
 		its.it_value = ns_ts((int64_t)t->value_ns);
 		if (timerfd_settime(fd, flags & ~TFD_TIMER_ABSTIME, &its, NULL) < 0)
 			return err_set(errno, "fd %u: timerfd_settime: %m", f->fd);
+	}
+	if (ticks) {
+		uint64_t fired = 0;
+
+		/* An expiration since settime would be overwritten by
+		 * SET_TICKS: take it into the count first. */
+		if (read(fd, &fired, sizeof(fired)) == sizeof(fired))
+			ticks += fired;
 	}
 	if (ticks && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0)
 		return err_set(errno, "fd %u: cannot restore %llu timerfd ticks: %m", f->fd,

@@ -12,8 +12,8 @@
  *          between checkpoint and restore (re-armed relative) misses many
  * After go: fd 10 reads exactly 1 then nothing, disarmed; fd 12 reads every
  * expiration since T0 (missed ones included: floor((now - T0) / 50 ms) + 1)
- * and its next deadline keeps the phase of T0 (within 5 ms); fd 11 counts
- * 10 +- 2 expirations in one second and keeps its period; fd 13 is still
+ * and its next deadline keeps the phase of T0 (within 1 ms); fd 11 counts
+ * 10 +- 1 expirations in one second and keeps its period; fd 13 is still
  * armed, at most 30 s ahead; fd 14 disarmed; clock ids and flags from fdinfo.
  */
 #include <errno.h>
@@ -109,11 +109,16 @@ int main(int argc, char **argv)
 	hi = (mono() - t0_ns) / IV_C + 1;
 	cr_check((int64_t)v >= lo && (int64_t)v <= hi, "fd 12: %llu expirations since T0, expected "
 		 "%lld..%lld", (unsigned long long)v, (long long)lo, (long long)hi);
+	/* The next deadline is T0 + k * period for some k: it lies in
+	 * [m0 + remaining, m1 + remaining] (the clock read around gettime). */
+	lo = mono();
 	timerfd_gettime(12, &cur);
-	now = mono();
-	phase = (now + ts_ns(cur.it_value) - t0_ns) % IV_C;
-	cr_check(phase <= 5 * MS || phase >= IV_C - 5 * MS, "fd 12: next deadline off the period "
-		 "by %lld us", (long long)phase / 1000);
+	hi = mono();
+	lo += ts_ns(cur.it_value) - MS;
+	hi += ts_ns(cur.it_value) + MS;
+	phase = t0_ns + ((lo - t0_ns + IV_C - 1) / IV_C) * IV_C;	/* first T0 + k*P >= lo */
+	cr_check(phase <= hi, "fd 12: next deadline in [%lld, %lld] us after T0 is off the period",
+		 (long long)(lo - t0_ns) / 1000, (long long)(hi - t0_ns) / 1000);
 	cr_check(ts_ns(cur.it_interval) == IV_C, "fd 12 interval %lld",
 		 (long long)ts_ns(cur.it_interval));
 	cr_check(fdinfo_int(12, "settime flags:", 8) == TFD_TIMER_ABSTIME &&
@@ -129,19 +134,23 @@ int main(int argc, char **argv)
 	timerfd_gettime(10, &cur);
 	cr_check(!ts_ns(cur.it_value) && !ts_ns(cur.it_interval), "fd 10 re-armed");
 
-	/* fd 11: 10 expirations a second. */
+	/* fd 11: 10 expirations a second (the count of the second read is
+	 * bounded by the clock read around both reads). */
+	lo = mono();
 	read(11, &v, 8);
+	hi = mono();
 	timerfd_gettime(11, &cur);
 	cr_check(ts_ns(cur.it_interval) == 100 * MS && ts_ns(cur.it_value) > 0 &&
 		 ts_ns(cur.it_value) <= 100 * MS, "fd 11: value %lld interval %lld",
 		 (long long)ts_ns(cur.it_value), (long long)ts_ns(cur.it_interval));
-	now = mono();
 	cr_sleep_ms(1000);
 	v = 0;
+	now = mono();
 	read(11, &v, 8);
-	now = mono() - now;
-	cr_check((int64_t)v >= now / (100 * MS) - 1 && (int64_t)v <= now / (100 * MS) + 1,
-		 "fd 11: %llu expirations in %lld ms", (unsigned long long)v, (long long)now / MS);
+	phase = mono();
+	cr_check((int64_t)v >= (now - hi) / (100 * MS) - 1 && (int64_t)v <= (phase - lo) / (100 * MS) + 1,
+		 "fd 11: %llu expirations in %lld..%lld ms", (unsigned long long)v,
+		 (long long)(now - hi) / MS, (long long)(phase - lo) / MS);
 	cr_check((fcntl(11, F_GETFL) & O_NONBLOCK) && fcntl(11, F_GETFD) == FD_CLOEXEC, "fd 11 flags");
 
 	/* fd 13, 14 */
