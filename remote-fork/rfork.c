@@ -267,7 +267,7 @@ out:
 			  (move && !m_restored) || lazy ? " (the original keeps running)" : "");
 	/* tcp: the twin does not run: the address comes back first, then the
 	 * original resumes with its connections. */
-	if (held || ma.done) {
+	if (!m_restored && (held || ma.done)) {
 		int rb = rf_moveaddr_put_back(&ma);
 
 		if (rb < 0)

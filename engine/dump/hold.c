@@ -13,7 +13,6 @@
 
 #include "dump.h"
 
-#define HELD_KILL_TIMEOUT_MS	10000
 
 struct eng_held {
 	struct eng_dump_threads threads;
@@ -42,7 +41,11 @@ int eng_held_release(struct eng_held *h, bool kill)
 	if (!h)
 		return 0;
 	if (kill) {
-		r = eng_dump_kill(&h->threads, HELD_KILL_TIMEOUT_MS);
+		/* Every thread dead (its descriptors released: ours keep the
+		 * connections); the pid is its parent's to reap, not waited for. */
+		r = eng_dump_kill(&h->threads, 0);
+		if (r == -ETIMEDOUT)
+			r = 0;
 		eng_dump_tcp_drop(&h->tcp);
 	} else {
 		eng_dump_tcp_unlock(&h->tcp);	/* before the thaw: never run in repair mode */

@@ -205,8 +205,8 @@ struct eng_held;
 
 /*
  * Release a process kept frozen by eng_checkpoint(..., opts->hold): @kill
- * SIGKILLs it and closes its TCP connections silently (returns once its
- * ids are free, or -ETIMEDOUT if its parent leaves a zombie); otherwise
+ * SIGKILLs it and closes its TCP connections silently (returns once every
+ * thread is dead; the pid is left for its parent to reap); otherwise
  * they leave repair mode and the process resumes exactly as before.
  * Frees @h (NULL is a no-op).
  */
