@@ -9,13 +9,16 @@
  *       sent RESP (50) to 21, both unread.
  *   23  a client of 20 that is not accepted yet, then 24 (queue order: 23, 24).
  *   25  T listener bound to an abstract name, backlog 3, SO_PASSCRED.
+ *   26  T listener bound to the relative path "rel.sock" (cwd: $CR_DIR).
+ *   27  T listener bound to $CR_DIR/gone.sock, whose file was then unlinked.
  * Payloads are slices of a secret published for tamper.
  * After go: 20 and 25 are listening (SO_ACCEPTCONN) on their names, l.sock
  * is a socket file; 22 and 21 read REQ and RESP and still talk; the two
  * queued connections are accepted in order (23's then 24's: each client
  * sends its number, the accepted side must read it) and work both ways;
  * nothing else is queued; then new clients connect to both names and are
- * accepted and answered.
+ * accepted and answered. 26 is bound to "rel.sock" again (a client connects
+ * by that relative name); 27 keeps its name but no file appears.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,8 +36,8 @@
 #include "cr.h"
 
 static unsigned char secret[256];
-static struct sockaddr_un lname, aname;
-static socklen_t llen, alen;
+static struct sockaddr_un lname, aname, rname, gname;
+static socklen_t llen, alen, rlen, glen;
 static int type;
 
 static int sock_at(int fd)
@@ -145,6 +148,23 @@ int main(int argc, char **argv)
 	if (bind(25, (struct sockaddr *)&aname, alen) < 0 || listen(25, 3) < 0 ||
 	    setsockopt(25, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int)) < 0)
 		cr_fail("abstract listener: %m");
+	if (chdir(cr_dir()) < 0)
+		cr_fail("chdir: %m");
+	memset(&rname, 0, sizeof(rname));
+	rname.sun_family = AF_UNIX;
+	strcpy(rname.sun_path, "rel.sock");
+	rlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof("rel.sock"));
+	sock_at(26);
+	if (bind(26, (struct sockaddr *)&rname, rlen) < 0 || listen(26, 2) < 0)
+		cr_fail("relative listener: %m");
+	memset(&gname, 0, sizeof(gname));
+	gname.sun_family = AF_UNIX;
+	snprintf(gname.sun_path, sizeof(gname.sun_path), "%s/gone.sock", cr_dir());
+	glen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(gname.sun_path) + 1);
+	sock_at(27);
+	if (bind(27, (struct sockaddr *)&gname, glen) < 0 || listen(27, 2) < 0 ||
+	    unlink(gname.sun_path) < 0)
+		cr_fail("unlinked listener: %m");
 
 	cr_ready_tamper(secret, 90);	/* REQ and RESP */
 	cr_wait();
@@ -192,5 +212,14 @@ int main(int argc, char **argv)
 
 	check_new_client(20, &lname, llen, "l.sock");
 	check_new_client(25, &aname, alen, "abstract");
+	check_new_client(26, &rname, rlen, "rel.sock");
+	gl = sizeof(got);
+	cr_check(getsockname(26, (struct sockaddr *)&got, &gl) == 0 && gl == rlen &&
+		 memcmp(&got, &rname, rlen) == 0, "26: not bound to rel.sock");
+	gl = sizeof(got);
+	cr_check(getsockname(27, (struct sockaddr *)&got, &gl) == 0 && gl == glen &&
+		 memcmp(&got, &gname, glen) == 0, "27: name lost");
+	cr_check(getint(27, SO_ACCEPTCONN) == 1, "27: not listening");
+	cr_check(access(gname.sun_path, F_OK) < 0, "gone.sock exists again");
 	cr_finish();
 }
