@@ -591,9 +591,10 @@ int eng_dump_unix_socket(struct eng_dump_ctx *ctx, int fd, const struct stat *st
 			 * has no inode. What the client sent waits there, charged to
 			 * its send buffer, and cannot be read. */
 			if (d.has_rqlen && d.wqueue) {
-				r = err_set(EOPNOTSUPP, "process %d fd %d: unix %s socket has sent %u "
-					    "bytes on a connection its server did not accept yet: "
-					    "cannot save them", ctx->pid, fd, type_name(type), d.wqueue);
+				r = err_set(EOPNOTSUPP, "process %d fd %d: unix %s socket has sent "
+					    "data on a connection its server did not accept yet "
+					    "(%u bytes of send buffer in use): cannot save it",
+					    ctx->pid, fd, type_name(type), d.wqueue);
 				goto fail;
 			}
 			u->has_pending = u->pending = true;

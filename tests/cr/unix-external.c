@@ -14,6 +14,11 @@
  * control checkpoint, which must succeed) there is no child: only 22/23.
  * After go: HELLO still queued on 20 and the child answers on 20 and 21;
  * 23 still holds PRIV, whole, with SO_PEEK_OFF 3; no tracer remains.
+ *
+ * "pending": no child; instead a listener of our own (24, $CR_DIR/p.sock)
+ * with a connection not yet accepted whose client (25) already sent EARLY
+ * (16 bytes): those bytes wait on a server side nobody holds, so the
+ * checkpoint must fail. After go the connection is accepted and EARLY read.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -87,6 +92,7 @@ static __attribute__((noreturn)) void child(int pair, int l)
 int main(int argc, char **argv)
 {
 	bool control = getenv("CR_CONTROL") != NULL;
+	bool pending = argc > 1 && strcmp(argv[1], "pending") == 0;
 	unsigned char buf[256];
 	int sp[2], v;
 	socklen_t vl = sizeof(v);
@@ -104,7 +110,24 @@ int main(int argc, char **argv)
 	    setsockopt(23, SOL_SOCKET, SO_PEEK_OFF, &(int){ 3 }, sizeof(int)) < 0)
 		cr_fail("own pair: %m");
 
-	if (!control) {
+	if (!control && pending) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		socklen_t sl;
+		int l, c;
+
+		if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/p.sock", cr_dir()) >=
+		    sizeof(sa.sun_path))
+			cr_skip("$CR_DIR too long for a unix socket path");
+		sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sa.sun_path) + 1);
+		l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&sa, sl) < 0 || listen(l, 1) < 0 ||
+		    connect(c, (struct sockaddr *)&sa, sl) < 0 || send(c, secret + 164 - 16, 16, 0) != 16 ||
+		    dup3(l, 24, O_CLOEXEC) < 0 || dup3(c, 25, O_CLOEXEC) < 0)
+			cr_fail("pending connection: %m");
+		close(l);
+		close(c);
+	} else if (!control) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		socklen_t sl;
 		int l, c;
@@ -147,7 +170,16 @@ int main(int argc, char **argv)
 	cr_ready_tamper(secret, sizeof(secret));
 	cr_wait();
 
-	if (!control) {
+	if (!control && pending) {
+		int s = accept4(24, NULL, NULL, SOCK_CLOEXEC);
+
+		cr_check(s >= 0, "24: the queued connection is gone: %m");
+		n = s >= 0 ? rcv(s, buf, sizeof(buf)) : -1;
+		cr_check(n == 16 && memcmp(buf, secret + 164 - 16, 16) == 0, "EARLY: %zd bytes", n);
+		cr_check(s < 0 || (send(25, "z", 1, 0) == 1 && rcv(s, buf, 1) == 1), "25 -> accepted broken");
+		if (s >= 0)
+			close(s);
+	} else if (!control) {
 		n = rcv(20, buf, sizeof(buf));
 		cr_check(n == 64 && memcmp(buf, secret, 64) == 0, "20: HELLO: %zd bytes", n);
 		cr_check(send(20, "ping", 4, MSG_NOSIGNAL) == 4 && rcv(20, buf, sizeof(buf)) == 4 &&
