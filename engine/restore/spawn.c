@@ -16,9 +16,11 @@
  *     init pid <---------------- answer                                            state, threads
  *     read report <-------------------------------------------- instance socket -- report, wait
  *     (parked)
- *   start: seize every thread; the others: interrupt, wait, load registers
+ *   (spawn returns once every other thread sleeps in its futex wait)
+ *   start: seize every thread, interrupt the others (they stop in the kernel)
  *     nums + fds (SCM_RIGHTS) ------------------------------------ instance socket -> dup3, close,
  *                                                                                  munmap(region),
+ *     the others' stops: load registers                               |
  *     SIGSEGV stop <------------------------------------------------- fault on the next fetch
  *     leader registers, detach every thread (signal suppressed): the program runs
  *   (a program that ignores SIGSEGV: the leader parks instead, EOF, then
@@ -130,8 +132,42 @@ static pid_t first_child_of(pid_t pid)
 }
 
 /*
+ * Every thread but the leader sleeps in its futex wait (syscall 202, per
+ * /proc/PID/task/TID/syscall), where it stays until its start: a thread
+ * that reported may still be on its way there, executing the restorer.
+ * At the start the leader unmaps the restorer while they are only being
+ * interrupted: none may be executing it then.
+ */
+static int wait_parked(pid_t pid, const EngProcess *p, const pid_t *tids)
+{
+	uint64_t deadline = now_ns() + (uint64_t)SPAWN_REPORT_TIMEOUT_MS * 1000000;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		char path[96], buf[64];
+
+		if (p->threads[i]->tid == p->pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tids[i]);
+		for (;;) {
+			_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+			ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+			if (n < 0)
+				return err_set(errno, "cannot read %s: %m", path);
+			buf[n] = 0;
+			if (!strncmp(buf, "202 ", 4))
+				break;
+			if (now_ns() > deadline)
+				return err_set(ETIMEDOUT, "thread %d never parked (%s)", tids[i], buf);
+			sched_yield();
+		}
+	}
+	return 0;
+}
+
+/*
  * The instance's threads in our namespace, in the image's order (matched
- * by NSpid): *ret_tids is malloc'd.
+ * by NSpid), once parked: *ret_tids is malloc'd.
  */
 static int list_tids(pid_t pid, const EngProcess *p, pid_t **ret_tids)
 {
@@ -180,6 +216,9 @@ static int list_tids(pid_t pid, const EngProcess *p, pid_t **ret_tids)
 		return r;
 	if (found != p->n_threads)
 		return err_set(ESRCH, "%zu of %zu threads found", found, p->n_threads);
+	r = wait_parked(pid, p, tids);
+	if (r < 0)
+		return r;
 	*ret_tids = TAKE_PTR(tids);
 	return 0;
 }
@@ -654,7 +693,13 @@ static void reap_traced(const pid_t *tids, size_t n)
 	}
 }
 
-/* The fast start (template->self_unmap): see the diagram at the top. */
+/*
+ * The fast start (template->self_unmap): see the diagram at the top. The
+ * other threads sleep in their futex wait (wait_parked): interrupted, they
+ * stop on their way out of the kernel, never executing the restorer again,
+ * so their stops can come while the leader installs the descriptors and
+ * unmaps the region.
+ */
 static int start_traced(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr,
 			size_t *ret_seized)
 {
@@ -675,7 +720,9 @@ static int start_traced(struct eng_instance *inst, const int *fds, const int *fd
 		if (i != leader && ptrace(PTRACE_INTERRUPT, inst->tids[i], NULL, NULL) < 0)
 			return err_set(errno, "cannot interrupt thread %d: %m", inst->tids[i]);
 	}
-	/* Every other thread stopped (in its futex wait) before the region goes. */
+	r = send_start(inst->ctl_fd, fds, fd_nums, nr, SPAWN_START_UNMAP);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		if (i == leader)
 			continue;
@@ -686,9 +733,6 @@ static int start_traced(struct eng_instance *inst, const int *fds, const int *fd
 		if (r < 0)
 			return r;
 	}
-	r = send_start(inst->ctl_fd, fds, fd_nums, nr, SPAWN_START_UNMAP);
-	if (r < 0)
-		return r;
 	r = wait_stopped(inst->tids[leader], &st);
 	if (r < 0) {
 		/* It died: a failure report may say why. */
