@@ -531,8 +531,17 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (r < 0)
 		goto fail;
 	r = dump_process(&ctx, sink);
-	if (r >= 0)	/* unix: every unix socket's peer is in the image */
+	/* unix: every unix socket's peer is in the image; its refusals are
+	 * listed (opts->report) with the others, dry run too. */
+	if (r >= 0) {
 		r = eng_dump_unix_resolve(ctx.image, opts);
+	} else if (r == -EOPNOTSUPP) {
+		char first[512];
+
+		snprintf(first, sizeof(first), "%s", err_detail() ? err_detail() : "");
+		eng_dump_unix_resolve(ctx.image, opts);
+		err_set(EOPNOTSUPP, "%s", first);
+	}
 	if (r < 0)
 		goto fail;
 	if (ctx.files.dry_run) {	/* files: inspected, nothing to store */

@@ -686,46 +686,86 @@ static bool image_has_sk(const EngImage *img, uint64_t ino)
 	return false;
 }
 
+/* One refusal of the resolve pass: to opts->report (listed with the other
+ * refused descriptors), the first one kept for the return value. */
+struct refusals {
+	const struct eng_dump_opts *opts;
+	unsigned nr;
+	char first[512];
+};
+
+static void refuse(struct refusals *rf, int r)
+{
+	const char *d = err_detail();
+
+	if (!d || !d[0])
+		d = strerror(-r);
+	if (rf->opts && rf->opts->sz >= offsetof(struct eng_dump_opts, report_arg) +
+					 sizeof(rf->opts->report_arg) && rf->opts->report)
+		rf->opts->report(rf->opts->report_arg, d);
+	if (!rf->nr++)
+		snprintf(rf->first, sizeof(rf->first), "%s", d);
+	err_clear();
+}
+
+/* Can socket @u (fd @fd of @p) be restored with its peer? 0, or
+ * -EOPNOTSUPP with the detail; marks it external if the user said so. */
+static int resolve_one(const EngImage *img, const EngProcess *p, uint32_t fd, EngUnixSk *u,
+		       const struct eng_dump_opts *opts)
+{
+	char nbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 2], what[64];
+	const char *peer_name;
+
+	if (u->has_peer ? image_has_sk(img, u->peer) : image_has_listener_of(img, u->ino))
+		return 0;
+	peer_name = name_str(u->peer_name.data, u->peer_name.len, nbuf, sizeof(nbuf));
+	if (u->has_peer)
+		snprintf(what, sizeof(what), "socket %llu", (unsigned long long)u->peer);
+	else
+		snprintf(what, sizeof(what), "a listener's queue");
+	if (!is_external(opts, u, u->has_peer ? u->peer : u->ino))
+		return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket connected to a peer "
+			       "outside the image (%s, \"%s\"); mark it external with --external "
+			       "unix:%llu", p->pid, fd, type_name((int)u->type), what, peer_name,
+			       (unsigned long long)(u->has_peer ? u->peer : u->ino));
+	/* External: restore connects to the peer's name again. */
+	if (!u->has_peer_name || !u->peer_name.len)
+		return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket's external peer (%s) "
+			       "has no name to connect to again", p->pid, fd,
+			       type_name((int)u->type), what);
+	if (u->n_queue)
+		return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket connected to external "
+			       "peer \"%s\" has %zu unread messages or chunks: they cannot be "
+			       "restored on a new connection", p->pid, fd, type_name((int)u->type),
+			       peer_name, u->n_queue);
+	u->has_external = u->external = true;
+	return 0;
+}
+
 int eng_dump_unix_resolve(EngImage *img, const struct eng_dump_opts *opts)
 {
-	char nbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+	struct refusals rf = { .opts = opts };
 
 	for (size_t i = 0; i < img->n_procs; i++) {
 		const EngProcess *p = img->procs[i];
 
 		for (size_t k = 0; k < p->n_fds; k++) {
-			EngUnixSk *u = p->fds[k]->unix_sk;
-			const char *peer_name;
-			char what[64];
+			EngUnixSk *u = p->fds[k] ? p->fds[k]->unix_sk : NULL;
+			int r;
 
 			if (!u || (!u->has_peer && !u->pending))
 				continue;
-			if (u->has_peer ? image_has_sk(img, u->peer) : image_has_listener_of(img, u->ino))
-				continue;
-			peer_name = name_str(u->peer_name.data, u->peer_name.len, nbuf, sizeof(nbuf));
-			if (u->has_peer)
-				snprintf(what, sizeof(what), "socket %llu", (unsigned long long)u->peer);
-			else
-				snprintf(what, sizeof(what), "a listener's queue");
-			if (!is_external(opts, u, u->has_peer ? u->peer : u->ino))
-				return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket connected "
-					       "to a peer outside the image (%s, \"%s\"); mark it "
-					       "external with --external unix:%llu", p->pid,
-					       p->fds[k]->fd, type_name((int)u->type), what, peer_name,
-					       (unsigned long long)(u->has_peer ? u->peer : u->ino));
-			/* External: restore connects to the peer's name again. */
-			if (!u->has_peer_name || !u->peer_name.len)
-				return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket's external "
-					       "peer (%s) has no name to connect to again", p->pid,
-					       p->fds[k]->fd, type_name((int)u->type), what);
-			if (u->n_queue)
-				return err_set(EOPNOTSUPP, "process %u fd %u: unix %s socket connected "
-					       "to external peer \"%s\" has %zu unread messages or "
-					       "chunks: they cannot be restored on a new connection",
-					       p->pid, p->fds[k]->fd, type_name((int)u->type), peer_name,
-					       u->n_queue);
-			u->has_external = u->external = true;
+			r = resolve_one(img, p, p->fds[k]->fd, u, opts);
+			if (r == -EOPNOTSUPP)
+				refuse(&rf, r);
+			else if (r < 0)
+				return r;
 		}
 	}
+	if (rf.nr == 1)
+		return err_set(EOPNOTSUPP, "%s", rf.first);
+	if (rf.nr)
+		return err_set(EOPNOTSUPP, "%s (and %u more unix sockets with a peer outside the "
+			       "image)", rf.first, rf.nr - 1);
 	return 0;
 }
