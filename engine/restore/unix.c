@@ -245,9 +245,11 @@ static void unlink_gone(struct eng_rst_unix *u, const struct rst_unix_sk *s)
 	unlink(path);
 }
 
+/* Non-blocking until set_created() gives it its saved flags: a connect()
+ * that would wait (a full queue) fails instead of hanging the restore. */
 static int new_socket(const struct rst_unix_sk *s)
 {
-	int fd = socket(AF_UNIX, (int)s->rec->type | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, (int)s->rec->type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	return fd < 0 ? err_set(errno, "unix socket %llu: socket: %m",
 				(unsigned long long)s->ino) : fd;
@@ -256,11 +258,8 @@ static int new_socket(const struct rst_unix_sk *s)
 static int set_created(struct rst_unix_sk *s, int fd)
 {
 	s->fd = fd;
-	if (s->f->flags & O_NONBLOCK) {
-		if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
-			return err_set(errno, "unix socket %llu: O_NONBLOCK: %m",
-				       (unsigned long long)s->ino);
-	}
+	if (fcntl(fd, F_SETFL, s->f->flags & O_NONBLOCK) < 0)
+		return err_set(errno, "unix socket %llu: O_NONBLOCK: %m", (unsigned long long)s->ino);
 	return 0;
 }
 
