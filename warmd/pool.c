@@ -262,6 +262,7 @@ static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fd
 		}
 		in->busy = true;
 		in->owner = c;
+		p->last_start_ns = now_ns();
 		p->nr_busy++;
 		p->acquired++;
 		pthread_mutex_unlock(&wd.lock);

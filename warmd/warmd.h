@@ -134,6 +134,7 @@ struct wd_pool {
 	uint64_t nr_lat;
 	uint64_t fail_until_ns;		/* back off spawning after a failure */
 	uint64_t backoff_ns;
+	uint64_t last_start_ns;		/* the last acquire's start ended */
 	char last_error[256];
 	struct eng_template *tpl;	/* the worker's; NULL until opened */
 	pthread_mutex_t tpl_lock;	/* serialises engine calls on tpl */

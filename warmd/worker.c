@@ -216,6 +216,25 @@ static void spawn_one(struct wd_pool *p)
 	}
 }
 
+/*
+ * Refills yield to acquires: a spawn holds the pool's tpl_lock for its whole
+ * duration (engine.h: calls on one template are serialised), and a start
+ * arriving meanwhile waits for it. So while acquires come (one started
+ * within REFILL_QUIET_NS) and a quarter of the target is still parked, the
+ * worker waits for a gap; a burst up to 3/4 of idle_target is then served
+ * without ever waiting for a spawn. Below that, or with acquires waiting,
+ * it spawns at once.
+ */
+#define REFILL_QUIET_NS	(20ull * 1000000)
+
+static bool refill_now(const struct wd_pool *p, unsigned int want, uint64_t now)
+{
+	if (p->nr_idle >= want || now < p->fail_until_ns)
+		return false;
+	return !wd_list_empty(&p->waiters) || p->nr_idle * 4 <= p->idle_target ||
+	       now - p->last_start_ns >= REFILL_QUIET_NS;
+}
+
 /* Idle instances to keep: the target, or more while acquires wait. */
 static unsigned int want_idle(const struct wd_pool *p)
 {
@@ -248,7 +267,7 @@ static bool work_once(void)
 			return true;
 		}
 		if (p->state == WD_POOL_READY && !p->gone && p->tpl &&
-		    p->nr_idle < want_idle(p) && now >= p->fail_until_ns) {
+		    refill_now(p, want_idle(p), now)) {
 			spawn_one(p);
 			notify_main();
 			return true;
@@ -257,7 +276,8 @@ static bool work_once(void)
 	return false;
 }
 
-/* The earliest end of a spawn back-off, or 0. wd.lock held. */
+/* When a pool below its target may be refilled next (end of a spawn
+ * back-off or of the quiet wait), or 0. wd.lock held. */
 static uint64_t next_retry(void)
 {
 	struct wd_list *pos;
@@ -265,10 +285,11 @@ static uint64_t next_retry(void)
 
 	for (pos = wd.pools.next; pos != &wd.pools; pos = pos->next) {
 		struct wd_pool *p = wd_container_of(pos, struct wd_pool, link);
+		uint64_t at = MAX(p->fail_until_ns, p->last_start_ns + REFILL_QUIET_NS);
 
-		if (p->state == WD_POOL_READY && p->nr_idle < want_idle(p) && p->fail_until_ns &&
-		    (!next || p->fail_until_ns < next))
-			next = p->fail_until_ns;
+		if (p->state == WD_POOL_READY && !p->gone && p->nr_idle < want_idle(p) &&
+		    (!next || at < next))
+			next = at;
 	}
 	return next;
 }
@@ -293,7 +314,7 @@ static void *worker_main(void *arg)
 		if (next_retry() && next_retry() < until)
 			until = next_retry();
 		if (until <= now)
-			continue;
+			until = now + 1000000;	/* never spin */
 		/* The condition variable waits on CLOCK_REALTIME by default. */
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)((until - now) / 1000000000);

@@ -11,7 +11,10 @@
  *          wf_acquire (request -> reply with the pid and pidfd: the instance
  *          runs, our socket as its fds 0 and 1) and the first answer (one
  *          byte there and back through the instance), release it;
- *   burst: the same back to back: the pool refills while we acquire;
+ *   burst: bursts of 3/4 IDLE acquires back to back, the pool full before
+ *          each burst (what the pool is for: warmd refills in the gaps);
+ *   sustained: ROUNDS acquires back to back: the pool drains and each
+ *          acquire then also waits for (part of) a spawn;
  *   fork:  this process, holding MIB MiB of touched memory, forks; timed:
  *          fork() returning in the parent, and fork until the child's first
  *          byte arrives on a pipe (the child is running).
@@ -21,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,14 +130,14 @@ int main(int argc, char **argv)
 {
 	char dir[64] = "/tmp/bench-pool.XXXXXX", store[128], sock[128], ready[128], snap[32] = "";
 	const char *warmd, *warmfork, *workload;
-	uint64_t *acq_w, *ans_w, *acq_b, *ans_b, *fork_ret, *fork_run;
+	uint64_t *acq_w, *ans_w, *acq_b, *ans_b, *acq_s, *ans_s, *fork_ret, *fork_run;
 	unsigned int mib, rounds, idle;
 	struct wf_client *c = NULL;
 	struct wf_pool_stats *st = NULL;
 	size_t nst = 0;
 	pid_t h, d = -1;
 	double load = 0;
-	char a[6][160], cmd[256];
+	char a[8][160], cmd[256];
 	int in[2], out[2], r, rc = 1;
 	FILE *f;
 
@@ -155,9 +159,11 @@ int main(int argc, char **argv)
 	ans_w = calloc(rounds, 8);
 	acq_b = calloc(rounds, 8);
 	ans_b = calloc(rounds, 8);
+	acq_s = calloc(rounds, 8);
+	ans_s = calloc(rounds, 8);
 	fork_ret = calloc(rounds, 8);
 	fork_run = calloc(rounds, 8);
-	if (!acq_w || !ans_w || !acq_b || !ans_b || !fork_ret || !fork_run || !mkdtemp(dir))
+	if (!acq_w || !ans_w || !acq_b || !ans_b || !acq_s || !ans_s || !fork_ret || !fork_run || !mkdtemp(dir))
 		return die("setup");
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
@@ -196,12 +202,27 @@ int main(int argc, char **argv)
 		if (read(out[0], snap, 31) < 16)
 			snap[0] = 0;
 		snap[16] = 0;
-		waitpid(ck, &s, 0);
-		if (!WIFEXITED(s) || WEXITSTATUS(s)) {
-			kill(h, SIGKILL);
-			snap[0] = 0;
+		/* The checkpoint returns once the workload's pid is free: reap
+		 * it (our child) as soon as it dies. */
+		for (bool h_reaped = false;;) {
+			pid_t w = waitpid(-1, &s, 0);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				break;
+			if (w == h)
+				h_reaped = true;
+			if (w == ck) {
+				if (!WIFEXITED(s) || WEXITSTATUS(s)) {
+					kill(h, SIGKILL);
+					snap[0] = 0;
+				}
+				if (!h_reaped)
+					waitpid(h, NULL, 0);
+				break;
+			}
 		}
-		waitpid(h, NULL, 0);
 		close(in[1]);
 		if (!snap[0]) {
 			die("checkpoint of the workload failed");
@@ -242,10 +263,21 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	for (unsigned int i = 0, burst = idle * 3 / 4 ? idle * 3 / 4 : 1; i < rounds; i++) {
+		if (i % burst == 0) {
+			for (int k = 0; k < 30000 && idle_of(c) < idle; k++)
+				sleep_ms(1);
+			sleep_ms(2);
+		}
+		if (one_round(c, &acq_b[i], &ans_b[i]) < 0) {
+			die(wf_errmsg());
+			goto out;
+		}
+	}
 	for (int k = 0; k < 30000 && idle_of(c) < idle; k++)
 		sleep_ms(1);
 	for (unsigned int i = 0; i < rounds; i++)
-		if (one_round(c, &acq_b[i], &ans_b[i]) < 0) {
+		if (one_round(c, &acq_s[i], &ans_s[i]) < 0) {
 			die(wf_errmsg());
 			goto out;
 		}
@@ -298,13 +330,15 @@ int main(int argc, char **argv)
 	pct(a[1], sizeof(a[1]), "first_answer_warm_us", ans_w, rounds);
 	pct(a[2], sizeof(a[2]), "acquire_burst_us", acq_b, rounds);
 	pct(a[3], sizeof(a[3]), "first_answer_burst_us", ans_b, rounds);
-	pct(a[4], sizeof(a[4]), "fork_return_us", fork_ret, rounds);
-	pct(a[5], sizeof(a[5]), "fork_to_running_us", fork_run, rounds);
+	pct(a[4], sizeof(a[4]), "acquire_sustained_us", acq_s, rounds);
+	pct(a[5], sizeof(a[5]), "first_answer_sustained_us", ans_s, rounds);
+	pct(a[6], sizeof(a[6]), "fork_return_us", fork_ret, rounds);
+	pct(a[7], sizeof(a[7]), "fork_to_running_us", fork_run, rounds);
 	qsort(acq_w, rounds, 8, cmp_u64);
-	printf("{\"bench\":\"pool\",\"mib\":%u,\"rounds\":%u,\"idle_target\":%u,%s,%s,%s,%s,%s,%s,"
+	printf("{\"bench\":\"pool\",\"mib\":%u,\"rounds\":%u,\"idle_target\":%u,%s,%s,%s,%s,%s,%s,%s,%s,"
 	       "\"warmd_acquire_p50_us\":%.1f,\"warmd_acquire_p99_us\":%.1f,\"spawned\":%lu,"
 	       "\"failed\":%lu,\"target_p99_us\":2000,\"target_met\":%s,\"loadavg\":%.2f}\n",
-	       mib, rounds, idle, a[0], a[1], a[2], a[3], a[4], a[5], st[0].acquire_p50_ns / 1e3,
+	       mib, rounds, idle, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], st[0].acquire_p50_ns / 1e3,
 	       st[0].acquire_p99_ns / 1e3, (unsigned long)st[0].spawned, (unsigned long)st[0].failed,
 	       acq_w[(rounds - 1) * 99 / 100] <= 2000000 ? "true" : "false", load);
 	rc = 0;

@@ -82,14 +82,17 @@ def main():
             return 1
         saved = int(pid)
         time.sleep(0.1)  # into its read(0)
-        ck = subprocess.run([warmfork, "--store", store, "checkpoint", str(saved)],
-                            capture_output=True, text=True)
+        # The checkpoint returns once the handler's pid is free: reap it
+        # (our child) while waiting.
+        ck = subprocess.Popen([warmfork, "--store", store, "checkpoint", str(saved)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         h.wait()
+        ck_out, ck_err = ck.communicate()
         os.close(wfd)
         if ck.returncode != 0:
-            fail("checkpoint of the handler failed: " + ck.stderr.strip())
+            fail("checkpoint of the handler failed: " + ck_err.strip())
             return 1
-        snap = ck.stdout.strip()
+        snap = ck_out.strip()
 
         wd = subprocess.Popen([warmd, "--socket", sock, "--store", store], stderr=subprocess.PIPE,
                               text=True)

@@ -144,11 +144,27 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 	close(out[1]);
 	n = read(out[0], id, 31);
 	close(out[0]);
-	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		kill(h, SIGKILL);
-	waitpid(h, NULL, 0);	/* killed by the checkpoint */
+	/* The checkpoint returns once the handler's pid is free: reap it
+	 * (our child) as soon as it dies. */
+	for (bool h_reaped = false;;) {
+		int s;
+		pid_t w = waitpid(-1, &s, 0);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		if (w == h)
+			h_reaped = true;
+		if (w == c) {
+			st = s;
+			if (!WIFEXITED(st) || WEXITSTATUS(st))
+				kill(h, SIGKILL);
+			if (!h_reaped)
+				waitpid(h, NULL, 0);
+			break;
+		}
+	}
 	close(in[1]);
 	if (n < 17 || !WIFEXITED(st) || WEXITSTATUS(st)) {
 		fail("checkpoint of the handler %d failed (status %#x)", h, st);
