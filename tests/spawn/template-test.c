@@ -17,7 +17,8 @@
  *     only while its tid is the saved one);
  *   - each instance locked its locked pages again (VmLck);
  *   - SIGTERM to an init reaches the instance (init exits 143);
- *   - a released parked instance dies (its init is killed);
+ *   - a released parked instance dies (its init is killed), and so do
+ *     parked instances whose controller exits (their inits exit 1);
  *   - every init is our child; after SIGKILL all are reaped, none left.
  * Exit 0 pass, 1 fail, 77 skip (not root).
  */
@@ -247,22 +248,42 @@ int main(int argc, char **argv)
 		fail("the program never got ready");
 		goto end;
 	}
+	/* The checkpoint returns once the pid is free: reap it meanwhile. */
 	{
-		char cmd[1024];
-		FILE *f;
+		char pidbuf[16], outp[128];
+		pid_t ck;
+		int st = -1;
 
-		snprintf(cmd, sizeof(cmd), "%s --store %s checkpoint %d", wf, store_dir, prog_pid);
-		f = popen(cmd, "r");
-		if (!f || fscanf(f, "%255s", snap) != 1) {
-			fail("checkpoint of %d printed no snapshot id", prog_pid);
-			if (f)
-				pclose(f);
+		snprintf(pidbuf, sizeof(pidbuf), "%d", prog_pid);
+		snprintf(outp, sizeof(outp), "%s/ckpt.out", dir);
+		ck = fork();
+		if (ck == 0) {
+			int fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+			if (fd < 0 || dup2(fd, 1) < 0)
+				_exit(127);
+			execl(wf, wf, "--store", store_dir, "checkpoint", pidbuf, (char *)NULL);
+			_exit(127);
+		}
+		for (;;) {
+			int s2;
+			pid_t w = waitpid(-1, &s2, 0);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				break;
+			if (w == ck) {
+				st = WIFEXITED(s2) ? WEXITSTATUS(s2) : 128;
+				break;
+			}
+		}
+		t = read_text(outp);
+		if (st != 0 || !t || sscanf(t, "%255s", snap) != 1) {
+			fail("checkpoint of %d exited %d", prog_pid, st);
+			snap[0] = 0;
 			goto end;
 		}
-		if (pclose(f) != 0)
-			fail("checkpoint exited non-zero");
-		while (waitpid(prog_pid, NULL, 0) < 0 && errno == EINTR)
-			;
 	}
 
 	r = wc_store_open(store_dir, 0, NULL, &store);
@@ -446,6 +467,63 @@ end:
 					fail("released parked instance: init status 0x%x", st);
 			} else {
 				fail("second template: %s", err_str(r));
+			}
+		}
+	}
+	/* Parked instances whose controller dies exit by themselves: a child
+	 * opens a template, parks two, and exits without a word. */
+	if (!failures && snap[0]) {
+		int pp[2];
+		pid_t ctl, inits[2] = { -1, -1 };
+
+		if (pipe2(pp, O_CLOEXEC) < 0)
+			return 1;
+		fflush(NULL);
+		ctl = fork();
+		if (ctl == 0) {
+			struct eng_template *t2 = NULL;
+			struct eng_instance e[2];
+
+			close(pp[0]);
+			if (wc_store_open(store_dir, 0, NULL, &store) < 0)
+				_exit(1);
+			if (eng_template_open(store, snap, &(struct eng_template_opts){
+						      .sz = sizeof(struct eng_template_opts),
+						      .null_stdio = true }, &t2) < 0)
+				_exit(1);
+			wc_store_close(store);
+			for (int i = 0; i < 2; i++) {
+				if (eng_template_spawn(t2, NULL, &e[i]) < 0)
+					_exit(1);
+				if (write(pp[1], &e[i].init, sizeof(pid_t)) != sizeof(pid_t))
+					_exit(1);
+			}
+			_exit(0);	/* template, sockets: all closed by the exit */
+		}
+		close(pp[1]);
+		for (int i = 0; i < 2; i++)
+			if (read(pp[0], &inits[i], sizeof(pid_t)) != sizeof(pid_t))
+				inits[i] = -1;
+		close(pp[0]);
+		if (inits[0] < 0 || inits[1] < 0)
+			fail("the controller child could not park two instances");
+		/* Ours once the controller is gone (we are its subreaper). */
+		for (int i = 0; i < 2; i++) {
+			int st = 0;
+			pid_t w = -1;
+
+			for (int k = 0; k < 500 && inits[i] > 0; k++) {
+				w = waitpid(inits[i], &st, WNOHANG);
+				if (w == inits[i])
+					break;
+				if (w < 0 && errno == ECHILD)	/* not reparented yet */
+					w = 0;
+				sleep_ms(10);
+			}
+			if (inits[i] > 0 && (w != inits[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 1)) {
+				fail("parked instance (init %d) after its controller died: %s 0x%x",
+				     inits[i], w == inits[i] ? "status" : "still there", st);
+				kill(inits[i], SIGKILL);
 			}
 		}
 	}
