@@ -340,7 +340,11 @@ int eng_restore(struct wc_store *store, const char *snap, const struct eng_resto
  * template's pid (eng_template_pid) to eng_template_close.
  *
  * Not thread-safe per template or per instance: serialise the calls on
- * one template; different templates are independent.
+ * one template; different templates are independent. eng_instance_start
+ * traces the instance's threads (ptrace) and waits for their stops with
+ * waitpid(tid): while it runs, no other thread of the caller (nor a
+ * SIGCHLD handler) may call waitpid(-1)/wait() with __WALL, which could
+ * take those stops. Reap inits by pid or pidfd.
  */
 struct eng_template;
 
