@@ -265,7 +265,79 @@ static int set_created(struct rst_unix_sk *s, int fd)
 
 static int create(struct eng_rst_unix *u, struct rst_unix_sk *s);
 
-/* A listener and the clients of its queued connections that we hold. */
+static bool same_name(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
+{
+	return a->len && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* The listener of the image that @s was accepted from (an accepted socket
+ * carries its listener's name), or NULL. */
+static struct rst_unix_sk *listener_of(struct eng_rst_unix *u, const struct rst_unix_sk *s)
+{
+	if (s->rec->has_backlog || !s->rec->name.len || s->rec->type == SOCK_DGRAM)
+		return NULL;
+	for (size_t i = 0; i < u->nr; i++) {
+		const EngUnixSk *l = u->v[i].rec;
+
+		if (l->has_backlog && l->type == s->rec->type && same_name(&l->name, &s->rec->name))
+			return &u->v[i];
+	}
+	return NULL;
+}
+
+/* The connections accepted from listener @l whose both ends are in the
+ * image: each client connects to @l again and is accepted, so both ends
+ * keep their names (the server side its listener's, the client's peer
+ * name). Before the queued ones: the queue is empty while we accept. */
+static int accept_again(struct eng_rst_unix *u, struct rst_unix_sk *l)
+{
+	char nbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+	int r;
+
+	for (size_t i = 0; i < u->nr; i++) {
+		struct rst_unix_sk *s = &u->v[i], *c;
+		int cfd, sfd;
+
+		if (s->fd >= 0 || listener_of(u, s) != l || !s->rec->has_peer)
+			continue;
+		c = find(u, s->rec->peer);
+		if (!c || c->fd >= 0 || c->rec->type != s->rec->type || !c->rec->has_peer ||
+		    c->rec->peer != s->ino)
+			continue;
+		cfd = new_socket(c);
+		if (cfd < 0)
+			return cfd;
+		r = 0;
+		if (c->rec->name.len && !same_name(&c->rec->name, &l->rec->name))
+			r = bind_name(u, c, cfd);
+		if (r >= 0 && (r = at_name(u, cfd, &l->rec->name, false)) < 0)
+			r = err_set(-r, "cannot connect to unix socket \"%s\" again: %s",
+				    name_str(&l->rec->name, nbuf, sizeof(nbuf)), strerror(-r));
+		if (r < 0) {
+			close(cfd);
+			return r;
+		}
+		sfd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (sfd < 0) {
+			r = err_set(errno, "cannot accept a connection on \"%s\" again: %m",
+				    name_str(&l->rec->name, nbuf, sizeof(nbuf)));
+			close(cfd);
+			return r;
+		}
+		s->pair = c->pair = true;
+		r = set_created(c, cfd);
+		if (r >= 0)
+			r = set_created(s, sfd);
+		else
+			close(sfd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A listener, its accepted connections (accept_again), then the clients of
+ * its queued connections that we hold. */
 static int create_listener(struct eng_rst_unix *u, struct rst_unix_sk *s)
 {
 	char nbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
@@ -286,6 +358,9 @@ static int create_listener(struct eng_rst_unix *u, struct rst_unix_sk *s)
 		return r;
 	}
 	r = set_created(s, fd);
+	if (r < 0)
+		return r;
+	r = accept_again(u, s);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < s->rec->n_icons; i++) {
@@ -361,6 +436,18 @@ static int create(struct eng_rst_unix *u, struct rst_unix_sk *s)
 				       name_str(&rec->peer_name, nbuf, sizeof(nbuf)), strerror(-r));
 		}
 		return set_created(s, fd);
+	}
+	if (rec->type != SOCK_DGRAM && p) {
+		/* An accepted connection: made again through its listener. */
+		struct rst_unix_sk *l = listener_of(u, s) ?: listener_of(u, p);
+
+		if (l && l->fd < 0) {
+			r = create(u, l);
+			if (r < 0)
+				return r;
+			if (s->fd >= 0)
+				return 0;
+		}
 	}
 	if (rec->type != SOCK_DGRAM && (p || rec->peer_closed)) {
 		if (p && p->fd >= 0)

@@ -13,7 +13,8 @@
  *   27  T listener bound to $CR_DIR/gone.sock, whose file was then unlinked.
  * Payloads are slices of a secret published for tamper.
  * After go: 20 and 25 are listening (SO_ACCEPTCONN) on their names, l.sock
- * is a socket file; 22 and 21 read REQ and RESP and still talk; the two
+ * is a socket file; 22 is named l.sock and so is 21's peer; 22 and 21 read
+ * REQ and RESP and still talk; the two
  * queued connections are accepted in order (23's then 24's: each client
  * sends its number, the accepted side must read it) and work both ways;
  * nothing else is queued; then new clients connect to both names and are
@@ -182,7 +183,13 @@ int main(int argc, char **argv)
 		 memcmp(&got, &aname, alen) == 0, "25: abstract name lost");
 	cr_check(stat(lname.sun_path, &st) == 0 && S_ISSOCK(st.st_mode), "l.sock is not a socket file");
 
-	/* The accepted connection and its unread bytes. */
+	/* The accepted connection (its names too) and its unread bytes. */
+	gl = sizeof(got);
+	cr_check(getsockname(22, (struct sockaddr *)&got, &gl) == 0 && gl == llen &&
+		 memcmp(&got, &lname, llen) == 0, "22: accepted side lost the listener's name");
+	gl = sizeof(got);
+	cr_check(getpeername(21, (struct sockaddr *)&got, &gl) == 0 && gl == llen &&
+		 memcmp(&got, &lname, llen) == 0, "21: peer name is not l.sock");
 	n = rcv(22, buf, sizeof(buf));
 	cr_check(n == 40 && memcmp(buf, secret, 40) == 0, "22: REQ: %zd bytes", n);
 	n = rcv(21, buf, sizeof(buf));
