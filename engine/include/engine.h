@@ -343,7 +343,7 @@ int eng_restore(struct wc_store *store, const char *snap, const struct eng_resto
  * one template; different templates are independent. eng_instance_start
  * traces the instance's threads (ptrace) and waits for their stops with
  * waitpid(tid): while it runs, no other thread of the caller (nor a
- * SIGCHLD handler) may call waitpid(-1)/wait() with __WALL, which could
+ * SIGCHLD handler) may call waitpid(-1) or wait(), which could
  * take those stops. Reap inits by pid or pidfd.
  */
 struct eng_template;
