@@ -5,7 +5,8 @@
  *   ops      register (and its errors), the pool fills, acquire (passed
  *            descriptors become the instance's stdio, pid/pidfd/namespace are
  *            right, every instance is fresh and independent), signal, release,
- *            an instance that exits by itself, stats, unregister, disconnect
+ *            an instance that exits by itself, stats, one client shared by
+ *            two threads, unregister, disconnect
  *            (running instances die), SIGTERM (warmd exits 0, reaps all)
  *   dying    a client killed while its acquire is in flight, and one that
  *            dies in the middle of a frame: their instances die, warmd serves on
@@ -20,6 +21,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -356,6 +358,36 @@ static int acquire_sock(struct wf_client *c, const char *pool, struct acquired *
 }
 
 #define NINST 4
+#define THR_ROUNDS 5
+
+struct thr_arg {
+	struct wf_client *c;
+	int ok;
+	char err[200];
+};
+
+/* Acquire, check freshness, release, THR_ROUNDS times on a shared client. */
+static void *thr_acquire(void *p)
+{
+	struct thr_arg *ta = p;
+
+	for (int i = 0; i < THR_ROUNDS; i++) {
+		struct acquired a;
+		struct answer x;
+
+		if (acquire_sock(ta->c, "p", &a) < 0) {
+			snprintf(ta->err, sizeof(ta->err), "%s", wf_errmsg());
+			return NULL;
+		}
+		if (ask(a.sock, &x) == 0 && x.served == 1 && pidfd_pid(a.in.pidfd) == a.in.pid)
+			ta->ok++;
+		if (wf_release(ta->c, a.in.pid) < 0)
+			snprintf(ta->err, sizeof(ta->err), "release: %s", wf_errmsg());
+		close(a.sock);
+		close(a.in.pidfd);
+	}
+	return NULL;
+}
 
 static void case_ops(void)
 {
@@ -479,6 +511,20 @@ static void case_ops(void)
 	}
 	r = wf_release(c, a[1].in.pid);
 	CHECK(r == 0, "release of an exited instance: %s", wf_errmsg());
+
+	/* one client shared by threads: requests serialised, none mixed up */
+	{
+		struct thr_arg ta[2] = { { c, 0, {} }, { c, 0, {} } };
+		pthread_t t[2];
+
+		for (int i = 0; i < 2; i++)
+			pthread_create(&t[i], NULL, thr_acquire, &ta[i]);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		for (int i = 0; i < 2; i++)
+			CHECK(ta[i].ok == THR_ROUNDS, "thread %d: %d of %d acquires answered fresh (%s)", i,
+			      ta[i].ok, THR_ROUNDS, ta[i].err);
+	}
 
 	/* unregister: no more acquires; running instances go on */
 	r = wf_pool_unregister(c, "p");
