@@ -687,7 +687,31 @@ static int apply_opts(struct rst_unix_sk *s)
 	return 0;
 }
 
+static int finish(struct eng_rst_unix *u, const EngProcess *owner);
+
+/* The refill sends to names that may be relative: from the saved cwd. */
 int eng_restore_unix_finish(struct eng_rst_unix *u, const EngProcess *owner)
+{
+	_cleanup_close_ int here = -1;
+	int r;
+
+	if (u->cwd) {
+		here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (here < 0)
+			return err_set(errno, "cannot open the current directory: %m");
+		if (chdir(u->cwd) < 0) {
+			/* Relative names then fail with their own error. */
+			close(here);
+			here = -1;
+		}
+	}
+	r = finish(u, owner);
+	if (here >= 0 && fchdir(here) < 0 && r >= 0)
+		r = err_set(errno, "cannot go back to the current directory: %m");
+	return r;
+}
+
+static int finish(struct eng_rst_unix *u, const EngProcess *owner)
 {
 	char nbuf[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
 	int r;

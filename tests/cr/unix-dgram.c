@@ -11,12 +11,14 @@
  *          (33) and, after G0, F1 (44); 22 sent H0 (21) to cli.sock.
  *   24     unbound, unconnected: sent G0 (55) to srv.sock with sendto.
  *   25     bound to an abstract name, nothing queued.
+ *   26     bound to the relative path "rel.d" (cwd: $CR_DIR); 24 sent it R0 (12).
  * Payloads are slices of a secret published for tamper.
  * After go: every queue holds exactly its datagrams in order, with their
  * lengths; 22 sees F0 and F1 from cli.sock and G0 from an unnamed sender;
  * 23 sees H0 from srv.sock; names and the connection of 23 are kept (a
  * datagram from 23 reaches 22, a reply to cli.sock reaches 23), the pair
- * still works both ways, the abstract name is bound again.
+ * still works both ways, the abstract name is bound again, 26 gets R0 and
+ * is bound to "rel.d" again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +145,17 @@ int main(int argc, char **argv)
 	xsendto(24, secret + 4000, 55, &srv, srv_len, "G0");
 	xsendto(23, secret + 5000, 44, NULL, 0, "F1");
 	xsendto(22, secret + 6000, 21, &cli, cli_len, "H0");
+	{
+		struct sockaddr_un rel = { .sun_family = AF_UNIX, .sun_path = "rel.d" };
+		socklen_t rl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof("rel.d"));
+
+		if (chdir(cr_dir()) < 0)
+			cr_fail("chdir: %m");
+		sock_at(26);
+		if (bind(26, (struct sockaddr *)&rel, rl) < 0)
+			cr_fail("bind rel.d: %m");
+		xsendto(24, secret + 7000, 12, &rel, rl, "R0");
+	}
 
 	cr_ready_tamper(secret, 8192);
 	cr_wait();
@@ -209,6 +222,18 @@ int main(int argc, char **argv)
 	cr_check(sendto(24, "abs", 3, 0, (struct sockaddr *)&abs_name, abs_len) == 3, "24 -> 25: %m");
 	n = rcv(25, buf, sizeof(buf), NULL, NULL);
 	cr_check(n == 3, "25: %zd from 24", n);
+	{
+		struct sockaddr_un rel = { .sun_family = AF_UNIX, .sun_path = "rel.d" };
+		socklen_t rl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof("rel.d"));
+
+		n = rcv(26, buf, sizeof(buf), NULL, NULL);
+		cr_check(n == 12 && memcmp(buf, secret + 7000, 12) == 0, "26: R0: %zd bytes", n);
+		gl = sizeof(got);
+		cr_check(getsockname(26, (struct sockaddr *)&got, &gl) == 0 && same_name(&got, gl, &rel, rl),
+			 "26: not bound to rel.d");
+		cr_check(sendto(24, "r", 1, 0, (struct sockaddr *)&rel, rl) == 1 &&
+			 rcv(26, buf, sizeof(buf), NULL, NULL) == 1, "24 -> rel.d broken");
+	}
 	cr_check(send(20, "x", 1, 0) == 1 && rcv(21, buf, sizeof(buf), NULL, NULL) == 1,
 		 "20 -> 21 broken");
 	cr_check(send(21, "yz", 2, 0) == 2 && rcv(20, buf, sizeof(buf), NULL, NULL) == 2,
