@@ -190,6 +190,7 @@ int main(int argc, char **argv)
 	{
 		char pid[16];
 		pid_t ck = fork();
+		bool ck_ok = false;
 		int s;
 
 		snprintf(pid, sizeof(pid), "%d", h);
@@ -199,9 +200,6 @@ int main(int argc, char **argv)
 			_exit(127);
 		}
 		close(out[1]);
-		if (read(out[0], snap, 31) < 16)
-			snap[0] = 0;
-		snap[16] = 0;
 		/* The checkpoint returns once the workload's pid is free: reap
 		 * it (our child) as soon as it dies. */
 		for (bool h_reaped = false;;) {
@@ -214,15 +212,18 @@ int main(int argc, char **argv)
 			if (w == h)
 				h_reaped = true;
 			if (w == ck) {
-				if (!WIFEXITED(s) || WEXITSTATUS(s)) {
+				ck_ok = WIFEXITED(s) && !WEXITSTATUS(s);
+				if (!ck_ok)
 					kill(h, SIGKILL);
-					snap[0] = 0;
-				}
 				if (!h_reaped)
 					waitpid(h, NULL, 0);
 				break;
 			}
 		}
+		/* The id, printed before it exited: in the pipe. */
+		if (!ck_ok || read(out[0], snap, 31) < 16)
+			snap[0] = 0;
+		snap[16] = 0;
 		close(in[1]);
 		if (!snap[0]) {
 			die("checkpoint of the workload failed");

@@ -144,8 +144,6 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 		_exit(127);
 	}
 	close(out[1]);
-	n = read(out[0], id, 31);
-	close(out[0]);
 	/* The checkpoint returns once the handler's pid is free: reap it
 	 * (our child) as soon as it dies. */
 	for (bool h_reaped = false;;) {
@@ -167,6 +165,8 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 			break;
 		}
 	}
+	n = read(out[0], id, 31);	/* printed before it exited: in the pipe */
+	close(out[0]);
 	close(in[1]);
 	if (n < 17 || !WIFEXITED(st) || WEXITSTATUS(st)) {
 		fail("checkpoint of the handler %d failed (status %#x)", h, st);
