@@ -9,7 +9,8 @@
  *            two threads, unregister, disconnect
  *            (running instances die), SIGTERM (warmd exits 0, reaps all)
  *   dying    a client killed while its acquire is in flight, and one that
- *            dies in the middle of a frame: their instances die, warmd serves on
+ *            dies in the middle of a frame: their instances die; an oversized
+ *            frame, 200 frames of random bytes: warmd serves on
  *   deleted  a pool whose snapshot is deleted: acquire fails with ENOENT and
  *            says so, another pool still serves, re-registering works
  *   refused  nobody (setuid in a forked child) is refused by the peer
@@ -652,6 +653,28 @@ static void case_dying(void)
 		while ((n = read(fd, buf, sizeof(buf))) > 0)	/* greeting, then EOF */
 			;
 		CHECK(n == 0, "a frame of 2 GiB did not end the connection (read %zd)", n);
+		close(fd);
+	}
+	/* Garbage: frames of random bytes, and a header announcing descriptors
+	 * that never come. Each ends its connection; none ends warmd. */
+	srand(42);
+	for (int k = 0; k < 200; k++) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		unsigned char buf[8 + 256];
+		uint32_t len = 1 + (uint32_t)(rand() % 256);
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			fail("connect %d: %m", k);
+			break;
+		}
+		memcpy(buf, &len, 4);
+		buf[4] = k % 10 == 0 ? 2 : 0;	/* nr_fds without descriptors */
+		buf[5] = buf[6] = buf[7] = 0;
+		for (uint32_t i = 0; i < len; i++)
+			buf[8 + i] = (unsigned char)rand();
+		(void)!write(fd, buf, 8 + len);
 		close(fd);
 	}
 	/* warmd serves on. */
