@@ -160,16 +160,15 @@ int eng_restore_fd_pipe(const EngProcess *p, const EngFd *f, int *ret)
 		fd = open(f->path, acc | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			return err_set(errno, "fd %u: cannot open FIFO \"%s\": %m", f->fd, f->path);
-	} else if (acc == O_RDWR) {
-		return err_set(EBADMSG, "fd %u: pipe end open for reading and writing", f->fd);
-	} else if (!(acc == O_RDONLY ? rp->rd_used : rp->wr_used)) {
+	} else if (acc != O_RDWR && !(acc == O_RDONLY ? rp->rd_used : rp->wr_used)) {
 		fd = acc == O_RDONLY ? rp->rd : rp->wr;
 		if (acc == O_RDONLY)
 			rp->rd_used = true;
 		else
 			rp->wr_used = true;
 	} else {
-		/* Another open file description of the same end. */
+		/* Another open file description of the same end (or one open
+		 * for both: a pipe reopened O_RDWR through /proc). */
 		char path[64];
 
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", acc == O_RDONLY ? rp->rd : rp->wr);

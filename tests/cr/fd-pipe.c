@@ -10,6 +10,9 @@
  *   fd 15/16  pipe D, both ends, empty, 8192 bytes
  *   fd 17/18  a FIFO in $CR_DIR opened O_RDWR and O_RDONLY|O_NONBLOCK, 777
  *             bytes in it
+ *   fd 9      pipe A's read end opened again through /proc (its own open file
+ *             description: blocking while fd 10 is not)
+ *   fd 8      pipe D opened O_RDWR through /proc
  *   fd 0/19   pipe G made by the process itself: its read end is stdin,
  *             its write end fd 19, 100 bytes in it (a whole pipe: stdin is
  *             this pipe after restore, not the caller's stream)
@@ -165,6 +168,12 @@ int main(int argc, char **argv)
 	close(d[1]);
 	if (fcntl(15, F_SETPIPE_SZ, 8192) != 8192)
 		cr_fail("F_SETPIPE_SZ 8192: %m");
+	if ((fl = open("/proc/self/fd/10", O_RDONLY | O_CLOEXEC)) < 0 || dup3(fl, 9, O_CLOEXEC) < 0)
+		cr_fail("reopen pipe A: %m");
+	close(fl);
+	if ((fl = open("/proc/self/fd/15", O_RDWR | O_CLOEXEC)) < 0 || dup3(fl, 8, O_CLOEXEC) < 0)
+		cr_fail("reopen pipe D O_RDWR: %m");
+	close(fl);
 	snprintf(fifo, sizeof(fifo), "%s/fifo", cr_dir());
 	if (mkfifo(fifo, 0600) < 0)
 		cr_fail("mkfifo: %m");
@@ -198,6 +207,18 @@ int main(int argc, char **argv)
 	put(11, seed + 3, 1000);
 	got = take(10, seed + 3, 1000, &err, "pipe A after");
 	cr_check(got == 1000 && err == EAGAIN, "pipe A after: %zu bytes then %d", got, err);
+	cr_check(!(flags_of(9) & O_NONBLOCK) && (flags_of(9) & O_ACCMODE) == O_RDONLY,
+		 "fd 9 shares fd 10's open file description (flags %o)", flags_of(9));
+	{
+		unsigned char b9[100];
+		ssize_t n9;
+
+		/* fd 9 blocks: read exactly what was written. */
+		put(11, seed + 7, sizeof(b9));
+		n9 = read(9, b9, sizeof(b9));
+		cr_check(n9 == (ssize_t)sizeof(b9) && b9[0] == pat(seed + 7, 0) &&
+			 b9[99] == pat(seed + 7, 99), "pipe A through fd 9: %zd bytes", n9);
+	}
 	/* B */
 	cr_check(fcntl(13, F_GETPIPE_SZ) == 65536, "pipe B size %d", fcntl(13, F_GETPIPE_SZ));
 	got = take(13, seed + 1, B_BYTES, &err, "pipe B");
@@ -215,6 +236,10 @@ int main(int argc, char **argv)
 	put(16, seed + 4, 8192);
 	got = take(15, seed + 4, 8192, &err, "pipe D after");
 	cr_check(got == 8192, "pipe D after: %zu", got);
+	cr_check((flags_of(8) & O_ACCMODE) == O_RDWR, "fd 8 flags %o", flags_of(8));
+	put(8, seed + 8, 50);
+	got = take(15, seed + 8, 50, &err, "pipe D written through fd 8");
+	cr_check(got == 50 && err == EAGAIN, "pipe D through fd 8: %zu bytes then %d", got, err);
 	/* FIFO */
 	{
 		struct stat s1, s2;
