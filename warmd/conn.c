@@ -175,13 +175,15 @@ void wd_conn_accept(int lfd)
 
 /*
  * Level-triggered interest: input unless a parked request left the input
- * buffer full (it would wake us in a loop), output while some is queued.
+ * buffer full or the peer was refused (either would wake us in a loop),
+ * output while some is queued.
  */
 static void update_events(struct wd_conn *c)
 {
 	bool full = c->in_len >= WD_FRAME_MAX + 2 * sizeof(struct wd_frame_hdr);
+	bool no_input = c->refused || (c->waiting && full);	/* a refused peer is not read */
 	struct epoll_event ev = {
-		.events = (c->waiting && full ? 0 : EPOLLIN | EPOLLRDHUP) | (c->out_len ? EPOLLOUT : 0),
+		.events = (no_input ? EPOLLRDHUP : EPOLLIN | EPOLLRDHUP) | (c->out_len ? EPOLLOUT : 0),
 		.data.ptr = &c->watch,
 	};
 
@@ -432,8 +434,9 @@ void wd_conn_event(struct wd_conn *c, uint32_t events)
 		if (r == -EPROTO)
 			log_info("pid %d (uid %u) broke the protocol: connection closed", c->pid, c->uid);
 	}
-	if (r >= 0 && c->refused && (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
-		r = -ECONNRESET;
+	if (r >= 0 && (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) &&
+	    (c->refused || c->in_len >= WD_FRAME_MAX + 2 * sizeof(struct wd_frame_hdr)))
+		r = -ECONNRESET;	/* gone, and its EOF would never be read */
 	if (r >= 0 && c->refused && !c->out_len)
 		r = -EACCES;
 	if (r < 0 || c->closing)
