@@ -13,12 +13,51 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/util.h"
 #include "restore.h"
+
+int eng_restore_fds_validate(const EngProcess *p)
+{
+	_cleanup_free_ char *max_text = NULL;
+	uint64_t max = 0;
+
+	if (read_file("/proc/sys/fs/pipe-max-size", &max_text, NULL) >= 0)
+		(void)parse_u64(max_text, 10, &max);
+	for (size_t i = 0; i < p->n_pipes; i++) {
+		const EngPipe *pp = p->pipes[i];
+
+		/* Unprivileged F_SETPIPE_SZ stops at fs.pipe-max-size. */
+		if (max && pp->size > max && pp->size > 65536)
+			return err_set(ENOSPC, "pipe %llu of %u bytes: above fs.pipe-max-size (%llu)",
+				       (unsigned long long)pp->id, pp->size, (unsigned long long)max);
+	}
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngFd *f = p->fds[i];
+		struct stat st;
+
+		if (f->kind == ENG_FD_KIND__FD_FIFO &&
+		    (!f->path || stat(f->path, &st) < 0 || !S_ISFIFO(st.st_mode)))
+			return err_set(ESTALE, "fd %u: FIFO \"%s\" is gone", f->fd,
+				       f->path ? f->path : "");
+		if (f->kind != ENG_FD_KIND__FD_INOTIFY || !f->inotify)
+			continue;
+		for (size_t k = 0; k < f->inotify->n_watches; k++) {
+			const EngInotifyWatch *w = f->inotify->watches[k];
+
+			if (lstat(w->path, &st) < 0 || (w->has_ino && st.st_ino != w->ino) ||
+			    (w->has_dev && st.st_dev != w->dev))
+				return err_set(ESTALE, "fd %u: inotify wd %u: \"%s\" is no longer the "
+					       "watched file", f->fd, w->wd, w->path);
+		}
+	}
+	return 0;
+}
 
 /*
  * Objects created by fd_create, one per open file description (eng_fd.obj):

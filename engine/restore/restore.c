@@ -243,7 +243,7 @@ static int check_files(const EngProcess *p)
 					       "the checkpoint", f->path);
 		}
 	}
-	return 0;
+	return eng_restore_fds_validate(p);	/* fdkinds: FIFOs, inotify paths, pipe sizes */
 }
 
 static void cpuid_count(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, uint32_t *c,

@@ -114,6 +114,10 @@ int eng_restore_fd_anon(const EngProcess *p, const EngFd *f, int *ret);
 /* The interest list of epoll fd @f, every fd at its final number; @scratch:
  * lowest number free for temporaries. */
 int eng_restore_fd_epoll_items(const EngFd *f, int scratch);
+/* Parent, before anything starts (restore.c check_files): FIFO paths,
+ * inotify watch paths, pipe sizes the kernel allows. -ESTALE/-ENOSPC with
+ * one line. */
+int eng_restore_fds_validate(const EngProcess *p);
 
 /* ------------------------------------------------------------------ files */
 /*
