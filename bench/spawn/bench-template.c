@@ -16,6 +16,8 @@
  *     between two reads 0.5 s apart (every worker runs; -1 for programs
  *     that write none); pss_sum_kib of the N idle instances and
  *     rss_one_kib of one (/proc/PID/smaps_rollup);
+ *   - many_ms_per_instance: the same N by eng_template_spawn_many (several
+ *     under way at once), total time / N;
  *   - pool acquire: N_LAT instances, by batches of 10 spawned parked (what
  *     a pool keeps ready) then started one by one with three descriptors
  *     (/dev/null as 0, a pipe as 1 and 2: a request's connection), the
@@ -170,7 +172,7 @@ int main(int argc, char **argv)
 	struct wc_store *store = NULL;
 	struct eng_template *tpl = NULL;
 	struct eng_instance *in;
-	uint64_t *sp, *lat, *parked, tpl_ns = 0;
+	uint64_t *sp, *lat, *parked, tpl_ns = 0, many_ns = 0;
 	long pss = 0, rss = -1;
 	pid_t prog;
 	char *t;
@@ -334,6 +336,23 @@ int main(int argc, char **argv)
 	kill_reap(in, n);
 	qsort(sp, n, sizeof(*sp), cmp_u64);
 
+	/* The same N at once (eng_template_spawn_many: several under way). */
+	{
+		size_t got = 0;
+		uint64_t t0 = now_ns();
+
+		r = eng_template_spawn_many(tpl, &(struct eng_instance_opts){
+						    .sz = sizeof(struct eng_instance_opts),
+						    .parked = false },
+					    (size_t)n, in, &got);
+		many_ns = now_ns() - t0;
+		if (r < 0) {
+			fprintf(stderr, "bench-template: %s: spawn_many: %s\n", name, err_str(r));
+			ok = 0;
+		}
+		kill_reap(in, (int)got);
+	}
+
 	/* Pool acquire: batches of 10 parked, then started one by one. */
 	{
 		int nul = open("/dev/null", O_RDWR | O_CLOEXEC), pp[2];
@@ -391,12 +410,14 @@ int main(int argc, char **argv)
 
 	printf("{\"bench\":\"spawn-template\",\"name\":\"%s\",\"ok\":%s,\"threads\":%d,"
 	       "\"template_ms\":%.1f,\"n\":%d,\"spawn_ms_mean\":%.3f,\"spawn_ms_p50\":%.3f,"
-	       "\"spawn_ms_p99\":%.3f,\"spawn_ms_max\":%.3f,\"threads_ok\":%d,\"alive_ok\":%d,"
+	       "\"spawn_ms_p99\":%.3f,\"spawn_ms_max\":%.3f,\"many_ms_per_instance\":%.3f,"
+	       "\"threads_ok\":%d,\"alive_ok\":%d,"
 	       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f,\"n_lat\":%d,"
 	       "\"parked_spawn_ms_p50\":%.3f,\"acquire_ms_p50\":%.3f,\"acquire_ms_p99\":%.3f,"
 	       "\"acquire_ms_max\":%.3f}\n",
 	       name, ok && threads_ok == n ? "true" : "false", nthreads, tpl_ns / 1e6, n,
-	       mean_ms(sp, n), pct_ms(sp, n, 50), pct_ms(sp, n, 99), pct_ms(sp, n, 100), threads_ok,
+	       mean_ms(sp, n), pct_ms(sp, n, 50), pct_ms(sp, n, 99), pct_ms(sp, n, 100),
+	       n ? many_ns / 1e6 / n : -1.0, threads_ok,
 	       alive_ok, pss, rss, rss > 0 ? (double)pss / rss : 0.0, nlat, pct_ms(parked, nlat, 50),
 	       pct_ms(lat, nlat, 50), pct_ms(lat, nlat, 99), pct_ms(lat, nlat, 100));
 	for (;;) {

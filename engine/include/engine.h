@@ -434,6 +434,17 @@ int eng_template_spawn(struct eng_template *tpl, const struct eng_instance_opts 
 		       struct eng_instance *ret);
 
 /*
+ * @nr spawns at once (several under way together: faster than one after
+ * the other, e.g. to fill a pool): ret[0..nr) as eng_template_spawn would
+ * give them, in order. Returns 0 with *@ret_done = @nr, or -errno with
+ * detail: then ret[0..*ret_done) are valid instances (the caller's), and
+ * the failed one and those after it were killed and reaped here (their
+ * entries reset).
+ */
+int eng_template_spawn_many(struct eng_template *tpl, const struct eng_instance_opts *opts,
+			    size_t nr, struct eng_instance *ret, size_t *ret_done);
+
+/*
  * Start a parked instance: descriptor @fds[i] is installed at number
  * @fd_nums[i] in the instance (0, 1, 2 for its stdio; any other number for
  * extra ones, replacing whatever the instance had there; never close-on-
@@ -472,7 +483,7 @@ struct eng_spawned {
 
 /*
  * Start @nr running instances of snapshot @snap: eng_template_open,
- * @nr x eng_template_spawn (started at once), eng_template_close. The
+ * eng_template_spawn_many (started at once), eng_template_close. The
  * template exits before this returns; the instances' inits are the
  * caller's children (a caller that exits leaves them to its nearest child
  * subreaper: be one, and reap them). Each instance has the caller's fds

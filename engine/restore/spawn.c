@@ -434,8 +434,13 @@ out:
 	return 0;
 }
 
-/* Send the op with the instance's end of its socket; the init's pid back. */
-static int template_request(struct eng_template *t, int peer, pid_t *ret_init)
+/*
+ * A spawn in three steps, so that several can be under way at once
+ * (eng_template_spawn_many): send the op with the instance's end of its
+ * socket; read the template's answer (the init's pid: answers come in the
+ * order of the requests); read the instance's report once it is parked.
+ */
+static int spawn_send(struct eng_template *t, struct eng_instance *inst)
 {
 	uint32_t op = SPAWN_OP_SPAWN;
 	union {
@@ -446,22 +451,35 @@ static int template_request(struct eng_template *t, int peer, pid_t *ret_init)
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	int32_t init;
+	int sp[2];
 	ssize_t n;
-	int r;
 
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return err_set(errno, "socketpair: %m");
 	memset(u.buf, 0, sizeof(u.buf));
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &peer, sizeof(int));
+	memcpy(CMSG_DATA(cm), &sp[1], sizeof(int));
 	/* MSG_NOSIGNAL: a dead template is an error, not our SIGPIPE. */
 	do
 		n = sendmsg(t->ctl, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	if (n != sizeof(op))
+	close(sp[1]);
+	if (n != sizeof(op)) {
+		close(sp[0]);
 		return err_set(EIO, "the template is gone (%m)");
-	r = wait_readable(t->ctl);
+	}
+	inst->ctl_fd = sp[0];
+	return 0;
+}
+
+static int spawn_answer(struct eng_template *t, struct eng_instance *inst)
+{
+	int32_t init;
+	ssize_t n;
+	int r = wait_readable(t->ctl);
+
 	if (r < 0)
 		return err_wrap(r, "template");
 	do
@@ -471,7 +489,38 @@ static int template_request(struct eng_template *t, int peer, pid_t *ret_init)
 		return err_set(EIO, "the template did not answer");
 	if (init < 0)
 		return err_set(-init, "cannot create a pid namespace: %s", strerror(-init));
-	*ret_init = init;
+	inst->init = init;
+	inst->ns_pid = (pid_t)t->proc->pid;
+	/* Our child, not reaped before we do: the pid cannot be reused. */
+	inst->init_pidfd = sys_pidfd_open(init);
+	if (inst->init_pidfd < 0)
+		return err_set(errno, "pidfd_open(%d): %m", init);
+	return 0;
+}
+
+static int spawn_collect(struct eng_template *t, struct eng_instance *inst)
+{
+	struct rst_report rep;
+	int r = read_report(inst->ctl_fd, &rep);
+
+	if (r == 1)
+		return err_set(EIO, "died before reporting");
+	if (r >= 0 && rep.err)
+		r = eng_restore_report_error(t->proc, &rep);
+	if (r < 0)
+		return r;
+	inst->pid = t->proc->pid == 1 ? inst->init : first_child_of(inst->init);
+	if (inst->pid < 0)
+		return err_set(ESRCH, "cannot find it in its namespace");
+	inst->pidfd = sys_pidfd_open(inst->pid);
+	if (inst->pidfd < 0)
+		return err_set(errno, "pidfd_open(%d): %m", inst->pid);
+	r = list_tids(inst->pid, t->proc, &inst->tids);
+	if (r < 0)
+		return r;
+	inst->parked = true;
+	inst->tpl = t;
+	t->refs++;
 	return 0;
 }
 
@@ -504,77 +553,106 @@ void eng_instance_release(struct eng_instance *inst)
 	instance_reset(inst);
 }
 
+/* A failed spawn: kill what exists (parked or not yet). */
+static void spawn_abandon(struct eng_instance *inst)
+{
+	inst->parked = true;
+	eng_instance_release(inst);
+}
+
+static void instance_opts(const struct eng_instance_opts *opts, struct eng_instance_opts *o)
+{
+	*o = (struct eng_instance_opts){ .parked = true };
+	if (opts) {
+		*o = (struct eng_instance_opts){};
+		memcpy(o, opts, MIN(opts->sz ? opts->sz : sizeof(*o), sizeof(*o)));
+	}
+}
+
 int eng_template_spawn(struct eng_template *t, const struct eng_instance_opts *opts,
 		       struct eng_instance *ret)
 {
-	struct eng_instance_opts o = { .parked = true };
+	struct eng_instance_opts o;
 	struct eng_instance inst;
-	struct rst_report rep;
-	int sp[2], r;
-	pid_t init = -1;
+	int r;
 
-	if (opts) {
-		o = (struct eng_instance_opts){};
-		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
-	}
+	instance_opts(opts, &o);
 	instance_reset(&inst);
 	instance_reset(ret);
 	if (t->ctl < 0)
 		return err_set(EINVAL, "template of %s is closed", t->id);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
-		return err_set(errno, "socketpair: %m");
-	inst.ctl_fd = sp[0];
-	r = template_request(t, sp[1], &init);
-	close(sp[1]);
-	if (r < 0)
-		goto fail;
-	inst.init = init;
-	inst.ns_pid = (pid_t)t->proc->pid;
-	/* Our child, not reaped before we do: the pid cannot be reused. */
-	inst.init_pidfd = sys_pidfd_open(init);
-	if (inst.init_pidfd < 0) {
-		r = err_set(errno, "pidfd_open(%d): %m", init);
-		goto fail;
+	r = spawn_send(t, &inst);
+	if (r >= 0)
+		r = spawn_answer(t, &inst);
+	if (r >= 0)
+		r = spawn_collect(t, &inst);
+	if (r < 0) {
+		pid_t init = inst.init;
+
+		spawn_abandon(&inst);
+		ret->init = init;	/* still the caller's to reap */
+		return err_wrap(r, "instance of %s", t->id);
 	}
-	r = read_report(inst.ctl_fd, &rep);
-	if (r == 1)
-		r = err_set(EIO, "died before reporting");
-	else if (r >= 0 && rep.err)
-		r = eng_restore_report_error(t->proc, &rep);
-	if (r < 0)
-		goto fail;
-	inst.pid = t->proc->pid == 1 ? init : first_child_of(init);
-	if (inst.pid < 0) {
-		r = err_set(ESRCH, "cannot find it in its namespace");
-		goto fail;
-	}
-	inst.pidfd = sys_pidfd_open(inst.pid);
-	if (inst.pidfd < 0) {
-		r = err_set(errno, "pidfd_open(%d): %m", inst.pid);
-		goto fail;
-	}
-	r = list_tids(inst.pid, t->proc, &inst.tids);
-	if (r < 0)
-		goto fail;
-	inst.parked = true;
-	inst.tpl = t;
-	t->refs++;
 	*ret = inst;
 	if (o.parked)
 		return 0;
 	return eng_instance_start(ret, NULL, NULL, 0);
-fail:
-	/* Kill what exists; the init is still the caller's to reap. */
-	if (inst.init > 0) {
-		inst.parked = true;
-		eng_instance_release(&inst);
-	} else if (inst.ctl_fd >= 0) {
-		close(inst.ctl_fd);
+}
+
+/* Requests under way at once in eng_template_spawn_many. */
+#define SPAWN_WINDOW	6
+
+int eng_template_spawn_many(struct eng_template *t, const struct eng_instance_opts *opts,
+			    size_t nr, struct eng_instance *ret, size_t *ret_done)
+{
+	struct eng_instance_opts o;
+	size_t sent = 0, answered = 0, done = 0;
+	int r = 0;
+
+	instance_opts(opts, &o);
+	*ret_done = 0;
+	for (size_t i = 0; i < nr; i++)
+		instance_reset(&ret[i]);
+	if (t->ctl < 0)
+		return err_set(EINVAL, "template of %s is closed", t->id);
+	while (done < nr) {
+		while (sent < nr && sent - done < SPAWN_WINDOW) {
+			r = spawn_send(t, &ret[sent]);
+			if (r < 0)
+				goto fail;
+			sent++;
+		}
+		/* Answers come in order: the oldest request's first. */
+		while (answered <= done) {
+			r = spawn_answer(t, &ret[answered++]);
+			if (r < 0)
+				goto fail;
+		}
+		r = spawn_collect(t, &ret[done]);
+		if (r >= 0 && !o.parked)
+			r = eng_instance_start(&ret[done], NULL, NULL, 0);
+		if (r < 0)
+			goto fail;
+		*ret_done = ++done;
 	}
-	free(inst.tids);
-	instance_reset(ret);
-	ret->init = init;
-	return err_wrap(r, "instance of %s", t->id);
+	return 0;
+fail:
+	r = err_wrap(r, "instance %zu of %s", done, t->id);
+	/* The ones under way: their answers keep the template's stream in
+	 * step; every one is killed and reaped here (the caller never saw it). */
+	for (size_t i = done; i < sent; i++) {
+		if (i >= answered && spawn_answer(t, &ret[i]) >= 0)
+			answered = i + 1;
+		{
+			pid_t init = ret[i].init;
+
+			spawn_abandon(&ret[i]);
+			if (init > 0)
+				while (waitpid(init, NULL, __WALL) < 0 && errno == EINTR)
+					;
+		}
+	}
+	return r;
 }
 
 /* The start message: numbers, and the descriptors as SCM_RIGHTS. */
@@ -831,41 +909,40 @@ int eng_spawn(struct wc_store *store, const char *snap_id, unsigned int nr,
 {
 	struct eng_spawn_opts o = {};
 	struct eng_template *t = NULL;
+	struct eng_instance *in;
+	size_t done = 0;
 	uint64_t t1;
-	unsigned int done = 0;
 	int r;
 
 	if (opts)
 		memcpy(&o, opts, MIN(opts->sz ? opts->sz : sizeof(o), sizeof(o)));
 	if (!nr)
 		return err_set(EINVAL, "no instance asked for");
+	in = calloc(nr, sizeof(*in));
+	if (!in)
+		return -ENOMEM;
 	r = eng_template_open(store, snap_id,
 			      &(struct eng_template_opts){ .sz = sizeof(struct eng_template_opts),
 							   .null_stdio = o.null_stdio,
 							   .ret_open_ns = o.ret_template_ns },
 			      &t);
-	if (r < 0)
+	if (r < 0) {
+		free(in);
 		return r;
-	t1 = now_ns();
-	for (done = 0; done < nr; done++) {
-		struct eng_instance inst;
-
-		r = eng_template_spawn(t, &(struct eng_instance_opts){
-						  .sz = sizeof(struct eng_instance_opts),
-						  .parked = false },
-				       &inst);
-		ret[done] = (struct eng_spawned){ .pid = inst.pid, .init = inst.init };
-		if (r < 0) {
-			r = err_wrap(r, "instance %u", done);
-			done++;
-			break;
-		}
-		eng_instance_release(&inst);	/* started: keeps running */
 	}
+	t1 = now_ns();
+	r = eng_template_spawn_many(t, &(struct eng_instance_opts){
+					    .sz = sizeof(struct eng_instance_opts), .parked = false },
+				    nr, in, &done);
 	if (r >= 0 && o.ret_instances_ns)
 		*o.ret_instances_ns = now_ns() - t1;
 	eng_template_close(t);
+	for (size_t i = 0; i < done; i++)
+		ret[i] = (struct eng_spawned){ .pid = in[i].pid, .init = in[i].init };
 	if (r < 0)
-		kill_and_reap(ret, done);
+		kill_and_reap(ret, (unsigned int)done);
+	for (size_t i = 0; i < done; i++)
+		eng_instance_release(&in[i]);	/* started: they keep running */
+	free(in);
 	return r;
 }
