@@ -27,7 +27,7 @@ with open(d + "/mem.dat", "w") as f:
 with open(d + "/acq.dat", "w") as f:
     names = {"spawnee-200m": "200 MiB spawnee", "jvm": "JVM"}
     for r in tpl:
-        f.write('"%s\\n(%d threads)" %.3f %.3f %.3f\n' % (names.get(r["name"], r["name"]), r["threads"],
+        f.write('"%s\\n(%d thread%s)" %.3f %.3f %.3f\n' % (names.get(r["name"], r["name"]), r["threads"], "s" if r["threads"] > 1 else "",
                 r["acquire_ms_p50"], r["acquire_ms_p99"], r["spawn_ms_p50"]))
 PY
 gnuplot <<GP
