@@ -161,7 +161,9 @@ static int make_timerfd(const EngFd *f, int *ret)
 		if (read(fd, &fired, sizeof(fired)) == sizeof(fired))
 			ticks += fired;
 	}
-	if (ticks && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0)
+	/* ECANCELED: a CANCEL_ON_SET timer whose clock was set meanwhile; the
+	 * program gets ECANCELED from its next read, as it would have. */
+	if (ticks && ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0 && errno != ECANCELED)
 		return err_set(errno, "fd %u: cannot restore %llu timerfd ticks: %m", f->fd,
 			       (unsigned long long)ticks);
 	r = set_flags(f, fd);
@@ -290,8 +292,11 @@ int eng_restore_fd_epoll_items(const EngFd *f, int scratch)
 			}
 		}
 		/* EEXIST: an instance shared by several processes of a tree,
-		 * its items added by another holder already. */
-		if (epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev) < 0 && errno != EEXIST)
+		 * its items added by another holder already. EPERM on a standard
+		 * stream: the caller's stream replaced the saved one (a pipe)
+		 * and cannot be polled (a regular file): nothing to watch. */
+		if (epoll_ctl(efd, EPOLL_CTL_ADD, tfd, &ev) < 0 && errno != EEXIST &&
+		    !(errno == EPERM && tfd <= 2))
 			r = err_set(errno, "fd %u: epoll target fd %u: EPOLL_CTL_ADD: %m", f->fd,
 				    it->tfd);
 put_back:
