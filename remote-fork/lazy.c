@@ -61,6 +61,7 @@ struct rf_lazy {
 	uint32_t nr_primaries;
 	struct wc_sink *pages;		/* rf_lazy_set_sink(), or NULL */
 	uint32_t pages_put;
+	pid_t hold_pid;			/* rf_lazy_set_hold(), or 0 */
 	uint32_t nr_left;		/* lazy pages not DONE */
 	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
 	bool restored, end_seen;
@@ -510,9 +511,14 @@ static int serve(struct rf_lazy *lz)
 		int timeout = -1, n;
 
 		/* Done once every page is in; without lazy areas no uffd comes. */
-		if (lz->end_seen && !lz->nr_left && (lz->uffd >= 0 || !lz->t.nr_areas)) {
+		if (lz->end_seen && !lz->nr_left && lz->restored &&
+		    (lz->uffd >= 0 || !lz->t.nr_areas)) {
 			uint8_t msg[4];
 
+			/* A held twin continues now, with all of its memory. */
+			if (lz->hold_pid > 0 && kill(lz->hold_pid, SIGCONT) < 0)
+				return err_set(errno, "cannot continue the twin %d: %m",
+					       (int)lz->hold_pid);
 			rf_put_u32(msg, lz->t.nr);
 			r = rf_lazy_send(lz, RF_MSG_LAZY_DONE, msg, sizeof(msg));
 			lz->st.done_ns = mono_ns() - lz->t0;
@@ -665,6 +671,11 @@ void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages)
 uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz)
 {
 	return lz->nr_primaries;
+}
+
+void rf_lazy_set_hold(struct rf_lazy *lz, pid_t pid)
+{
+	lz->hold_pid = pid;
 }
 
 void rf_lazy_restored(struct rf_lazy *lz)

@@ -130,6 +130,8 @@ static uint64_t lazy_t0, lazy_run_ns;
 
 static void on_lazy_restored(void *arg, const struct rf_restored_info *info)
 {
+	if (info->flags & RF_RESTORED_HELD)
+		return;		/* stopped until every page is there: not running yet */
 	lazy_run_ns = now_ns() - lazy_t0;
 	printf("%u\n", info->pid);
 	fflush(stdout);
@@ -139,7 +141,7 @@ static void on_lazy_restored(void *arg, const struct rf_restored_info *info)
 static const char *move_addr_spec;
 
 static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
-			bool move, bool attach, bool lazy)
+			bool move, bool attach, bool lazy, bool hold)
 {
 	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
 	/* tcp: with --move the original's established TCP connections go along
@@ -177,8 +179,8 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		 * holds every page; with --move the engine kills it only then. */
 		lazy_t0 = t0;
 		dopts.leave_running = !move;
-		r = rf_push_sink_new_lazy(s, attach ? RF_PUSH_ATTACH : 0, pid, on_lazy_restored, NULL,
-					  &sink);
+		r = rf_push_sink_new_lazy(s, (attach ? RF_PUSH_ATTACH : 0) | (hold ? RF_PUSH_HOLD : 0),
+					  pid, on_lazy_restored, NULL, &sink);
 	} else {
 		r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
 	}
@@ -207,6 +209,12 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 			goto out;
 		}
 		(void)rf_push_sink_restored(sink, &ri);
+		if (hold) {
+			/* Pipelined: the twin continued right before LAZY_DONE. */
+			lazy_run_ns = now_ns() - t0;
+			printf("%u\n", ri.pid);
+			fflush(stdout);
+		}
 		return lazy_done(s, sink, pid, host, remote_id, &ri, &st, &dst, t0, move, attach);
 	}
 	if (r < 0)
@@ -297,11 +305,12 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 	else
 		snprintf(stdio, sizeof(stdio), "its stdout \"%s\", stderr \"%s\" on %s",
 			 ri->out_path, ri->err_path, host);
-	log_error("forked pid %d lazily to %s as pid %u%s (snapshot %s): twin running after "
+	log_error("forked pid %d %s to %s as pid %u%s (snapshot %s): twin running after "
 		  "%.3f s, every page after %.2f s; %llu bytes (%s) on the wire, %llu pages sent "
 		  "before the twin ran, %llu after (%llu on demand in %llu requests; %llu more had "
 		  "the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s%s; %s",
-		  pid, host, ri->pid,
+		  pid, ri->flags & RF_RESTORED_HELD ? "(pipelined: restored while its pages arrived)"
+						    : "lazily", host, ri->pid,
 		  ri->flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was taken "
 						      "there)" : "",
 		  remote_id, lazy_run_ns / 1e9, (now_ns() - t0) / 1e9,
@@ -411,12 +420,13 @@ int main(int argc, char **argv)
 		{ "move",	no_argument,	   NULL, 'M' },
 		{ "lazy",	no_argument,	   NULL, 'L' },
 		{ "attach",	no_argument,	   NULL, 'A' },
+		{ "pipelined",	no_argument,	   NULL, 'P' },
 		{ "move-addr",	required_argument, NULL, 'm' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{}
 	};
 	const char *host = NULL, *key_file = NULL, *store_arg = NULL, *snap_arg = NULL;
-	bool move = false, lazy = false, attach = false;
+	bool move = false, lazy = false, attach = false, pipelined = false;
 	char store_dir[PATH_MAX];
 	uint8_t key[RF_KEY_BYTES];
 	int c, r, timeout_ms = 30000, pid = 0;
@@ -452,6 +462,9 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 			attach = true;
+			break;
+		case 'P':
+			pipelined = true;
 			break;
 		case 'm':
 			move_addr_spec = optarg;
@@ -492,7 +505,8 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		r = fork_process(host, key, timeout_ms, pid, move, attach, lazy);
+		r = fork_process(host, key, timeout_ms, pid, move, attach, lazy || pipelined,
+				 pipelined && !lazy);
 		sodium_memzero(key, sizeof(key));
 		return r;
 	}

@@ -97,7 +97,7 @@ static int restore_twin(struct wc_store *store, const char *id, const struct opt
 			struct eng_restored *ret, bool *ret_new_pidns, char *out_path,
 			char *err_path, size_t path_len, int *attach_fds,
 			struct eng_restore_stats *ret_stats, uint64_t *ret_first_ns,
-			const struct rf_lazy_table *lazy, int lazy_sock)
+			const struct rf_lazy_table *lazy, int lazy_sock, bool hold)
 {
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .inherit_stdio = true,
 				       .stats = ret_stats };
@@ -107,6 +107,7 @@ static int restore_twin(struct wc_store *store, const char *id, const struct opt
 		ro.nr_lazy_areas = lazy->nr_areas;
 		ro.lazy_sock = lazy_sock;
 	}
+	ro.leave_stopped = hold;
 	uint64_t t0 = now_ns();
 	int r, log_fd = -1, in = -1, out = -1, err = -1;
 
@@ -307,7 +308,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	_cleanup_free_ uint64_t *areas = NULL;
 	char out_path[PATH_MAX] = "", err_path[PATH_MAX] = "", id[WC_ID_LEN + 1], sz[32];
 	int attach_fds[2] = { -1, -1 }, sp[2] = { -1, -1 }, r;
-	bool attach = flags & RF_PUSH_ATTACH, new_pidns = false;
+	bool attach = flags & RF_PUSH_ATTACH, hold = flags & RF_PUSH_HOLD, new_pidns = false;
 	struct rf_lazy_table lt = {};
 	struct rf_recv_stats st = {};
 	struct rf_lazy_stats ls = {};
@@ -358,7 +359,8 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		struct rf_lazy_table v = { .nr_areas = areas ? lt_nr_areas : 0, .area_starts = areas };
 
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path,
-				 sizeof(out_path), attach ? attach_fds : NULL, &rs, &first_ns, &v, sp[1]);
+				 sizeof(out_path), attach ? attach_fds : NULL, &rs, &first_ns, &v, sp[1],
+				 hold);
 	}
 	close(sp[1]);
 	sp[1] = -1;
@@ -383,6 +385,10 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	/* The partial snapshot served its purpose. */
 	(void)wc_store_remove(store, id);
 	len = restored_payload(msg, &tw, new_pidns, out_path, err_path);
+	if (hold) {
+		rf_put_u32(msg + 8, rf_get_u32(msg + 8) | RF_RESTORED_HELD);
+		rf_lazy_set_hold(lz, tw.pid);
+	}
 	(void)rf_lazy_send(lz, RF_MSG_RESTORED, msg, len);
 	rf_lazy_restored(lz);
 	r = rf_lazy_finish(lz, false, &ls);
@@ -401,6 +407,8 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	}
 	wc_sink_free(TAKE_PTR(lsink));
 	if (r < 0) {
+		/* (The server killed it already if it had its pidfd.) */
+		kill(tw.pid, SIGKILL);
 		log_error("%s: lazy twin %d (snapshot %s) killed: %s", peer, (int)tw.pid, id,
 			  err_str(r));
 		rf_session_send_error(s, r, err_str(r));
@@ -410,11 +418,13 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		}
 		return r;
 	}
-	log_error("%s: lazily restored snapshot %s as pid %d%s: running after %.3f s (received "
+	log_error("%s: lazily restored snapshot %s as pid %d%s: %s after %.3f s (received "
 		  "%.3f s, restore %.3f s), every page after %.3f s; %llu pages (%llu data: %llu "
 		  "eager, %llu lazy, %llu already held), %s in; lazy: %llu installed, %llu "
 		  "present, %llu dropped, %llu faults on lazy pages (%llu requests), %llu zero "
-		  "faults; lazy pages stored as %s", peer, id, (int)tw.pid, new_pidns ? " (new pid namespace)" : "",
+		  "faults; lazy pages stored as %s", peer, id, (int)tw.pid,
+		  new_pidns ? " (new pid namespace)" : "",
+		  hold ? "restored, stopped until every page arrived," : "running",
 		  (t_run - t0) / 1e9, (t_recv - t0) / 1e9, (t_run - t_recv) / 1e9,
 		  (now_ns() - t0) / 1e9, (unsigned long long)st.pages_total,
 		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
@@ -495,7 +505,7 @@ static int serve_push(struct rf_session *s, const struct opts *o, uint64_t t0, u
 		uint64_t first_ns = 0, t_recv = now_ns();
 
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path, sizeof(out_path),
-				 attach ? attach_fds : NULL, &rs, &first_ns, NULL, -1);
+				 attach ? attach_fds : NULL, &rs, &first_ns, NULL, -1, false);
 		if (r < 0) {
 			char why[512];
 

@@ -776,7 +776,7 @@ int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
 	char path[64];
 	int fd, r;
 
-	if (flags & ~RF_PUSH_ATTACH)
+	if (flags & ~(RF_PUSH_ATTACH | RF_PUSH_HOLD))
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);

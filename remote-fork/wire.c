@@ -326,7 +326,7 @@ static int parse_restored(struct cur *c, struct rf_msg *m)
 	if (m->restored.pid == 0 || m->restored.pid > INT32_MAX || m->restored.ns_pid == 0 ||
 	    m->restored.ns_pid > INT32_MAX)
 		return err_set(EPROTO, "RESTORED: bad pid %u (%u)", m->restored.pid, m->restored.ns_pid);
-	if (m->restored.flags & ~RF_RESTORED_NEW_PIDNS)
+	if (m->restored.flags & ~(RF_RESTORED_NEW_PIDNS | RF_RESTORED_HELD))
 		return err_set(EPROTO, "RESTORED: unknown flags 0x%x", m->restored.flags);
 	return cur_end(c);
 }
@@ -370,6 +370,8 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 			r = err_set(EPROTO, "PUSH: ATTACH without RESTORE");
 		if (r >= 0 && (m.push.flags & RF_PUSH_LAZY) && !(m.push.flags & RF_PUSH_RESTORE))
 			r = err_set(EPROTO, "PUSH: LAZY without RESTORE");
+		if (r >= 0 && (m.push.flags & RF_PUSH_HOLD) && !(m.push.flags & RF_PUSH_LAZY))
+			r = err_set(EPROTO, "PUSH: HOLD without LAZY");
 		if (r >= 0)
 			r = cur_end(&c);
 		break;

@@ -15,6 +15,10 @@
 #                     page travels): rfork start until the twin runs, as rfork
 #                     reports it (target <= 0.1)
 #   lazy_total_s      the same, until the twin holds every page (rfork exits)
+#   pipelined_s       rfork --pipelined to an empty store: the twin is restored
+#                     while its pages stream in (stopped) and continues once
+#                     it holds every page: rfork start until it runs
+#   pipelined_ratio   pipelined_s / unique_s (the eager target, <= 1.3)
 # usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT]   (root; 77 otherwise)
 RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000}
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces, tc)"; exit 77; }
@@ -103,6 +107,16 @@ cat "$T/r3.err" >&2
 L_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r3.err")
 L_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 [ -n "$L_RUN" ] || { echo "no lazy figures in rfork's report" >&2; exit 1; }
+# --pipelined to a third daemon with an empty store
+start_rforkd "$RFORKD" 7719
+t0=$(now)
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7719" --key-file "$T/key" --pipelined "$WL" \
+	> "$T/r4.out" 2> "$T/r4.err" ||
+	{ echo "rfork --pipelined failed: $(cat "$T/r4.err"); rforkd: $(tail -3 "$T/rforkd7719.log")" >&2; exit 1; }
+t1=$(now)
+cat "$T/r4.err" >&2
+P_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r4.err")
+[ -n "$P_RUN" ] || { echo "no pipelined figures in rfork's report" >&2; exit 1; }
 secs() { awk '{printf "%.3f", $2 - $1}' "$1"; }
 bytes() { sed -n 's/.*: \([0-9]*\) bytes (.*/\1/p' "$1"; }
 E1=$(secs "$T/r1.time") E2=$(secs "$T/r2.time")
@@ -111,11 +125,12 @@ B1=$(bytes "$T/r1.err") B2=$(bytes "$T/r2.err")
 # wl-mem: MIB*256 pages, half unique, plus 64 distinct patterns
 UNIQ=$((MIB * 256 / 2 * 4096 + 64 * 4096))
 awk -v e1="$E1" -v e2="$E2" -v b1="$B1" -v b2="$B2" -v u="$UNIQ" -v rate="$RATE" -v mib="$MIB" \
-	-v lr="$L_RUN" -v lt="$L_TOTAL" \
+	-v lr="$L_RUN" -v lt="$L_TOTAL" -v pr="$P_RUN" \
 	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	us = u * 8 / (rate * 1e6)
 	printf "{\"bench\":\"rfork\",\"mib\":%d,\"rate_mbit\":%d,\"eager_s\":%.3f,\"wire_bytes\":%d," \
 	       "\"unique_bytes\":%d,\"unique_s\":%.3f,\"eager_ratio\":%.3f,\"repeat_s\":%.3f," \
 	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f," \
-	       "\"lazy_total_s\":%.3f,\"loadavg\":\"%s\"}\n",
-	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lt, load }'
+	       "\"lazy_total_s\":%.3f,\"pipelined_s\":%.3f,\"pipelined_ratio\":%.3f," \
+	       "\"loadavg\":\"%s\"}\n",
+	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lt, pr, pr / us, load }'

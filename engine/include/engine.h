@@ -276,6 +276,10 @@ struct eng_restore_opts {
 	const uint64_t *lazy_areas;
 	size_t nr_lazy_areas;
 	int lazy_sock;
+	/* Leave the restored process stopped (group stop, as by SIGSTOP)
+	 * instead of running; the caller continues it with SIGCONT (rforkd:
+	 * once the twin holds every page). Not with a tree. */
+	bool leave_stopped;
 };
 
 struct eng_restored {

@@ -828,7 +828,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	if (r < 0)
 		goto out;
 	if (!is_tree) {
-		r = eng_restore_resume(target, p, &reps[0]);
+		r = o.leave_stopped ? eng_restore_resume_stopped(target, p, &reps[0])
+				    : eng_restore_resume(target, p, &reps[0]);
 		if (r < 0) {
 			r = err_wrap(r, "resuming");
 			goto out;

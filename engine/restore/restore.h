@@ -281,6 +281,10 @@ int eng_restore_fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret);
  * blocked mask, detach. Returns 0 or -errno with detail.
  */
 int eng_restore_resume(pid_t pid, const EngProcess *proc, const struct rst_report *rep);
+/* The same, but the process is left stopped (SIGSTOP queued before the
+ * threads are detached: they enter the group stop at once); SIGCONT
+ * continues it (eng_restore_opts.leave_stopped). */
+int eng_restore_resume_stopped(pid_t pid, const EngProcess *proc, const struct rst_report *rep);
 
 /* Last field of the "NSpid:" line of /proc/PID/task/TID/status text. */
 int eng_restore_parse_nspid(const char *status, pid_t *ret);

@@ -171,7 +171,19 @@ static int unmap_region(const struct rthread *leader, const struct rst_report *r
 	return 0;
 }
 
+static int resume(pid_t pid, const EngProcess *proc, const struct rst_report *rep, bool stopped);
+
 int eng_restore_resume(pid_t pid, const EngProcess *proc, const struct rst_report *rep)
+{
+	return resume(pid, proc, rep, false);
+}
+
+int eng_restore_resume_stopped(pid_t pid, const EngProcess *proc, const struct rst_report *rep)
+{
+	return resume(pid, proc, rep, true);
+}
+
+static int resume(pid_t pid, const EngProcess *proc, const struct rst_report *rep, bool stopped)
 {
 	_cleanup_free_ struct rthread *th = calloc(proc->n_threads, sizeof(*th));
 	size_t leader = 0;
@@ -209,6 +221,10 @@ int eng_restore_resume(pid_t pid, const EngProcess *proc, const struct rst_repor
 		if (r < 0)
 			return r;
 	}
+	/* Queued while every thread is in a ptrace stop: no tracer sees it,
+	 * each thread enters the group stop as soon as it is detached. */
+	if (stopped && kill(pid, SIGSTOP) < 0)
+		return err_set(errno, "cannot stop process %d: %m", pid);
 	/* The leader last: the others are already running its program. */
 	for (size_t i = 0; i < proc->n_threads; i++) {
 		if (i == leader)

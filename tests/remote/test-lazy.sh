@@ -10,7 +10,10 @@
 #     twin's full-heap checksum equals the original's;
 #  2. the link is cut while the lazy pages stream: rfork fails with one
 #     line, the receiver kills the twin, the original keeps running with
-#     the same memory.
+#     the same memory;
+#  3. rfork --pipelined: the twin is restored while its pages stream in but
+#     stays stopped (prints nothing) until it holds every page, then runs
+#     with the original's full-heap checksum.
 # Exit 0 pass, 1 fail, 77 skip.
 #
 # usage: test-lazy.sh RFORKD RFORK LAZYPROG
@@ -168,6 +171,40 @@ wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0'\'' "$T/orig2.out")" != "" ]' 100 
 	fail "the original printed no full checksum after the cut"
 awk -v s="$FULL_SUM" '$1 == "FULL" && $3 != s {bad=1} END {exit bad}' "$T/orig2.out" ||
 	fail "the original's memory changed after a failed lazy rfork"
+
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 3. --pipelined: restored early, running only with every page
+in_src ip link set "$V_SRC" up
+in_src tc qdisc change dev "$V_SRC" root tbf rate 200mbit burst 64kb latency 50ms
+start_prog "$T/orig3.out" 3
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --pipelined "$PROG_PID" \
+	> "$T/f3.out" 2> "$T/f3.err" &
+RF=$!
+PIDS+=($RF)
+wait_for 'ls "$T"/out/*.out >/dev/null 2>&1' 600 || fail "pipelined: the twin was never restored"
+EARLY=0 SEEN=0
+while kill -0 "$RF" 2>/dev/null; do
+	SEEN=1
+	[ -s "$(ls "$T"/out/*.out | head -1)" ] && EARLY=1
+	sleep 0.1
+done
+wait "$RF"; RC=$?
+cat "$T/f3.err"
+[ $RC = 0 ] || fail "rfork --pipelined exited $RC"
+[ "$SEEN" = 1 ] || fail "pipelined: rfork was done before the twin was restored: nothing was checked"
+[ "$EARLY" = 0 ] && echo "pipelined: the twin printed nothing before it held every page" ||
+	fail "pipelined: the twin ran before it held every page"
+TWIN3=$(head -1 "$T/f3.out")
+[ -n "$TWIN3" ] && TWINS+=("$TWIN3")
+OUTF=$(ls "$T"/out/*.out | head -1)
+wait_for '[ -s "$OUTF" ]' 100 || fail "pipelined: the twin does not run"
+kill -USR1 "$TWIN3" 2>/dev/null
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != "" ]' 300 ||
+	fail "pipelined: the twin printed no full checksum"
+TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
+[ "$TSUM" = "$FULL_SUM" ] || fail "pipelined: the twin's checksum $TSUM differs from the original's $FULL_SUM"
 
 [ $failed = 0 ] && echo "PASS"
 exit $failed

@@ -73,7 +73,7 @@ int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 
 /*
  * A lazy push sink (rfork --lazy PID): like rf_push_sink_new() with
- * RF_PUSH_RESTORE | RF_PUSH_LAZY (| RF_PUSH_ATTACH in @flags), for the
+ * RF_PUSH_RESTORE | RF_PUSH_LAZY (| RF_PUSH_ATTACH, RF_PUSH_HOLD in @flags), for the
  * engine's checkpoint of @pid, frozen while the sink lives. Lacking pages
  * of anonymous private areas are not sent with their batch; commit()
  * sends COMMIT, waits for COMMITTED and RESTORED (then calls @on_restored,
@@ -218,6 +218,9 @@ void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages);
 uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz);
 /* Send a frame from another thread than the server's. */
 int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len);
+/* RF_PUSH_HOLD: the twin @pid was restored stopped: SIGCONT it once every
+ * page is in, before LAZY_DONE. Call before rf_lazy_restored(). */
+void rf_lazy_set_hold(struct rf_lazy *lz, pid_t pid);
 /* The restore succeeded: the twin runs (pages may now stream in). */
 void rf_lazy_restored(struct rf_lazy *lz);
 /* Wait for the server's end (@abort: the restore failed, stop now; the

@@ -94,7 +94,10 @@ enum rf_msg_type {
 #define RF_PUSH_LAZY		(1u << 2)	/* with RESTORE: lacking pages of anonymous
 						 * private areas travel after the twin
 						 * started (docs/protocol.md, --lazy) */
-#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH | RF_PUSH_LAZY)
+#define RF_PUSH_HOLD		(1u << 3)	/* with LAZY: the twin is restored stopped
+						 * and continues only once it holds every
+						 * page (pipelined eager rfork) */
+#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH | RF_PUSH_LAZY | RF_PUSH_HOLD)
 
 /*
  * --lazy: a lazy page is a data page of a lazy area (an area whose flags
@@ -115,6 +118,7 @@ static inline bool rf_area_is_lazy(uint32_t area_flags)
 
 /* RESTORED flags */
 #define RF_RESTORED_NEW_PIDNS	(1u << 0)	/* the pid was taken: new pid namespace */
+#define RF_RESTORED_HELD	(1u << 1)	/* RF_PUSH_HOLD: stopped until LAZY_DONE */
 #define RF_PATH_MAX		1024u
 
 struct rf_msg {
