@@ -45,9 +45,10 @@ int eng_dump_fd_obj(struct eng_dump_ctx *ctx, int fd, EngFd *e)
 	for (size_t i = 0; i < proc->n_fds; i++) {
 		const EngFd *g = proc->fds[i];
 
-		/* Pipe ends: any kind (a standard stream may become one). */
-		if (!g->has_obj || (g->kind != e->kind && !(e->has_pipe && g->has_pipe &&
-							    g->pipe == e->pipe)))
+		/* Pipe ends: those of the same pipe, any kind (a standard stream
+		 * may become one); others: the same kind. */
+		if (!g->has_obj || (e->has_pipe ? !g->has_pipe || g->pipe != e->pipe
+						: g->kind != e->kind))
 			continue;
 		if (kcmp(ctx->pid, ctx->pid, KCMP_FILE, (unsigned long)fd, g->fd) == 0) {
 			e->has_obj = true;
