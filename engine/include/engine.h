@@ -364,8 +364,9 @@ struct eng_template_opts {
  * Open a template of @snap (full id or unique prefix of @store): validate
  * as eng_restore does, restore it once, wait until the template is ready.
  * Every saved descriptor is opened once by the template and shared by all
- * instances (same open file description, like a fork). On failure nothing
- * is left running. Errors as eng_restore, plus -EOPNOTSUPP for a snapshot
+ * instances (same open file description, like a fork). The template dies
+ * with the calling THREAD (PR_SET_PDEATHSIG): open it from a thread that
+ * lives as long as it must serve. On failure nothing is left running. Errors as eng_restore, plus -EOPNOTSUPP for a snapshot
  * an instance cannot copy (dontfork or wipeonfork areas, more than
  * RST_SPAWN_MAX_SHARED shared anonymous areas).
  */
