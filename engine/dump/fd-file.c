@@ -277,6 +277,9 @@ int eng_dump_fobj_vma(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, En
 		return err_set(EOPNOTSUPP, "process %d: private SysV mapping", ctx->pid);
 	v->has_fobj = true;
 	v->fobj = idx;
+	/* Not anonymous shared memory: the tree restore's shared memory (by
+	 * shmid, tree.c) must leave it to its object. */
+	v->has_shmid = false;
 	return 0;
 }
 

@@ -856,10 +856,10 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	r = eng_restore_prepare_fds(ctx, maxfd + 1, keep, nr_keep);
 	if (r < 0)
 		return r;
+	ctx->status_fd = keep[0];
 	r = eng_restore_locks(ctx);	/* files: every fd in place */
 	if (r < 0)
 		return r;
-	ctx->status_fd = keep[0];
 	a->status_fd = (uint32_t)keep[0];
 	a->mm.exe_fd = (uint32_t)keep[1];
 	if (ctx->spawn) {

@@ -490,9 +490,11 @@ int eng_restore_locks(struct eng_rst_ctx *ctx)
 				  &fl);
 		}
 		if (r < 0 && (errno == EAGAIN || errno == EACCES || errno == EWOULDBLOCK))
-			return err_set(EBUSY, "fd %u: the %s %s lock on \"%s\" is held by another "
-				       "process now", l->fd, l->write ? "write" : "read", what,
-				       fd_path(p, l->fd));
+			return err_set(EBUSY, "fd %u: another process holds a conflicting lock on "
+				       "\"%s\" now (the process held a %s %s lock)", l->fd,
+				       fd_path(p, l->fd), what,
+				       l->kind == ENG_LOCK_KIND__LOCK_FLOCK ?
+				       (l->write ? "exclusive" : "shared") : (l->write ? "write" : "read"));
 		if (r < 0)
 			return err_set(errno, "fd %u: cannot take the %s lock on \"%s\": %m", l->fd,
 				       what, fd_path(p, l->fd));
