@@ -169,6 +169,13 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 	} else if (S_ISSOCK(st.st_mode)) {
 		if (fd <= 2) {
 			kind = ENG_FD_KIND__FD_SOCKET;
+			/* unix: a unix standard stream keeps its record; it becomes
+			 * FD_UNIX_SOCKET if its peer is in the image (resolve),
+			 * else stays the caller's stream, as anything refused. */
+			if (eng_dump_unix_socket(ctx, fd, &st, &us) < 0) {
+				us = NULL;
+				err_clear();
+			}
 		} else if ((r = eng_dump_unix_socket(ctx, fd, &st, &us)) < 0) {
 			return r;
 		} else if (us) {

@@ -742,9 +742,67 @@ static int resolve_one(const EngImage *img, const EngProcess *p, uint32_t fd, En
 	return 0;
 }
 
+/* The record of socket @ino other than @self (a kind FD_UNIX_SOCKET one
+ * unless @any), or NULL. */
+static EngUnixSk *other_record(const EngImage *img, const EngUnixSk *self, uint64_t ino, bool any)
+{
+	for (size_t i = 0; i < img->n_procs; i++) {
+		const EngProcess *p = img->procs[i];
+
+		for (size_t k = 0; k < p->n_fds; k++) {
+			EngUnixSk *u = p->fds[k] ? p->fds[k]->unix_sk : NULL;
+
+			if (u && u != self && u->ino == ino &&
+			    (any || p->fds[k]->kind == ENG_FD_KIND__FD_UNIX_SOCKET))
+				return u;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Standard streams on unix sockets (FD_SOCKET with a record): one whose
+ * peer is in the image becomes FD_UNIX_SOCKET (a socketpair between a
+ * parent and a child's stdio, say); the others lose their record and stay
+ * the caller's streams. The queue read for the stream (the first record
+ * of its socket) moves to another record of the socket.
+ */
+static void resolve_stdio(EngImage *img)
+{
+	for (size_t i = 0; i < img->n_procs; i++) {
+		const EngProcess *p = img->procs[i];
+
+		for (size_t k = 0; k < p->n_fds; k++) {
+			EngFd *f = p->fds[k];
+			EngUnixSk *u = f ? f->unix_sk : NULL, *o;
+
+			if (!u || f->kind != ENG_FD_KIND__FD_SOCKET)
+				continue;
+			if (u->has_peer && other_record(img, u, u->peer, true)) {
+				f->kind = ENG_FD_KIND__FD_UNIX_SOCKET;
+				continue;
+			}
+			o = other_record(img, u, u->ino, false);
+			if (o && !o->n_queue && u->n_queue) {
+				o->queue = u->queue;
+				o->n_queue = u->n_queue;
+				o->queue_from = u->queue_from;
+				o->n_queue_from = u->n_queue_from;
+				u->queue = NULL;
+				u->queue_from = NULL;
+				u->n_queue = u->n_queue_from = 0;
+			}
+			eng_unix_sk__free_unpacked(u, NULL);
+			f->unix_sk = NULL;
+		}
+	}
+}
+
 int eng_dump_unix_resolve(EngImage *img, const struct eng_dump_opts *opts)
 {
 	struct refusals rf = { .opts = opts };
+
+	resolve_stdio(img);
 
 	for (size_t i = 0; i < img->n_procs; i++) {
 		const EngProcess *p = img->procs[i];

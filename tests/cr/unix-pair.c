@@ -11,12 +11,14 @@
  *   22/23  a pair: 22 sends C1 (64) and shuts down writing.
  *   24     one end of a pair whose other end sent D1 (77) and was closed.
  *   26/27  a pair, 26 sent 200 KB (stream) / 5 records of 30000 (seqpacket).
+ *   0/28   stdin is one end of a pair whose other end is 28; 28 sent IN (48).
  * The payloads are slices of a 64-bit-word secret published for tamper.
  * After go: types, descriptor flags, options; 21 receives A1 A2 (for
  * seqpacket as two records), 20 receives B1, then nothing is left; 23 gets
  * C1 then end of file, 22 may still receive from 23 but cannot send; 24
  * gets D1 then end of file and cannot send; the bulk arrives intact; the
- * pair still works both ways (25 -> 21, 21 -> 20).
+ * pair still works both ways (25 -> 21, 21 -> 20); stdin is still that
+ * socket: it reads IN, and what is written on it reaches 28.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -157,6 +159,12 @@ int main(int argc, char **argv)
 		for (int i = 0; i < BULK_NREC; i++)
 			xsend(26, bulk + i * BULK_REC, BULK_REC, "bulk record");
 
+	make_pair(29, 28);
+	if (dup2(29, 0) < 0)
+		cr_fail("dup2 stdin: %m");
+	close(29);
+	xsend(28, sec(300), 48, "IN");
+
 	cr_ready_tamper(secret, sizeof(secret));
 	cr_wait();
 
@@ -230,6 +238,18 @@ int main(int argc, char **argv)
 		}
 	}
 	cr_check(queue_empty(27), "27: more than the bulk queued");
+
+	/* stdin: the pair's end, with IN queued. */
+	cr_check(getint(0, SO_TYPE) == type && getint(28, SO_TYPE) == type, "stdin/28: type");
+	n = rcv(0, buf, sizeof(buf));
+	if (type == SOCK_SEQPACKET)
+		cr_check(n == 48 && memcmp(buf, sec(300), 48) == 0, "stdin: IN: %zd bytes", n);
+	else
+		cr_check(n > 0 && memcmp(buf, sec(300), (size_t)n) == 0 &&
+			 (n == 48 || rcv_exact(0, buf + n, 48 - (size_t)n)) &&
+			 memcmp(buf, sec(300), 48) == 0, "stdin: IN: %zd bytes or different", n);
+	cr_check(send(0, "out", 3, MSG_NOSIGNAL) == 3 && rcv(28, buf, sizeof(buf)) == 3 &&
+		 memcmp(buf, "out", 3) == 0, "stdin -> 28 broken");
 
 	/* Still one connection: the dup'ed end and back. */
 	cr_check(send(25, "live", 4, MSG_NOSIGNAL) == 4, "25: send: %m");

@@ -8,11 +8,13 @@
  *   24 (R)            a listener on $CR_DIR/t.sock
  *   25 (B) / 26 (R)   B's connection to 24, accepted by R; B sent BR (30)
  *   27 (A)            A's connection to 24, not accepted yet
+ *   28 (R) / 1 (B)    B's stdout is a stream socketpair end: B wrote BO (20)
  * Payloads are slices of a secret (R's copy is published for tamper).
  * After go R reads AR, AD1, AD2, BR; then A reads RA and RD and sends its pid
  * on 21 and on 27; B sends its pid on 25 and waits for "ok". R reads A's
  * pid on 20, accepts A's queued connection and reads A's pid there, reads B's
- * pid on 26 and answers; A and B exit 0 only if their own checks passed.
+ * pid on 26 and answers, reads BO and then B's pid on 28 (B's stdout); A
+ * and B exit 0 only if their own checks passed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,11 +106,12 @@ static __attribute__((noreturn)) void kid_b(void)
 	pid_t me = getpid();
 	int bad = 0;
 
-	if (send(25, secret + 150, 30, 0) != 30)
+	if (send(25, secret + 150, 30, 0) != 30 || write(1, secret + 200, 20) != 20)
 		_exit(2);
 	while (!kid_go)
 		cr_sleep_ms(1);
 	bad |= send(25, &me, sizeof(me), 0) != sizeof(me);
+	bad |= write(1, &me, sizeof(me)) != sizeof(me);
 	bad |= !(rcv(25, buf, sizeof(buf)) == 2 && memcmp(buf, "ok", 2) == 0);
 	if (bad)
 		fprintf(stderr, "FAIL cr-unix-tree: child B: no answer on its connection\n");
@@ -166,16 +169,23 @@ int main(int argc, char **argv)
 		close(26);
 		kid_a();
 	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		cr_fail("socketpair: %m");
+	dup_to(sp[0], 28);
 	b = fork();
 	if (b < 0)
 		cr_fail("fork: %m");
 	if (b == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		for (int fd = 20; fd <= 26; fd++)
+		for (int fd = 20; fd <= 28; fd++)
 			if (fd != 25)
 				close(fd);
+		if (dup2(sp[1], 1) != 1)
+			_exit(2);
+		close(sp[1]);
 		kid_b();
 	}
+	close(sp[1]);
 	close(21);
 	close(23);
 	close(25);
@@ -185,6 +195,7 @@ int main(int argc, char **argv)
 	wait_queued(20, 60, "AR");
 	wait_queued(22, 10, "AD1");
 	wait_queued(26, 30, "BR");
+	wait_queued(28, 20, "BO");
 	{
 		struct pollfd p = { .fd = 24, .events = POLLIN };
 
@@ -193,7 +204,7 @@ int main(int argc, char **argv)
 	}
 	cr_sleep_ms(20);	/* AD2 follows AD1 */
 
-	cr_ready_tamper(secret, 180);
+	cr_ready_tamper(secret, 220);
 	cr_wait();
 
 	n = rcv(20, buf, sizeof(buf));
@@ -224,6 +235,10 @@ int main(int argc, char **argv)
 	n = rcv(26, &got, sizeof(got));
 	cr_check(n == sizeof(got) && got == b, "26: B's pid: %zd bytes, %d (B is %d)", n, got, b);
 	cr_check(send(26, "ok", 2, 0) == 2, "26: send: %m");
+	n = rcv(28, buf, 20);
+	cr_check(n == 20 && memcmp(buf, secret + 200, 20) == 0, "28: BO: %zd bytes", n);
+	n = rcv(28, &got, sizeof(got));
+	cr_check(n == sizeof(got) && got == b, "28: B's pid on its stdout: %zd bytes, %d", n, got);
 	cr_check(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		 "child A: status %#x", st);
 	cr_check(waitpid(b, &st, 0) == b && WIFEXITED(st) && WEXITSTATUS(st) == 0,
