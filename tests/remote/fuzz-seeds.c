@@ -40,7 +40,9 @@ static void save(const char *dir, const char *name)
 	len = 0;
 }
 
-static void push(bool bad_page)
+/* A push; @lazy: with RF_PUSH_LAZY and an anonymous private area, whose
+ * lacking pages then need no PAGES frame. */
+static void push(bool bad_page, bool lazy)
 {
 	static const uint8_t known[WC_PAGE_SIZE] = { 1, 2, 3 };	/* fuzz-wire's store holds it */
 	uint8_t page[WC_PAGE_SIZE], *p;
@@ -49,12 +51,13 @@ static void push(bool bad_page)
 	memset(page, 0x42, sizeof(page));
 	rf_page_key(page, &k1);
 	rf_page_key(known, &k2);
-	rf_put_u32(rec(RF_MSG_PUSH, 4), bad_page ? 0 : RF_PUSH_RESTORE);
+	rf_put_u32(rec(RF_MSG_PUSH, 4), (bad_page ? 0 : RF_PUSH_RESTORE) |
+				       (lazy ? RF_PUSH_RESTORE | RF_PUSH_LAZY : 0));
 	p = rec(RF_MSG_AREA, 28 + 6);
 	rf_put_u64(p, 0x400000);
 	rf_put_u64(p + 8, 5);
 	rf_put_u32(p + 16, 3);
-	rf_put_u32(p + 20, 0);
+	rf_put_u32(p + 20, lazy ? 0x22 : 0);	/* MAP_PRIVATE | MAP_ANONYMOUS */
 	rf_put_u16(p + 24, 1);
 	rf_put_u16(p + 26, 6);
 	memcpy(p + 28, "[heap]", 6);
@@ -68,10 +71,12 @@ static void push(bool bad_page)
 	rf_put_key(p + 45, &k1);
 	if (bad_page)
 		page[9] ^= 1;
-	p = rec(RF_MSG_PAGES, 8 + WC_PAGE_SIZE);
-	rf_put_u32(p, 0);
-	rf_put_u32(p + 4, 1);
-	memcpy(p + 8, page, WC_PAGE_SIZE);
+	if (!lazy) {
+		p = rec(RF_MSG_PAGES, 8 + WC_PAGE_SIZE);
+		rf_put_u32(p, 0);
+		rf_put_u32(p + 4, 1);
+		memcpy(p + 8, page, WC_PAGE_SIZE);
+	}
 	p = rec(RF_MSG_AREA, 26);
 	rf_put_u64(p, 0x7f0000000000);
 	rf_put_u64(p + 8, 0);
@@ -116,9 +121,11 @@ int main(int argc, char **argv)
 	rf_put_u16(p + 4, 4);
 	memcpy(p + 6, "oops", 4);
 	save(argv[1], "any-handshake");
-	push(false);
+	push(false, false);
 	save(argv[1], "ok-push");
-	push(true);
+	push(false, true);
+	save(argv[1], "ok-push-lazy");
+	push(true, false);
 	save(argv[1], "bad-page-mismatch");
 	p = rec(RF_MSG_LACKS, 8 + 1);
 	rf_put_u32(p, 0);
@@ -141,6 +148,15 @@ int main(int argc, char **argv)
 	p[0] = 2;
 	rf_put_u32(rec(RF_MSG_EXIT, 4), 143);
 	rf_put_u32(rec(RF_MSG_SIGNAL, 4), 15);
+	p = rec(RF_MSG_PAGE_REQ, 8);
+	rf_put_u32(p, 3);
+	rf_put_u32(p + 4, 32);
+	p = rec(RF_MSG_LAZY_PAGES, 4 + 4 + WC_PAGE_SIZE);
+	rf_put_u32(p, 1);
+	rf_put_u32(p + 4, 7);
+	memset(p + 8, 0x42, WC_PAGE_SIZE);
+	rf_put_u32(rec(RF_MSG_LAZY_END, 4), 9);
+	rf_put_u32(rec(RF_MSG_LAZY_DONE, 4), 9);
 	save(argv[1], "any-replies");
 	return 0;
 }

@@ -76,6 +76,8 @@ int rf_fuzz_wire(const uint8_t *data, size_t size)
 				continue;
 			if (rf_recv_new(have, out, reply_check, NULL, &rv) < 0)
 				break;
+			if (m.push.flags & RF_PUSH_LAZY)
+				rf_recv_set_lazy(rv);
 			continue;
 		}
 		if ((last_result = rf_recv_handle(rv, &m)) != 0)
