@@ -11,9 +11,8 @@
  *  - the shared areas are still shared after the cut: a child forked after go
  *    writes to them and the parent sees it;
  *  - with the argument "shmfile": the /dev/shm mapping is still the file's (a
- *    write through it is read back with pread() from the file). The engine's
- *    design restores /dev/shm areas as fresh shared memory holding their
- *    content (file links come with issue 4), so this variant is not registered.
+ *    write through it is read back with pread() from the file): vmas-shmfile
+ *    (file objects, issue 4: docs/engine-files.md).
  */
 #include <fcntl.h>
 #include <setjmp.h>
