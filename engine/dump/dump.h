@@ -312,6 +312,8 @@ struct eng_dump_tcp_conn {
 	int fdnum;			/* in the process */
 	EngSocket *sock;		/* in the image: gets peer and tcp */
 	bool locked;
+	bool win_closed;		/* the send window was closed: @win is the real one */
+	uint32_t win[5];		/* struct tcp_repair_window as read */
 };
 struct eng_dump_tcp {
 	struct eng_dump_tcp_conn *v;

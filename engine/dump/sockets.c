@@ -229,12 +229,15 @@ static int tcp_add(struct eng_dump_tcp *t, const struct eng_dump_tcp_conn *c)
 	return 0;
 }
 
-/* Undo the lock on one socket: filter off, repair off (TCP_REPAIR_OFF sends
- * a window probe: the peer answers it and resends what the filter dropped). */
-static void tcp_unlock_one(int fd)
+/* Undo the lock on one socket: its send window back, filter off, repair off
+ * (TCP_REPAIR_OFF sends a window probe: the peer answers it and resends
+ * what the filter dropped). */
+static void tcp_unlock_one(const struct eng_dump_tcp_conn *c)
 {
-	int off = TCP_REPAIR_OFF, q = TCP_NO_QUEUE;
+	int off = TCP_REPAIR_OFF, q = TCP_NO_QUEUE, fd = c->fd;
 
+	if (c->win_closed)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, c->win, sizeof(c->win));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q));
 	(void)setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &off, sizeof(off));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
@@ -246,7 +249,7 @@ void eng_dump_tcp_unlock(struct eng_dump_tcp *t)
 		return;
 	for (size_t i = 0; i < t->nr; i++) {
 		if (t->v[i].locked)
-			tcp_unlock_one(t->v[i].fd);
+			tcp_unlock_one(&t->v[i]);
 		close(t->v[i].fd);
 	}
 	free(t->v);
@@ -263,6 +266,9 @@ void eng_dump_tcp_drop(struct eng_dump_tcp *t)
 	free(t->v);
 	*t = (struct eng_dump_tcp){};
 }
+
+_Static_assert(sizeof(struct tcp_repair_window) == sizeof(((struct eng_dump_tcp_conn *)0)->win),
+	       "eng_dump_tcp_conn.win holds a struct tcp_repair_window");
 
 static int tcp_set_queue(int sk, int q)
 {
@@ -328,7 +334,30 @@ static int tcp_capture_one(struct eng_dump_tcp_conn *c)
 	}
 	c->locked = true;
 
-	/* From here the connection is still: read it. */
+	/*
+	 * Nothing comes in now. Repair mode alone does not stop the
+	 * transmission of queued data: tcp_write_xmit() (pacing, TSQ, loss
+	 * probes) only marks it sent without sending while the repair queue
+	 * is the send queue, and the window-probe and keepalive timers
+	 * (tcp_write_wakeup()) send new data within the send window whatever
+	 * the repair state. So the send window is read, then closed (the
+	 * image keeps the real one; the unlock puts it back), the receive
+	 * queue is read, and the send queue is selected for the rest of the
+	 * lock: from then on no new byte reaches the peer, and every byte the
+	 * peer may hold is below the snd_nxt read after (a byte only marked
+	 * sent is resent by the retransmit timer).
+	 */
+	if (getsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &wl) < 0 || wl != sizeof(win))
+		return TCP_FAIL(c, -errno, "TCP_REPAIR_WINDOW");
+	memcpy(c->win, &win, sizeof(c->win));
+	{
+		struct tcp_repair_window closed = win;
+
+		closed.snd_wnd = 0;
+		if (setsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &closed, sizeof(closed)) < 0)
+			return TCP_FAIL(c, -errno, "closing the send window");
+		c->win_closed = true;
+	}
 	if (getsockopt(sk, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0)
 		return TCP_FAIL(c, -errno, "TCP_INFO");
 	if (ti.tcpi_state != TCP_ESTABLISHED)
@@ -336,27 +365,29 @@ static int tcp_capture_one(struct eng_dump_tcp_conn *c)
 			       c->pid, c->fdnum, ti.tcpi_state < ARRAY_SIZE(tcp_states) &&
 			       tcp_states[ti.tcpi_state] ? tcp_states[ti.tcpi_state] :
 			       "in an unknown state");
-	if (ioctl(sk, SIOCINQ, &inq) < 0 || ioctl(sk, SIOCOUTQ, &outq) < 0 ||
-	    ioctl(sk, SIOCOUTQNSD, &unsent) < 0)
-		return TCP_FAIL(c, -errno, "queue sizes");
-	if (inq < 0 || outq < 0 || unsent < 0 || unsent > outq ||
-	    (unsigned)inq > TCP_QUEUE_MAX || (unsigned)outq > TCP_QUEUE_MAX)
-		return err_set(EOPNOTSUPP, "process %d fd %d: TCP queues of %d and %d bytes",
-			       c->pid, c->fdnum, inq, outq);
-
 	t = malloc(sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	eng_tcp_conn__init(t);
 	s->tcp = t;
-	r = tcp_read_queue(sk, TCP_SEND_QUEUE, (size_t)outq, &t->snd_seq, &t->send_queue);
-	if (r >= 0) {
-		t->has_send_queue = outq > 0;
-		r = tcp_read_queue(sk, TCP_RECV_QUEUE, (size_t)inq, &t->rcv_seq, &t->recv_queue);
-		t->has_recv_queue = inq > 0;
-	}
+	if (ioctl(sk, SIOCINQ, &inq) < 0)
+		return TCP_FAIL(c, -errno, "SIOCINQ");
+	if (inq < 0 || (unsigned)inq > TCP_QUEUE_MAX)
+		return err_set(EOPNOTSUPP, "process %d fd %d: TCP receive queue of %d bytes",
+			       c->pid, c->fdnum, inq);
+	r = tcp_read_queue(sk, TCP_RECV_QUEUE, (size_t)inq, &t->rcv_seq, &t->recv_queue);
+	t->has_recv_queue = inq > 0;
 	if (r >= 0)
-		r = tcp_set_queue(sk, TCP_NO_QUEUE);
+		r = tcp_set_queue(sk, TCP_SEND_QUEUE);
+	if (r >= 0 && (ioctl(sk, SIOCOUTQ, &outq) < 0 || ioctl(sk, SIOCOUTQNSD, &unsent) < 0))
+		r = -errno;
+	if (r >= 0 && (outq < 0 || unsent < 0 || unsent > outq || (unsigned)outq > TCP_QUEUE_MAX))
+		return err_set(EOPNOTSUPP, "process %d fd %d: TCP send queue of %d bytes (%d "
+			       "unsent)", c->pid, c->fdnum, outq, unsent);
+	if (r >= 0) {
+		r = tcp_read_queue(sk, TCP_SEND_QUEUE, (size_t)outq, &t->snd_seq, &t->send_queue);
+		t->has_send_queue = outq > 0;
+	}
 	if (r == -EAGAIN)
 		return err_set(EOPNOTSUPP, "process %d fd %d: TCP queue changed while read "
 			       "(urgent data?)", c->pid, c->fdnum);
@@ -382,8 +413,6 @@ static int tcp_capture_one(struct eng_dump_tcp_conn *c)
 		t->has_timestamp = true;
 		t->timestamp = (uint32_t)v;
 	}
-	if (getsockopt(sk, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &wl) < 0)
-		return TCP_FAIL(c, -errno, "TCP_REPAIR_WINDOW");
 	t->has_snd_wl1 = t->has_snd_wnd = t->has_max_window = true;
 	t->has_rcv_wnd = t->has_rcv_wup = true;
 	t->snd_wl1 = win.snd_wl1;

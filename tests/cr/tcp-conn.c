@@ -18,8 +18,9 @@
  *                              peer sees us traced (frozen for the
  *                              checkpoint), while the dump copies our 32 MiB
  *   after go      peer -> us   A3 = peer[70000, 170000), then a trailer:
- *                              'K' (or 'F': what it read was wrong) and the
- *                              number of our bytes it read, then EOF
+ *                              'K' (or 'F': what it read was wrong), the
+ *                              number of our bytes it read, 'T' if it sent
+ *                              A2 while we were traced (else 'U'), then EOF
  *                 us -> peer   ours[N, N + 100000), then EOF
  *
  * After go (the peer is told through $CR_DIR/tcp-phase3; without a
@@ -27,7 +28,8 @@
  * (TCP, ESTABLISHED, same local and peer address and port: no reconnect),
  * O_NONBLOCK kept; we must read exactly peer[20000, 170000) and the
  * trailer 'K' with N + 100000: every byte of both queues and of the cut
- * arrived once, in order.
+ * arrived once, in order. With the argument "cut" (the cr suite, where a
+ * checkpoint happens) the trailer must also say 'T'.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -150,9 +152,9 @@ static __attribute__((noreturn)) void peer_main(int fd, pid_t us)
 {
 	uint64_t deadline = cr_now_ns() + PEER_TIMEOUT_S * 1000000000ull;
 	uint64_t got = 0;
-	bool sent_a2 = false, ok = true, eof = false;
+	bool sent_a2 = false, frozen_a2, ok = true, eof = false;
 	char path[PATH_MAX];
-	uint8_t buf[65536], trailer[9];
+	uint8_t buf[65536], trailer[10];
 
 	alarm(PEER_TIMEOUT_S + 5);
 	if (!send_stream(fd, 0, A1_LEN))
@@ -173,6 +175,7 @@ static __attribute__((noreturn)) void peer_main(int fd, pid_t us)
 		}
 		cr_sleep_ms(1);
 	}
+	frozen_a2 = sent_a2;
 	if (!sent_a2 && !send_stream(fd, A1_LEN, A2_END))
 		_exit(1);
 	/* Phase 3: read the whole of ours (checking every byte) while A3 goes.
@@ -205,6 +208,7 @@ static __attribute__((noreturn)) void peer_main(int fd, pid_t us)
 	}
 	trailer[0] = ok ? 'K' : 'F';
 	memcpy(trailer + 1, &got, sizeof(got));
+	trailer[9] = frozen_a2 ? 'T' : 'U';
 	if (!send_all(fd, trailer, sizeof(trailer)))
 		_exit(1);
 	shutdown(fd, SHUT_WR);
@@ -217,6 +221,7 @@ static __attribute__((noreturn)) void peer_main(int fd, pid_t us)
 /* -------------------------------------------------------------- us */
 
 static int family = AF_INET;
+static bool expect_cut;		/* argv "cut": a checkpoint happens (the harness's cr modes) */
 static pid_t peer_pid;
 static uint64_t nr_before;		/* N: bytes of ours written before ready */
 static struct sockaddr_storage local_addr, peer_addr;
@@ -390,7 +395,7 @@ static void check_socket(void)
  */
 static void converse(void)
 {
-	static uint8_t in[A3_END - A1_READ + 9 + 1];
+	static uint8_t in[A3_END - A1_READ + 10 + 1];
 	uint64_t out = nr_before, out_end = nr_before + MORE, got = 0;
 	uint64_t deadline = cr_now_ns() + 40000000000ull;
 	bool eof = false, shut = false;
@@ -410,10 +415,37 @@ static void converse(void)
 							       (shut ? 0 : POLLOUT) };
 		int n = poll(&pf, 1, 100);
 
-		if (cr_now_ns() > deadline)
-			cr_fail("conversation stuck: sent %llu of %llu, read %llu of %zu bytes%s",
-				(unsigned long long)(out - nr_before), (unsigned long long)MORE,
-				(unsigned long long)got, want, eof ? " (EOF)" : "");
+		if (cr_now_ns() > deadline) {
+			struct tcp_info ti = {};
+			socklen_t tl = sizeof(ti);
+
+			getsockopt(CONN_FD, IPPROTO_TCP, TCP_INFO, &ti, &tl);
+			{
+				char p2[PATH_MAX];
+				FILE *f;
+
+				snprintf(p2, sizeof(p2), "%s/tcp-stuck", cr_dir());
+				f = fopen(p2, "w");
+				if (f) {
+					fprintf(f, "sent %llu read %llu eof %d state %u unacked %u "
+						"retrans %u probes %u backoff %u rcv_space %u cwnd %u "
+						"lost %u sacked %u\n",
+						(unsigned long long)(out - nr_before),
+						(unsigned long long)got, eof, ti.tcpi_state,
+						ti.tcpi_unacked, ti.tcpi_total_retrans, ti.tcpi_probes,
+						ti.tcpi_backoff, ti.tcpi_rcv_space, ti.tcpi_snd_cwnd,
+						ti.tcpi_lost, ti.tcpi_sacked);
+					fclose(f);
+				}
+			}
+			cr_fail("conversation stuck: sent %llu of %llu, read %llu of %zu bytes%s "
+				"(TCP state %u, unacked %u, retransmitted %u, probes %u, backoff %u, "
+				"rcv_space %u, cwnd %u)", (unsigned long long)(out - nr_before),
+				(unsigned long long)MORE, (unsigned long long)got, want,
+				eof ? " (EOF)" : "", ti.tcpi_state, ti.tcpi_unacked,
+				ti.tcpi_total_retrans, ti.tcpi_probes, ti.tcpi_backoff,
+				ti.tcpi_rcv_space, ti.tcpi_snd_cwnd);
+		}
 		if (n <= 0)
 			continue;
 		if (pf.revents & (POLLERR | POLLHUP | POLLNVAL) && !(pf.revents & POLLIN)) {
@@ -467,6 +499,10 @@ static void converse(void)
 	cr_check(count == nr_before + MORE, "the peer read %llu bytes of ours, we sent %llu "
 		 "(%llu before the cut, in our send queue)", (unsigned long long)count,
 		 (unsigned long long)(nr_before + MORE), (unsigned long long)nr_before);
+	/* "cut": the checkpoint must have seen A2 coming (else this run did
+	 * not test bytes sent while we were frozen). */
+	cr_check(!expect_cut || in[A3_END - A1_READ + 9] == 'T', "the peer never saw us traced: "
+		 "A2 was not sent while we were checkpointed");
 }
 
 int main(int argc, char **argv)
@@ -476,8 +512,12 @@ int main(int argc, char **argv)
 	int st;
 
 	cr_init(argc, argv);
-	if (argc > 1 && !strcmp(argv[1], "v6"))
-		family = AF_INET6;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "v6"))
+			family = AF_INET6;
+		else if (!strcmp(argv[i], "cut"))
+			expect_cut = true;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* Memory for the dump to copy: the peer's A2 arrives meanwhile. */
 	mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
