@@ -165,6 +165,9 @@ int eng_restore_unix_finish(struct eng_rst_unix *u, const EngProcess *owner);
 void eng_restore_unix_free(struct eng_rst_unix *u);
 int eng_restore_unix_fd(struct eng_rst_ctx *ctx, size_t i, int *ret);
 int eng_restore_unix_complete(struct eng_rst_ctx *ctx);
+/* Whether @p holds a unix socket that is connected or has queued data:
+ * something instances forked from one template cannot each own (spawn). */
+bool eng_restore_unix_have_connected(const EngProcess *p);
 
 /* Write a failure report for a child-side error to @fd (best effort). */
 void eng_restore_report_fail(int fd, int err, const char *detail);

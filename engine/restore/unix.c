@@ -784,6 +784,18 @@ static int finish(struct eng_rst_unix *u, const EngProcess *owner)
 	return 0;
 }
 
+bool eng_restore_unix_have_connected(const EngProcess *p)
+{
+	for (size_t i = 0; i < p->n_fds; i++) {
+		const EngUnixSk *u = p->fds[i]->unix_sk;
+
+		if (p->fds[i]->kind == ENG_FD_KIND__FD_UNIX_SOCKET && u &&
+		    (u->has_peer || u->peer_closed || u->pending || u->external || u->n_queue))
+			return true;
+	}
+	return false;
+}
+
 /* ------------------------------------------------------ fds.c hooks */
 
 /* The set of this restore: the child (or a tree's root before it forks)
