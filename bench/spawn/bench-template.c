@@ -22,7 +22,8 @@
  *     a pool keeps ready) then started one by one with three descriptors
  *     (/dev/null as 0, a pipe as 1 and 2: a request's connection), the
  *     time of eng_instance_start (= acquire), p50/p99/max, and of the
- *     parked spawn.
+ *     parked spawn; then the same with eng_instance_opts.pretrace (the
+ *     other threads taken over at spawn time): pretrace_*.
  * One JSON line. Root only (77 otherwise). A child subreaper: every init is
  * our child; all are killed and reaped.
  */
@@ -138,6 +139,67 @@ static void kill_reap(struct eng_instance *in, int n)
 	}
 }
 
+/*
+ * Pool acquire: batches of 10 parked (@pretrace: their other threads taken
+ * over at once), then started one by one with three descriptors. Returns
+ * the number measured.
+ */
+static int acquire_loop(struct eng_template *tpl, struct eng_instance *in, int nlat, bool pretrace,
+			uint64_t *lat, uint64_t *parked, int *ok)
+{
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC), pp[2];
+	int done = 0, r;
+
+	if (nul < 0 || pipe2(pp, O_CLOEXEC) < 0)
+		return 1;
+	fcntl(pp[0], F_SETFL, O_NONBLOCK);
+	while (done < nlat && *ok) {
+		int b = nlat - done < 10 ? nlat - done : 10;
+
+		for (int i = 0; i < b; i++) {
+			uint64_t t0 = now_ns();
+
+			r = eng_template_spawn(tpl, &(struct eng_instance_opts){
+						       .sz = sizeof(struct eng_instance_opts),
+						       .parked = true, .pretrace = pretrace },
+					       &in[i]);
+			parked[done + i] = now_ns() - t0;
+			if (r < 0) {
+				fprintf(stderr, "bench-template: parked %d: %s\n", done + i,
+					err_str(r));
+				*ok = 0;
+				b = i;
+				break;
+			}
+		}
+		sleep_ms(20);	/* a pool's instances wait a while */
+		for (int i = 0; i < b; i++) {
+			int fds[3] = { nul, pp[1], pp[1] }, nums[3] = { 0, 1, 2 };
+			uint64_t t0 = now_ns();
+
+			r = eng_instance_start(&in[i], fds, nums, 3);
+			lat[done + i] = now_ns() - t0;
+			if (r < 0) {
+				fprintf(stderr, "bench-template: start %d: %s\n", done + i,
+					err_str(r));
+				*ok = 0;
+			}
+		}
+		kill_reap(in, b);
+		{
+			char drain[4096];
+
+			while (read(pp[0], drain, sizeof(drain)) > 0)
+				;
+		}
+		done += b;
+	}
+	close(nul);
+	close(pp[0]);
+	close(pp[1]);
+	return done;
+}
+
 /* Run argv (stdout to @out), reaping every other child meanwhile. */
 static int run(char *const argv[], const char *out)
 {
@@ -172,7 +234,7 @@ int main(int argc, char **argv)
 	struct wc_store *store = NULL;
 	struct eng_template *tpl = NULL;
 	struct eng_instance *in;
-	uint64_t *sp, *lat, *parked, tpl_ns = 0, many_ns = 0;
+	uint64_t *sp, *lat, *parked, *lat_pt, *parked_pt, tpl_ns = 0, many_ns = 0;
 	long pss = 0, rss = -1;
 	pid_t prog;
 	char *t;
@@ -214,6 +276,8 @@ int main(int argc, char **argv)
 	sp = calloc(n, sizeof(*sp));
 	lat = calloc(nlat, sizeof(*lat));
 	parked = calloc(nlat, sizeof(*parked));
+	lat_pt = calloc(nlat, sizeof(*lat_pt));
+	parked_pt = calloc(nlat, sizeof(*parked_pt));
 
 	prog = fork();
 	if (prog == 0) {
@@ -353,60 +417,18 @@ int main(int argc, char **argv)
 		kill_reap(in, (int)got);
 	}
 
-	/* Pool acquire: batches of 10 parked, then started one by one. */
+	/* Pool acquire: plain, then with pretrace. */
 	{
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC), pp[2];
-		int done = 0;
+		int got = acquire_loop(tpl, in, nlat, false, lat, parked, &ok);
 
-		if (nul < 0 || pipe2(pp, O_CLOEXEC) < 0)
-			return 1;
-		fcntl(pp[0], F_SETFL, O_NONBLOCK);
-		while (done < nlat && ok) {
-			int b = nlat - done < 10 ? nlat - done : 10;
-
-			for (int i = 0; i < b; i++) {
-				uint64_t t0 = now_ns();
-
-				r = eng_template_spawn(tpl, NULL, &in[i]);
-				parked[done + i] = now_ns() - t0;
-				if (r < 0) {
-					fprintf(stderr, "bench-template: parked %d: %s\n", done + i,
-						err_str(r));
-					ok = 0;
-					b = i;
-					break;
-				}
-			}
-			sleep_ms(20);	/* a pool's instances wait a while */
-			for (int i = 0; i < b; i++) {
-				int fds[3] = { nul, pp[1], pp[1] }, nums[3] = { 0, 1, 2 };
-				uint64_t t0 = now_ns();
-
-				r = eng_instance_start(&in[i], fds, nums, 3);
-				lat[done + i] = now_ns() - t0;
-				if (r < 0) {
-					fprintf(stderr, "bench-template: start %d: %s\n", done + i,
-						err_str(r));
-					ok = 0;
-				}
-			}
-			kill_reap(in, b);
-			{
-				char drain[4096];
-
-				while (read(pp[0], drain, sizeof(drain)) > 0)
-					;
-			}
-			done += b;
-		}
-		nlat = done;
-		close(nul);
-		close(pp[0]);
-		close(pp[1]);
+		acquire_loop(tpl, in, nlat, true, lat_pt, parked_pt, &ok);
+		nlat = got;
 	}
 	eng_template_close(tpl);
 	qsort(lat, nlat, sizeof(*lat), cmp_u64);
 	qsort(parked, nlat, sizeof(*parked), cmp_u64);
+	qsort(lat_pt, nlat, sizeof(*lat_pt), cmp_u64);
+	qsort(parked_pt, nlat, sizeof(*parked_pt), cmp_u64);
 
 	printf("{\"bench\":\"spawn-template\",\"name\":\"%s\",\"ok\":%s,\"threads\":%d,"
 	       "\"template_ms\":%.1f,\"n\":%d,\"spawn_ms_mean\":%.3f,\"spawn_ms_p50\":%.3f,"
@@ -414,12 +436,16 @@ int main(int argc, char **argv)
 	       "\"threads_ok\":%d,\"alive_ok\":%d,"
 	       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f,\"n_lat\":%d,"
 	       "\"parked_spawn_ms_p50\":%.3f,\"acquire_ms_p50\":%.3f,\"acquire_ms_p99\":%.3f,"
-	       "\"acquire_ms_max\":%.3f}\n",
+	       "\"acquire_ms_max\":%.3f,\"pretrace_parked_spawn_ms_p50\":%.3f,"
+	       "\"pretrace_acquire_ms_p50\":%.3f,\"pretrace_acquire_ms_p99\":%.3f,"
+	       "\"pretrace_acquire_ms_max\":%.3f}\n",
 	       name, ok && threads_ok == n ? "true" : "false", nthreads, tpl_ns / 1e6, n,
 	       mean_ms(sp, n), pct_ms(sp, n, 50), pct_ms(sp, n, 99), pct_ms(sp, n, 100),
 	       n ? many_ns / 1e6 / n : -1.0, threads_ok,
 	       alive_ok, pss, rss, rss > 0 ? (double)pss / rss : 0.0, nlat, pct_ms(parked, nlat, 50),
-	       pct_ms(lat, nlat, 50), pct_ms(lat, nlat, 99), pct_ms(lat, nlat, 100));
+	       pct_ms(lat, nlat, 50), pct_ms(lat, nlat, 99), pct_ms(lat, nlat, 100),
+	       pct_ms(parked_pt, nlat, 50), pct_ms(lat_pt, nlat, 50), pct_ms(lat_pt, nlat, 99),
+	       pct_ms(lat_pt, nlat, 100));
 	for (;;) {
 		pid_t w = waitpid(-1, NULL, __WALL);
 

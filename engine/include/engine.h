@@ -393,6 +393,14 @@ struct eng_instance_opts {
 	bool parked;			/* true: return it parked (see below);
 					 * false: started at once, no descriptor
 					 * passed (= eng_instance_start(.., 0)) */
+	bool pretrace;			/* parked: take over every thread but the
+					 * leader with ptrace now (stopped, registers
+					 * loaded), so that the start only resumes them:
+					 * a multi-threaded instance's start then costs
+					 * what a single-threaded one's does. The
+					 * calling THREAD becomes their tracer: start and
+					 * release the instance from it (if it exits,
+					 * the instance is killed) */
 };
 
 /* Most descriptors eng_instance_start installs in one call. */
@@ -414,6 +422,7 @@ struct eng_instance {
 	struct eng_template *tpl;	/* parked: holds a reference */
 	pid_t *tids;			/* parked: its threads in our namespace, in the
 					 * image's order */
+	bool traced;			/* parked with opts->pretrace */
 };
 
 /*

@@ -68,6 +68,10 @@
 
 _Static_assert(ENG_INSTANCE_MAX_FDS == SPAWN_MAX_FDS, "start message size");
 
+static int wait_stopped(pid_t tid, int *ret_status);
+static int load_thread(pid_t tid, const EngThread *th);
+static void reap_traced(const pid_t *tids, size_t n);
+
 struct eng_template {
 	EngImage *img;
 	const EngProcess *proc;
@@ -524,6 +528,46 @@ static int spawn_collect(struct eng_template *t, struct eng_instance *inst)
 	return 0;
 }
 
+/*
+ * opts->pretrace: every thread seized, the others interrupted (in their
+ * futex wait) and loaded with their registers, left in their stops; the
+ * start then only has the leader to take over. Returns 0 or -errno (the
+ * caller kills the instance).
+ */
+static int spawn_pretrace(struct eng_template *t, struct eng_instance *inst)
+{
+	const EngProcess *p = t->proc;
+	int st, r;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		bool leader = p->threads[i]->tid == p->pid;
+
+		if (ptrace(PTRACE_SEIZE, inst->tids[i], NULL,
+			   (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0) {
+			/* The release waits for those seized (others: ECHILD). */
+			inst->traced = true;
+			return err_set(errno, "cannot seize thread %d: %m", inst->tids[i]);
+		}
+		if (!leader && ptrace(PTRACE_INTERRUPT, inst->tids[i], NULL, NULL) < 0) {
+			r = err_set(errno, "cannot interrupt thread %d: %m", inst->tids[i]);
+			inst->traced = true;	/* the release waits for them */
+			return r;
+		}
+	}
+	inst->traced = true;
+	for (size_t i = 0; i < p->n_threads; i++) {
+		if (p->threads[i]->tid == p->pid)
+			continue;
+		r = wait_stopped(inst->tids[i], &st);
+		if (r < 0)
+			return r;
+		r = load_thread(inst->tids[i], p->threads[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static void instance_reset(struct eng_instance *inst)
 {
 	*inst = (struct eng_instance){ .pid = -1, .ns_pid = -1, .init = -1, .pidfd = -1,
@@ -540,6 +584,9 @@ void eng_instance_release(struct eng_instance *inst)
 			syscall(SYS_pidfd_send_signal, inst->init_pidfd, SIGKILL, NULL, 0);
 		else
 			kill(inst->init, SIGKILL);
+		/* Its traced threads are ours to wait for before its init can. */
+		if (inst->traced && inst->tids && inst->tpl)
+			reap_traced(inst->tids, inst->tpl->proc->n_threads);
 	}
 	if (inst->ctl_fd >= 0)
 		close(inst->ctl_fd);
@@ -586,6 +633,8 @@ int eng_template_spawn(struct eng_template *t, const struct eng_instance_opts *o
 		r = spawn_answer(t, &inst);
 	if (r >= 0)
 		r = spawn_collect(t, &inst);
+	if (r >= 0 && o.parked && o.pretrace && t->self_unmap)
+		r = spawn_pretrace(t, &inst);
 	if (r < 0) {
 		pid_t init = inst.init;
 
@@ -629,6 +678,8 @@ int eng_template_spawn_many(struct eng_template *t, const struct eng_instance_op
 				goto fail;
 		}
 		r = spawn_collect(t, &ret[done]);
+		if (r >= 0 && o.parked && o.pretrace && t->self_unmap)
+			r = spawn_pretrace(t, &ret[done]);
 		if (r >= 0 && !o.parked)
 			r = eng_instance_start(&ret[done], NULL, NULL, 0);
 		if (r < 0)
@@ -790,18 +841,22 @@ static int start_traced(struct eng_instance *inst, const int *fds, const int *fd
 	for (size_t i = 0; i < n; i++)
 		if (p->threads[i]->tid == p->pid)
 			leader = i;
-	for (size_t i = 0; i < n; i++) {
-		if (ptrace(PTRACE_SEIZE, inst->tids[i], NULL,
-			   (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0)
-			return err_set(errno, "cannot seize thread %d: %m", inst->tids[i]);
-		++*ret_seized;
-		if (i != leader && ptrace(PTRACE_INTERRUPT, inst->tids[i], NULL, NULL) < 0)
-			return err_set(errno, "cannot interrupt thread %d: %m", inst->tids[i]);
+	if (inst->traced) {
+		*ret_seized = n;	/* by spawn_pretrace, the others loaded */
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			if (ptrace(PTRACE_SEIZE, inst->tids[i], NULL,
+				   (void *)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)) < 0)
+				return err_set(errno, "cannot seize thread %d: %m", inst->tids[i]);
+			++*ret_seized;
+			if (i != leader && ptrace(PTRACE_INTERRUPT, inst->tids[i], NULL, NULL) < 0)
+				return err_set(errno, "cannot interrupt thread %d: %m", inst->tids[i]);
+		}
 	}
 	r = send_start(inst->ctl_fd, fds, fd_nums, nr, SPAWN_START_UNMAP);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !inst->traced; i++) {
 		if (i == leader)
 			continue;
 		r = wait_stopped(inst->tids[i], &st);
@@ -875,6 +930,7 @@ int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_
 	inst->ctl_fd = -1;
 	free(inst->tids);
 	inst->tids = NULL;
+	inst->traced = false;
 	inst->parked = false;
 	inst->tpl = NULL;
 	template_unref(t);

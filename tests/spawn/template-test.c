@@ -4,7 +4,7 @@
  * (eng_template_open / eng_template_spawn / eng_instance_start) on a
  * checkpointed tpl-target (THREADS workers), with N instances:
  *   - the template serves two batches (N/2 spawned, started; the rest
- *     spawned parked, the template closed, then they are started);
+ *     spawned parked and pretraced, the template closed, then started);
  *   - a parked instance exists with its saved pid (NSpid) and every thread,
  *     but runs no program code: its per-thread counters (read from its
  *     memory with process_vm_readv) do not move for 300 ms;
@@ -309,9 +309,10 @@ int main(int argc, char **argv)
 		int lo = b ? half : 0, hi = b ? n : half;
 
 		for (int i = lo; i < hi; i++) {
+			/* The second batch pretraced (its threads stopped by us). */
 			r = eng_template_spawn(tpl, &(struct eng_instance_opts){
 						       .sz = sizeof(struct eng_instance_opts),
-						       .parked = true },
+						       .parked = true, .pretrace = b == 1 },
 					       &in[i].e);
 			if (r < 0) {
 				fail("spawn %d: %s", i, err_str(r));
