@@ -235,6 +235,20 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 			cur += len;
 			continue;
 		}
+		/* tree.c: the parent's copy, pages shared copy-on-write. */
+		if (ctx->tree) {
+			r = eng_restore_tree_inherit(ctx, v, cur);
+			if (r < 0)
+				return r;
+			if (r > 0) {
+				pl->moves[nmoves++] = (struct rst_move){
+					.src = cur, .dst = v->start, .len = len, .prot = v->prot,
+					.fix_prot = 1,
+				};
+				cur += len;
+				continue;
+			}
+		}
 		if (ai >= 0) {
 			a = wc_snapshot_area(ctx->snap, (size_t)ai);
 			if (!a || a->start != v->start || a->nr_pages * RST_PAGE != len)
@@ -723,9 +737,20 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	wc_source_free(src);
 	if (r < 0)
 		return r;
+	if (ctx->tree) {
+		r = eng_restore_tree_fill(ctx);
+		if (r < 0)
+			return r;
+	}
 	r = apply_madvise(ctx, &pl);
 	if (r < 0)
 		return r;
+	/* tree.c: the children, now that this memory is complete. */
+	if (ctx->tree) {
+		r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
+		if (r < 0)
+			return r;
+	}
 	if (ctx->nr_lazy_areas) {
 		r = lazy_register(ctx, &pl);
 		if (r < 0)

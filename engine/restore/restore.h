@@ -249,6 +249,13 @@ struct eng_rst_tree {
 	size_t nr_objs;
 	pid_t root_pgid;	/* the root's process group once it is set up */
 	size_t me;		/* index of this process in img->procs */
+	/* In a child, until it forked its own: its parent's premap addresses
+	 * (per non-special vma of the parent, in order) and pages to read. */
+	const EngProcess *parent;
+	uint64_t *parent_src;
+	size_t nr_parent_src;
+	struct wc_page_req *reqs;
+	size_t nr_reqs, cap_reqs;
 };
 
 /* Kinds whose object may have its other end in another process. */
@@ -261,13 +268,27 @@ int eng_restore_tree_check(const EngImage *img);
 int eng_restore_tree_sockets_open(struct eng_rst_tree *t);
 void eng_restore_tree_sockets_close(struct eng_rst_tree *t);
 /*
- * In the root's new process: create the shared objects, then every other
- * process of the tree (clone3 set_tid, parents first, sessions and groups,
- * zombies exit at once with their status). Returns 0 in every live process
- * with ctx->proc, ctx->sock_fds and ctx->tree->me set to its own; zombies
- * never return. -errno with detail on failure (in the failing process).
+ * In the root's new process: its session/group, then the shared objects.
+ * Returns 0 or -errno with detail.
  */
 int eng_restore_tree_start(struct eng_rst_ctx *ctx);
+/*
+ * child.c, once this process's memory is complete (premapped, filled) and
+ * before anything else: create its children (clone3 set_tid, group leaders
+ * first; sessions and groups; zombies exit at once with their status and
+ * stay unreaped). Each child restores itself (eng_restore_child) with the
+ * parent's premap addresses @moves at hand and never returns here.
+ */
+int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves, size_t nr_moves);
+/*
+ * child.c premap, in a child: take the parent's copy of private anonymous
+ * vma @v (same range) to @cur, drop the pages the child does not have,
+ * queue the pages whose content differs. 1 done, 0 not applicable (map it
+ * as usual), -errno with detail.
+ */
+int eng_restore_tree_inherit(const struct eng_rst_ctx *ctx, const EngVma *v, uint64_t cur);
+/* child.c, after the fill: read the queued pages. */
+int eng_restore_tree_fill(struct eng_rst_ctx *ctx);
 /* The inherited fd for ctx->proc->fds[@i], or -1. */
 int eng_restore_tree_fd(const struct eng_rst_ctx *ctx, size_t i);
 /* The inherited shared mapping of @v (VMA_ANON_SHARED), or 0. */

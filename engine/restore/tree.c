@@ -31,6 +31,7 @@
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/util.h"
 #include "restore.h"
 
 struct tree_clone_args {
@@ -531,25 +532,157 @@ static bool tree_leads_group(const EngProcess *p)
 int eng_restore_tree_start(struct eng_rst_ctx *ctx)
 {
 	struct eng_rst_tree *t = ctx->tree;
-	const EngImage *img = t->img;
-	size_t cur = 0;
 	sigset_t all;
 	int r;
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	t->me = 0;
 	r = tree_set_ids(ctx, 0);
 	if (r < 0)
 		return r;
 	r = tree_shared_memory(ctx);
 	if (r < 0)
 		return r;
-	r = tree_shared_fds(ctx);
-	if (r < 0)
-		return r;
+	return tree_shared_fds(ctx);
+}
 
-restart:
+/* ------------------------------------------------------ inherited memory */
+
+/*
+ * A child is forked once its parent's memory is complete (premapped and
+ * filled, still in the parent's premap region): its own private anonymous
+ * vmas that the parent has too (same range) start as the parent's copy,
+ * moved into the child's premap region, so that every page both hold with
+ * the same content stays one page, copy-on-write, as after the original
+ * fork (a page with the same content in both is shared even if it was not
+ * before: invisible to the processes, like KSM). Only the pages that differ
+ * are then read (child's data) or dropped (MADV_DONTNEED: the child's page
+ * reads zero where the parent has data).
+ */
+
+/* The parent's vma of the same range as @v, eligible, and its premap address. */
+static const EngVma *inherit_source(const struct eng_rst_tree *t, const EngVma *v,
+				    uint64_t *ret_src)
+{
+	const EngProcess *pp = t->parent;
+
+	if (!pp || v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE || !v->has_area || v->area < 0)
+		return NULL;
+	for (size_t i = 0, k = 0; i < pp->n_vmas; i++) {
+		const EngVma *w = pp->vmas[i];
+
+		if (w->kind >= ENG_VMA_KIND__VMA_VDSO)
+			continue;	/* not premapped */
+		if (w->start == v->start && w->end == v->end && w->kind == v->kind &&
+		    w->has_area && w->area >= 0 && k < t->nr_parent_src && t->parent_src[k] &&
+		    !(w->has_madv && (w->madv & (ENG_MADV_DONTFORK | ENG_MADV_WIPEONFORK)))) {
+			*ret_src = t->parent_src[k];
+			return w;
+		}
+		k++;
+	}
+	return NULL;
+}
+
+static int req_add(struct eng_rst_tree *t, const struct wc_key *key, void *dst)
+{
+	if (t->nr_reqs == t->cap_reqs) {
+		size_t nc = t->cap_reqs ? t->cap_reqs * 2 : 256;
+		struct wc_page_req *nv = realloc(t->reqs, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		t->reqs = nv;
+		t->cap_reqs = nc;
+	}
+	t->reqs[t->nr_reqs++] = (struct wc_page_req){ .key = *key, .dst = dst };
+	return 0;
+}
+
+int eng_restore_tree_inherit(const struct eng_rst_ctx *ctx, const EngVma *v, uint64_t cur)
+{
+	struct eng_rst_tree *t = ctx->tree;
+	const struct wc_area *a, *pa;
+	const EngVma *w;
+	uint64_t src = 0, len = v->end - v->start, dc = 0, dp = 0, run = 0, nrun = 0;
+	int r;
+
+	if (!t || !(w = inherit_source(t, v, &src)))
+		return 0;
+	a = wc_snapshot_area(ctx->snap, (size_t)v->area);
+	pa = wc_snapshot_area(ctx->snap, (size_t)w->area);
+	if (!a || !pa || a->nr_pages * RST_PAGE != len || pa->nr_pages != a->nr_pages)
+		return 0;	/* the usual way reports it */
+	if (mremap((void *)src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)cur) !=
+	    (void *)cur)
+		return err_set(errno, "cannot take the parent's copy of 0x%" PRIx64 "-0x%" PRIx64
+			       ": %m", v->start, v->end);
+	for (uint64_t i = 0; i <= a->nr_pages; i++) {
+		bool mine = i < a->nr_pages && a->kinds[i] == WC_PAGE_DATA;
+		bool theirs = i < a->nr_pages && pa->kinds[i] == WC_PAGE_DATA;
+		const struct wc_key *kc = mine ? &a->keys[dc++] : NULL;
+		const struct wc_key *kp = theirs ? &pa->keys[dp++] : NULL;
+		bool drop = i < a->nr_pages && !mine && theirs;
+
+		/* Runs of pages to drop, one madvise each. */
+		if (drop) {
+			if (!nrun)
+				run = i;
+			nrun++;
+			continue;
+		}
+		if (nrun && madvise((void *)(cur + run * RST_PAGE), nrun * RST_PAGE,
+				    MADV_DONTNEED) < 0)
+			return err_set(errno, "madvise(DONTNEED) of 0x%" PRIx64 ": %m",
+				       v->start + run * RST_PAGE);
+		nrun = 0;
+		if (mine && (!theirs || memcmp(kc, kp, sizeof(*kc)) != 0)) {
+			r = req_add(t, kc, (void *)(cur + i * RST_PAGE));
+			if (r < 0)
+				return r;
+		}
+	}
+	return 1;
+}
+
+int eng_restore_tree_fill(struct eng_rst_ctx *ctx)
+{
+	struct eng_rst_tree *t = ctx->tree;
+	struct wc_source *src = NULL;
+	int r;
+
+	if (!t || !t->nr_reqs)
+		return 0;
+	r = wc_store_source_new(ctx->store, &src);
+	if (r < 0)
+		return err_wrap(r, "cannot read the store");
+	r = src->ops->read_pages(src, t->reqs, t->nr_reqs);
+	wc_source_free(src);
+	free(t->reqs);
+	t->reqs = NULL;
+	t->nr_reqs = t->cap_reqs = 0;
+	return r < 0 ? err_wrap(r, "pages that differ from the parent's") : 0;
+}
+
+/* -------------------------------------------------------------- processes */
+
+int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves, size_t nr_moves)
+{
+	struct eng_rst_tree *t = ctx->tree;
+	const EngImage *img = t->img;
+	const EngProcess *me = img->procs[t->me];
+	_cleanup_free_ uint64_t *srcs = NULL;
+	int r;
+
+	if (!t)
+		return 0;
+	srcs = malloc((nr_moves + 1) * sizeof(*srcs));
+	if (!srcs)
+		return -ENOMEM;
+	for (size_t k = 0; k < nr_moves; k++)
+		srcs[k] = moves[k].src;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 1; k < img->n_procs; k++) {
 			const EngProcess *c = img->procs[k];
@@ -561,7 +694,7 @@ restart:
 			};
 			pid_t pid;
 
-			if (c->ppid != img->procs[cur]->pid || tree_leads_group(c) != (pass == 0))
+			if (c->ppid != me->pid || tree_leads_group(c) != (pass == 0))
 				continue;
 			pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 			if (pid < 0)
@@ -569,13 +702,21 @@ restart:
 					       c->pid, c->ppid);
 			if (pid == 0) {
 				prctl(PR_SET_PDEATHSIG, SIGKILL);
-				cur = k;
 				r = tree_set_ids(ctx, k);
-				if (r < 0)
-					return r;
-				if (c->zombie)
+				if (r >= 0 && c->zombie)
 					tree_become_zombie(c);
-				goto restart;
+				/* This process restores itself from the start, its
+				 * parent's memory at hand. */
+				t->me = k;
+				t->parent = me;
+				t->parent_src = TAKE_PTR(srcs);
+				t->nr_parent_src = nr_moves;
+				ctx->proc = c;
+				ctx->sock_fds = t->sock_fds ? t->sock_fds[k] : NULL;
+				if (r >= 0)
+					r = eng_restore_child(ctx);
+				eng_restore_report_fail(ctx->status_fd, r, err_str(r));
+				_exit(1);
 			}
 			if (c->zombie) {
 				siginfo_t si;
@@ -595,8 +736,11 @@ restart:
 			}
 		}
 	}
-	t->me = cur;
-	ctx->proc = img->procs[cur];
-	ctx->sock_fds = t->sock_fds ? t->sock_fds[cur] : NULL;
+	/* What this process inherited from its own parent is not needed any
+	 * more (the restorer unmaps that memory anyway). */
+	free(t->parent_src);
+	t->parent_src = NULL;
+	t->nr_parent_src = 0;
+	t->parent = NULL;
 	return 0;
 }

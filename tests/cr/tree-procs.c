@@ -21,6 +21,10 @@
  *           reaped A): O is R's orphan. After go R must still be a subreaper:
  *           O (checking its ppid) forks Q and exits, and Q, orphaned in turn,
  *           must come to R, which reaps both with status 0.
+ *   cow     64 MiB of private anonymous memory written by R before it forks
+ *           A and B; A then rewrites 16 pages. After go each one checks its
+ *           content, and that most of it is still shared with the others
+ *           (smaps Shared_*: copy-on-write since the fork, not duplicated).
  *   refuse  (harness mode failckpt) A; B; B's child D holds a netlink socket,
  *           which the dump refuses: the checkpoint must fail and leave every
  *           process running, untraced; after go each checks itself (D: its
@@ -241,6 +245,98 @@ static void mode_refuse(void)
 		close(p[0]);
 		close(p[1]);
 	}
+}
+
+#define COW_PAGES	16384	/* 64 MiB */
+#define COW_MINE	16	/* pages A rewrites */
+
+static volatile uint64_t *cow;
+
+static uint64_t cow_word(uint64_t i, bool a_side)
+{
+	return cr_mix64(i ^ ex.token) ^ (a_side && i < COW_MINE ? 0xa : 0);
+}
+
+/* kB of the vma at @addr shared with another process (smaps). */
+static long shared_kb(const volatile void *addr)
+{
+	char line[512], head[32];
+	long kb = -1, v;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return -1;
+	snprintf(head, sizeof(head), "%lx-", (unsigned long)addr);
+	while (fgets(line, sizeof(line), f)) {
+		if (strchr(line, '-') && strchr(line, ' ') && strncmp(line, head, strlen(head)) != 0 &&
+		    line[0] != ' ' && !strchr(line, ':'))
+			in = false;
+		if (strncmp(line, head, strlen(head)) == 0) {
+			in = true;
+			kb = 0;
+		}
+		if (in && (sscanf(line, "Shared_Clean: %ld kB", &v) == 1 ||
+			   sscanf(line, "Shared_Dirty: %ld kB", &v) == 1))
+			kb += v;
+	}
+	fclose(f);
+	return kb;
+}
+
+static void cow_check(const char *who, bool a_side)
+{
+	long kb;
+
+	for (uint64_t i = 0; i < COW_PAGES; i++)
+		if (cow[i * 512] != cow_word(i, a_side)) {
+			cr_check(false, "%s: page %llu holds %#llx", who, (unsigned long long)i,
+				 (unsigned long long)cow[i * 512]);
+			break;
+		}
+	kb = shared_kb(cow);
+	cr_check(kb >= (long)(COW_PAGES - 2 * COW_MINE) * 4,
+		 "%s: %ld kB of the 64 MiB area shared with the other processes", who, kb);
+}
+
+static void mode_cow(void)
+{
+	int p[2];
+	char c;
+
+	ex.token = cr_mix64(cr_now_ns()) | 1;
+	cow = mmap(NULL, (size_t)COW_PAGES * 4096, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (cow == MAP_FAILED || pipe(p) < 0)
+		cr_fail("mmap: %m");
+	for (uint64_t i = 0; i < COW_PAGES; i++)
+		cow[i * 512] = cow_word(i, false);
+	for (int k = 0; k < 2; k++) {
+		ex.kid[k] = fork();
+		if (ex.kid[k] == 0) {
+			if (k == 0)
+				for (uint64_t i = 0; i < COW_MINE; i++)
+					cow[i * 512] = cow_word(i, true);
+			(void)!write(p[1], "x", 1);
+			kid_wait();
+			cow_check(k ? "B" : "A", k == 0);
+			kid_exit();
+		}
+	}
+	for (int k = 0; k < 2; k++)
+		if (read(p[0], &c, 1) != 1)
+			cr_fail("children did not start");
+	close(p[0]);
+	close(p[1]);
+}
+
+static void mode_cow_check(void)
+{
+	cow_check("R", false);
+	kill(ex.kid[0], SIGUSR2);
+	kill(ex.kid[1], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	reap_ok(ex.kid[1], "B");
 }
 
 static int sub_pipe = -1;
@@ -565,6 +661,8 @@ int main(int argc, char **argv)
 		mode_refuse();
 	else if (strcmp(mode, "subreaper") == 0)
 		mode_subreaper();
+	else if (strcmp(mode, "cow") == 0)
+		mode_cow();
 	else
 		cr_fail("unknown mode %s", mode);
 	/* What the tamper mode flips (its middle byte) must matter. */
@@ -572,6 +670,8 @@ int main(int argc, char **argv)
 		cr_ready_tamper(&ex.kid[0], 2 * sizeof(pid_t));
 	else if (strcmp(mode, "subreaper") == 0)
 		cr_ready_tamper(&ex.kid[0], sizeof(pid_t));
+	else if (strcmp(mode, "cow") == 0)
+		cr_ready_tamper(&ex.token, sizeof(ex.token));
 	else if (strcmp(mode, "zombie") == 0)
 		cr_ready_tamper(&ex.kid[2], 2 * sizeof(pid_t));
 	else if (strcmp(mode, "listen") == 0)
@@ -591,6 +691,8 @@ int main(int argc, char **argv)
 		mode_refuse_check();
 	else if (strcmp(mode, "subreaper") == 0)
 		mode_subreaper_check();
+	else if (strcmp(mode, "cow") == 0)
+		mode_cow_check();
 	else
 		mode_listen_check();
 	cr_check_ids();
