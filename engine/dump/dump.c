@@ -545,6 +545,7 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (r < 0)
 		goto fail;
 	if (ctx.files.dry_run) {	/* files: inspected, nothing to store */
+		eng_dump_tcp_unlock(&tcp);	/* our socket copies */
 		eng_dump_thaw(&ctx.threads);
 		goto out;
 	}
@@ -716,6 +717,10 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	struct eng_dump_tcp tcp = {};	/* tcp: see eng_checkpoint() */
 	bool tcp_est = want_opt(opts, offsetof(struct eng_dump_opts, tcp_established) +
 				      sizeof(opts->tcp_established)) && opts->tcp_established;
+	/* files: --dry-run inspects every process, reporting each refusal. */
+	bool dry_run = want_opt(opts, offsetof(struct eng_dump_opts, dry_run) +
+				      sizeof(opts->dry_run)) && opts->dry_run;
+	unsigned refused = 0;
 	_cleanup_free_ pid_t *host = NULL;
 	uint64_t t0 = now_ns(), t1, t_frozen;
 	char id[WC_ID_LEN + 1];
@@ -764,6 +769,10 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 			r = dump_process(&ctx, sink);
 		tp->threads = ctx.threads;
 		ctx_fini(&ctx);
+		if (dry_run && (r == -EOPNOTSUPP || r == -EFBIG)) {
+			refused++;	/* files: reported; inspect the others too */
+			continue;
+		}
 		if (r < 0) {
 			r = err_wrap(r, "process %d of the tree of %d", tp->pid, pid);
 			goto fail;
@@ -795,6 +804,14 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		r = eng_dump_pipes_check_image(root.image);
 	if (r >= 0)	/* unix: every unix socket's peer is in the image */
 		r = eng_dump_unix_resolve(root.image, opts);
+	if (dry_run) {	/* files: inspected only, nothing stored */
+		if (r >= 0 && refused)
+			r = err_set(EOPNOTSUPP, "%u process(es) of the tree of %d cannot be "
+				    "checkpointed", refused, pid);
+		eng_dump_tcp_unlock(&tcp);
+		eng_dump_thaw_tree(&tr);
+		goto out;
+	}
 	if (r < 0)
 		goto fail;
 	t1 = now_ns();

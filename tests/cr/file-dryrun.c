@@ -15,6 +15,8 @@
  *     io_uring still has its ring sizes, its perf counter still counts, its
  *     eventfd kept its value, and it answers us.
  *  3. Once it closed fds 20-22, a dry run exits 0 with nothing on stdout.
+ *  4. With --tree, once it forked a child holding an io_uring (fd 20): one
+ *     line naming the child's pid and fd 20, exit 1; both left running.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +117,22 @@ static void target(void)
 			close(20);
 			close(21);
 			close(22);
+		} else if (cmd == 't') {	/* a child with an io_uring */
+			pid_t k = fork();
+
+			if (k == 0) {
+				struct io_uring_params q = {};
+				int u = (int)syscall(SYS_io_uring_setup, 4, &q);
+
+				if (u < 0 || dup3(u, 20, 0) < 0)
+					_exit(1);
+				close(u);
+				if (write(1, "Y", 1) != 1)
+					_exit(1);
+				for (;;)
+					pause();
+			}
+			continue;	/* the child answers */
 		}
 		if (write(1, &ok, 1) != 1)
 			_exit(1);
@@ -121,8 +140,8 @@ static void target(void)
 	_exit(0);
 }
 
-/* Run WARMFORK checkpoint --dry-run PID; its stdout into @out. Exit status. */
-static int dry_run(const char *wf, pid_t pid, char *out, size_t len)
+/* Run WARMFORK checkpoint --dry-run [--tree] PID; its stdout into @out. Exit status. */
+static int dry_run(const char *wf, pid_t pid, bool tree, char *out, size_t len)
 {
 	char spid[16];
 	int p[2], st;
@@ -136,7 +155,10 @@ static int dry_run(const char *wf, pid_t pid, char *out, size_t len)
 	c = fork();
 	if (c == 0) {
 		dup2(p[1], 1);
-		execl(wf, wf, "checkpoint", "--dry-run", spid, (char *)NULL);
+		if (tree)
+			execl(wf, wf, "checkpoint", "--dry-run", "--tree", spid, (char *)NULL);
+		else
+			execl(wf, wf, "checkpoint", "--dry-run", spid, (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -173,6 +195,8 @@ int main(int argc, char **argv)
 		printf("SKIP: needs root\n");
 		return 77;
 	}
+	/* The target's child is reparented to us when the target ends. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(back, O_CLOEXEC) < 0)
 		return 1;
 	t = fork();
@@ -198,7 +222,7 @@ int main(int argc, char **argv)
 	}
 
 	/* 1. every offending fd, one line each */
-	r = dry_run(argv[1], t, out, sizeof(out));
+	r = dry_run(argv[1], t, false, out, sizeof(out));
 	printf("dry run (exit %d):\n%s", r, out);
 	CHECK(r != 0 && r != 127, "dry run exit status %d, expected a refusal", r);
 	for (char *p = out; *p; p++)
@@ -235,12 +259,49 @@ int main(int argc, char **argv)
 
 	/* 3. without them: exit 0, nothing listed */
 	CHECK(ask(in[1], back[0], 'x'), "the target did not close its fds");
-	r = dry_run(argv[1], t, out, sizeof(out));
+	r = dry_run(argv[1], t, false, out, sizeof(out));
 	CHECK(r == 0 && !out[0], "dry run of a capturable process: exit %d, stdout \"%s\"", r, out);
+
+	/* 4. --tree: the child's io_uring */
+	CHECK(ask(in[1], back[0], 't'), "the target's child did not start");
+	{
+		char path[64], kids[64] = "";
+		int f, n;
+		pid_t kid = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)t, (int)t);
+		f = open(path, O_RDONLY | O_CLOEXEC);
+		n = f < 0 ? 0 : (int)read(f, kids, sizeof(kids) - 1);
+		kids[n > 0 ? n : 0] = 0;
+		if (f >= 0)
+			close(f);
+		kid = (pid_t)atoi(kids);
+		r = dry_run(argv[1], t, true, out, sizeof(out));
+		printf("dry run --tree (exit %d):\n%s", r, out);
+		lines = 0;
+		for (char *p = out; *p; p++)
+			lines += *p == '\n';
+		snprintf(want, sizeof(want), "process %d fd 20: ", (int)kid);
+		CHECK(kid > 0 && r == 1 && lines == 1 && strstr(out, want) && strstr(out, "io_uring"),
+		      "--tree: exit %d, %d lines, expected one for child %d fd 20", r, lines, (int)kid);
+		CHECK(kill(kid, 0) == 0 && kill(t, 0) == 0, "--tree left a process stopped or gone");
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)kid);
+		f = open(path, O_RDONLY | O_CLOEXEC);
+		n = f < 0 ? 0 : (int)read(f, status, sizeof(status) - 1);
+		status[n > 0 ? n : 0] = 0;
+		if (f >= 0)
+			close(f);
+		CHECK(strstr(status, "TracerPid:\t0\n") != NULL, "the child is still traced");
+		if (kid > 0) {
+			kill(kid, SIGKILL);
+		}
+	}
 
 	close(in[1]);
 	waitpid(t, &st, 0);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the target ended badly (%#x)", st);
+	while (waitpid(-1, NULL, 0) > 0)
+		;	/* the target's child */
 	if (failed)
 		printf("FAIL file-dryrun: %d check(s) failed\n", failed);
 	else
