@@ -16,7 +16,8 @@
  *   - every thread of every instance runs (its counter advances, counted
  *     only while its tid is the saved one);
  *   - each instance locked its locked pages again (VmLck);
- *   - SIGTERM to an init reaches the instance (init exits 143);
+ *   - SIGTERM, SIGINT, SIGHUP to an init reach the instance (the init
+ *     exits 128 + the signal);
  *   - a released parked instance dies (its init is killed), and so do
  *     parked instances whose controller exits (their inits exit 1);
  *   - every init is our child; after SIGKILL all are reaped, none left.
@@ -431,16 +432,21 @@ int main(int argc, char **argv)
 			     status_field(in[i].e.pid, "VmLck:"));
 	}
 
-	/* SIGTERM to an init reaches its instance. */
+	/* SIGTERM, SIGINT, SIGHUP to an init reach its instance (whose default
+	 * action ends it): the init exits with 128 + that signal. */
 	if (saved != 1) {
-		int st = 0;
+		static const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 
-		kill(in[0].e.init, SIGTERM);
-		if (waitpid(in[0].e.init, &st, 0) != in[0].e.init || !WIFEXITED(st) ||
-		    WEXITSTATUS(st) != 128 + SIGTERM)
-			fail("init %d after SIGTERM: status 0x%x (want exit %d)", in[0].e.init, st,
-			     128 + SIGTERM);
-		eng_instance_release(&in[0].e);
+		for (int k = 0; k < 3 && k < n; k++) {
+			int st = 0;
+
+			kill(in[k].e.init, sigs[k]);
+			if (waitpid(in[k].e.init, &st, 0) != in[k].e.init || !WIFEXITED(st) ||
+			    WEXITSTATUS(st) != 128 + sigs[k])
+				fail("init %d after signal %d: status 0x%x (want exit %d)", in[k].e.init,
+				     sigs[k], st, 128 + sigs[k]);
+			eng_instance_release(&in[k].e);
+		}
 	}
 	printf("# %d instances, %d threads each: start %.3f ms average, %.3f ms max\n", n,
 	       threads + 1, lat_sum / 1e3 / nlat, lat_max / 1e3);

@@ -11,7 +11,7 @@
  * "hello <getpid>\n" to fd 1 and serves fd 10 (one datagram per command):
  *   "get"      -> "<getpid> <value> <nthreads> <ticks[0]> ... <ticks[N]>"
  *   "set V"    -> value = V, "ok"
- * SIGTERM keeps its default action.
+ * SIGTERM, SIGINT and SIGHUP keep their default action.
  */
 #include <poll.h>
 #include <stdbool.h>
