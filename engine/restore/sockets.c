@@ -336,6 +336,10 @@ static int open_established(const EngFd *f, int *ret)
 		r = set_queue_seq(fd, TCP_SEND_QUEUE, c->snd_seq - (uint32_t)c->send_queue.len);
 	if (r < 0)
 		goto fail;
+	/* The MSS in use is computed at connect() from the route and the
+	 * clamp known then; the repair option below sets the clamp only
+	 * later, so say it now (the kernel takes at most 32767 here). */
+	(void)set_int(fd, IPPROTO_TCP, TCP_MAXSEG, (int)MIN(c->mss_clamp, 32767u));
 	step = "connect";
 	if (connect(fd, (const struct sockaddr *)s->peer.data, (socklen_t)s->peer.len) < 0) {
 		r = -errno;
@@ -452,28 +456,33 @@ int eng_restore_sockets_open(const EngProcess *p, int **ret_fds)
 	int *fds = NULL, r;
 
 	*ret_fds = NULL;
-	for (size_t i = 0; i < p->n_fds; i++) {
-		const EngFd *f = p->fds[i];
+	/* Listeners and unconnected sockets first, connections (tcp) after:
+	 * a connection's repair-mode bind may share its port with a listener
+	 * of the process, while a plain bind after it would find the port
+	 * taken. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < p->n_fds; i++) {
+			const EngFd *f = p->fds[i];
 
-		if (f->kind != ENG_FD_KIND__FD_INET_SOCKET &&
-		    f->kind != ENG_FD_KIND__FD_TCP_ESTABLISHED)
-			continue;
-		r = check_one(f);
-		if (r >= 0 && f->kind == ENG_FD_KIND__FD_TCP_ESTABLISHED)
-			r = check_tcp(f);
-		if (r < 0)
-			goto fail;
-		if (!fds) {
-			fds = malloc(p->n_fds * sizeof(*fds));
-			if (!fds)
-				return -ENOMEM;
-			for (size_t k = 0; k < p->n_fds; k++)
-				fds[k] = -1;
+			if (f->kind != (pass ? ENG_FD_KIND__FD_TCP_ESTABLISHED
+					     : ENG_FD_KIND__FD_INET_SOCKET))
+				continue;
+			r = check_one(f);
+			if (r >= 0 && pass)
+				r = check_tcp(f);
+			if (r < 0)
+				goto fail;
+			if (!fds) {
+				fds = malloc(p->n_fds * sizeof(*fds));
+				if (!fds)
+					return -ENOMEM;
+				for (size_t k = 0; k < p->n_fds; k++)
+					fds[k] = -1;
+			}
+			r = pass ? open_established(f, &fds[i]) : open_one(f, &fds[i]);
+			if (r < 0)
+				goto fail;
 		}
-		r = f->kind == ENG_FD_KIND__FD_TCP_ESTABLISHED ? open_established(f, &fds[i])
-							       : open_one(f, &fds[i]);
-		if (r < 0)
-			goto fail;
 	}
 	*ret_fds = fds;
 	return 0;

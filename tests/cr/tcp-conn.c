@@ -23,6 +23,10 @@
  *                              A2 while we were traced (else 'U'), then EOF
  *                 us -> peer   ours[N, N + 100000), then EOF
  *
+ * The listener stays open (fd 41, above the connection's 40, no
+ * SO_REUSEADDR): after the cut a new client must get through it, on the
+ * port the connection shares.
+ *
  * After go (the peer is told through $CR_DIR/tcp-phase3; without a
  * checkpoint it sends A2 only then): the descriptor is the same connection
  * (TCP, ESTABLISHED, same local and peer address and port: no reconnect),
@@ -53,6 +57,7 @@
 #include "cr.h"
 
 #define CONN_FD		40
+#define LISTEN_FD	41	/* above CONN_FD: restore must bind it first anyway */
 #define OUR_SEED	0x4f55525354524dull	/* "OURSTRM" */
 #define PEER_SEED	0x50454552535452ull	/* "PEERSTR" */
 #define A1_LEN		60000u
@@ -268,7 +273,7 @@ static void set_up(void)
 	c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
 		cr_fail("accept: %m");
-	if (dup3(c, CONN_FD, O_CLOEXEC) < 0)
+	if (dup3(c, CONN_FD, O_CLOEXEC) < 0 || dup3(l, LISTEN_FD, O_CLOEXEC) < 0)
 		cr_fail("dup3: %m");
 	close(c);
 	close(l);
@@ -355,6 +360,30 @@ static bool same_addr(const struct sockaddr_storage *a, socklen_t al,
 
 	return x->sin6_port == y->sin6_port &&
 	       !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr));
+}
+
+/* The listener kept across the cut shares its port with the connection
+ * (the accepted side): a new client gets through and one byte each way. */
+static void check_listener(void)
+{
+	struct sockaddr_storage a = local_addr;
+	int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), s2;
+	char b = 0;
+
+	if (c < 0 || connect(c, (struct sockaddr *)&a, local_len) < 0) {
+		cr_check(false, "a new client cannot connect to the listener: %m");
+		if (c >= 0)
+			close(c);
+		return;
+	}
+	s2 = accept4(LISTEN_FD, NULL, NULL, SOCK_CLOEXEC);
+	cr_check(s2 >= 0, "accept on the listener: %m");
+	if (s2 >= 0) {
+		cr_check(send(c, "q", 1, MSG_NOSIGNAL) == 1 && recv(s2, &b, 1, 0) == 1 && b == 'q',
+			 "no byte through the new connection");
+		close(s2);
+	}
+	close(c);
 }
 
 static void check_socket(void)
@@ -532,6 +561,7 @@ int main(int argc, char **argv)
 
 	check_socket();
 	converse();
+	check_listener();
 	for (size_t i = 0; i < mem_len / 8; i += 4096)
 		if (mem[i] != cr_mix64(i)) {
 			cr_check(false, "memory word %zu changed", i);
