@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * bench-pool WARMD WARMFORK WORKLOAD MIB ROUNDS IDLE: warmd's acquire
+ * bench-pool WARMD WARMFORK WORKLOAD MIB ROUNDS IDLE [THREADS]: warmd's acquire
  * latency against a plain fork() of a process of the same size, in the same
  * run. One JSON line on stdout (root; exits 77 otherwise).
  *
@@ -131,7 +131,7 @@ int main(int argc, char **argv)
 	char dir[64] = "/tmp/bench-pool.XXXXXX", store[128], sock[128], ready[128], snap[32] = "";
 	const char *warmd, *warmfork, *workload;
 	uint64_t *acq_w, *ans_w, *acq_b, *ans_b, *acq_s, *ans_s, *fork_ret, *fork_run;
-	unsigned int mib, rounds, idle;
+	unsigned int mib, rounds, idle, threads;
 	struct wf_client *c = NULL;
 	struct wf_pool_stats *st = NULL;
 	size_t nst = 0;
@@ -141,8 +141,8 @@ int main(int argc, char **argv)
 	int in[2], out[2], r, rc = 1;
 	FILE *f;
 
-	if (argc != 7)
-		return die("usage: bench-pool WARMD WARMFORK WORKLOAD MIB ROUNDS IDLE");
+	if (argc != 7 && argc != 8)
+		return die("usage: bench-pool WARMD WARMFORK WORKLOAD MIB ROUNDS IDLE [THREADS]");
 	if (geteuid() != 0) {
 		printf("SKIP: bench-pool needs root\n");
 		return 77;
@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 	mib = (unsigned int)atoi(argv[4]);
 	rounds = (unsigned int)atoi(argv[5]);
 	idle = (unsigned int)atoi(argv[6]);
+	threads = argc == 8 ? (unsigned int)atoi(argv[7]) : 0;
 	if (!rounds || !idle)
 		return die("ROUNDS and IDLE must be > 0");
 	acq_w = calloc(rounds, 8);
@@ -176,11 +177,12 @@ int main(int argc, char **argv)
 		return die("pipe");
 	h = fork();
 	if (h == 0) {
-		char m[16];
+		char m[16], t[16];
 
 		snprintf(m, sizeof(m), "%u", mib);
+		snprintf(t, sizeof(t), "%u", threads);
 		dup2(in[0], 0);
-		execl(workload, workload, dir, m, (char *)NULL);
+		execl(workload, workload, dir, m, t, (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
@@ -336,10 +338,10 @@ int main(int argc, char **argv)
 	pct(a[6], sizeof(a[6]), "fork_return_us", fork_ret, rounds);
 	pct(a[7], sizeof(a[7]), "fork_to_running_us", fork_run, rounds);
 	qsort(acq_w, rounds, 8, cmp_u64);
-	printf("{\"bench\":\"pool\",\"mib\":%u,\"rounds\":%u,\"idle_target\":%u,%s,%s,%s,%s,%s,%s,%s,%s,"
+	printf("{\"bench\":\"pool\",\"mib\":%u,\"threads\":%u,\"rounds\":%u,\"idle_target\":%u,%s,%s,%s,%s,%s,%s,%s,%s,"
 	       "\"warmd_acquire_p50_us\":%.1f,\"warmd_acquire_p99_us\":%.1f,\"spawned\":%lu,"
 	       "\"failed\":%lu,\"target_p99_us\":2000,\"target_met\":%s,\"loadavg\":%.2f}\n",
-	       mib, rounds, idle, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], st[0].acquire_p50_ns / 1e3,
+	       mib, threads + 1, rounds, idle, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], st[0].acquire_p50_ns / 1e3,
 	       st[0].acquire_p99_ns / 1e3, (unsigned long)st[0].spawned, (unsigned long)st[0].failed,
 	       acq_w[(rounds - 1) * 99 / 100] <= 2000000 ? "true" : "false", load);
 	rc = 0;
