@@ -230,7 +230,9 @@ static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fd
 		pthread_mutex_lock(&wd.lock);
 		if (wd_list_empty(&p->idle)) {
 			pthread_mutex_unlock(&wd.lock);
-			return r == -EAGAIN ? -EAGAIN : 0;
+			if (r == -EAGAIN)
+				return -EAGAIN;		/* none tried */
+			break;				/* answer the last failure */
 		}
 		in = wd_container_of(p->idle.next, struct wd_inst, link);
 		wd_list_del(&in->link);
