@@ -61,8 +61,17 @@ static int getfd(struct eng_dump_ctx *ctx, int fd)
 }
 
 /* Copy the bytes in flight of the pipe readable through @src into @pp. */
+/*
+ * Copy the bytes in flight of the pipe readable through @src into @pp.
+ * Each read asks for everything left: it returns it all, unless the pipe
+ * holds packets (written in O_DIRECT mode: tee keeps the buffer flag), when
+ * every read stops at the end of one packet. More than one read: packets,
+ * whose lengths are recorded.
+ */
 static int peek_pipe(struct eng_dump_ctx *ctx, int fd, int src, EngPipe *pp)
 {
+	_cleanup_free_ uint32_t *lens = NULL;
+	size_t nr_lens = 0;
 	_cleanup_close_ int ours_r = -1, ours_w = -1;
 	int p[2], avail = 0, sz;
 	ssize_t n;
@@ -98,6 +107,18 @@ static int peek_pipe(struct eng_dump_ctx *ctx, int fd, int src, EngPipe *pp)
 			return err_set(n < 0 ? errno : EIO, "process %d fd %d: reading the pipe copy",
 				       ctx->pid, fd);
 		pp->data.len += (size_t)n;
+		{
+			uint32_t *nv = realloc(lens, (nr_lens + 1) * sizeof(*nv));
+
+			if (!nv)
+				return -ENOMEM;
+			lens = nv;
+			lens[nr_lens++] = (uint32_t)n;
+		}
+	}
+	if (nr_lens > 1) {
+		pp->packets = TAKE_PTR(lens);
+		pp->n_packets = nr_lens;
 	}
 	return 0;
 }
@@ -195,13 +216,7 @@ static int dump_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 			return err_set(errno, "process %d fd %d: cannot open the pipe for reading: %m",
 				       ctx->pid, fd);
 	}
-	r = peek_pipe(ctx, fd, rd >= 0 ? rd : copy, pp);
-	if (r < 0)
-		return r;
-	if (pp->has_data && pp->data.len && (e->flags & O_DIRECT))
-		return err_set(EOPNOTSUPP, "process %d fd %d: packet-mode pipe (O_DIRECT) with data "
-			       "in flight", ctx->pid, fd);
-	return 0;
+	return peek_pipe(ctx, fd, rd >= 0 ? rd : copy, pp);
 }
 
 int eng_dump_fd_pipe(struct eng_dump_ctx *ctx, int fd, const char *link, const struct stat *st,

@@ -31,8 +31,9 @@
 #include "common/util.h"
 #include "restore.h"
 
-/* What F_SETFL can set on a pipe end (O_DIRECT is chosen at pipe2 time). */
-#define PIPE_SETFL (O_APPEND | O_NONBLOCK | O_ASYNC | O_NOATIME)
+/* What F_SETFL can set on a pipe end (O_DIRECT: packet mode, allowed on
+ * pipes whatever the filesystem; also chosen at pipe2 time for the data). */
+#define PIPE_SETFL (O_APPEND | O_NONBLOCK | O_ASYNC | O_NOATIME | O_DIRECT)
 
 struct rst_pipe {
 	uint64_t id;
@@ -84,13 +85,29 @@ static int fill(const EngFd *f, const EngPipe *pp, int wr)
 		if (avail > 0)
 			return 0;	/* still there: held open outside */
 	}
-	/* Never block: the bytes fit, anything else is an error. */
+	/* Never block: the bytes fit, anything else is an error. Packets
+	 * need a packetized write end (O_DIRECT is a write-end flag). */
 	fl = fcntl(wr, F_GETFL);
-	if (fl < 0 || fcntl(wr, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (fl < 0 || fcntl(wr, F_SETFL, fl | O_NONBLOCK | (pp->n_packets ? O_DIRECT : 0)) < 0)
 		return err_set(errno, "fd %u: F_SETFL: %m", f->fd);
-	if (write_full(wr, pp->data.data, pp->data.len) < 0)
+	if (pp->n_packets) {
+		/* Packet mode: one write per packet (each at most a page). */
+		size_t off = 0;
+
+		for (size_t i = 0; i < pp->n_packets; i++) {
+			if (pp->packets[i] > pp->data.len - off || pp->packets[i] > 4096)
+				return err_set(EBADMSG, "fd %u: pipe packet %zu out of range", f->fd, i);
+			if (write(wr, pp->data.data + off, pp->packets[i]) != (ssize_t)pp->packets[i])
+				return err_set(errno, "fd %u: cannot write packet %zu back: %m", f->fd, i);
+			off += pp->packets[i];
+		}
+		if (off != pp->data.len)
+			return err_set(EBADMSG, "fd %u: pipe packets cover %zu of %zu bytes", f->fd,
+				       off, pp->data.len);
+	} else if (write_full(wr, pp->data.data, pp->data.len) < 0) {
 		return err_set(errno, "fd %u: cannot write %zu bytes back into the pipe: %m", f->fd,
 			       pp->data.len);
+	}
 	if (fcntl(wr, F_SETFL, fl) < 0)
 		return err_set(errno, "fd %u: F_SETFL: %m", f->fd);
 	return 0;

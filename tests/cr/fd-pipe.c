@@ -13,6 +13,8 @@
  *   fd 9      pipe A's read end opened again through /proc (its own open file
  *             description: blocking while fd 10 is not)
  *   fd 8      pipe D opened O_RDWR through /proc
+ *   fd 6/7    pipe H in packet mode (O_DIRECT), packets of 10, 100 and 1000
+ *             bytes in it: read back one packet per read, same lengths
  *   fd 0/19   pipe G made by the process itself: its read end is stdin,
  *             its write end fd 19, 100 bytes in it (a whole pipe: stdin is
  *             this pipe after restore, not the caller's stream)
@@ -184,6 +186,14 @@ int main(int argc, char **argv)
 		cr_fail("open fifo: %m");
 	close(fl);
 	put(17, seed + 2, F_BYTES);
+	if (pipe2(d, O_CLOEXEC | O_DIRECT | O_NONBLOCK) < 0 || dup3(d[0], 6, O_CLOEXEC) < 0 ||
+	    dup3(d[1], 7, O_CLOEXEC) < 0)
+		cr_fail("pipe H: %m");
+	close(d[0]);
+	close(d[1]);
+	put(7, seed + 9, 10);
+	put(7, seed + 10, 100);
+	put(7, seed + 11, 1000);
 	if (pipe2(d, O_CLOEXEC) < 0 || dup2(d[0], 0) < 0 || dup3(d[1], 19, O_CLOEXEC) < 0)
 		cr_fail("pipe G: %m");
 	close(d[0]);
@@ -201,7 +211,22 @@ int main(int argc, char **argv)
 		 !(flags_of(11) & O_NONBLOCK), "fd 12/11 flags %o/%o", flags_of(12), flags_of(11));
 	cr_check(fcntl(10, F_GETFD) == FD_CLOEXEC && fcntl(11, F_GETFD) == 0,
 		 "close-on-exec of fd 10/11: %d/%d", fcntl(10, F_GETFD), fcntl(11, F_GETFD));
-	got = take(12, seed, A_BYTES, &err, "pipe A");
+	{
+		/* Plain buffers, not packets: one read takes the whole MiB. */
+		ssize_t n1 = read(12, buf, A_BYTES);
+		size_t bad = (size_t)-1;
+
+		for (size_t i = 0; n1 > 0 && i < (size_t)n1; i++)
+			if (buf[i] != pat(seed, i)) {
+				bad = i;
+				break;
+			}
+		cr_check(n1 == A_BYTES && bad == (size_t)-1, "pipe A: one read gave %zd bytes "
+			 "(expected %d), byte %zd differs", n1, A_BYTES, (ssize_t)bad);
+		got = n1 > 0 ? (size_t)n1 : 0;
+		errno = 0;
+		err = read(12, buf, 1) < 0 ? errno : -1;
+	}
 	cr_check(got == A_BYTES && err == EAGAIN, "pipe A: %zu bytes (expected %d) then errno %d",
 		 got, A_BYTES, err);
 	put(11, seed + 3, 1000);
@@ -251,6 +276,16 @@ int main(int argc, char **argv)
 			 "FIFO flags %o %o", flags_of(17), flags_of(18));
 		got = take(18, seed + 2, F_BYTES, &err, "FIFO");
 		cr_check(got == F_BYTES && err == EAGAIN, "FIFO: %zu bytes then errno %d", got, err);
+	}
+	/* H: one packet per read */
+	cr_check((flags_of(7) & O_DIRECT), "pipe H's write end not in packet mode");
+	for (int k = 0; k < 3; k++) {
+		static const size_t lens[3] = { 10, 100, 1000 };
+		ssize_t nh = read(6, buf, 4096);
+
+		cr_check(nh == (ssize_t)lens[k] && buf[0] == pat(seed + 9 + k, 0) &&
+			 buf[nh > 0 ? nh - 1 : 0] == pat(seed + 9 + k, lens[k] - 1),
+			 "pipe H packet %d: %zd bytes, expected %zu", k, nh, lens[k]);
 	}
 	/* G */
 	{
