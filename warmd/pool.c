@@ -245,6 +245,7 @@ static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fd
 		/* The worker is kicked to refill only after the start: woken
 		 * before, it would take tpl_lock for a whole spawn first. */
 		err_clear();
+		pid_t pid = in->e.pid;	/* reset by a failed start */
 		uint64_t tl = now_ns(), ts;
 		pthread_mutex_lock(&p->tpl_lock);
 		ts = now_ns();
@@ -252,14 +253,18 @@ static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fd
 		pthread_mutex_unlock(&p->tpl_lock);
 		wd_worker_kick();
 		log_debug("pool \"%s\": start of %d: lock wait %.0f us, start %.0f us, since request %.0f us",
-			  p->name, in->e.pid, (ts - tl) / 1e3, (now_ns() - ts) / 1e3, (now_ns() - t0_ns) / 1e3);
+			  p->name, pid, (ts - tl) / 1e3, (now_ns() - ts) / 1e3, (now_ns() - t0_ns) / 1e3);
 		pthread_mutex_lock(&wd.lock);
 		if (r < 0) {
 			p->failed++;
-			set_last_error(p, "start of instance %d: %s", in->e.pid, err_str(r));
+			set_last_error(p, "start of instance %d: %s", pid, err_str(r));
 			log_error("pool \"%s\": %s", p->name, p->last_error);
 			pthread_mutex_unlock(&wd.lock);
 			inst_kill(in);	/* the engine did; make sure */
+			/* What the caller passed is wrong: another instance would
+			 * fail the same way. Otherwise try the next one. */
+			if (r == -EINVAL || r == -EBADF || r == -EMFILE)
+				break;
 			continue;
 		}
 		in->busy = true;

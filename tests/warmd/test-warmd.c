@@ -487,6 +487,28 @@ static void case_ops(void)
 	r = wf_signal(c, getpid(), SIGUSR1);
 	CHECK(r == -ESRCH, "wf_signal to a pid not acquired here: %d, expected -ESRCH", r);
 
+	/* a start that fails (a descriptor number beyond the instance's
+	 * RLIMIT_NOFILE): a clear error, counted, and the pool serves on */
+	{
+		int sv[2];
+		struct wf_fd_map map[1];
+		struct wf_acquire_opts o = { .sz = sizeof(o), .fds = map, .nr_fds = 1 };
+		struct wf_instance x;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+			map[0] = (struct wf_fd_map){ sv[1], 1000000 };
+			r = wf_acquire(c, "p", &o, &x);
+			CHECK(r < 0 && strstr(wf_errmsg(), "1000000"),
+			      "acquire with target fd 1000000: %d (%s), expected a failure naming it", r,
+			      wf_errmsg());
+			close(sv[0]);
+			close(sv[1]);
+			CHECK(stats_of(c, "p", &s) == 0 && s.failed >= 1 && s.last_error[0],
+			      "the failed start is not counted (failed %lu, last error \"%s\")",
+			      (unsigned long)s.failed, s.last_error);
+		}
+	}
+
 	/* release: it dies */
 	r = wf_release(c, a[0].in.pid);
 	CHECK(r == 0, "wf_release: %s", wf_errmsg());
