@@ -86,6 +86,7 @@ static const char *const vma_kinds[] = {
 };
 static const char *const fd_kinds[] = {
 	"reg", "null", "zero", "urandom", "random", "tty", "pipe", "socket", "stdio", "inet-socket",
+	[ENG_FD_KIND__FD_TCP_ESTABLISHED] = "tcp-established",
 };
 
 /* Debug aid: the image as stored, decoded again, one object per line. */
@@ -160,8 +161,16 @@ static int print_image(struct wc_store *store, const char *id)
 			const EngFd *f = pr->fds[i];
 
 			fprintf(stderr, "  fd %u %s obj %#" PRIx64 " flags %#o%s pos %" PRIu64 " %s\n", f->fd,
-				(size_t)f->kind < ARRAY_SIZE(fd_kinds) ? fd_kinds[f->kind] : "?",
+				(size_t)f->kind < ARRAY_SIZE(fd_kinds) && fd_kinds[f->kind] ?
+				fd_kinds[f->kind] : "?",
 				f->obj, f->flags, f->cloexec ? " cloexec" : "", f->pos, f->path ? f->path : "");
+			if (f->sock && f->sock->tcp)	/* tcp */
+				fprintf(stderr, "    tcp snd_seq %u rcv_seq %u send queue %zu (unsent %u) "
+					"receive queue %zu mss %u wnd %u/%u\n", f->sock->tcp->snd_seq,
+					f->sock->tcp->rcv_seq, f->sock->tcp->send_queue.len,
+					f->sock->tcp->unsent, f->sock->tcp->recv_queue.len,
+					f->sock->tcp->mss_clamp, f->sock->tcp->snd_wnd,
+					f->sock->tcp->rcv_wnd);
 		}
 		for (size_t i = 0; i < pr->n_sigactions; i++) {
 			const EngSigaction *sa = pr->sigactions[i];
