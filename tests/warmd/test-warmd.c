@@ -571,9 +571,26 @@ static void case_ops(void)
 	c = NULL;
 	CHECK(pidfd_ended(a[2].in.pidfd, 5000) && pidfd_ended(a[3].in.pidfd, 5000),
 	      "instances still run after their connection closed");
+
+	/* warmd going away: a client's next call says so, and stays failed */
+	r = wf_connect(sock, &c);
+	CHECK(r == 0, "wf_connect: %s", wf_errmsg());
+	stop_warmd(d, sock);
+	d = -1;
+	if (c) {
+		struct wf_pool_stats *st;
+		size_t n;
+
+		r = wf_stats(c, NULL, &st, &n);
+		CHECK(r == -ECONNRESET || r == -EPIPE, "stats after warmd stopped: %d (%s)", r,
+		      wf_errmsg());
+		r = wf_stats(c, NULL, &st, &n);
+		CHECK(r == -ECONNRESET, "second call after warmd stopped: %d (%s)", r, wf_errmsg());
+	}
 out:
 	wf_disconnect(c);
-	stop_warmd(d, sock);
+	if (d > 0)
+		stop_warmd(d, sock);
 }
 
 static void case_dying(void)
