@@ -47,6 +47,9 @@
 #ifndef F_ADD_SEALS
 #define F_ADD_SEALS		1033
 #endif
+#ifndef F_GET_SEALS
+#define F_GET_SEALS		1034
+#endif
 #ifndef F_SEAL_WRITE
 #define F_SEAL_WRITE		0x0008
 #endif
@@ -66,16 +69,28 @@
 #define SHM_EXEC		0100000
 #endif
 
-/* Per child: what steps 1-4 made. */
+/* Per process: its objects, by eng_process.fobjs index. */
 struct eng_rst_files {
 	size_t nr;
-	int *fd;		/* per fobj: its fd (SysV: its shmid), -1 */
-	bool *fresh;		/* per fobj: created here (content filled) */
-	/* FD_FOBJ open file descriptions made so far: eng_fd.obj -> fd. */
-	uint64_t *ofd_obj;
-	int *ofd_fd;
-	size_t nr_ofd;
+	int *fd;		/* its fd (SysV: its shmid) */
 };
+
+/*
+ * Every object made so far in this process, by its identity at dump. A
+ * tree restore makes every object of the image in its first process (the
+ * root), before any other is forked from it: the others inherit this table
+ * and the descriptors, so an object several processes held is one object
+ * again. Static on purpose: it lives in the restore child only.
+ */
+struct fobj_made {
+	EngFobjKind kind;
+	uint64_t dev, ino;	/* at dump */
+	int fd;			/* SysV: shmid */
+	dev_t st_dev;		/* of what we made (checked before reuse) */
+	ino_t st_ino;
+};
+static struct fobj_made *made;
+static size_t nr_made, cap_made;
 
 static uint64_t seg_len(const EngFobj *o)
 {
@@ -105,8 +120,11 @@ static int sysv_open(const EngFobj *o, bool *ret_fresh)
 	} else if (o->has_sysv_id && shmctl((int)o->sysv_id, IPC_STAT, &ds) == 0 &&
 		   ds.shm_perm.__key == IPC_PRIVATE && ds.shm_segsz == o->size &&
 		   o->has_sysv_ctime && ds.shm_ctime == o->sysv_ctime &&
-		   (uint32_t)ds.shm_cpid == o->sysv_cpid) {
-		return (int)o->sysv_id;		/* the very segment, still there */
+		   (!ds.shm_cpid || (uint32_t)ds.shm_cpid == o->sysv_cpid)) {
+		/* The very segment, still there (an id is never reused with the
+		 * same ctime: it carries a sequence number). The creator's pid
+		 * reads 0 from another pid namespace (--pidns=new). */
+		return (int)o->sysv_id;
 	}
 	id = shmget(o->sysv_key, o->size, IPC_CREAT | IPC_EXCL | (int)(o->mode & 0777));
 	if (id < 0)
@@ -234,14 +252,100 @@ static int fobj_open(const EngFobj *o, bool *ret_fresh)
 	return fd;
 }
 
+/* Fill the new object @o (fd or shmid @fd) from its store area. */
+static int fobj_fill(struct eng_rst_ctx *ctx, const EngFobj *o, int fd)
+{
+	struct wc_source *src = NULL;
+	struct wc_fill_target tg;
+	const struct wc_area *a;
+	void *m;
+	int r;
+
+	if (!o->has_area || o->area < 0)
+		return 0;		/* all holes */
+	a = wc_snapshot_area(ctx->snap, (size_t)o->area);
+	if (!a || a->nr_pages * RST_PAGE != seg_len(o))
+		return err_set(EBADMSG, "store area %d does not match \"%s\" (%" PRIu64 " bytes)",
+			       o->area, o->name ? o->name : "", o->size);
+	if (!a->nr_data)
+		return 0;
+	if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
+		m = shmat(fd, NULL, 0);
+	else
+		m = mmap(NULL, seg_len(o), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED || m == (void *)-1)
+		return err_set(errno, "cannot map \"%s\" to fill it: %m", o->name ? o->name : "");
+	tg = (struct wc_fill_target){ (size_t)o->area, m };
+	r = wc_store_source_new(ctx->store, &src);
+	if (r >= 0) {
+		r = wc_snapshot_fill(ctx->snap, src, &tg, 1);
+		wc_source_free(src);
+	}
+	if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
+		shmdt(m);
+	else
+		munmap(m, seg_len(o));
+	return r < 0 ? err_wrap(r, "cannot fill \"%s\"", o->name ? o->name : "") : 0;
+}
+
+/* The object @o: made here or by an ancestor (tree), else created (and, if
+ * new, filled) now. *ret: its fd (SysV: shmid), owned by the table. */
+static int fobj_get(struct eng_rst_ctx *ctx, const EngFobj *o, int *ret)
+{
+	struct fobj_made *m;
+	struct stat st = {};
+	bool fresh;
+	int fd, r;
+
+	for (size_t i = 0; i < nr_made; i++) {
+		m = &made[i];
+		if (m->kind != o->kind || m->dev != o->dev || m->ino != o->ino)
+			continue;
+		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV) {
+			struct shmid_ds ds;
+
+			if (shmctl(m->fd, IPC_STAT, &ds) < 0)
+				return err_set(errno, "SysV segment %d made for key 0x%x is gone: %m",
+					       m->fd, (unsigned)o->sysv_key);
+		} else if (fstat(m->fd, &st) < 0 || st.st_dev != m->st_dev || st.st_ino != m->st_ino) {
+			return err_set(EBADF, "file object \"%s\" made by a parent process is no "
+				       "longer open", o->name ? o->name : "");
+		}
+		*ret = m->fd;
+		return 0;
+	}
+	if (nr_made == cap_made) {
+		size_t nc = cap_made ? cap_made * 2 : 16;
+		struct fobj_made *nv = realloc(made, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		made = nv;
+		cap_made = nc;
+	}
+	fd = fobj_open(o, &fresh);
+	if (fd < 0)
+		return fd;
+	if (fresh) {
+		r = fobj_fill(ctx, o, fd);
+		if (r < 0)
+			return r;
+	}
+	if (o->kind != ENG_FOBJ_KIND__FOBJ_SYSV && fstat(fd, &st) < 0)
+		return err_set(errno, "fstat of \"%s\": %m", o->name ? o->name : "");
+	made[nr_made++] = (struct fobj_made){
+		.kind = o->kind, .dev = o->dev, .ino = o->ino, .fd = fd,
+		.st_dev = st.st_dev, .st_ino = st.st_ino,
+	};
+	*ret = fd;
+	return 0;
+}
+
 int eng_restore_fobjs_prepare(struct eng_rst_ctx *ctx)
 {
 	const EngProcess *p = ctx->proc;
 	struct eng_rst_files *fs;
-	_cleanup_free_ struct wc_fill_target *tg = NULL;
-	_cleanup_free_ void **maps = NULL;
-	size_t nt = 0;
-	int r = 0;
+	int r;
 
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
@@ -249,63 +353,26 @@ int eng_restore_fobjs_prepare(struct eng_rst_ctx *ctx)
 	ctx->files = fs;
 	fs->nr = p->n_fobjs;
 	fs->fd = malloc((p->n_fobjs + 1) * sizeof(*fs->fd));
-	fs->fresh = calloc(p->n_fobjs + 1, sizeof(*fs->fresh));
-	fs->ofd_obj = calloc(p->n_fds + 1, sizeof(*fs->ofd_obj));
-	fs->ofd_fd = calloc(p->n_fds + 1, sizeof(*fs->ofd_fd));
-	tg = calloc(p->n_fobjs + 1, sizeof(*tg));
-	maps = calloc(p->n_fobjs + 1, sizeof(*maps));
-	if (!fs->fd || !fs->fresh || !fs->ofd_obj || !fs->ofd_fd || !tg || !maps)
+	if (!fs->fd)
 		return -ENOMEM;
-	for (size_t i = 0; i < p->n_fobjs; i++)
-		fs->fd[i] = -1;
+	/* A tree: every object of the image, here in its first process. */
+	if (ctx->img && ctx->img->n_procs > 1) {
+		for (size_t k = 0; k < ctx->img->n_procs; k++) {
+			const EngProcess *q = ctx->img->procs[k];
 
-	for (size_t i = 0; i < p->n_fobjs; i++) {
-		const EngFobj *o = p->fobjs[i];
-		const struct wc_area *a;
-		int fd = fobj_open(o, &fs->fresh[i]);
-		void *m;
+			for (size_t i = 0; i < q->n_fobjs; i++) {
+				int fd;
 
-		if (fd < 0)
-			return fd;
-		fs->fd[i] = fd;
-		if (!fs->fresh[i] || !o->has_area || o->area < 0)
-			continue;
-		a = wc_snapshot_area(ctx->snap, (size_t)o->area);
-		if (!a || a->nr_pages * RST_PAGE != seg_len(o))
-			return err_set(EBADMSG, "store area %d does not match \"%s\" (%" PRIu64 " bytes)",
-				       o->area, o->name ? o->name : "", o->size);
-		if (!a->nr_data)
-			continue;
-		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
-			m = shmat(fd, NULL, 0);
-		else
-			m = mmap(NULL, seg_len(o), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (m == MAP_FAILED || m == (void *)-1)
-			return err_set(errno, "cannot map \"%s\" to fill it: %m", o->name ? o->name : "");
-		maps[nt] = m;
-		tg[nt++] = (struct wc_fill_target){ (size_t)o->area, m };
-	}
-	if (nt) {
-		struct wc_source *src = NULL;
-
-		r = wc_store_source_new(ctx->store, &src);
-		if (r < 0)
-			return err_wrap(r, "cannot read the store");
-		r = wc_snapshot_fill(ctx->snap, src, tg, nt);
-		wc_source_free(src);
-		for (size_t k = 0; k < nt; k++) {
-			const EngFobj *o = NULL;
-
-			for (size_t i = 0; i < p->n_fobjs; i++)
-				if (p->fobjs[i]->has_area && (size_t)p->fobjs[i]->area == tg[k].area_idx)
-					o = p->fobjs[i];
-			if (o && o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
-				shmdt(maps[k]);
-			else if (o)
-				munmap(maps[k], seg_len(o));
+				r = fobj_get(ctx, q->fobjs[i], &fd);
+				if (r < 0)
+					return q == p ? r : err_wrap(r, "process %u", q->pid);
+			}
 		}
+	}
+	for (size_t i = 0; i < p->n_fobjs; i++) {
+		r = fobj_get(ctx, p->fobjs[i], &fs->fd[i]);
 		if (r < 0)
-			return err_wrap(r, "cannot fill the file objects");
+			return r;
 	}
 	return 0;
 }
@@ -392,14 +459,22 @@ int eng_restore_fobjs_mapped(struct eng_rst_ctx *ctx)
 	for (size_t i = 0; fs && i < p->n_fobjs; i++) {
 		const EngFobj *o = p->fobjs[i];
 
+		/* (Already done by another process of a tree: F_SEAL_SEAL would
+		 * refuse adding them again.) */
 		if (o->kind == ENG_FOBJ_KIND__FOBJ_MEMFD && o->has_seals && o->seals &&
+		    ((unsigned)fcntl(fs->fd[i], F_GET_SEALS) & o->seals) != o->seals &&
 		    fcntl(fs->fd[i], F_ADD_SEALS, (int)o->seals) < 0)
 			return err_set(errno, "memfd \"%s\": cannot add seals %#x: %m",
 				       o->name ? o->name : "", o->seals);
-		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV && o->has_sysv_dest && o->sysv_dest &&
-		    shmctl(fs->fd[i], IPC_RMID, NULL) < 0)
-			return err_set(errno, "SysV segment (key 0x%x): IPC_RMID: %m",
-				       (unsigned)o->sysv_key);
+		if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV && o->has_sysv_dest && o->sysv_dest) {
+			struct shmid_ds ds;
+
+			if (shmctl(fs->fd[i], IPC_STAT, &ds) == 0 && (ds.shm_perm.mode & SHM_DEST))
+				continue;
+			if (shmctl(fs->fd[i], IPC_RMID, NULL) < 0)
+				return err_set(errno, "SysV segment (key 0x%x): IPC_RMID: %m",
+					       (unsigned)o->sysv_key);
+		}
 	}
 	return 0;
 }
@@ -408,25 +483,22 @@ int eng_restore_fd_fobj(struct eng_rst_ctx *ctx, size_t i, int *ret)
 {
 	const EngProcess *p = ctx->proc;
 	const EngFd *f = p->fds[i];
-	struct eng_rst_files *fs = ctx->files;
 	const EngFobj *o;
 	char path[64];
-	int fd, flags;
+	int fd, obj, flags, r;
 
-	if (!fs || !f->has_fobj || f->fobj >= p->n_fobjs || fs->fd[f->fobj] < 0)
+	if (!f->has_fobj || f->fobj >= p->n_fobjs)
 		return err_set(EBADMSG, "fd %u: no file object", f->fd);
 	o = p->fobjs[f->fobj];
 	if (o->kind == ENG_FOBJ_KIND__FOBJ_SYSV)
 		return err_set(EBADMSG, "fd %u: a SysV segment is no descriptor", f->fd);
-	/* Descriptors of one open file description (dup) share it again. */
-	for (size_t k = 0; f->has_obj && k < fs->nr_ofd; k++) {
-		if (fs->ofd_obj[k] == f->obj) {
-			*ret = fs->ofd_fd[k];
-			return 0;
-		}
-	}
+	/* (A tree makes shared descriptions before the premap: made on demand.) */
+	r = fobj_get(ctx, o, &obj);
+	if (r < 0)
+		return r;
+	/* One open file description per eng_fd.obj: fds.c and tree.c share it. */
 	flags = (int)(f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC));
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->fd[f->fobj]);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", obj);
 	fd = open(path, flags | O_CLOEXEC);
 	if (fd < 0)
 		return err_set(errno, "fd %u: cannot open \"%s\" again: %m", f->fd,
@@ -436,10 +508,6 @@ int eng_restore_fd_fobj(struct eng_rst_ctx *ctx, size_t i, int *ret)
 
 		close(fd);
 		return err_set(e, "fd %u: cannot seek \"%s\": %m", f->fd, o->name ? o->name : "");
-	}
-	if (f->has_obj) {
-		fs->ofd_obj[fs->nr_ofd] = f->obj;
-		fs->ofd_fd[fs->nr_ofd++] = fd;
 	}
 	*ret = fd;	/* kept open until the child's descriptors are closed */
 	return 0;
