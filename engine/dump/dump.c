@@ -600,6 +600,34 @@ out_close:
 #define SYS_kcmp	312
 #endif
 #define KCMP_FILE	0
+#define KCMP_VM		1
+#define KCMP_FILES	2
+#define KCMP_FS		3
+
+/*
+ * What a child shares with its parent beyond open files, found with kcmp
+ * while everything is frozen, before anything is collected: its memory
+ * (CLONE_VM without CLONE_THREAD: a vfork child) or its descriptor table
+ * (CLONE_FILES) is refused; its fs struct (CLONE_FS) is recorded.
+ */
+static int tree_check_sharing(const struct eng_dump_tree *tr, bool *ret_fs)
+{
+	for (size_t i = 1; i < tr->nr; i++) {
+		pid_t c = tr->v[i].pid, p = tr->v[i].ppid;
+
+		ret_fs[i] = false;
+		if (tr->v[i].zombie)
+			continue;
+		if (syscall(SYS_kcmp, p, c, KCMP_VM, 0, 0) == 0)
+			return err_set(EOPNOTSUPP, "process %d shares its memory with its parent %d "
+				       "(vfork or CLONE_VM): not supported", c, p);
+		if (syscall(SYS_kcmp, p, c, KCMP_FILES, 0, 0) == 0)
+			return err_set(EOPNOTSUPP, "process %d shares its descriptor table with its "
+				       "parent %d (CLONE_FILES): not supported", c, p);
+		ret_fs[i] = syscall(SYS_kcmp, p, c, KCMP_FS, 0, 0) == 0;
+	}
+	return 0;
+}
 
 /* A zombie of the tree: ids and wait status, nothing else to save. */
 static int dump_zombie(const struct eng_dump_tree_proc *tp, EngProcess *proc)
@@ -722,6 +750,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 				      sizeof(opts->dry_run)) && opts->dry_run;
 	unsigned refused = 0;
 	_cleanup_free_ pid_t *host = NULL;
+	_cleanup_free_ bool *shares_fs = NULL;
 	uint64_t t0 = now_ns(), t1, t_frozen;
 	char id[WC_ID_LEN + 1];
 	size_t zombies = 0;
@@ -740,6 +769,14 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		r = -ENOMEM;
 		goto fail;
 	}
+	shares_fs = calloc(tr.nr, sizeof(*shares_fs));
+	if (!shares_fs) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = tree_check_sharing(&tr, shares_fs);
+	if (r < 0)
+		goto fail;
 	r = image_new(&root.image);
 	if (r < 0)
 		goto fail;
@@ -777,6 +814,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 			r = err_wrap(r, "process %d of the tree of %d", tp->pid, pid);
 			goto fail;
 		}
+		ctx.proc->has_shares_fs = shares_fs[i];
+		ctx.proc->shares_fs = shares_fs[i];
 		ctx.proc->has_exit_signal = true;
 		ctx.proc->exit_signal = ctx.stat.exit_signal > 0 ? (uint32_t)ctx.stat.exit_signal
 								 : SIGCHLD;

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -688,6 +689,8 @@ int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves,
 			const EngProcess *c = img->procs[k];
 			uint32_t want = c->pid;
 			struct tree_clone_args ca = {
+				/* One fs struct (cwd, root, umask) with its parent. */
+				.flags = c->shares_fs ? CLONE_FS : 0,
 				.exit_signal = c->has_exit_signal && c->exit_signal < 65 ?
 					       c->exit_signal : SIGCHLD,
 				.set_tid = (uint64_t)(uintptr_t)&want, .set_tid_size = 1,

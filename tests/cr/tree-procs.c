@@ -25,6 +25,10 @@
  *           A and B; A then rewrites 16 pages. After go each one checks its
  *           content, and that most of it is still shared with the others
  *           (smaps Shared_*: copy-on-write since the fork, not duplicated).
+ *   fs      A made with clone(CLONE_FS): after go A changes directory and
+ *           umask, R must see both (one fs struct again).
+ *   files   (failckpt) A made with clone(CLONE_FILES): refused (CR_CONTROL=1:
+ *           a plain fork, which checkpoints); A still shares R's table after.
  *   refuse  (harness mode failckpt) A; B; B's child D holds a netlink socket,
  *           which the dump refuses: the checkpoint must fail and leave every
  *           process running, untraced; after go each checks itself (D: its
@@ -38,6 +42,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +50,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -337,6 +344,70 @@ static void mode_cow_check(void)
 	kill(ex.kid[1], SIGUSR2);
 	reap_ok(ex.kid[0], "A");
 	reap_ok(ex.kid[1], "B");
+}
+
+/* fork() sharing what @flags says (raw clone: no new stack, like fork). */
+static pid_t fork_sharing(unsigned long flags)
+{
+	return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
+static char fs_dir[4096];
+
+static void mode_fs(void)
+{
+	snprintf(fs_dir, sizeof(fs_dir), "%s/fsdir", cr_dir());
+	if (mkdir(fs_dir, 0700) < 0)
+		cr_fail("mkdir %s: %m", fs_dir);
+	ex.kid[0] = fork_sharing(CLONE_FS);
+	if (ex.kid[0] < 0)
+		cr_fail("clone(CLONE_FS): %m");
+	if (ex.kid[0] == 0) {
+		kid_wait();
+		cr_check(chdir(fs_dir) == 0, "A: chdir: %m");
+		umask(0027);
+		kid_exit();
+	}
+}
+
+static void mode_fs_check(void)
+{
+	char cwd[4096] = "", want[4096] = "";
+	mode_t old = umask(0022);
+
+	umask(old);
+	cr_check(old == 022, "umask %03o before A changed it", (unsigned)old);
+	kill(ex.kid[0], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	old = umask(0022);
+	cr_check(getcwd(cwd, sizeof(cwd)) && realpath(fs_dir, want) && strcmp(cwd, want) == 0,
+		 "R's cwd is \"%s\" after A's chdir to \"%s\" (fs struct not shared)", cwd, want);
+	cr_check(old == 0027, "R's umask is %03o after A's umask(027)", (unsigned)old);
+}
+
+static int files_probe = -1;
+
+static void mode_files(void)
+{
+	ex.kid[0] = getenv("CR_CONTROL") ? fork() : fork_sharing(CLONE_FILES);
+	if (ex.kid[0] < 0)
+		cr_fail("clone(CLONE_FILES): %m");
+	if (ex.kid[0] == 0) {
+		kid_wait();
+		/* A descriptor opened here is R's too (checked by R). */
+		files_probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (files_probe >= 0 && dup2(files_probe, 77) < 0)
+			cr_check(false, "A: dup2: %m");
+		kid_exit();
+	}
+}
+
+static void mode_files_check(void)
+{
+	kill(ex.kid[0], SIGUSR2);
+	reap_ok(ex.kid[0], "A");
+	if (!getenv("CR_CONTROL"))
+		cr_check(fcntl(77, F_GETFD) >= 0, "A's fd 77 is not R's (table not shared)");
 }
 
 static int sub_pipe = -1;
@@ -663,12 +734,17 @@ int main(int argc, char **argv)
 		mode_subreaper();
 	else if (strcmp(mode, "cow") == 0)
 		mode_cow();
+	else if (strcmp(mode, "fs") == 0)
+		mode_fs();
+	else if (strcmp(mode, "files") == 0)
+		mode_files();
 	else
 		cr_fail("unknown mode %s", mode);
 	/* What the tamper mode flips (its middle byte) must matter. */
 	if (strcmp(mode, "ids") == 0 || strcmp(mode, "refuse") == 0)
 		cr_ready_tamper(&ex.kid[0], 2 * sizeof(pid_t));
-	else if (strcmp(mode, "subreaper") == 0)
+	else if (strcmp(mode, "subreaper") == 0 || strcmp(mode, "fs") == 0 ||
+		 strcmp(mode, "files") == 0)
 		cr_ready_tamper(&ex.kid[0], sizeof(pid_t));
 	else if (strcmp(mode, "cow") == 0)
 		cr_ready_tamper(&ex.token, sizeof(ex.token));
@@ -693,6 +769,10 @@ int main(int argc, char **argv)
 		mode_subreaper_check();
 	else if (strcmp(mode, "cow") == 0)
 		mode_cow_check();
+	else if (strcmp(mode, "fs") == 0)
+		mode_fs_check();
+	else if (strcmp(mode, "files") == 0)
+		mode_files_check();
 	else
 		mode_listen_check();
 	cr_check_ids();
