@@ -21,6 +21,7 @@
  *  - thread safety: a struct wf_client may be shared by threads; its
  *    requests are serialized by a mutex (one request on the wire at a time),
  *    so threads that need parallel acquires should each wf_connect().
+ *    wf_disconnect() must not run while another thread uses the client.
  *    wf_errmsg() is per thread.
  *
  * Errors with a specific meaning:
