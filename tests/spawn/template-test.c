@@ -10,7 +10,9 @@
  *     memory with process_vm_readv) do not move for 300 ms;
  *   - descriptors passed at the start are at their numbers: each instance
  *     answers on the socket passed as fd 10, and some write their hello on
- *     the pipe passed as fd 1;
+ *     the pipe passed as fd 1; the first of each batch also gets /dev/null
+ *     at 3, 4, 5 (where the engine's own socket and the received
+ *     descriptors arrive) and must hold exactly 0-5 and 10;
  *   - every instance reports its saved pid and the initial value; after
  *     "set 2222" on one, only that one reports 2222 (independent memory);
  *   - every thread of every instance runs (its counter advances, counted
@@ -174,14 +176,28 @@ static int get(struct inst *in, int k, int threads, long *ret_pid, unsigned long
 	return 0;
 }
 
-static int start(struct inst *in, int out_fd)
+/*
+ * Start @in: a socket at SERVE_FD, @out_fd (if any) at 1, and with
+ * @crowd /dev/null at 3, 4 and 5 too: the numbers the instance's own
+ * socket and the received descriptors most likely hold when they arrive.
+ */
+static int start(struct inst *in, int out_fd, bool crowd)
 {
-	int sv[2], r;
-	int fds[2], nums[2];
+	int sv[2], r, null = -1;
+	int fds[5], nums[5];
 	size_t nr = 0;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	/* First, and downwards: installing the first at 5 would close the
+	 * second as it arrived, were they not moved out of the way first. */
+	if (crowd) {
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		for (int k = 5; k >= 3; k--) {
+			fds[nr] = null;
+			nums[nr++] = k;
+		}
+	}
 	fds[nr] = sv[1];
 	nums[nr++] = SERVE_FD;
 	if (out_fd >= 0) {
@@ -189,9 +205,51 @@ static int start(struct inst *in, int out_fd)
 		nums[nr++] = 1;
 	}
 	r = eng_instance_start(&in->e, fds, nums, nr);
+	if (null >= 0)
+		close(null);
 	close(sv[1]);
 	in->sock = sv[0];
 	return r;
+}
+
+/* The crowded start: exactly 0-5 and SERVE_FD, 3-5 on /dev/null (nothing
+ * of the engine's left, nothing lost to a number clash). */
+static void check_fds(struct inst *in, int i)
+{
+	char path[64], link[256];
+	struct dirent *de;
+	unsigned mask = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", in->e.pid);
+	d = opendir(path);
+	if (!d) {
+		fail("instance %d: cannot list its fds", i);
+		return;
+	}
+	while ((de = readdir(d))) {
+		int fd;
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = atoi(de->d_name);
+		if (fd > 5 && fd != SERVE_FD) {
+			fail("instance %d holds an unexpected fd %d", i, fd);
+			continue;
+		}
+		mask |= 1u << (fd == SERVE_FD ? 6 : fd);
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", in->e.pid, fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = 0;
+		if (fd >= 3 && fd <= 5 && strcmp(link, "/dev/null"))
+			fail("instance %d: fd %d is \"%s\", not /dev/null", i, fd, link);
+		if (fd == SERVE_FD && strncmp(link, "socket:", 7))
+			fail("instance %d: fd %d is \"%s\", not the socket", i, fd, link);
+	}
+	closedir(d);
+	if (mask != 0x7f)
+		fail("instance %d: fds 0-5 and %d expected, mask 0x%x", i, SERVE_FD, mask);
 }
 
 int main(int argc, char **argv)
@@ -361,7 +419,7 @@ int main(int argc, char **argv)
 			if (i - lo < 3 && pipe2(pfd, O_CLOEXEC) < 0)
 				return 1;
 			t0 = now_us();
-			r = start(&in[i], pfd[1]);
+			r = start(&in[i], pfd[1], i == lo);
 			t0 = now_us() - t0;
 			lat_sum += t0;
 			lat_max = t0 > lat_max ? t0 : lat_max;
@@ -389,6 +447,8 @@ int main(int argc, char **argv)
 					fail("instance %d wrote \"%s\" on the fd 1 passed to it", i, buf);
 				close(pfd[0]);
 			}
+			if (i == lo)
+				check_fds(&in[i], i);
 		}
 	}
 
