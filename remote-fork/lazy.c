@@ -44,12 +44,18 @@ enum { LZ_PENDING = 0, LZ_ASKED = 1, LZ_DONE = 2 };
 #define RF_LAZY_WINDOW		32u
 #define RF_LAZY_WINDOW_BACK	4u
 #define RF_LAZY_MAX_FAULTS	4096u
+/* Children the twin forks while pages still arrive (UFFD_EVENT_FORK): each
+ * has its own uffd, gets every page the twin gets, and its faults are
+ * served alike. */
+#define RF_LAZY_MAX_KIDS	64u
 
 struct rf_lazy {
 	struct rf_session *s;
 	pthread_mutex_t send_lock;
 	struct rf_lazy_table t;
 	int sock, uffd, pidfd;
+	int kids[RF_LAZY_MAX_KIDS];	/* uffds of the twin's children */
+	unsigned nr_kids;
 	int ctl[2];			/* main -> server: 'R' restored, 'A' abort */
 	int timeout_ms;
 	pthread_t th;
@@ -65,7 +71,8 @@ struct rf_lazy {
 	uint32_t nr_left;		/* lazy pages not DONE */
 	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
 	bool restored, end_seen;
-	uint64_t *faults;		/* queued fault addresses */
+	uint64_t *faults;		/* queued fault addresses (| 1: write) */
+	int *fault_fd;			/* the uffd each came from */
 	size_t nr_faults;
 	uint64_t t0;
 
@@ -197,12 +204,19 @@ static void on_remove(struct rf_lazy *lz, uint64_t start, uint64_t end)
 
 /* ----------------------------------------------------------------- uffd */
 
-/* Read every queued uffd message: bookkeeping now, faults queued. */
-static int drain_uffd(struct rf_lazy *lz)
+/*
+ * Read every queued message of uffd @fd (the twin's, or a child's): faults
+ * queued, bookkeeping now. Addresses follow the twin's own mremaps and
+ * MADV_DONTNEED only (a child doing either while pages arrive may get a
+ * page's old content or a zero page there).
+ */
+static int drain_one(struct rf_lazy *lz, int fd)
 {
+	bool twin = fd == lz->uffd;
+
 	for (;;) {
 		struct uffd_msg msg[16];
-		ssize_t n = read(lz->uffd, msg, sizeof(msg));
+		ssize_t n = read(fd, msg, sizeof(msg));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -216,15 +230,30 @@ static int drain_uffd(struct rf_lazy *lz)
 				if (lz->nr_faults == RF_LAZY_MAX_FAULTS)
 					return err_set(ENOBUFS, "more than %u faults queued",
 						       RF_LAZY_MAX_FAULTS);
+				lz->fault_fd[lz->nr_faults] = fd;
 				lz->faults[lz->nr_faults++] = msg[i].arg.pagefault.address |
 					!!(msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
 				break;
+			case UFFD_EVENT_FORK:
+				/* The fork waited for this read; the child's missing
+				 * pages fault to its own uffd from now on. */
+				if (lz->nr_kids == RF_LAZY_MAX_KIDS) {
+					close((int)msg[i].arg.fork.ufd);
+					return err_set(EMFILE, "the twin forked more than %u children "
+						       "while its pages arrived", RF_LAZY_MAX_KIDS);
+				}
+				fcntl((int)msg[i].arg.fork.ufd, F_SETFL, O_NONBLOCK);
+				fcntl((int)msg[i].arg.fork.ufd, F_SETFD, FD_CLOEXEC);
+				lz->kids[lz->nr_kids++] = (int)msg[i].arg.fork.ufd;
+				break;
 			case UFFD_EVENT_REMAP:
-				on_remap(lz, msg[i].arg.remap.from, msg[i].arg.remap.to,
-					 msg[i].arg.remap.len);
+				if (twin)
+					on_remap(lz, msg[i].arg.remap.from, msg[i].arg.remap.to,
+						 msg[i].arg.remap.len);
 				break;
 			case UFFD_EVENT_REMOVE:
-				on_remove(lz, msg[i].arg.remove.start, msg[i].arg.remove.end);
+				if (twin)
+					on_remove(lz, msg[i].arg.remove.start, msg[i].arg.remove.end);
 				break;
 			default:
 				break;
@@ -233,20 +262,29 @@ static int drain_uffd(struct rf_lazy *lz)
 	}
 }
 
+static int drain_uffd(struct rf_lazy *lz)
+{
+	int r = drain_one(lz, lz->uffd);
+
+	for (unsigned k = 0; r >= 0 && k < lz->nr_kids; k++)
+		r = drain_one(lz, lz->kids[k]);
+	return r;
+}
+
 /*
  * UFFDIO_COPY @nr pages from @src to @dst. Returns the pages copied (the
  * rest failed with *ret_err), retrying -EAGAIN (an mremap in progress:
  * read its event first).
  */
-static int64_t uffd_copy(struct rf_lazy *lz, uint64_t dst, const void *src, uint64_t nr,
-			 int *ret_err)
+static int64_t uffd_copy_fd(struct rf_lazy *lz, int fd, uint64_t dst, const void *src,
+			    uint64_t nr, int *ret_err)
 {
 	for (unsigned tries = 0;; tries++) {
 		struct uffdio_copy c = { .dst = dst, .src = (uint64_t)(uintptr_t)src,
 					 .len = nr * WC_PAGE_SIZE };
 		int r;
 
-		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+		if (ioctl(fd, UFFDIO_COPY, &c) == 0)
 			return (int64_t)nr;
 		*ret_err = -errno;
 		if (c.copy > 0)
@@ -260,6 +298,25 @@ static int64_t uffd_copy(struct rf_lazy *lz, uint64_t dst, const void *src, uint
 		}
 		sched_yield();
 	}
+}
+
+/* Into the twin; and into each child it forked, whatever happens there
+ * (a child that unmapped the range or exec'd does not need the page). */
+static int64_t uffd_copy(struct rf_lazy *lz, uint64_t dst, const void *src, uint64_t nr,
+			 int *ret_err)
+{
+	int64_t done = uffd_copy_fd(lz, lz->uffd, dst, src, nr, ret_err);
+
+	for (unsigned k = 0; k < lz->nr_kids; k++) {
+		int err = 0;
+		int64_t d = uffd_copy_fd(lz, lz->kids[k], dst, src, nr, &err);
+
+		/* -EEXIST and short copies: the rest page by page. */
+		for (uint64_t p = d + 1; d >= 0 && p < nr; p++)
+			(void)uffd_copy_fd(lz, lz->kids[k], dst + p * WC_PAGE_SIZE,
+					   (const uint8_t *)src + p * WC_PAGE_SIZE, 1, &err);
+	}
+	return done;
 }
 
 static int install_one(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
@@ -415,13 +472,14 @@ static int serve_faults(struct rf_lazy *lz)
 			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)zero_page,
 						 .len = WC_PAGE_SIZE };
 
-			r = ioctl(lz->uffd, UFFDIO_COPY, &c);
+			r = ioctl(lz->fault_fd[i], UFFDIO_COPY, &c);
 		} else {
 			struct uffdio_zeropage z = { .range = { page, WC_PAGE_SIZE } };
 
-			r = ioctl(lz->uffd, UFFDIO_ZEROPAGE, &z);
+			r = ioctl(lz->fault_fd[i], UFFDIO_ZEROPAGE, &z);
 		}
 		if (r < 0 && errno == EAGAIN) {
+			lz->fault_fd[keep] = lz->fault_fd[i];
 			lz->faults[keep++] = lz->faults[i];
 			continue;
 		}
@@ -429,7 +487,7 @@ static int serve_faults(struct rf_lazy *lz)
 			/* Present already (or gone): just wake whoever waits. */
 			struct uffdio_range w = { page, WC_PAGE_SIZE };
 
-			(void)ioctl(lz->uffd, UFFDIO_WAKE, &w);
+			(void)ioctl(lz->fault_fd[i], UFFDIO_WAKE, &w);
 		}
 		lz->st.faults_zero++;
 	}
@@ -470,11 +528,15 @@ static int take_handover(struct rf_lazy *lz)
 	return 0;
 }
 
+/* One complete message from the sender, if there is one (never waits for
+ * the rest of a record: faults are served meanwhile). 1: handled one. */
 static int on_session(struct rf_lazy *lz)
 {
 	struct rf_msg m;
-	int r = rf_session_recv(lz->s, &m);
+	int r = rf_session_recv_nb(lz->s, &m);
 
+	if (r == -EAGAIN)
+		return 0;
 	if (r == -ENODATA)
 		return err_set(ECONNRESET, "sender closed the connection with %u lazy pages to come",
 			       lz->nr_left);
@@ -482,7 +544,8 @@ static int on_session(struct rf_lazy *lz)
 		return r;
 	switch (m.type) {
 	case RF_MSG_LAZY_PAGES:
-		return on_pages(lz, &m);
+		r = on_pages(lz, &m);
+		return r < 0 ? r : 1;
 	case RF_MSG_LAZY_END:
 		if (m.lazy_end.nr != lz->t.nr)
 			return err_set(EPROTO, "LAZY_END says %u pages, %u were lazy", m.lazy_end.nr,
@@ -501,12 +564,13 @@ static int serve(struct rf_lazy *lz)
 	int r;
 
 	for (;;) {
-		struct pollfd pf[4] = {
+		struct pollfd pf[4 + RF_LAZY_MAX_KIDS] = {
 			{ .fd = lz->ctl[0], .events = POLLIN },
 			{ .fd = lz->uffd < 0 ? lz->sock : -1, .events = POLLIN },
 			{ .fd = lz->uffd, .events = POLLIN },
 			{ .fd = rf_session_fd(lz->s), .events = POLLIN },
 		};
+		bool kid_ready = false;
 		bool asked = false;
 		int timeout = -1, n;
 
@@ -534,7 +598,9 @@ static int serve(struct rf_lazy *lz)
 			timeout = 1;		/* retry faults that met -EAGAIN */
 		if (lz->end_seen)
 			pf[3].fd = -1;
-		n = poll(pf, 4, timeout);
+		for (unsigned k = 0; k < lz->nr_kids; k++)
+			pf[4 + k] = (struct pollfd){ .fd = lz->kids[k], .events = POLLIN };
+		n = poll(pf, 4 + lz->nr_kids, timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -555,15 +621,22 @@ static int serve(struct rf_lazy *lz)
 			if (r < 0)
 				return r;
 		}
-		if (pf[2].revents) {
+		for (unsigned k = 0; k < lz->nr_kids; k++)
+			kid_ready |= pf[4 + k].revents != 0;
+		if (pf[2].revents || kid_ready) {
 			r = drain_uffd(lz);
 			if (r < 0)
 				return r;
 		}
 		if (pf[3].revents) {
-			r = on_session(lz);
-			if (r < 0)
-				return r;
+			/* A few complete frames, then faults again. */
+			for (int k = 0; k < 4 && !lz->end_seen; k++) {
+				r = on_session(lz);
+				if (r < 0)
+					return r;
+				if (r == 0)
+					break;
+			}
 		}
 		if (lz->uffd >= 0 && lz->nr_faults) {
 			r = serve_faults(lz);
@@ -595,6 +668,9 @@ static void *lazy_thread(void *arg)
 		close(lz->uffd);
 		lz->uffd = -1;
 	}
+	for (unsigned k = 0; k < lz->nr_kids; k++)
+		close(lz->kids[k]);
+	lz->nr_kids = 0;
 	return NULL;
 }
 
@@ -621,7 +697,9 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 	lz->primary = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->primary));
 	lz->next_dup = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->next_dup));
 	lz->faults = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->faults));
-	if (!lz->state || !lz->by_addr || !lz->primary || !lz->next_dup || !lz->faults) {
+	lz->fault_fd = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->fault_fd));
+	if (!lz->state || !lz->by_addr || !lz->primary || !lz->next_dup || !lz->faults ||
+	    !lz->fault_fd) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -721,5 +799,6 @@ void rf_lazy_free(struct rf_lazy *lz)
 	free(lz->primary);
 	free(lz->next_dup);
 	free(lz->faults);
+	free(lz->fault_fd);
 	free(lz);
 }

@@ -4,9 +4,9 @@
  * on the source at commit, added on the receiver before the twin is
  * restored. Addresses are changed with rtnetlink (RTM_NEWADDR/RTM_DELADDR,
  * acknowledged requests); the receiver announces an IPv4 address with two
- * gratuitous ARP requests (AF_PACKET), so that neighbours whose cache still
- * names the source's MAC switch at once. (An IPv6 move relies on the
- * neighbours' unreachability detection: no unsolicited NA is sent.)
+ * gratuitous ARP requests (AF_PACKET), an IPv6 one with two unsolicited
+ * neighbour advertisements (raw ICMPv6), so that neighbours whose cache
+ * still names the source's MAC switch at once.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -294,7 +294,45 @@ int rf_moveaddr_sink_new(struct wc_sink *inner, struct rf_moveaddr *m, struct wc
 
 /* ------------------------------------------------------------- receiver */
 
-/* Two gratuitous ARP requests for @m from @ifindex (IPv4 only). */
+/*
+ * IPv6: two unsolicited neighbour advertisements (RFC 4861 7.2.6) to all
+ * nodes, Override set, with our link-layer address: a neighbour whose cache
+ * names the source's MAC takes ours (its entry goes STALE, then is
+ * confirmed). The kernel fills the ICMPv6 checksum of a raw socket.
+ */
+static int announce6(const struct rf_moveaddr *m, int ifindex, const uint8_t mac[ETH_ALEN])
+{
+	_cleanup_close_ int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+	struct sockaddr_in6 src = { .sin6_family = AF_INET6 };
+	struct sockaddr_in6 to = { .sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex };
+	struct {
+		uint8_t type, code;
+		uint16_t cksum;
+		uint32_t flags;
+		uint8_t target[16];
+		uint8_t opt_type, opt_len, lladdr[ETH_ALEN];
+	} __attribute__((packed)) na = { .type = 136, .flags = htonl(0x20000000u),
+					 .opt_type = 2, .opt_len = 1 };
+	int hops = 255, idx = ifindex;
+
+	if (fd < 0)
+		return -errno;
+	memcpy(src.sin6_addr.s6_addr, m->addr, 16);
+	if (setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &idx, sizeof(idx)) < 0 ||
+	    bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+		return -errno;
+	inet_pton(AF_INET6, "ff02::1", &to.sin6_addr);
+	memcpy(na.target, m->addr, 16);
+	memcpy(na.lladdr, mac, ETH_ALEN);
+	for (int i = 0; i < 2; i++)
+		if (sendto(fd, &na, sizeof(na), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
+			return -errno;
+	return 0;
+}
+
+/* Tell the link that @m is here now: two gratuitous ARP requests (IPv4)
+ * or unsolicited neighbour advertisements (IPv6) from @ifindex. */
 static int announce(const struct rf_moveaddr *m, int ifindex)
 {
 	_cleanup_close_ int fd = -1;
@@ -306,8 +344,6 @@ static int announce(const struct rf_moveaddr *m, int ifindex)
 		uint8_t sha[ETH_ALEN], spa[4], tha[ETH_ALEN], tpa[4];
 	} __attribute__((packed)) pkt = {};
 
-	if (m->family != AF_INET)
-		return 0;
 	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
 	if (fd < 0)
 		return -errno;
@@ -316,7 +352,9 @@ static int announce(const struct rf_moveaddr *m, int ifindex)
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
 		return -errno;
 	if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER)
-		return 0;	/* no ARP on this link */
+		return 0;	/* no neighbour discovery on this link */
+	if (m->family == AF_INET6)
+		return announce6(m, ifindex, (const uint8_t *)ifr.ifr_hwaddr.sa_data);
 	memset(to.sll_addr, 0xff, ETH_ALEN);
 	pkt.h.ar_hrd = htons(ARPHRD_ETHER);
 	pkt.h.ar_pro = htons(ETH_P_IP);

@@ -53,6 +53,9 @@ struct rf_session {
 	uint64_t n_tx, n_rx;		/* per-direction nonce counters */
 	uint8_t *tx;			/* RF_REC_HDR + RF_RECORD_MAX */
 	uint8_t *rx;			/* RF_RECORD_MAX */
+	uint8_t rx_hdr[RF_REC_HDR];	/* the record being received: */
+	size_t rx_got;			/* its bytes so far (header included) */
+	int rx_body;			/* its body length, -1 before the header */
 	uint16_t tx_type;
 	size_t tx_max;
 	struct rf_session_stats stats;
@@ -157,38 +160,6 @@ static int io_write(struct rf_session *s, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Read exactly @len bytes. @eof_ok: EOF before the first byte is -ENODATA
- * (a clean end between records), otherwise it is -ECONNRESET. */
-static int io_read(struct rf_session *s, uint8_t *p, size_t len, bool eof_ok)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = recv(s->fd, p + got, len - got, 0);
-
-		if (n < 0) {
-			int r;
-
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				return err_set(errno, "receiving from peer: %s", strerror(errno));
-			r = wait_fd(s, POLLIN, "receiving");
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (n == 0) {
-			if (got == 0 && eof_ok)
-				return err_set(ENODATA, "peer closed the connection");
-			return err_set(ECONNRESET, "peer closed the connection in the middle of a record");
-		}
-		got += n;
-		s->stats.bytes_received += n;
-	}
-	return 0;
-}
-
 static void make_nonce(uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], uint64_t ctr)
 {
 	memset(nonce, 0, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
@@ -257,23 +228,65 @@ void rf_session_send_error(struct rf_session *s, int err, const char *text)
 	s->timeout_ms = saved;
 }
 
-/* Receive one record and open it into the frame it carries. */
-static int recv_frame(struct rf_session *s, const uint8_t **ret_frame, size_t *ret_len)
+/*
+ * Receive one record (resuming a partly received one) and open it into the
+ * frame it carries. !@block: -EAGAIN (no detail) as soon as the socket has
+ * no more bytes; what was read stays for the next call.
+ */
+static int recv_frame(struct rf_session *s, bool block, const uint8_t **ret_frame,
+		      size_t *ret_len)
 {
-	uint8_t hdr[RF_REC_HDR];
+	uint8_t *hdr = s->rx_hdr;
 	int r, body;
 
-	r = io_read(s, hdr, sizeof(hdr), true);
-	if (r < 0)
-		return r;
-	body = rf_record_parse(hdr, sizeof(hdr), s->sealed ? RF_RECORD_MAX : HS_MAX_BODY);
-	if (body < 0)
-		return body;
-	if (s->sealed && (size_t)body < RF_FRAME_HDR + RF_TAG_BYTES)
-		return err_set(EPROTO, "sealed record of %d bytes is too short", body);
-	r = io_read(s, s->rx, body, false);
-	if (r < 0)
-		return r;
+	for (;;) {
+		uint8_t *dst;
+		size_t want;
+		ssize_t n;
+
+		if (s->rx_got < RF_REC_HDR) {
+			dst = hdr + s->rx_got;
+			want = RF_REC_HDR - s->rx_got;
+		} else {
+			if (s->rx_body < 0) {
+				body = rf_record_parse(hdr, RF_REC_HDR,
+						       s->sealed ? RF_RECORD_MAX : HS_MAX_BODY);
+				if (body < 0)
+					return body;
+				if (s->sealed && (size_t)body < RF_FRAME_HDR + RF_TAG_BYTES)
+					return err_set(EPROTO, "sealed record of %d bytes is too short",
+						       body);
+				s->rx_body = body;
+			}
+			if (s->rx_got == RF_REC_HDR + (size_t)s->rx_body)
+				break;
+			dst = s->rx + (s->rx_got - RF_REC_HDR);
+			want = RF_REC_HDR + (size_t)s->rx_body - s->rx_got;
+		}
+		n = recv(s->fd, dst, want, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return err_set(errno, "receiving from peer: %s", strerror(errno));
+			if (!block)
+				return -EAGAIN;
+			r = wait_fd(s, POLLIN, "receiving");
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (n == 0) {
+			if (s->rx_got == 0)
+				return err_set(ENODATA, "peer closed the connection");
+			return err_set(ECONNRESET, "peer closed the connection in the middle of a record");
+		}
+		s->rx_got += (size_t)n;
+		s->stats.bytes_received += (uint64_t)n;
+	}
+	body = s->rx_body;
+	s->rx_got = 0;
+	s->rx_body = -1;
 	if (s->sealed) {
 		uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
 		unsigned long long mlen;
@@ -294,7 +307,7 @@ static int recv_frame(struct rf_session *s, const uint8_t **ret_frame, size_t *r
 	return 0;
 }
 
-int rf_session_recv(struct rf_session *s, struct rf_msg *ret)
+static int session_recv(struct rf_session *s, bool block, struct rf_msg *ret)
 {
 	const uint8_t *frame = NULL;
 	struct rf_msg m;
@@ -303,7 +316,9 @@ int rf_session_recv(struct rf_session *s, struct rf_msg *ret)
 
 	if (s->rx_broken)
 		return err_set(EPIPE, "session already failed");
-	r = recv_frame(s, &frame, &len);
+	r = recv_frame(s, block, &frame, &len);
+	if (r == -EAGAIN && !block)
+		return r;
 	if (r >= 0)
 		r = rf_frame_parse(frame, len, &m);
 	if (r >= 0 && s->sealed && m.type < RF_MSG_ERROR)
@@ -328,6 +343,16 @@ int rf_session_recv(struct rf_session *s, struct rf_msg *ret)
 	}
 	*ret = m;
 	return 0;
+}
+
+int rf_session_recv(struct rf_session *s, struct rf_msg *ret)
+{
+	return session_recv(s, true, ret);
+}
+
+int rf_session_recv_nb(struct rf_session *s, struct rf_msg *ret)
+{
+	return session_recv(s, false, ret);
 }
 
 int rf_session_readable(struct rf_session *s)
@@ -388,6 +413,7 @@ static int session_new(int fd, int timeout_ms, struct rf_session **ret)
 		return -ENOMEM;
 	}
 	s->fd = fd;
+	s->rx_body = -1;
 	s->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
 	s->tx = malloc(RF_REC_HDR + RF_RECORD_MAX);
 	s->rx = malloc(RF_RECORD_MAX);

@@ -369,7 +369,8 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 {
 	const EngProcess *p = ctx->proc;
 	struct uffdio_api api = { .api = UFFD_API,
-				  .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE };
+				  .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+					      UFFD_FEATURE_EVENT_FORK };
 	_cleanup_close_ int uffd = -1, pidfd = -1;
 	size_t done = 0;
 	uint32_t m = 0;

@@ -6,7 +6,8 @@
  * pages only: a lazy twin can answer it long before all its memory
  * arrived. SIGUSR1 asks for "FULL COUNTER SUM", the checksum of the whole
  * heap (printed once at start too), to compare the twin's memory with the
- * original's once every page is there.
+ * original's once every page is there. SIGUSR2 forks a child that prints
+ * "CHILD COUNTER SUM" (the whole heap as the child sees it) and exits.
  *
  *   rf-lazy-prog MIB [SEED]	(SEED changes the unique pages' content)
  */
@@ -15,13 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t want_full;
+static volatile sig_atomic_t want_full, want_fork;
 
 static void on_usr1(int sig)
 {
 	want_full = 1;
+}
+
+static void on_usr2(int sig)
+{
+	want_fork = 1;
 }
 
 static uint64_t sum(const uint64_t *p, size_t words)
@@ -42,6 +49,8 @@ int main(int argc, char **argv)
 	for (int fd = 3; fd < 1024; fd++)
 		close(fd);
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_usr2;
+	sigaction(SIGUSR2, &sa, NULL);
 	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return 1;
@@ -60,6 +69,20 @@ int main(int argc, char **argv)
 	printf("FULL 0 %016llx\n", (unsigned long long)sum(p, n / 8));
 	fflush(stdout);
 	for (unsigned long c = 1;; c++) {
+		if (want_fork) {
+			pid_t k;
+
+			want_fork = 0;
+			fflush(stdout);
+			k = fork();
+			if (k == 0) {
+				printf("CHILD %lu %016llx\n", c, (unsigned long long)sum(p, n / 8));
+				fflush(stdout);
+				_exit(0);
+			}
+			if (k > 0)
+				waitpid(k, NULL, 0);
+		}
 		if (want_full) {
 			want_full = 0;
 			printf("FULL %lu %016llx\n", c, (unsigned long long)sum(p, n / 8));

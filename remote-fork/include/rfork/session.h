@@ -62,6 +62,9 @@ void rf_session_send_error(struct rf_session *s, int err, const char *text);
  * An ERROR frame from the peer is returned as -ECONNABORTED with the
  * peer's text as detail. */
 int rf_session_recv(struct rf_session *s, struct rf_msg *ret);
+/* The same without waiting: -EAGAIN (no detail) while the next record is
+ * not complete; its bytes so far are kept for the next call (of either). */
+int rf_session_recv_nb(struct rf_session *s, struct rf_msg *ret);
 
 /* Is a record (or EOF) waiting? 1 yes, 0 no, -errno. Never blocks. */
 int rf_session_readable(struct rf_session *s);
