@@ -498,7 +498,7 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 {
 	uint64_t wlen = (uint64_t)RST_SPAWN_SLOT * (RST_SPAWN_SLOTS + 1), base;
 	struct rst_report rep;
-	uint32_t *busy, next = 1;
+	uint32_t *busy;
 	long w;
 
 	w = SYS6(mmap, 0, wlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -536,11 +536,11 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 		} else if (a->pid == 1) {
 			out = (int32_t)rst_spawn_clone_instance(a, CLONE_NEWPID | CLONE_PARENT, sock);
 		} else {
-			for (uint32_t k = 0; k < RST_SPAWN_SLOTS - 1; k++) {
-				uint32_t c = next + k;
-
-				if (c >= RST_SPAWN_SLOTS)
-					c -= RST_SPAWN_SLOTS - 1;
+			/* The lowest free slot: an init killed by SIGKILL leaves
+			 * its stack pages behind (it never reaches its madvise),
+			 * so reusing low slots bounds the template's memory by
+			 * the most instances alive at once, not by every slot. */
+			for (uint32_t c = 1; c < RST_SPAWN_SLOTS; c++) {
 				if (!__atomic_load_n(&busy[c], __ATOMIC_ACQUIRE)) {
 					s = c;
 					break;
@@ -562,7 +562,6 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 				slot->sock = sock;
 				slot->child = 0;
 				__atomic_store_n(&busy[s], 1, __ATOMIC_SEQ_CST);
-				next = s + 1 < RST_SPAWN_SLOTS ? s + 1 : 1;
 				out = (int32_t)rst_clone3(&cl, sizeof(cl), rst_spawn_init, a, s);
 				if (out < 0)
 					busy[s] = 0;
