@@ -839,6 +839,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 				p->ppid = root.image->procs[k]->pid;
 	}
 	r = tree_objects(root.image, host);
+	if (r >= 0)	/* files: pidfds of processes of the tree */
+		r = eng_dump_pidfds_resolve(root.image, host, tr.nr, opts);
 	if (r >= 0)	/* fdkinds: every pipe's ends are in the image */
 		r = eng_dump_pipes_check_image(root.image);
 	if (r >= 0)	/* unix: every unix socket's peer is in the image */

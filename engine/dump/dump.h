@@ -404,6 +404,11 @@ int eng_dump_fd_fobj(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 		     EngFd *e);
 /* FD_PIDFD: a pidfd of the process itself (others refused). */
 int eng_dump_fd_pidfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd *e);
+/* A tree, once every process is dumped: each pidfd's target (@host[k] is the
+ * pid of img->procs[k] as we see it) to its pid in the image; a target not
+ * in the tree: -EOPNOTSUPP, one line each (also to opts->report). */
+int eng_dump_pidfds_resolve(EngImage *img, const pid_t *host, size_t nr,
+			    const struct eng_dump_opts *opts);
 /* The locks fdinfo @info shows for @fd into eng_process.locks. */
 int eng_dump_fd_locks(struct eng_dump_ctx *ctx, int fd, const char *info);
 /* After the memory areas: one store area per object with content. */

@@ -380,7 +380,13 @@ int eng_dump_fd_pidfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd 
 	if (pid <= 0)
 		return err_set(EOPNOTSUPP, "process %d fd %d: unsupported descriptor (pidfd) "
 				 "\"anon_inode:[pidfd]\" of a process that has exited", ctx->pid, fd);
-	/* The process itself. (Trees: a process of the image; tree extends this.) */
+	/* A tree: any process of it, resolved once all are dumped
+	 * (eng_dump_pidfds_resolve). Otherwise the process itself only. */
+	if (ctx->tree) {
+		e->has_pidfd_host = true;
+		e->pidfd_host = (uint32_t)pid;
+		return 0;
+	}
 	if (pid != ctx->pid)
 		return err_set(EOPNOTSUPP, "process %d fd %d: unsupported descriptor (pidfd) "
 				 "\"anon_inode:[pidfd]\" of process %d, which is not checkpointed "
@@ -388,6 +394,44 @@ int eng_dump_fd_pidfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd 
 	e->has_pidfd_pid = true;
 	e->pidfd_pid = (uint32_t)(ctx->status.ns_depth > 0 ? ctx->status.ns_pid : ctx->pid);
 	return 0;
+}
+
+int eng_dump_pidfds_resolve(EngImage *img, const pid_t *host, size_t nr,
+			    const struct eng_dump_opts *opts)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < img->n_procs && k < nr; k++) {
+		const EngProcess *p = img->procs[k];
+
+		for (size_t i = 0; i < p->n_fds; i++) {
+			EngFd *f = p->fds[i];
+			size_t t;
+
+			if (f->kind != ENG_FD_KIND__FD_PIDFD || f->has_pidfd_pid || !f->has_pidfd_host)
+				continue;
+			for (t = 0; t < nr && t < img->n_procs; t++)
+				if (host[t] == (pid_t)f->pidfd_host)
+					break;
+			if (t < nr && t < img->n_procs) {
+				f->has_pidfd_pid = true;
+				f->pidfd_pid = img->procs[t]->pid;
+				continue;
+			}
+			{
+				int e = err_set(EOPNOTSUPP, "process %d fd %u: unsupported descriptor "
+						"(pidfd) \"anon_inode:[pidfd]\" of process %u, which is "
+						"not in the tree", (int)host[k], f->fd, f->pidfd_host);
+
+				if (opts && opts->sz >= offsetof(struct eng_dump_opts, report_arg) +
+							sizeof(opts->report_arg) && opts->report)
+					opts->report(opts->report_arg, err_detail());
+				if (!r)
+					r = e;
+			}
+		}
+	}
+	return r;
 }
 
 /* ------------------------------------------------------------------- locks */

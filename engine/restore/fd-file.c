@@ -520,7 +520,14 @@ int eng_restore_fd_pidfd(struct eng_rst_ctx *ctx, size_t i, int *ret)
 
 	if (!f->has_pidfd_pid)
 		return err_set(EBADMSG, "fd %u: pidfd without a pid", f->fd);
-	fd = (int)syscall(SYS_pidfd_open, (pid_t)f->pidfd_pid, f->flags & O_NONBLOCK);
+	/* In a tree the target may be a process not created yet (a sibling
+	 * forked after us): it comes within moments. */
+	for (int tries = 0;; tries++) {
+		fd = (int)syscall(SYS_pidfd_open, (pid_t)f->pidfd_pid, f->flags & O_NONBLOCK);
+		if (fd >= 0 || errno != ESRCH || !ctx->img || ctx->img->n_procs < 2 || tries >= 500)
+			break;
+		usleep(10000);
+	}
 	if (fd < 0)
 		return err_set(errno, "fd %u: pidfd_open(%u): %m", f->fd, f->pidfd_pid);
 	*ret = fd;

@@ -12,9 +12,12 @@
  * file; R then sees all of it: the objects are one again, not a copy each
  * (same inodes in both processes' map_files, 2 attaches of the segment), and
  * the unlinked file holds "R0A0R1A1" written through one shared offset.
+ * Pidfds across the tree: R holds one of A, A one of R; after go each names
+ * the other (NSpid), and R's reports A's exit once A is gone.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,7 +45,40 @@ static struct expect {
 } ex;	/* published */
 
 static struct counters *mf, *sv, *sh;
-static int mfd, ufd, sid;
+static int mfd, ufd, sid, pidfd_a, pidfd_r;
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
+static int fdinfo_nspid(int fd)
+{
+	char path[64], buf[4096], *p;
+	int f, n, last = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = (int)read(f, buf, sizeof(buf) - 1);
+	close(f);
+	buf[n > 0 ? n : 0] = 0;
+	p = strstr(buf, "NSpid:");
+	if (!p)
+		return -1;
+	p += 6;
+	for (;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		last = (int)v;
+		p = end;
+	}
+	return last;
+}
 static char shm_path[128];
 
 static ino_t map_ino(const void *addr)
@@ -66,6 +103,9 @@ static void child(sigset_t *set)
 	}
 	if (write(ufd, "A0", 2) != 2)
 		_exit(2);
+	pidfd_r = (int)syscall(SYS_pidfd_open, getppid(), 0);
+	if (pidfd_r < 0)
+		_exit(6);
 	while (sigwait(set, &sig) != 0 || sig != SIGUSR2)
 		;
 	/* After the cut: the root's token through our mapping, back through our fd. */
@@ -76,6 +116,8 @@ static void child(sigset_t *set)
 	__atomic_add_fetch(&sh->n, 1000, __ATOMIC_SEQ_CST);
 	if (write(ufd, "A1", 2) != 2)
 		_exit(4);
+	if (fdinfo_nspid(pidfd_r) != getppid())
+		_exit(7);	/* our pidfd of R names another process */
 	/* Our view of the objects, for the root to compare with its own. */
 	{
 		uint64_t inos[2] = { map_ino(mf), map_ino(sh) };
@@ -125,6 +167,9 @@ int main(int argc, char **argv)
 		cr_fail("fork: %m");
 	if (ex.kid == 0)
 		child(&set);
+	pidfd_a = (int)syscall(SYS_pidfd_open, ex.kid, 0);
+	if (pidfd_a < 0)
+		cr_fail("pidfd_open: %m");
 	for (int i = 0; i < 100; i++) {
 		__atomic_add_fetch(&mf->n, 1, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&sv->n, 1, __ATOMIC_SEQ_CST);
@@ -151,12 +196,24 @@ int main(int argc, char **argv)
 			 "SysV segment %d: %d attaches, expected 2 (%m)", sid,
 			 shmctl(sid, IPC_STAT, &ds) == 0 ? (int)ds.shm_nattch : -1);
 	}
+	{
+		struct pollfd pf = { .fd = pidfd_a, .events = POLLIN };
+
+		cr_check(fdinfo_nspid(pidfd_a) == ex.kid && poll(&pf, 1, 0) == 0,
+			 "R's pidfd names %d (A is %d) or reports an exit", fdinfo_nspid(pidfd_a),
+			 (int)ex.kid);
+	}
 	mf->token = cr_mix64(cr_now_ns()) | 1;
 	if (write(ufd, "R1", 2) != 2)
 		cr_check(false, "write R1: %m");
 	kill(ex.kid, SIGUSR2);
 	cr_check(waitpid(ex.kid, &st, 0) == ex.kid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		 "child A failed (status %#x)", st);
+	{
+		struct pollfd pf = { .fd = pidfd_a, .events = POLLIN };
+
+		cr_check(poll(&pf, 1, 1000) == 1, "R's pidfd of A does not report A's exit");
+	}
 	{
 		uint64_t v = 0, inos[2] = {};
 
