@@ -181,7 +181,7 @@ static void kill_idle(struct wd_pool *p)
  * (DIR/snapshots/ID.snap, warmcache's layout): cheap enough for every
  * acquire, so that a deleted snapshot is reported at once.
  */
-static bool snapshot_gone(const struct wd_pool *p)
+bool wd_pool_snapshot_gone(const struct wd_pool *p)
 {
 	char name[WC_ID_LEN + 8];
 	struct stat st;
@@ -441,7 +441,7 @@ static void do_acquire(struct wd_conn *c, const WdRequest *req, int *fds, size_t
 				  req->pool ? req->pool : "");
 		return;
 	}
-	if (!p->gone && snapshot_gone(p))
+	if (!p->gone && wd_pool_snapshot_gone(p))
 		mark_gone(p);
 	if (p->gone || p->state == WD_POOL_FAILED) {
 		pthread_mutex_unlock(&wd.lock);
@@ -581,7 +581,7 @@ static void do_stats(struct wd_conn *c, const WdRequest *req)
 
 		if (p->state == WD_POOL_DEAD || (req->pool && strcmp(req->pool, p->name)))
 			continue;
-		if (!p->gone && snapshot_gone(p))
+		if (!p->gone && wd_pool_snapshot_gone(p))
 			mark_gone(p);
 		wd_pool_stats__init(s);
 		s->pool = p->name;
@@ -776,6 +776,8 @@ void wd_pool_worker_event(void)
 		}
 		if (p->state == WD_POOL_FAILED && !p->reg_conn)
 			p->state = WD_POOL_DEAD;
+		if (p->gone_seen && !p->gone && p->state == WD_POOL_READY)
+			mark_gone(p);
 		pool_maybe_free(p);
 	}
 	pthread_mutex_unlock(&wd.lock);

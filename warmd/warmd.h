@@ -125,6 +125,7 @@ struct wd_pool {
 	char snap[WC_ID_LEN + 1];
 	enum wd_pool_state state;
 	bool gone;			/* its snapshot was deleted from the store */
+	bool gone_seen;			/* the worker saw it deleted (main marks it) */
 	bool worker_busy;		/* the worker is in an engine call for it */
 	unsigned int idle_target, max_busy;
 	unsigned int nr_idle, nr_busy;
@@ -216,6 +217,7 @@ void wd_pool_worker_event(void);
 void wd_pool_timer(void);
 void wd_pool_shutdown(void);
 uint64_t wd_pool_next_deadline(void);
+bool wd_pool_snapshot_gone(const struct wd_pool *p);
 
 /* worker.c */
 int wd_worker_start(void);

@@ -112,6 +112,23 @@ static void sweep_strays(void)
 	closedir(d);
 }
 
+/* Snapshots deleted under a pool are noticed within a sweep even without
+ * acquires (which check at once), so that its parked instances go. */
+static void notice_deleted(void)
+{
+	bool any = false;
+
+	for (struct wd_list *pos = wd.pools.next; pos != &wd.pools; pos = pos->next) {
+		struct wd_pool *p = wd_container_of(pos, struct wd_pool, link);
+
+		if (p->state == WD_POOL_READY && !p->gone && !p->gone_seen &&
+		    wd_pool_snapshot_gone(p))
+			any = p->gone_seen = true;
+	}
+	if (any)
+		notify_main();
+}
+
 static void open_template(struct wd_pool *p)
 {
 	struct eng_template_opts o = { .sz = sizeof(o), .null_stdio = true };
@@ -308,6 +325,7 @@ static void *worker_main(void *arg)
 		now = now_ns();
 		if (now - last_sweep >= SWEEP_NS) {
 			sweep_strays();
+			notice_deleted();
 			last_sweep = now;
 		}
 		until = last_sweep + SWEEP_NS;

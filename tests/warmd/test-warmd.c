@@ -11,13 +11,15 @@
  *   dying    a client killed while its acquire is in flight, and one that
  *            dies in the middle of a frame: their instances die; an oversized
  *            frame, 200 frames of random bytes: warmd serves on
- *   deleted  a pool whose snapshot is deleted: acquire fails with ENOENT and
+ *   deleted  a pool whose snapshot is deleted: its template and parked
+ *            instances go (without any request), acquire fails with ENOENT and
  *            says so, another pool still serves, re-registering works
  *   refused  nobody (setuid in a forked child) is refused by the peer
  *            credentials (mode 0666), cannot reach a 0660 socket, and is
  *            accepted as a member of --group
  * Exit 0 pass, 1 fail, 77 skip.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -734,6 +736,46 @@ out:
 	stop_warmd(d, sock);
 }
 
+/* Processes (not zombies) whose command line contains @needle. */
+static int count_cmdline(const char *needle)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		char path[300], buf[4096], *st;
+		ssize_t len;
+		int fd;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;	/* zombies have none */
+		buf[len] = 0;
+		for (ssize_t i = 0; i < len; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		if (!strstr(buf, needle))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		st = read_text(path);
+		st = st ? strrchr(st, ')') : NULL;
+		if (st && st[1] == ' ' && st[2] != 'Z')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static void case_deleted(void)
 {
 	char sock[100], snap_a[32], snap_b[32];
@@ -781,6 +823,18 @@ static void case_deleted(void)
 	waitpid(rm, &st, 0);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "warmfork rm %s failed", snap_a);
 
+	/* Noticed without any request: pa's template and parked instances
+	 * (processes whose command line names its directory) go away. */
+	{
+		char hdir[256];
+		uint64_t deadline = now_ms() + 5000;
+		int n;
+
+		snprintf(hdir, sizeof(hdir), "%s/ha", dir);
+		while ((n = count_cmdline(hdir)) > 0 && now_ms() < deadline)
+			sleep_ms(20);
+		CHECK(n == 0, "%d processes of pa's deleted snapshot still run 5 s later", n);
+	}
 	r = acquire_sock(c, "pa", &a);
 	CHECK(r == -ENOENT, "acquire from pa after its snapshot was deleted: %d, expected -ENOENT", r);
 	CHECK(strstr(wf_errmsg(), "deleted") && strstr(wf_errmsg(), snap_a),
