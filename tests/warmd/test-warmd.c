@@ -867,9 +867,16 @@ out:
 	stop_warmd(d, sock);
 }
 
-/* In a child as nobody (gid @gid): wf_connect + wf_stats; returns
- * 0 / the -errno, message in @msg. */
+/* In a child as nobody (gid @gid, supplementary group @supp unless -1):
+ * wf_connect + wf_stats; returns 0 / the -errno, message in @msg. */
+static int as_nobody_groups(const char *sock, gid_t gid, gid_t supp, char *msg, size_t len);
+
 static int as_nobody(const char *sock, gid_t gid, char *msg, size_t len)
+{
+	return as_nobody_groups(sock, gid, (gid_t)-1, msg, len);
+}
+
+static int as_nobody_groups(const char *sock, gid_t gid, gid_t supp, char *msg, size_t len)
 {
 	struct passwd *pw = getpwnam("nobody");
 	int pfd[2], r = -EIO;
@@ -885,7 +892,8 @@ static int as_nobody(const char *sock, gid_t gid, char *msg, size_t len)
 		size_t n;
 		int rr;
 
-		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0)
+		if (setgroups(supp != (gid_t)-1, &supp) < 0 || setgid(gid) < 0 ||
+		    setuid(pw->pw_uid) < 0)
 			_exit(1);
 		rr = wf_connect(sock, &cl);
 		if (rr == 0) {
@@ -1021,6 +1029,14 @@ static void case_refused(void)
 	}
 	r = as_nobody(sock, nogroup, msg, sizeof(msg));
 	CHECK(r == 0, "nobody in --group refused: %d (%s)", r, msg);
+	/* A member through a supplementary group (SO_PEERGROUPS) may too; with
+	 * neither, refused (the socket is group nogroup, mode 0660: a primary
+	 * group other than nogroup gets EACCES from the mode, unless the
+	 * supplementary group opens it). */
+	r = as_nobody_groups(sock, 4321, nogroup, msg, sizeof(msg));
+	CHECK(r == 0, "nobody with --group as a supplementary group refused: %d (%s)", r, msg);
+	r = as_nobody_groups(sock, 4321, (gid_t)-1, msg, sizeof(msg));
+	CHECK(r == -EACCES, "nobody outside --group: %d (%s), expected -EACCES", r, msg);
 	stop_warmd(d, sock);
 }
 
