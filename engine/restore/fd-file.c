@@ -97,6 +97,20 @@ static uint64_t seg_len(const EngFobj *o)
 	return ALIGN_UP(o->size, RST_PAGE);
 }
 
+/* Best effort: write kernel.shm_next_id (-1: unset). */
+static void next_id_set(int id)
+{
+	char buf[16];
+	int fd = open("/proc/sys/kernel/shm_next_id", O_WRONLY | O_CLOEXEC);
+	int n;
+
+	if (fd < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "%d", id);
+	(void)!write(fd, buf, (size_t)n);
+	close(fd);
+}
+
 static int sysv_open(const EngFobj *o, bool *ret_fresh)
 {
 	struct shmid_ds ds;
@@ -126,7 +140,14 @@ static int sysv_open(const EngFobj *o, bool *ret_fresh)
 		 * reads 0 from another pid namespace (--pidns=new). */
 		return (int)o->sysv_id;
 	}
+	/* The saved id if the kernel lets us choose (kernel.shm_next_id, needs
+	 * CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN; consumed by the next shmget
+	 * of this IPC namespace): a program that kept the id finds its segment.
+	 * Otherwise (or if another segment took the id first) the kernel picks. */
+	if (o->has_sysv_id)
+		next_id_set((int)o->sysv_id);
 	id = shmget(o->sysv_key, o->size, IPC_CREAT | IPC_EXCL | (int)(o->mode & 0777));
+	next_id_set(-1);
 	if (id < 0)
 		return err_set(errno, "cannot create SysV segment (key 0x%x, %" PRIu64 " bytes): %m",
 			       (unsigned)o->sysv_key, o->size);
