@@ -355,6 +355,9 @@ void rf_lazy_table_fini(struct rf_lazy_table *t)
 	free(t->addr);
 	free(t->keys);
 	free(t->area_starts);
+	for (size_t i = 0; i < t->nr_blobs; i++)
+		free(t->blobs[i]);
+	free(t->blobs);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -558,6 +561,19 @@ static int on_blob(struct rf_recv *rv, const struct rf_msg *m)
 	if (rv->blob_off < rv->blob_total)
 		return 0;
 	r = rv->out->ops->put_blob(rv->out, rv->blob_name, rv->blob, rv->blob_total);
+	if (r >= 0 && rv->lazy) {
+		/* RF_MAX_BLOBS bounds this list. */
+		char **b = realloc(rv->lz.blobs, (rv->lz.nr_blobs + 1) * sizeof(*b));
+
+		if (!b || !(b[rv->lz.nr_blobs] = strdup(rv->blob_name))) {
+			if (b)
+				rv->lz.blobs = b;
+			r = -ENOMEM;
+		} else {
+			rv->lz.blobs = b;
+			rv->lz.nr_blobs++;
+		}
+	}
 	free(rv->blob);
 	rv->blob = NULL;
 	rv->blob_open = false;

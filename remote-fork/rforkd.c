@@ -292,6 +292,85 @@ static size_t restored_payload(uint8_t *p, const struct eng_restored *tw, bool n
 }
 
 /*
+ * --lazy, once every page is in: the snapshot as eager rfork would have
+ * stored it, restorable. Built from the partial snapshot @part (its areas,
+ * blobs @blobs and labels) with each lazy page (@addr, @keys: original
+ * addresses, ascending) made a data page again, by key alone (put_keys:
+ * every key is held, the lazy ones since the lazy-pages snapshot).
+ */
+static int lazy_merge(struct wc_store *store, struct wc_snapshot *part, const uint64_t *addr,
+		      const struct wc_key *keys, uint32_t nr, char **blobs, size_t nr_blobs,
+		      char ret_id[WC_ID_LEN + 1])
+{
+	enum { CHUNK = 16384 };
+	_cleanup_free_ uint8_t *kinds = malloc(CHUNK);
+	_cleanup_free_ struct wc_key *ck = malloc(CHUNK * sizeof(*ck));
+	struct wc_sink *sink = NULL;
+	uint32_t e = 0;
+	int r;
+
+	if (!kinds || !ck)
+		return -ENOMEM;
+	r = wc_store_sink_new(store, &sink);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; r >= 0 && i < wc_snapshot_nr_areas(part); i++) {
+		const struct wc_area *a = wc_snapshot_area(part, i);
+		struct wc_area_desc d = { .start = a->start, .nr_pages = a->nr_pages, .prot = a->prot,
+					  .flags = a->flags, .name = a->name[0] ? a->name : NULL };
+		uint64_t dk = 0;
+
+		r = sink->ops->begin_area(sink, &d);
+		for (uint64_t p = 0; r >= 0 && p < a->nr_pages;) {
+			size_t n = 0, nk = 0;
+
+			for (; n < CHUNK && p < a->nr_pages; n++, p++) {
+				uint64_t at = a->start + p * WC_PAGE_SIZE;
+
+				while (e < nr && addr[e] < at)
+					e++;
+				kinds[n] = a->kinds[p];
+				if (e < nr && addr[e] == at) {
+					kinds[n] = WC_PAGE_DATA;
+					ck[nk++] = keys[e];
+				} else if (a->kinds[p] == WC_PAGE_DATA) {
+					ck[nk++] = a->keys[dk++];
+				}
+			}
+			r = sink->ops->put_keys(sink, kinds, ck, n);
+		}
+	}
+	for (size_t i = 0; r >= 0 && i < nr_blobs; i++) {
+		const void *data;
+		size_t len;
+
+		r = wc_snapshot_blob(part, blobs[i], &data, &len);
+		if (r >= 0)
+			r = sink->ops->put_blob(sink, blobs[i], data, len);
+	}
+	for (size_t i = 0; r >= 0 && i < wc_snapshot_nr_labels(part); i++) {
+		const char *k, *v;
+
+		r = wc_snapshot_label_at(part, i, &k, &v);
+		if (r >= 0)
+			r = sink->ops->put_label(sink, k, v);
+	}
+	if (r >= 0)
+		r = sink->ops->commit(sink, ret_id);
+	wc_sink_free(sink);
+	return r;
+}
+
+static void lazy_keep_free(struct wc_snapshot **part, char **blobs, size_t nr_blobs)
+{
+	wc_snapshot_close(*part);
+	*part = NULL;
+	for (size_t i = 0; i < nr_blobs; i++)
+		free(blobs[i]);
+	free(blobs);
+}
+
+/*
  * --lazy: the snapshot committed at COMMIT lacks the lazy pages (ABSENT in
  * it). The twin is restored from it with those areas registered with a
  * userfaultfd that the fault server (lazy.c, its own thread) receives from
@@ -305,7 +384,13 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 			   uint32_t flags, struct wc_store *store, struct wc_source **have,
 			   struct wc_sink **out)
 {
-	_cleanup_free_ uint64_t *areas = NULL;
+	_cleanup_free_ uint64_t *areas = NULL, *lz_addr = NULL;
+	_cleanup_free_ struct wc_key *lz_keys = NULL;
+	char **blobs = NULL;
+	size_t nr_blobs = 0;
+	uint32_t lz_nr = 0;
+	struct wc_snapshot *part = NULL;
+	char full_id[WC_ID_LEN + 1] = "none";
 	char out_path[PATH_MAX] = "", err_path[PATH_MAX] = "", id[WC_ID_LEN + 1], sz[32];
 	int attach_fds[2] = { -1, -1 }, sp[2] = { -1, -1 }, r;
 	bool attach = flags & RF_PUSH_ATTACH, hold = flags & RF_PUSH_HOLD, new_pidns = false;
@@ -333,6 +418,18 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		return r;
 	}
 	t_recv = now_ns();
+	/* Kept to rebuild the whole snapshot once every page is in (best
+	 * effort: without them the twin still runs, only the merge is off). */
+	lz_nr = lt.nr;
+	blobs = TAKE_PTR(lt.blobs);
+	nr_blobs = lt.nr_blobs;
+	lt.nr_blobs = 0;
+	lz_addr = malloc((lz_nr ? lz_nr : 1) * sizeof(*lz_addr));
+	lz_keys = malloc((lz_nr ? lz_nr : 1) * sizeof(*lz_keys));
+	if (lz_addr && lz_keys && wc_snapshot_open(store, id, &part) >= 0) {
+		memcpy(lz_addr, lt.addr, lz_nr * sizeof(*lz_addr));
+		memcpy(lz_keys, lt.keys, lz_nr * sizeof(*lz_keys));
+	}
 	lt_nr_areas = lt.nr_areas;
 	if (lt.nr_areas) {
 		areas = malloc(lt.nr_areas * sizeof(*areas));
@@ -378,6 +475,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 			unlink(err_path);
 		rf_lazy_free(lz);
 		wc_sink_free(lsink);
+		lazy_keep_free(&part, blobs, nr_blobs);
 		log_error("%s: lazy push failed: %s", peer, why);
 		return err_set(r, "%s", why);
 	}
@@ -404,7 +502,18 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		if (e < 0)
 			log_error("%s: storing the lazy pages of snapshot %s failed: %s", peer, id,
 				  err_str(e));
+		/* The whole snapshot, restorable, as eager rfork leaves it; then
+		 * the lazy-pages one is redundant. */
+		if (e >= 0 && part) {
+			e = lazy_merge(store, part, lz_addr, lz_keys, lz_nr, blobs, nr_blobs, full_id);
+			if (e >= 0)
+				(void)wc_store_remove(store, lazy_id);
+			else
+				log_error("%s: storing snapshot %s whole failed: %s", peer, id,
+					  err_str(e));
+		}
 	}
+	lazy_keep_free(&part, blobs, nr_blobs);
 	wc_sink_free(TAKE_PTR(lsink));
 	if (r < 0) {
 		/* (The server killed it already if it had its pidfd.) */
@@ -422,7 +531,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		  "%.3f s, restore %.3f s), every page after %.3f s; %llu pages (%llu data: %llu "
 		  "eager, %llu lazy, %llu already held), %s in; lazy: %llu installed, %llu "
 		  "present, %llu dropped, %llu faults on lazy pages (%llu requests), %llu zero "
-		  "faults; lazy pages stored as %s", peer, id, (int)tw.pid,
+		  "faults; stored whole as %s", peer, id, (int)tw.pid,
 		  new_pidns ? " (new pid namespace)" : "",
 		  hold ? "restored, stopped until every page arrived," : "running",
 		  (t_run - t0) / 1e9, (t_recv - t0) / 1e9, (t_run - t_recv) / 1e9,
@@ -433,7 +542,8 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		  fmt_bytes(ss.bytes_received, sz, sizeof(sz)),
 		  (unsigned long long)ls.pages_installed, (unsigned long long)ls.pages_present,
 		  (unsigned long long)ls.pages_dropped, (unsigned long long)ls.faults_lazy,
-		  (unsigned long long)ls.nr_requests, (unsigned long long)ls.faults_zero, lazy_id);
+		  (unsigned long long)ls.nr_requests, (unsigned long long)ls.faults_zero,
+		  strcmp(full_id, "none") ? full_id : lazy_id);
 	(void)first_ns;
 	if (attach) {
 		wc_store_close(store);
@@ -451,6 +561,7 @@ fail_early:
 	if (sp[1] >= 0)
 		close(sp[1]);
 	rf_lazy_table_fini(&lt);
+	lazy_keep_free(&part, blobs, nr_blobs);
 	(void)wc_store_remove(store, id);
 	rf_session_send_error(s, r, err_str(r));
 	log_error("%s: lazy push failed: %s", peer, err_str(r));

@@ -17,9 +17,9 @@
 #     with the original's full-heap checksum.
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: test-lazy.sh RFORKD RFORK LAZYPROG
+# usage: test-lazy.sh RFORKD RFORK LAZYPROG WARMFORK
 set -u
-RFORKD=$1 RFORK=$2 PROG=$3
+RFORKD=$1 RFORK=$2 PROG=$3 WARMFORK=$4
 MIB=${RF_TEST_MIB:-256}
 
 skip() { echo "SKIP: $*"; exit 77; }
@@ -132,7 +132,15 @@ TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
 [ "$TSUM" = "$FULL_SUM" ] || fail "the twin's full-heap checksum $TSUM differs from the original's $FULL_SUM"
 kill -0 "$PROG_PID" 2>/dev/null || fail "the original died (no --move)"
 grep -q "lazily restored snapshot" "$T/d.log" || fail "rforkd did not log the lazy twin"
-grep -q "lazy pages stored as [0-9a-f]\{16\}" "$T/d.log" || fail "rforkd did not store the lazy pages"
+# once every page is in, the receiver keeps the whole snapshot (as eager
+# rfork does), and only that one
+sleep 0.5
+WHOLE=$(sed -n 's/.*stored whole as \([0-9a-f]\{16\}\).*/\1/p' "$T/d.log" | head -1)
+[ -n "$WHOLE" ] || fail "rforkd did not store the lazy twin's snapshot whole: $(tail -1 "$T/d.log")"
+[ -n "$WHOLE" ] && { "$WARMFORK" --store "$T/dst" verify "$WHOLE" > "$T/v.out" 2>&1 ||
+	fail "warmfork verify $WHOLE: $(cat "$T/v.out")"; }
+NS=$("$WARMFORK" --store "$T/dst" ls | tail -n +2 | wc -l)
+[ "$NS" = 1 ] || fail "the receiver's store holds $NS snapshots after one lazy rfork, want 1"
 # a second lazy rfork of the same process: the receiver's store now holds
 # the pages that arrived lazily, so <= 10% of the bytes travel
 in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy "$PROG_PID" \

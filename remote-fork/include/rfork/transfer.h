@@ -125,6 +125,8 @@ struct rf_lazy_table {
 	size_t nr_areas;
 	uint64_t *area_starts;		/* [nr_areas] ascending */
 	uint32_t cap, areas_cap;
+	char **blobs;			/* names of the push's blobs (to rebuild it) */
+	size_t nr_blobs;
 };
 void rf_lazy_table_fini(struct rf_lazy_table *t);
 
