@@ -173,63 +173,90 @@ static void close_template(struct wd_pool *p)
 	p->worker_busy = false;
 }
 
-static void spawn_one(struct wd_pool *p)
+/* A new parked instance into @p's idle list, watched by main. wd.lock held. */
+static void add_parked(struct wd_pool *p, const struct eng_instance *e)
+{
+	struct wd_inst *in = calloc(1, sizeof(*in));
+
+	if (in) {
+		in->e = *e;
+		in->pool = p;
+		in->watch = (struct wd_watch){ WD_WATCH_INST, in };
+		/* Its end is seen (and reaped) by the main thread. */
+		in->reap_fd = fcntl(e->init_pidfd, F_DUPFD_CLOEXEC, 3);
+		if (in->reap_fd >= 0 && wd_epoll_add(in->reap_fd, EPOLLIN, &in->watch) == 0) {
+			in->idle = true;
+			p->spawned++;
+			p->nr_idle++;
+			wd_list_add_tail(&p->idle, &in->link);
+			return;
+		}
+		if (in->reap_fd >= 0)
+			close(in->reap_fd);
+		free(in);
+	}
+	/* Cannot keep it: kill it, reap its init. */
+	{
+		struct eng_instance dead = *e;
+		pid_t init = dead.init;
+
+		p->failed++;
+		pthread_mutex_lock(&p->tpl_lock);
+		eng_instance_release(&dead);	/* parked: killed */
+		pthread_mutex_unlock(&p->tpl_lock);
+		while (init > 0 && waitpid(init, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* Most spawns under way at once (eng_template_spawn_many's window). */
+#define SPAWN_BATCH_MAX	6
+
+/*
+ * Spawn @n parked instances (1..SPAWN_BATCH_MAX) into @p: one by one, or
+ * several under way at once when acquires wait for them anyway. wd.lock
+ * held (dropped during the engine call).
+ */
+static void spawn_batch(struct wd_pool *p, size_t n)
 {
 	struct eng_instance_opts o = { .sz = sizeof(o), .parked = true };
-	struct wd_inst *in = calloc(1, sizeof(*in));
+	struct eng_instance e[SPAWN_BATCH_MAX];
+	char msg[256] = "";
+	size_t done = 0;
 	int r;
 
-	if (!in)
-		return;
-	in->reap_fd = -1;
+	n = MIN(MAX(n, (size_t)1), (size_t)SPAWN_BATCH_MAX);
 	p->worker_busy = true;
 	pthread_mutex_unlock(&wd.lock);
 	err_clear();
 	pthread_mutex_lock(&p->tpl_lock);
-	r = eng_template_spawn(p->tpl, &o, &in->e);
+	if (n == 1) {
+		r = eng_template_spawn(p->tpl, &o, &e[0]);
+		done = r < 0 ? 0 : 1;
+	} else {
+		r = eng_template_spawn_many(p->tpl, &o, n, e, &done);
+	}
 	pthread_mutex_unlock(&p->tpl_lock);
 	if (r < 0) {
-		char msg[256];
-
 		snprintf(msg, sizeof(msg), "spawn: %s", err_str(r));
-		/* Nothing runs, but its init may be left to reap. */
-		if (in->e.init > 0)
-			while (waitpid(in->e.init, NULL, 0) < 0 && errno == EINTR)
+		/* Nothing of it runs, but a single spawn's init may be left to
+		 * reap (spawn_many reaps its failures itself). */
+		if (n == 1 && e[0].init > 0)
+			while (waitpid(e[0].init, NULL, 0) < 0 && errno == EINTR)
 				;
-		free(in);
-		pthread_mutex_lock(&wd.lock);
-		p->worker_busy = false;
+	}
+	pthread_mutex_lock(&wd.lock);
+	p->worker_busy = false;
+	for (size_t i = 0; i < done; i++)
+		add_parked(p, &e[i]);
+	if (r < 0) {
 		p->failed++;
 		snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
 		log_error("pool \"%s\": %s", p->name, msg);
 		p->backoff_ns = p->backoff_ns ? MIN(p->backoff_ns * 2, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
 		p->fail_until_ns = now_ns() + p->backoff_ns;
-		return;
-	}
-	in->pool = p;
-	in->idle = true;
-	in->watch = (struct wd_watch){ WD_WATCH_INST, in };
-	pthread_mutex_lock(&wd.lock);
-	p->worker_busy = false;
-	p->backoff_ns = 0;
-	p->spawned++;
-	p->nr_idle++;
-	wd_list_add_tail(&p->idle, &in->link);
-	/* Its end is seen (and reaped) by the main thread. */
-	in->reap_fd = fcntl(in->e.init_pidfd, F_DUPFD_CLOEXEC, 3);
-	if (in->reap_fd < 0 || wd_epoll_add(in->reap_fd, EPOLLIN, &in->watch) < 0) {
-		/* Cannot watch it: do not keep it. */
-		in->idle = false;
-		p->nr_idle--;
-		p->failed++;
-		wd_list_del(&in->link);
-		kill(in->e.init, SIGKILL);
-		while (waitpid(in->e.init, NULL, 0) < 0 && errno == EINTR)
-			;
-		eng_instance_release(&in->e);
-		if (in->reap_fd >= 0)
-			close(in->reap_fd);
-		free(in);
+	} else {
+		p->backoff_ns = 0;
 	}
 }
 
@@ -285,7 +312,9 @@ static bool work_once(void)
 		}
 		if (p->state == WD_POOL_READY && !p->gone && p->tpl &&
 		    refill_now(p, want_idle(p), now)) {
-			spawn_one(p);
+			/* Several at once only for acquires already waiting:
+			 * an acquire arriving meanwhile waits for the batch. */
+			spawn_batch(p, wd_list_empty(&p->waiters) ? 1 : want_idle(p) - p->nr_idle);
 			notify_main();
 			return true;
 		}

@@ -365,6 +365,7 @@ static int acquire_sock(struct wf_client *c, const char *pool, struct acquired *
 
 struct thr_arg {
 	struct wf_client *c;
+	const char *pool;
 	int ok;
 	char err[200];
 };
@@ -378,7 +379,7 @@ static void *thr_acquire(void *p)
 		struct acquired a;
 		struct answer x;
 
-		if (acquire_sock(ta->c, "p", &a) < 0) {
+		if (acquire_sock(ta->c, ta->pool, &a) < 0) {
 			snprintf(ta->err, sizeof(ta->err), "%s", wf_errmsg());
 			return NULL;
 		}
@@ -539,7 +540,7 @@ static void case_ops(void)
 
 	/* one client shared by threads: requests serialised, none mixed up */
 	{
-		struct thr_arg ta[2] = { { c, 0, {} }, { c, 0, {} } };
+		struct thr_arg ta[2] = { { c, "p", 0, {} }, { c, "p", 0, {} } };
 		pthread_t t[2];
 
 		for (int i = 0; i < 2; i++)
@@ -549,6 +550,38 @@ static void case_ops(void)
 		for (int i = 0; i < 2; i++)
 			CHECK(ta[i].ok == THR_ROUNDS, "thread %d: %d of %d acquires answered fresh (%s)", i,
 			      ta[i].ok, THR_ROUNDS, ta[i].err);
+	}
+
+	/* a pool kept empty (idle_target 0): every acquire waits for a spawn
+	 * (several clients at once: spawned together), none stays parked */
+	r = wf_pool_register(c, "z", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
+								  .idle_target = 0 });
+	CHECK(r == 0, "register of an empty pool: %s", wf_errmsg());
+	if (r == 0) {
+		struct thr_arg ta[4];
+		struct wf_client *cs[4] = {};
+		pthread_t t[4];
+
+		for (int i = 0; i < 4; i++) {
+			if (wf_connect(sock, &cs[i]) < 0)
+				fail("connect %d: %s", i, wf_errmsg());
+			ta[i] = (struct thr_arg){ cs[i], "z", 0, {} };
+		}
+		for (int i = 0; i < 4; i++)
+			if (cs[i])
+				pthread_create(&t[i], NULL, thr_acquire, &ta[i]);
+		for (int i = 0; i < 4; i++)
+			if (cs[i]) {
+				pthread_join(t[i], NULL);
+				CHECK(ta[i].ok == THR_ROUNDS, "empty pool, client %d: %d of %d acquires "
+				      "answered fresh (%s)", i, ta[i].ok, THR_ROUNDS, ta[i].err);
+				wf_disconnect(cs[i]);
+			}
+		r = stats_of(c, "z", &s);
+		CHECK(r == 0 && s.idle == 0 && s.acquired == 4 * THR_ROUNDS && s.waiting == 0,
+		      "empty pool after 4x%d acquires: idle %u acquired %lu waiting %u", THR_ROUNDS,
+		      s.idle, (unsigned long)s.acquired, s.waiting);
+		CHECK(wf_pool_unregister(c, "z") == 0, "unregister z: %s", wf_errmsg());
 	}
 
 	/* unregister: no more acquires; running instances go on */
