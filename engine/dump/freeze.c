@@ -610,7 +610,7 @@ int eng_dump_kill_tree(struct eng_dump_tree *tr, unsigned timeout_ms, size_t *re
 	 * is free only once its parent (or, the parent dead, the reaper it is
 	 * handed to) reaps it. The root first, so that its children are
 	 * handed over as soon as possible. Zombies of the tree go with their
-	 * parent.
+	 * parent: their pids are awaited too.
 	 */
 	for (size_t i = 0; i < tr->nr; i++)
 		if (!tr->v[i].zombie)
@@ -619,8 +619,16 @@ int eng_dump_kill_tree(struct eng_dump_tree *tr, unsigned timeout_ms, size_t *re
 		uint64_t now = now_ns();
 		unsigned left = now < deadline ? (unsigned)((deadline - now) / 1000000ull) : 0;
 
-		if (tr->v[i].zombie)
+		if (tr->v[i].zombie) {
+			/* Its parent died: whoever it was handed to reaps it. */
+			char state;
+
+			while (proc_state(tr->v[i].pid, &state) == 0 && now_ns() < deadline)
+				usleep(200);
+			if (proc_state(tr->v[i].pid, &state) == 0)
+				zombies++;
 			continue;
+		}
 		if (eng_dump_kill(&tr->v[i].threads, left ? left : 1) == -ETIMEDOUT)
 			zombies++;
 	}
