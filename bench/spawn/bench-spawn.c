@@ -3,7 +3,8 @@
  * bench-spawn WARMFORK SPAWNEE MIB THREADS N1,N2,...: spawn against fork.
  *
  * Checkpoints one spawnee (tests/spawn/spawnee.c: MIB MiB of pattern,
- * THREADS workers), then for each N:
+ * THREADS workers), then for each N, three times (spawn and fork in turns,
+ * medians reported; the *_all arrays hold the three, sorted):
  *   - `warmfork spawn -n N --stats` of it: the wall time of the command,
  *     and from --stats the template time and the instances' time (from the
  *     template ready until every instance runs) per instance;
@@ -104,6 +105,21 @@ static void reap_all(void)
 			sleep_ms(2);
 		}
 	}
+}
+
+/* Runs of each N, spawn and fork in turns; the medians are reported. */
+#define SPAWN_REPS	3
+
+static double median(double *v, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && v[k] < v[k - 1]; k--) {
+			double x = v[k];
+
+			v[k] = v[k - 1];
+			v[k - 1] = x;
+		}
+	return v[n / 2];
 }
 
 static long kb(const char *t, const char *name)
@@ -223,56 +239,74 @@ int main(int argc, char **argv)
 	}
 	printf("{\"bench\":\"spawn\",\"mib\":%d,\"threads\":%d,\"runs\":[", mib, threads);
 	for (tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-		int n = atoi(tok), k = 0;
+		int n = atoi(tok), all_ok = 1;
 		char nb[16];
 		char *av[] = { (char *)wf, "--store", store, "spawn", "-n", nb, "--null-stdio",
 			       "--stats", snap, NULL };
 		pid_t *pids = calloc(n, sizeof(pid_t));
-		double tpl_ms = -1, inst_ms = -1, wall_ms, fk, fk_run = -1;
+		double tpl_ms = -1, wall_ms = -1, inst[SPAWN_REPS], fk[SPAWN_REPS], fk_run[SPAWN_REPS];
+		double mi, mf, mfr;
 		long pss = 0, rss = -1;
-		uint64_t t0;
-		int st;
 
 		snprintf(nb, sizeof(nb), "%d", n);
-		t0 = now_ns();
-		st = run(av, out, err);
-		wall_ms = (now_ns() - t0) / 1e6;
-		t = read_text(err);
-		if (t && (t = strstr(t, "template")))
-			sscanf(t, "template %lf ms, instances %lf ms", &tpl_ms, &inst_ms);
-		t = read_text(out);
-		while (t && *t && k < n) {
-			char *e;
+		/* Spawn and fork taken in turns, so that both see the same load. */
+		for (int rep = 0; rep < SPAWN_REPS; rep++) {
+			double inst_ms = -1, tp = -1;
+			uint64_t t0 = now_ns();
+			int st, k = 0;
 
-			pids[k] = (pid_t)strtol(t, &e, 10);
-			if (e == t)
-				break;
-			k++;
-			t = e + strspn(e, "\n");
-		}
-		sleep_ms(200);
-		for (int i = 0; i < k; i++) {
-			char p[64];
-			char *r;
+			st = run(av, out, err);
+			if (!rep)
+				wall_ms = (now_ns() - t0) / 1e6;
+			t = read_text(err);
+			if (t && (t = strstr(t, "template")))
+				sscanf(t, "template %lf ms, instances %lf ms", &tp, &inst_ms);
+			if (!rep)
+				tpl_ms = tp;
+			inst[rep] = inst_ms / n;
+			t = read_text(out);
+			while (t && *t && k < n) {
+				char *e;
 
-			snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", pids[i]);
-			r = read_text(p);
-			pss += kb(r, "\nPss:");
-			if (i == 0)
-				rss = kb(r, "\nRss:");
+				pids[k] = (pid_t)strtol(t, &e, 10);
+				if (e == t)
+					break;
+				k++;
+				t = e + strspn(e, "\n");
+			}
+			if (st != 0 || k != n)
+				all_ok = 0;
+			if (!rep) {
+				sleep_ms(200);
+				for (int i = 0; i < k; i++) {
+					char p[64];
+					char *r;
+
+					snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", pids[i]);
+					r = read_text(p);
+					pss += kb(r, "\nPss:");
+					if (i == 0)
+						rss = kb(r, "\nRss:");
+				}
+			}
+			for (int i = 0; i < k; i++)
+				kill(pids[i], SIGKILL);
+			reap_all();
+			fk[rep] = fork_ns(mib, n, &fk_run[rep]) / 1e6;
+			fk_run[rep] /= 1e6;
 		}
-		for (int i = 0; i < k; i++)
-			kill(pids[i], SIGKILL);
-		reap_all();
-		fk = fork_ns(mib, n, &fk_run);
-		printf("%s{\"n\":%d,\"ok\":%s,\"spawn_wall_ms\":%.1f,\"template_ms\":%.1f,"
+		mi = median(inst, SPAWN_REPS);
+		mf = median(fk, SPAWN_REPS);
+		mfr = median(fk_run, SPAWN_REPS);
+		printf("%s{\"n\":%d,\"ok\":%s,\"reps\":%d,\"spawn_wall_ms\":%.1f,\"template_ms\":%.1f,"
 		       "\"instance_ms\":%.3f,\"fork_ms\":%.3f,\"instance_over_fork\":%.2f,"
 		       "\"fork_run_ms\":%.3f,\"instance_over_fork_run\":%.2f,"
-		       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f}",
-		       first ? "" : ",", n, st == 0 && k == n ? "true" : "false", wall_ms, tpl_ms,
-		       inst_ms / n, fk / 1e6, fk > 0 ? inst_ms / n / (fk / 1e6) : 0.0, fk_run / 1e6,
-		       fk_run > 0 ? inst_ms / n / (fk_run / 1e6) : 0.0, pss, rss,
-		       rss > 0 ? (double)pss / rss : 0.0);
+		       "\"pss_sum_kib\":%ld,\"rss_one_kib\":%ld,\"pss_over_rss\":%.2f,"
+		       "\"instance_ms_all\":[%.3f,%.3f,%.3f],\"fork_run_ms_all\":[%.3f,%.3f,%.3f]}",
+		       first ? "" : ",", n, all_ok ? "true" : "false", SPAWN_REPS, wall_ms, tpl_ms,
+		       mi, mf, mf > 0 ? mi / mf : 0.0, mfr, mfr > 0 ? mi / mfr : 0.0, pss, rss,
+		       rss > 0 ? (double)pss / rss : 0.0, inst[0], inst[1], inst[2], fk_run[0],
+		       fk_run[1], fk_run[2]);
 		fflush(stdout);
 		first = 0;
 		free(pids);
