@@ -366,9 +366,10 @@ struct eng_template_opts {
  * Every saved descriptor is opened once by the template and shared by all
  * instances (same open file description, like a fork). The template dies
  * with the calling THREAD (PR_SET_PDEATHSIG): open it from a thread that
- * lives as long as it must serve. On failure nothing is left running. Errors as eng_restore, plus -EOPNOTSUPP for a snapshot
- * an instance cannot copy (dontfork or wipeonfork areas, more than
- * RST_SPAWN_MAX_SHARED shared anonymous areas).
+ * lives as long as it must serve. On failure nothing is left running.
+ * Errors as eng_restore, plus -EOPNOTSUPP for a snapshot an instance
+ * cannot copy (dontfork or wipeonfork areas, more than 16 shared anonymous
+ * or 32 locked areas, established TCP connections, a process tree).
  */
 int eng_template_open(struct wc_store *store, const char *snap, const struct eng_template_opts *opts,
 		      struct eng_template **ret);
@@ -466,8 +467,9 @@ int eng_template_spawn_many(struct eng_template *tpl, const struct eng_instance_
  * socket (SCM_RIGHTS) and dup3'd by the restorer code in the instance; the
  * caller keeps its own copies. Then every thread resumes exactly where
  * it was checkpointed (ptrace, from the calling thread, which must not be
- * tracing the instance already). Returns 0, -EINVAL (not parked, bad
- * numbers), or -errno with detail; on failure the instance is killed.
+ * tracing the instance already; a pretraced instance: only from the thread
+ * that spawned it). Returns 0, -EINVAL (not parked, bad numbers), or
+ * -errno with detail; on failure the instance is killed.
  */
 int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_nums, size_t nr);
 
