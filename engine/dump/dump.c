@@ -531,6 +531,8 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (r < 0)
 		goto fail;
 	r = dump_process(&ctx, sink);
+	if (r >= 0)	/* ns: namespaces of its own (ns.c) */
+		r = eng_dump_ns(ctx.image, &pid);
 	/* unix: every unix socket's peer is in the image; its refusals are
 	 * listed (opts->report) with the others, dry run too. */
 	if (r >= 0) {
@@ -845,6 +847,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		r = eng_dump_pipes_check_image(root.image);
 	if (r >= 0)	/* unix: every unix socket's peer is in the image */
 		r = eng_dump_unix_resolve(root.image, opts);
+	if (r >= 0)	/* ns: namespaces of its own (ns.c) */
+		r = eng_dump_ns(root.image, host);
 	if (dry_run) {	/* files: inspected only, nothing stored */
 		if (r >= 0 && refused)
 			r = err_set(EOPNOTSUPP, "%u process(es) of the tree of %d cannot be "

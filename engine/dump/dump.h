@@ -417,4 +417,13 @@ int eng_dump_fobj_content(struct eng_dump_ctx *ctx, struct wc_sink *sink);
 void eng_dump_files_init(struct eng_dump_ctx *ctx, const struct eng_dump_opts *opts);
 void eng_dump_files_fini(struct eng_dump_ctx *ctx);
 
+/* ns.c (ns): namespaces of the image, from inside (a forked child enters
+ * them). @host[k] is img->procs[k]'s pid here (zombies skipped): each must
+ * be in the root's namespaces. Sets img->ns when any differs from ours;
+ * -EOPNOTSUPP with one line for what the restore would not re-create. */
+int eng_dump_ns(EngImage *img, const pid_t *host);
+/* IPC_STAT of SysV segment @id in @pid's IPC namespace (ours or its own). */
+struct shmid_ds;
+int eng_dump_ns_shm_stat(pid_t pid, int id, struct shmid_ds *ret);
+
 #endif

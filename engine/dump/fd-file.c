@@ -195,12 +195,13 @@ static int sysv_describe(struct eng_dump_ctx *ctx, EngFobj *o, const char *path)
 	if (r < 0)
 		return err_set(-r, "process %d: cannot compare IPC namespaces: %s", ctx->pid,
 			       strerror(-r));
-	if (!r)
-		return err_set(EOPNOTSUPP, "process %d: SysV shared memory \"%s\" of another IPC "
-				 "namespace is not supported", ctx->pid, path);
-	if (shmctl((int)o->ino, IPC_STAT, &ds) < 0)
-		return err_set(errno, "process %d: SysV segment %llu (\"%s\"): IPC_STAT: %m",
-			       ctx->pid, (unsigned long long)o->ino, path);
+	/* ns: a private IPC namespace is read from inside (ns.c); restore
+	 * re-creates the segment in the new one. */
+	r = r ? (shmctl((int)o->ino, IPC_STAT, &ds) < 0 ? -errno : 0)
+	      : eng_dump_ns_shm_stat(ctx->pid, (int)o->ino, &ds);
+	if (r < 0)
+		return err_set(-r, "process %d: SysV segment %llu (\"%s\"): IPC_STAT: %s",
+			       ctx->pid, (unsigned long long)o->ino, path, strerror(-r));
 	o->has_sysv_key = o->has_sysv_id = o->has_sysv_dest = true;
 	o->sysv_key = ds.shm_perm.__key;
 	o->sysv_id = (uint32_t)o->ino;

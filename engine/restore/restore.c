@@ -375,7 +375,9 @@ static int load_image(struct wc_snapshot *snap, EngImage **ret)
 
 static _noreturn_ void run_child(struct eng_rst_ctx *ctx)
 {
-	int r = ctx->tree ? eng_restore_tree_start(ctx) : 0;
+	int r = eng_restore_ns_enter(ctx->ns);	/* ns: first thing (ns.c) */
+
+	r = r < 0 ? r : ctx->tree ? eng_restore_tree_start(ctx) : 0;
 
 	if (r >= 0)
 		r = eng_restore_child(ctx);
@@ -403,6 +405,8 @@ static _noreturn_ void run_init(struct eng_rst_ctx *ctx)
 
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
+	if (eng_restore_ns_enter(ctx->ns) < 0)	/* ns: its children inherit them */
+		run_child(ctx);	/* reports the failure */
 	child = clone3_with_tid(0, (pid_t)ctx->proc->pid);
 	if (child == 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
@@ -650,6 +654,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	const EngProcess *p;
 	struct eng_rst_ctx ctx = {};
 	struct eng_rst_tree tree = {};
+	struct eng_rst_ns ns = ENG_RST_NS_INIT;	/* ns.c */
 	_cleanup_free_ struct rst_report *reps = NULL;
 	_cleanup_free_ pid_t *host = NULL;
 	struct rst_report rep;
@@ -699,6 +704,10 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		r = -ENOMEM;
 		goto out;
 	}
+	/* ns: the namespaces first; the sockets below are made in its netns. */
+	r = eng_restore_ns_create(img, &ns);
+	if (r < 0)
+		goto out;
 	/* Last: sockets take their addresses (sockets.c). */
 	if (is_tree) {
 		tree.img = img;
@@ -707,6 +716,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	} else {
 		r = eng_restore_sockets_open(p, &sock_fds);
 	}
+	eng_restore_ns_net_leave(&ns);
 	if (r < 0)
 		goto out;
 	t_valid = now_ns();
@@ -722,6 +732,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
 		.tree = is_tree ? &tree : NULL,
+		.ns = &ns,
 		.lazy_areas = o.nr_lazy_areas ? o.lazy_areas : NULL,
 		.nr_lazy_areas = o.nr_lazy_areas, .lazy_sock = o.lazy_sock,
 	};
@@ -879,6 +890,7 @@ out:
 	}
 	if (was_reaper == 0)
 		prctl(PR_SET_CHILD_SUBREAPER, 0);
+	eng_restore_ns_close(&ns);
 	if (pfd[0] >= 0)
 		close(pfd[0]);
 	if (pfd[1] >= 0)
@@ -911,6 +923,8 @@ int eng_restore_validate(struct wc_store *store, struct wc_snapshot *snap, EngIm
 	}
 	p = img->procs[0];
 	r = check_pids(p, true);
+	if (r >= 0 && img->ns)	/* ns: spawn does not create namespaces */
+		r = err_set(EOPNOTSUPP, "it runs in namespaces of its own: spawn takes none");
 	if (r >= 0)
 		r = check_cpu(img, p);
 	if (r >= 0)

@@ -84,6 +84,7 @@ struct eng_rst_ctx {
 	int lazy_sock;
 	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
 	struct eng_rst_files *files;	/* fd-file.c: made by eng_restore_fobjs_prepare */
+	const struct eng_rst_ns *ns;	/* ns.c: namespaces to enter, or NULL */
 };
 
 /*
@@ -312,5 +313,25 @@ int eng_restore_resume_stopped(pid_t pid, const EngProcess *proc, const struct r
 
 /* Last field of the "NSpid:" line of /proc/PID/task/TID/status text. */
 int eng_restore_parse_nspid(const char *status, pid_t *ret);
+
+/*
+ * ns.c (ns): namespaces of the image (eng_image.ns). The parent creates
+ * and sets them up before anything else (eng_restore_ns_create: a forked
+ * helper unshares, sets the host name, lo, the tmpfs mounts; the calling
+ * thread is left in the new network namespace so that the sockets the
+ * parent makes are made there, until eng_restore_ns_net_leave). The new
+ * process (or the pid namespace's init) enters them first thing
+ * (eng_restore_ns_enter); its children inherit them.
+ */
+#define ENG_RST_NR_NS 4		/* uts, ipc, net, mnt */
+struct eng_rst_ns {
+	int fd[ENG_RST_NR_NS];	/* the new namespaces, -1 for ours */
+	int self_net;		/* the calling thread's own netns while it is in the new one */
+};
+#define ENG_RST_NS_INIT { .fd = { -1, -1, -1, -1 }, .self_net = -1 }
+int eng_restore_ns_create(const EngImage *img, struct eng_rst_ns *ns);
+void eng_restore_ns_net_leave(struct eng_rst_ns *ns);
+void eng_restore_ns_close(struct eng_rst_ns *ns);
+int eng_restore_ns_enter(const struct eng_rst_ns *ns);
 
 #endif
