@@ -803,15 +803,21 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 			continue;
 		}
 		eng_dump_files_init(&ctx, opts);
+		/* tree: once a process is refused, the others are only inspected,
+		 * so that every refusal of the tree is listed in one pass. */
+		if (refused)
+			ctx.files.dry_run = true;
 		r = ctx_open(&ctx, tp->pid);
 		if (r >= 0)
 			r = dump_process(&ctx, sink);
 		tp->threads = ctx.threads;
 		ctx_fini(&ctx);
-		if (dry_run && (r == -EOPNOTSUPP || r == -EFBIG)) {
+		if (r == -EOPNOTSUPP || r == -EFBIG) {
 			refused++;	/* files: reported; inspect the others too */
 			continue;
 		}
+		if (r >= 0 && refused && !dry_run)
+			continue;	/* inspected only */
 		if (r < 0) {
 			r = err_wrap(r, "process %d of the tree of %d", tp->pid, pid);
 			goto fail;
@@ -856,6 +862,11 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		eng_dump_tcp_unlock(&tcp);
 		eng_dump_thaw_tree(&tr);
 		goto out;
+	}
+	if (refused) {
+		r = err_set(EOPNOTSUPP, "%u process(es) of the tree of %d cannot be checkpointed",
+			    refused, pid);
+		goto fail;
 	}
 	if (r < 0)
 		goto fail;
