@@ -51,9 +51,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: rfork --host HOST[:PORT] --key-file FILE [--store DIR] [--timeout SEC]\n"
-		"             (--snapshot ID | [--move [--move-addr ADDR/PLEN]] [--lazy] [--attach] PID)\n"
+		"             (--snapshot ID | [--move [--move-addr ADDR/PLEN]]\n"
+		"              [--lazy | --pipelined | --eager] [--attach] PID)\n"
 		"  --snapshot ID  push a snapshot of the local store; prints its id on the peer\n"
-		"  PID            fork the running process PID onto the peer (needs the engine)\n"
+		"  PID            fork the running process PID onto the peer (needs the engine);\n"
+		"                 the twin is restored while its pages arrive and runs once it\n"
+		"                 holds them all (--pipelined, the default without --move and\n"
+		"                 --attach), or after the whole transfer (--eager)\n"
+		"  --lazy         the twin runs at once; its pages follow, those it touches first\n"
 		"  --move         the original ends once the twin runs, its TCP connections\n"
 		"                 go on from the twin\n"
 		"  --move-addr ADDR/PLEN  the service address moves too: deleted here before\n"
@@ -140,8 +145,12 @@ static void on_lazy_restored(void *arg, const struct rf_restored_info *info)
 /* tcp: --move-addr ADDR/PLEN (eager --move only). */
 static const char *move_addr_spec;
 
+/* fork_process(): the receiver refused to restore the twin lazily (an
+ * mlock'ed area): try again eagerly. */
+#define RF_FALL_BACK	3
+
 static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pid_t pid,
-			bool move, bool attach, bool lazy, bool hold)
+			bool move, bool attach, bool lazy, bool hold, bool may_fall_back)
 {
 	struct eng_dump_opts dopts = { .sz = sizeof(dopts), .leave_running = true };
 	/* tcp: with --move the original's established TCP connections go along
@@ -204,8 +213,15 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		struct rf_restored_info ri;
 
 		if (r < 0) {
-			if (rf_push_sink_restored(sink, &ri) == 0)
+			if (rf_push_sink_restored(sink, &ri) == 0) {
 				what = "sending the twin its pages (the twin was killed)";
+			} else if (may_fall_back && rf_session_peer_errno(s) == EOPNOTSUPP) {
+				/* Nothing ran, the original runs on: eager instead. */
+				wc_sink_free(msink);
+				wc_sink_free(sink);
+				rf_session_free(s);
+				return RF_FALL_BACK;
+			}
 			goto out;
 		}
 		(void)rf_push_sink_restored(sink, &ri);
@@ -306,7 +322,7 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 		snprintf(stdio, sizeof(stdio), "its stdout \"%s\", stderr \"%s\" on %s",
 			 ri->out_path, ri->err_path, host);
 	log_error("forked pid %d %s to %s as pid %u%s (snapshot %s): twin running after "
-		  "%.3f s, every page after %.2f s; %llu bytes (%s) on the wire, %llu pages sent "
+		  "%.3f s, every page after %.2f s: %llu bytes (%s) on the wire, %llu pages sent "
 		  "before the twin ran, %llu after (%llu on demand in %llu requests; %llu more had "
 		  "the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s%s; %s",
 		  pid, ri->flags & RF_RESTORED_HELD ? "(pipelined: restored while its pages arrived)"
@@ -421,12 +437,13 @@ int main(int argc, char **argv)
 		{ "lazy",	no_argument,	   NULL, 'L' },
 		{ "attach",	no_argument,	   NULL, 'A' },
 		{ "pipelined",	no_argument,	   NULL, 'P' },
+		{ "eager",	no_argument,	   NULL, 'E' },
 		{ "move-addr",	required_argument, NULL, 'm' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{}
 	};
 	const char *host = NULL, *key_file = NULL, *store_arg = NULL, *snap_arg = NULL;
-	bool move = false, lazy = false, attach = false, pipelined = false;
+	bool move = false, lazy = false, attach = false, pipelined = false, eager = false;
 	char store_dir[PATH_MAX];
 	uint8_t key[RF_KEY_BYTES];
 	int c, r, timeout_ms = 30000, pid = 0;
@@ -465,6 +482,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			pipelined = true;
+			break;
+		case 'E':
+			eager = true;
 			break;
 		case 'm':
 			move_addr_spec = optarg;
@@ -505,8 +525,19 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		r = fork_process(host, key, timeout_ms, pid, move, attach, lazy || pipelined,
-				 pipelined && !lazy);
+		/* Plain rfork PID is pipelined (docs/protocol.md); --move (TCP
+		 * connections, held original), --attach and --eager stay eager. */
+		bool dflt = !lazy && !pipelined && !eager && !move && !attach && !move_addr_spec;
+		bool hold = !lazy && (pipelined || dflt);
+
+		if ((lazy && (pipelined || eager)) || (pipelined && eager)) {
+			log_error("--lazy, --pipelined and --eager exclude each other");
+			sodium_memzero(key, sizeof(key));
+			return 2;
+		}
+		r = fork_process(host, key, timeout_ms, pid, move, attach, lazy || hold, hold, dflt);
+		if (r == RF_FALL_BACK)
+			r = fork_process(host, key, timeout_ms, pid, move, attach, false, false, false);
 		sodium_memzero(key, sizeof(key));
 		return r;
 	}

@@ -518,7 +518,8 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	if (r < 0) {
 		/* (The server killed it already if it had its pidfd.) */
 		kill(tw.pid, SIGKILL);
-		log_error("%s: lazy twin %d (snapshot %s) killed: %s", peer, (int)tw.pid, id,
+		log_error("%s: push failed after the twin started: lazy twin %d (snapshot %s) "
+			  "killed: %s", peer, (int)tw.pid, id,
 			  err_str(r));
 		rf_session_send_error(s, r, err_str(r));
 		if (attach_fds[0] >= 0) {

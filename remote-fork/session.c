@@ -56,6 +56,7 @@ struct rf_session {
 	uint8_t rx_hdr[RF_REC_HDR];	/* the record being received: */
 	size_t rx_got;			/* its bytes so far (header included) */
 	int rx_body;			/* its body length, -1 before the header */
+	int peer_errno;			/* errno of the peer's ERROR/DENIED, or 0 */
 	uint16_t tx_type;
 	size_t tx_max;
 	struct rf_session_stats stats;
@@ -334,6 +335,7 @@ static int session_recv(struct rf_session *s, bool block, struct rf_msg *ret)
 			text[i] = (ch >= 0x20 && ch < 0x7f) ? ch : '?';
 		}
 		text[i] = 0;
+		s->peer_errno = (int)m.error.err;
 		r = err_set(ECONNABORTED, "peer %s: %s", m.type == RF_MSG_DENIED ? "refused" : "failed",
 			    text);
 	}
@@ -353,6 +355,11 @@ int rf_session_recv(struct rf_session *s, struct rf_msg *ret)
 int rf_session_recv_nb(struct rf_session *s, struct rf_msg *ret)
 {
 	return session_recv(s, false, ret);
+}
+
+int rf_session_peer_errno(const struct rf_session *s)
+{
+	return s->peer_errno;
 }
 
 int rf_session_readable(struct rf_session *s)

@@ -9,7 +9,8 @@
  * original's once every page is there. SIGUSR2 forks a child that prints
  * "CHILD COUNTER SUM" (the whole heap as the child sees it) and exits.
  *
- *   rf-lazy-prog MIB [SEED]	(SEED changes the unique pages' content)
+ *   rf-lazy-prog MIB [SEED [LOCK_MIB]]	(SEED changes the unique pages'
+ *					content; the first LOCK_MIB MiB are mlock'ed)
  */
 #include <signal.h>
 #include <stdint.h>
@@ -66,6 +67,9 @@ int main(int argc, char **argv)
 			q[i] = pg % 8 == 6 ? pg % 5 + 1 : x;	/* repeated or unique */
 		}
 	}
+	if (argc > 3 && strtoul(argv[3], NULL, 10) &&
+	    mlock(p, strtoul(argv[3], NULL, 10) << 20) < 0)
+		return 1;
 	printf("FULL 0 %016llx\n", (unsigned long long)sum(p, n / 8));
 	fflush(stdout);
 	for (unsigned long c = 1;; c++) {

@@ -14,7 +14,9 @@
 #     the same memory;
 #  3. rfork --pipelined: the twin is restored while its pages stream in but
 #     stays stopped (prints nothing) until it holds every page, then runs
-#     with the original's full-heap checksum.
+#     with the original's full-heap checksum;
+#  4. plain rfork (pipelined by default) of a process with mlock'ed memory,
+#     which cannot be restored lazily: it falls back to eager, one line.
 # Exit 0 pass, 1 fail, 77 skip.
 #
 # usage: test-lazy.sh RFORKD RFORK LAZYPROG WARMFORK
@@ -72,7 +74,7 @@ grep -q "listening on" "$T/d.log" || { echo "FAIL: rforkd did not start: $(cat "
 tx_bytes() { in_src cat "/sys/class/net/$V_SRC/statistics/tx_bytes"; }
 # start_prog OUT: the lazy program in src; sets PROG_PID, FULL_SUM, PART_SUM
 start_prog() {
-	ip netns exec "$NS_SRC" "$PROG" "$MIB" "${2:-0}" > "$1" 2>&1 &
+	ip netns exec "$NS_SRC" "$PROG" "$MIB" "${2:-0}" "${3:-0}" > "$1" 2>&1 &
 	PROG_PID=$!
 	PIDS+=($PROG_PID)
 	for _ in $(seq 600); do [ "$(wc -l < "$1")" -ge 2 ] && break; sleep 0.05; done
@@ -220,6 +222,27 @@ wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != 
 	fail "pipelined: the twin printed no full checksum"
 TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
 [ "$TSUM" = "$FULL_SUM" ] || fail "pipelined: the twin's checksum $TSUM differs from the original's $FULL_SUM"
+kill -9 "$TWIN3" 2>/dev/null
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 4. mlock'ed memory: the default (pipelined) falls back to eager
+in_src tc qdisc del dev "$V_SRC" root
+start_prog "$T/orig4.out" 4 1
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 "$PROG_PID" \
+	> "$T/f4.out" 2> "$T/f4.err" || fail "rfork of a process with mlock'ed memory: $(cat "$T/f4.err")"
+cat "$T/f4.err"
+[ "$(wc -l < "$T/f4.err")" = 1 ] || fail "mlock fallback: rfork printed not one line"
+grep -q "lazy restore: .*not unlocked anonymous" "$T/d.log" || fail "rforkd did not refuse the lazy restore"
+TWIN4=$(head -1 "$T/f4.out")
+[ -n "$TWIN4" ] && TWINS+=("$TWIN4")
+OUTF=$(ls "$T"/out/*.out 2>/dev/null | head -1)
+wait_for '[ -s "$OUTF" ]' 100 || fail "mlock fallback: the twin does not run"
+kill -USR1 "$TWIN4" 2>/dev/null
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != "" ]' 300 ||
+	fail "mlock fallback: the twin printed no full checksum"
+TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
+[ "$TSUM" = "$FULL_SUM" ] || fail "mlock fallback: the twin's checksum $TSUM differs from $FULL_SUM"
 
 [ $failed = 0 ] && echo "PASS"
 exit $failed

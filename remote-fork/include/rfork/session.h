@@ -68,6 +68,8 @@ int rf_session_recv_nb(struct rf_session *s, struct rf_msg *ret);
 
 /* Is a record (or EOF) waiting? 1 yes, 0 no, -errno. Never blocks. */
 int rf_session_readable(struct rf_session *s);
+/* The (positive) errno the peer's ERROR or DENIED carried, 0 if none came. */
+int rf_session_peer_errno(const struct rf_session *s);
 /* Per-operation timeout from now on; -1 waits forever (the socket's TCP
  * keepalive still ends a dead link). */
 void rf_session_set_timeout(struct rf_session *s, int timeout_ms);
