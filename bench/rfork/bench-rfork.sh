@@ -4,7 +4,9 @@
 # wl-mem: half unique, a quarter 64 repeated patterns, a quarter zero) from one
 # network namespace to another over a veth whose rate tc limits (tbf, RATE
 # Mbit/s, both directions). Prints one JSON line:
-#   eager_s           rfork start until rfork reports the twin running
+#   eager_s           rfork start until rfork reports the twin running (rfork PID:
+#                     pipelined, i.e. restored while its pages arrive and
+#                     running once it holds them all)
 #   wire_bytes        what rfork says it sent (frames on the session)
 #   unique_bytes      the distinct non-zero page bytes of the process
 #   unique_s          unique_bytes at the link rate (computed: bytes*8/rate)
@@ -15,10 +17,9 @@
 #                     page travels): rfork start until the twin runs, as rfork
 #                     reports it (target <= 0.1)
 #   lazy_total_s      the same, until the twin holds every page (rfork exits)
-#   pipelined_s       rfork --pipelined to an empty store: the twin is restored
-#                     while its pages stream in (stopped) and continues once
-#                     it holds every page: rfork start until it runs
-#   pipelined_ratio   pipelined_s / unique_s (the eager target, <= 1.3)
+#   classic_s         rfork --eager to an empty store (the restore starts after
+#                     the last page): rfork start until the twin runs
+#   classic_ratio     classic_s / unique_s
 # usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT]   (root; 77 otherwise)
 RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000}
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces, tc)"; exit 77; }
@@ -107,16 +108,15 @@ cat "$T/r3.err" >&2
 L_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r3.err")
 L_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 [ -n "$L_RUN" ] || { echo "no lazy figures in rfork's report" >&2; exit 1; }
-# --pipelined to a third daemon with an empty store
+# --eager (the restore after the last page) to a third daemon, empty store
 start_rforkd "$RFORKD" 7719
 t0=$(now)
-ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7719" --key-file "$T/key" --pipelined "$WL" \
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7719" --key-file "$T/key" --eager "$WL" \
 	> "$T/r4.out" 2> "$T/r4.err" ||
-	{ echo "rfork --pipelined failed: $(cat "$T/r4.err"); rforkd: $(tail -3 "$T/rforkd7719.log")" >&2; exit 1; }
+	{ echo "rfork --eager failed: $(cat "$T/r4.err"); rforkd: $(tail -3 "$T/rforkd7719.log")" >&2; exit 1; }
 t1=$(now)
 cat "$T/r4.err" >&2
-P_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r4.err")
-[ -n "$P_RUN" ] || { echo "no pipelined figures in rfork's report" >&2; exit 1; }
+P_RUN=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 secs() { awk '{printf "%.3f", $2 - $1}' "$1"; }
 bytes() { sed -n 's/.*: \([0-9]*\) bytes (.*/\1/p' "$1"; }
 E1=$(secs "$T/r1.time") E2=$(secs "$T/r2.time")
@@ -131,6 +131,6 @@ awk -v e1="$E1" -v e2="$E2" -v b1="$B1" -v b2="$B2" -v u="$UNIQ" -v rate="$RATE"
 	printf "{\"bench\":\"rfork\",\"mib\":%d,\"rate_mbit\":%d,\"eager_s\":%.3f,\"wire_bytes\":%d," \
 	       "\"unique_bytes\":%d,\"unique_s\":%.3f,\"eager_ratio\":%.3f,\"repeat_s\":%.3f," \
 	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f," \
-	       "\"lazy_total_s\":%.3f,\"pipelined_s\":%.3f,\"pipelined_ratio\":%.3f," \
+	       "\"lazy_total_s\":%.3f,\"classic_s\":%.3f,\"classic_ratio\":%.3f," \
 	       "\"loadavg\":\"%s\"}\n",
 	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lt, pr, pr / us, load }'
