@@ -38,6 +38,9 @@
 #ifndef F_GET_SEALS
 #define F_GET_SEALS		1034
 #endif
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC		0x01021994
+#endif
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC		0x958458f6
 #endif
@@ -217,6 +220,16 @@ static int sysv_describe(struct eng_dump_ctx *ctx, EngFobj *o, const char *path)
 	return o->name ? 0 : -ENOMEM;
 }
 
+/* Is /proc/PID/@rel (a magic link) a file on tmpfs? Its content is memory
+ * then (a deleted /dev/shm file): no size limit, like a memfd. */
+static bool on_tmpfs(int proc_fd, const char *rel)
+{
+	_cleanup_close_ int fd = openat(proc_fd, rel, O_PATH | O_CLOEXEC);
+	struct statfs sfs;
+
+	return fd >= 0 && fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
+}
+
 bool eng_dump_fobj_path(const char *path)
 {
 	if (str_starts(path, "/dev/zero"))
@@ -248,6 +261,16 @@ int eng_dump_fobj_vma(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, En
 		kind = ENG_FOBJ_KIND__FOBJ_UNLINKED;
 	else
 		kind = ENG_FOBJ_KIND__FOBJ_SHM;
+	if (kind == ENG_FOBJ_KIND__FOBJ_SHM) {
+		struct stat now;
+
+		/* Restore opens it by path: the path must still name it. */
+		if (stat(m->path, &now) < 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
+			return err_set(EOPNOTSUPP, "process %d: mapping %llx-%llx: \"%s\" was replaced "
+					 "or removed since it was mapped", ctx->pid,
+					 (unsigned long long)m->start, (unsigned long long)m->end,
+					 m->path);
+	}
 	r = fobj_get(ctx, kind, &st, rel, &idx, &is_new);
 	if (r < 0)
 		return r;
@@ -265,7 +288,7 @@ int eng_dump_fobj_vma(struct eng_dump_ctx *ctx, const struct eng_proc_map *m, En
 		}
 		if (r < 0)
 			return r;
-		if (kind == ENG_FOBJ_KIND__FOBJ_UNLINKED &&
+		if (kind == ENG_FOBJ_KIND__FOBJ_UNLINKED && !on_tmpfs(ctx->proc_fd, rel) &&
 		    o->size > ctx->files.max_unlinked_bytes)
 			return err_set(EFBIG, "process %d: mapping %llx-%llx of unlinked file \"%s\" "
 				       "holds %llu bytes, above the limit of %llu "
@@ -547,14 +570,16 @@ static int fobj_store(struct eng_dump_ctx *ctx, struct wc_sink *sink, EngFobj *o
 			h = MIN(h, end);
 			a = (uint64_t)d / WC_PAGE_SIZE;
 			b = DIV_ROUND_UP((uint64_t)h, WC_PAGE_SIZE);
-			for (uint64_t k = a; k < b; k++) {
-				size_t off = (k - c) * WC_PAGE_SIZE;
-				ssize_t got = pread(fd, buf + off, WC_PAGE_SIZE, (off_t)(k * WC_PAGE_SIZE));
+			/* One read per run of data pages; a short read (the
+			 * file's end in its last page) leaves zeros. */
+			{
+				size_t off = (a - c) * WC_PAGE_SIZE, len = (b - a) * WC_PAGE_SIZE;
+				ssize_t got = pread(fd, buf + off, len, (off_t)(a * WC_PAGE_SIZE));
 
 				if (got < 0)
 					return err_set(errno, "cannot read \"%s\": %m", o->name);
-				memset(buf + off + got, 0, WC_PAGE_SIZE - (size_t)got);
-				kinds[k - c] = WC_PAGE_DATA;
+				memset(buf + off + got, 0, len - (size_t)got);
+				memset(kinds + (a - c), WC_PAGE_DATA, b - a);
 			}
 			pos = h;
 		}
