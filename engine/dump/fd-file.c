@@ -377,7 +377,7 @@ int eng_dump_fd_fobj(struct eng_dump_ctx *ctx, int fd, const char *link, const s
 		r = fobj_describe(ctx, o, link, kind == ENG_FOBJ_KIND__FOBJ_MEMFD ? ofd : -1);
 		if (r < 0)
 			return r;
-		if (kind == ENG_FOBJ_KIND__FOBJ_UNLINKED &&
+		if (kind == ENG_FOBJ_KIND__FOBJ_UNLINKED && !on_tmpfs(ctx->proc_fd, rel) &&
 		    o->size > ctx->files.max_unlinked_bytes)
 			return err_set(EFBIG, "process %d fd %d: unlinked file \"%s\" holds %llu "
 				       "bytes, above the limit of %llu (checkpoint "
