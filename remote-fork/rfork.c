@@ -11,9 +11,11 @@
  * one line of figures to stderr.
  *
  * PID: the process is checkpointed straight into the network (the engine's
- * dump writes into the push sink; nothing is stored locally), rforkd
- * restores it once committed, and the twin's pid (in the peer's root pid
- * namespace) goes to stdout. The original keeps running (it is frozen for
+ * dump writes into the push sink; nothing is stored locally), and the
+ * twin's pid (in the peer's root pid namespace) goes to stdout. By default
+ * (--pipelined) rforkd restores the twin while its pages arrive and lets it
+ * run once it holds them all; --eager (and --move, --attach) restore only
+ * once everything is committed. The original keeps running (it is frozen for
  * the checkpoint and transfer); with --move it is killed once the twin
  * runs. --attach relays the twin's stdout/stderr back and forwards signals;
  * rfork then exits with the twin's status. On any failure the original is
