@@ -87,7 +87,10 @@ static const char *const vma_kinds[] = {
 static const char *const fd_kinds[] = {
 	"reg", "null", "zero", "urandom", "random", "tty", "pipe", "socket", "stdio", "inet-socket",
 	[ENG_FD_KIND__FD_TCP_ESTABLISHED] = "tcp-established",
+	[ENG_FD_KIND__FD_FOBJ] = "file-object", [ENG_FD_KIND__FD_PIDFD] = "pidfd",
 };
+static const char *const fobj_kinds[] = { "memfd", "shm", "unlinked", "sysv" };
+static const char *const lock_kinds[] = { "flock", "posix", "ofd" };
 
 /* Debug aid: the image as stored, decoded again, one object per line. */
 static int print_image(struct wc_store *store, const char *id)
@@ -171,6 +174,22 @@ static int print_image(struct wc_store *store, const char *id)
 					f->sock->tcp->unsent, f->sock->tcp->recv_queue.len,
 					f->sock->tcp->mss_clamp, f->sock->tcp->snd_wnd,
 					f->sock->tcp->rcv_wnd);
+		}
+		for (size_t i = 0; i < pr->n_fobjs; i++) {	/* files */
+			const EngFobj *o = pr->fobjs[i];
+
+			fprintf(stderr, "  fobj %zu %s \"%s\" %" PRIu64 " B mode %o area %d seals %#x"
+				" sysv key %#x id %u%s\n", i,
+				(size_t)o->kind < ARRAY_SIZE(fobj_kinds) ? fobj_kinds[o->kind] : "?",
+				o->name ? o->name : "", o->size, o->mode, o->area, o->seals,
+				(unsigned)o->sysv_key, o->sysv_id, o->sysv_dest ? " dest" : "");
+		}
+		for (size_t i = 0; i < pr->n_locks; i++) {
+			const EngLock *l = pr->locks[i];
+
+			fprintf(stderr, "  lock fd %u %s %s start %" PRIu64 " len %" PRIu64 "\n", l->fd,
+				(size_t)l->kind < ARRAY_SIZE(lock_kinds) ? lock_kinds[l->kind] : "?",
+				l->write ? "write" : "read", l->start, l->len);
 		}
 		for (size_t i = 0; i < pr->n_sigactions; i++) {
 			const EngSigaction *sa = pr->sigactions[i];
