@@ -899,7 +899,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		for (size_t i = 0; i < p->n_vmas; i++) {
 			const EngVma *v = p->vmas[i];
 
-			if (v->kind != ENG_VMA_KIND__VMA_ANON_SHARED)
+			/* files: a file object's mapping stays the object, which
+			 * instances share with its fds like forked processes. */
+			if (v->kind != ENG_VMA_KIND__VMA_ANON_SHARED || v->has_fobj)
 				continue;
 			if (a->nr_spawn_shared == RST_SPAWN_MAX_SHARED)
 				return err_set(EOPNOTSUPP, "more than %d shared memory areas",
