@@ -233,7 +233,7 @@ struct rst_args {
 	/* Locked areas (a fork does not inherit mlock): each instance locks
 	 * them again; prot holds the mlock2 flags (MLOCK_ONFAULT or 0). */
 	uint32_t nr_spawn_locked;
-	uint32_t pad3;
+	uint32_t spawn_boost;		/* instance: its leader runs SCHED_FIFO while parked */
 	struct rst_move spawn_locked[RST_SPAWN_MAX_LOCKED];	/* src unused */
 };
 

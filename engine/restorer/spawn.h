@@ -105,6 +105,12 @@
 #ifndef __NR_setsid
 #define __NR_setsid		112
 #endif
+#ifndef __NR_sched_setscheduler
+#define __NR_sched_setscheduler	144
+#endif
+#define RST_SCHED_OTHER		0
+#define RST_SCHED_FIFO		1
+#define RST_SCHED_RESET_ON_FORK	0x40000000
 #ifndef __NR_mlock2
 #define __NR_mlock2		325
 #endif
@@ -328,6 +334,33 @@ static void rst_spawn_relock(struct rst_args *a)
 	}
 }
 
+/*
+ * The leader runs SCHED_FIFO (priority 1; not its threads: RESET_ON_FORK)
+ * from here until its start, so that, woken by the start message, it
+ * preempts whatever runs and a pool's acquire does not wait for a time
+ * slice. Best effort (root is allowed; nothing changes otherwise). A saved
+ * scheduling policy of its own (rst_thread_setup) replaces the boost.
+ */
+static void rst_spawn_boost(struct rst_args *a)
+{
+	int32_t prio = 1;
+
+	a->spawn_boost = SYS3(sched_setscheduler, 0, RST_SCHED_FIFO | RST_SCHED_RESET_ON_FORK,
+			      &prio) == 0;
+}
+
+/* Back to the saved policy before the program runs (lowering is always
+ * allowed; the nice value was kept under the boost). */
+static void rst_spawn_unboost(struct rst_args *a)
+{
+	struct rst_thread *th = at(a, a->threads_off);
+	int32_t prio = 0;
+
+	if (!a->spawn_boost || (th[0].flags & RST_TF_SCHED))
+		return;
+	SYS3(sched_setscheduler, 0, RST_SCHED_OTHER, &prio);
+}
+
 /* The instance: a copy of the template, on the leader's restorer stack;
  * @sock is its instance socket. */
 static void rst_spawn_instance(struct rst_args *a, unsigned long sock)
@@ -345,6 +378,7 @@ static void rst_spawn_instance(struct rst_args *a, unsigned long sock)
 		SYS2(setpgid, 0, 0);
 	rst_spawn_unshare(a);
 	rst_spawn_relock(a);
+	rst_spawn_boost(a);
 	rst_finish(a);
 }
 
@@ -489,6 +523,7 @@ static _Noreturn void rst_spawn_park(struct rst_args *a, struct rst_report *rep)
 		SYS1(close, fds[i]);
 	}
 	SYS1(close, sock);
+	rst_spawn_unboost(a);
 	if (msg.flags & RST_SPAWN_START_UNMAP)
 		rst_spawn_unmap_self(a);
 	park(a);

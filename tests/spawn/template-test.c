@@ -16,7 +16,8 @@
  *   - every instance reports its saved pid and the initial value; after
  *     "set 2222" on one, only that one reports 2222 (independent memory);
  *   - every thread of every instance runs (its counter advances, counted
- *     only while its tid is the saved one);
+ *     only while its tid is the saved one); a parked leader waits under
+ *     SCHED_FIFO, and every running thread has the saved SCHED_OTHER;
  *   - each instance locked its locked pages again (VmLck);
  *   - SIGTERM, SIGINT, SIGHUP to an init reach the instance (the init
  *     exits 128 + the signal);
@@ -115,6 +116,22 @@ static long status_field(pid_t pid, const char *name)
 		return strtol(sp ? sp : p, NULL, 10);
 	}
 	return strtol(p, NULL, 10);
+}
+
+/* Scheduling policy of @tid (field 41 of /proc/TID/stat), -1 unknown. */
+static int sched_policy(pid_t tid)
+{
+	char path[64], *t, *p;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", tid);
+	t = read_text(path);
+	if (!t || !(p = strrchr(t, ')')))
+		return -1;
+	for (p++; *p && field < 41; p++)
+		if (*p == ' ')
+			field++;
+	return field == 41 ? atoi(p) : -1;
 }
 
 static int nr_tasks(pid_t pid)
@@ -387,6 +404,10 @@ int main(int argc, char **argv)
 			if (nr_tasks(in[i].e.pid) != threads + 1)
 				fail("parked instance %d has %d threads, not %d", i,
 				     nr_tasks(in[i].e.pid), threads + 1);
+			/* Parked, its leader waits boosted (SCHED_FIFO). */
+			if (sched_policy(in[i].e.pid) != 1)
+				fail("parked instance %d: leader policy %d, not SCHED_FIFO", i,
+				     sched_policy(in[i].e.pid));
 			if (saved != 1 && status_field(in[i].e.init, "PPid:") != getpid())
 				fail("init %d of instance %d is not our child", in[i].e.init, i);
 		}
@@ -434,6 +455,21 @@ int main(int argc, char **argv)
 			}
 			if (in[i].e.parked || in[i].e.ctl_fd >= 0)
 				fail("instance %d still parked after its start", i);
+			/* Running, every thread has the saved policy (SCHED_OTHER). */
+			{
+				char tp[64];
+				struct dirent *de;
+				DIR *d;
+
+				snprintf(tp, sizeof(tp), "/proc/%d/task", in[i].e.pid);
+				d = opendir(tp);
+				while (d && (de = readdir(d)))
+					if (de->d_name[0] != '.' && sched_policy(atoi(de->d_name)) != 0)
+						fail("instance %d: thread %s runs with policy %d", i,
+						     de->d_name, sched_policy(atoi(de->d_name)));
+				if (d)
+					closedir(d);
+			}
 			if (pfd[0] >= 0) {
 				char want[32];
 				ssize_t got = -1;
