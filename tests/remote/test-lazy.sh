@@ -12,6 +12,9 @@
 #  2. the link is cut while the lazy pages stream: rfork fails with one
 #     line, the receiver kills the twin, the original keeps running with
 #     the same memory;
+#  2b. the receiving rforkd session is SIGKILLed while the lazy pages
+#     stream: its watchdog kills the twin (its faults must not read zeros),
+#     the original keeps running;
 #  3. rfork --pipelined: the twin is restored while its pages stream in but
 #     stays stopped (prints nothing) until it holds every page, then runs
 #     with the original's full-heap checksum;
@@ -67,6 +70,7 @@ head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 
 ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:7717" --key-file "$T/key" \
 	--store "$T/dst" --timeout 3 --output-dir "$T/out" < /dev/null > /dev/null 2> "$T/d.log" &
+RFORKD_PID=$!
 PIDS+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$T/d.log" && break; sleep 0.05; done
 grep -q "listening on" "$T/d.log" || { echo "FAIL: rforkd did not start: $(cat "$T/d.log")"; exit 1; }
@@ -189,6 +193,30 @@ wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0'\'' "$T/orig2.out")" != "" ]' 100 
 awk -v s="$FULL_SUM" '$1 == "FULL" && $3 != s {bad=1} END {exit bad}' "$T/orig2.out" ||
 	fail "the original's memory changed after a failed lazy rfork"
 
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 2b. the receiving session dies (SIGKILL) mid-transfer
+start_prog "$T/orig2b.out" 5
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 3 --lazy "$PROG_PID" \
+	> "$T/f2b.out" 2> "$T/f2b.err" &
+RF=$!
+PIDS+=($RF)
+wait_for '[ -s "$T/f2b.out" ]' 600 || fail "rfork --lazy (session kill) printed no twin pid: $(cat "$T/f2b.err")"
+TWIN2B=$(head -1 "$T/f2b.out")
+[ -n "$TWIN2B" ] && TWINS+=("$TWIN2B")
+sleep 0.5
+SESS=""
+for c in $(cat /proc/"$RFORKD_PID"/task/*/children 2>/dev/null); do
+	# the session process (not the twin's namespace init or the watchdog)
+	[ "$(readlink /proc/"$c"/exe 2>/dev/null)" = "$(readlink -f "$RFORKD")" ] &&
+		grep -q "^PPid:[[:space:]]*$RFORKD_PID\$" /proc/"$c"/status && SESS=$c
+done
+[ -n "$SESS" ] || fail "cannot find the rforkd session process"
+[ -n "$SESS" ] && kill -9 "$SESS"
+wait_for '! kill -0 "$TWIN2B" 2>/dev/null' 50 || fail "the lazy twin survived its rforkd session"
+if wait "$RF"; then fail "rfork --lazy succeeded although its receiver died"; fi
+kill -0 "$PROG_PID" 2>/dev/null || fail "the original died with the receiver's session"
 kill "$PROG_PID" 2>/dev/null
 rm -f "$T"/out/*
 
