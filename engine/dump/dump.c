@@ -674,6 +674,38 @@ static int dump_zombie(const struct eng_dump_tree_proc *tp, EngProcess *proc)
 }
 
 /*
+ * Sessions and process groups restore can build again (engine/restore/
+ * tree.c, eng_restore_tree_check: the same rules): refused here, before
+ * the tree is killed, rather than at restore.
+ */
+static int tree_check_ids(const EngImage *img)
+{
+	const EngProcess *root = img->procs[0];
+
+	for (size_t k = 1; k < img->n_procs; k++) {
+		const EngProcess *p = img->procs[k], *pp = NULL, *leader = NULL;
+
+		for (size_t j = 0; j < k; j++) {
+			if (img->procs[j]->pid == p->ppid)
+				pp = img->procs[j];
+		}
+		for (size_t j = 0; j < img->n_procs; j++)
+			if (img->procs[j]->pid == p->pgid)
+				leader = img->procs[j];
+		if (!pp)
+			continue;
+		if (p->sid != p->pid && p->sid != pp->sid)
+			return err_set(EOPNOTSUPP, "process %u is in session %u, neither its own nor "
+				       "its parent's (%u): not supported", p->pid, p->sid, pp->sid);
+		if (p->pgid != p->pid && p->pgid != pp->pgid && p->pgid != root->pgid &&
+		    (!leader || leader->sid != p->sid))
+			return err_set(EOPNOTSUPP, "process %u is in process group %u whose leader "
+				       "is not in the tree: not supported", p->pid, p->pgid);
+	}
+	return 0;
+}
+
+/*
  * Open file descriptions shared between processes (inherited across fork:
  * a file opened before fork, a listening socket): every fd of the tree that
  * is the same description as one seen before (same inode, then kcmp
@@ -846,7 +878,9 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 			if (tr.v[k].pid == tr.v[i].ppid)
 				p->ppid = root.image->procs[k]->pid;
 	}
-	r = tree_objects(root.image, host);
+	r = tree_check_ids(root.image);
+	if (r >= 0)
+		r = tree_objects(root.image, host);
 	if (r >= 0)	/* files: pidfds of processes of the tree */
 		r = eng_dump_pidfds_resolve(root.image, host, tr.nr, opts);
 	if (r >= 0)	/* fdkinds: every pipe's ends are in the image */
