@@ -14,8 +14,8 @@
  * dump writes into the push sink; nothing is stored locally), and the
  * twin's pid (in the peer's root pid namespace) goes to stdout. By default
  * (--pipelined) rforkd restores the twin while its pages arrive and lets it
- * run once it holds them all; --eager (and --move, --attach) restore only
- * once everything is committed. The original keeps running (it is frozen for
+ * run once it holds them all; --eager (and --move) restore only once
+ * everything is committed. The original keeps running (it is frozen for
  * the checkpoint and transfer); with --move it is killed once the twin
  * runs. --attach relays the twin's stdout/stderr back and forwards signals;
  * rfork then exits with the twin's status. On any failure the original is
@@ -58,8 +58,8 @@ static void usage(FILE *f)
 		"  --snapshot ID  push a snapshot of the local store; prints its id on the peer\n"
 		"  PID            fork the running process PID onto the peer (needs the engine);\n"
 		"                 the twin is restored while its pages arrive and runs once it\n"
-		"                 holds them all (--pipelined, the default without --move and\n"
-		"                 --attach), or after the whole transfer (--eager)\n"
+		"                 holds them all (--pipelined, the default without --move),\n"
+		"                 or after the whole transfer (--eager)\n"
 		"  --lazy         the twin runs at once; its pages follow, those it touches first\n"
 		"  --move         the original ends once the twin runs, its TCP connections\n"
 		"                 go on from the twin\n"
@@ -202,6 +202,8 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	}
 	if (r >= 0 && move_addr_spec) {
 		r = rf_moveaddr_parse(move_addr_spec, &ma);
+		if (r >= 0)
+			r = rf_moveaddr_check_fd(&ma, rf_session_fd(s));
 		if (r >= 0)
 			r = rf_moveaddr_sink_new(sink, &ma, &msink);
 	}
@@ -527,9 +529,9 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!snap_arg) {
-		/* Plain rfork PID is pipelined (docs/protocol.md); --move (TCP
-		 * connections, held original), --attach and --eager stay eager. */
-		bool dflt = !lazy && !pipelined && !eager && !move && !attach && !move_addr_spec;
+		/* rfork PID is pipelined (docs/protocol.md); --move (TCP
+		 * connections, held original) and --eager stay eager. */
+		bool dflt = !lazy && !pipelined && !eager && !move && !move_addr_spec;
 		bool hold = !lazy && (pipelined || dflt);
 
 		if ((lazy && (pipelined || eager)) || (pipelined && eager)) {
