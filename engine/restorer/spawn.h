@@ -339,14 +339,24 @@ static void rst_spawn_relock(struct rst_args *a)
  * from here until its start, so that, woken by the start message, it
  * preempts whatever runs and a pool's acquire does not wait for a time
  * slice. Best effort (root is allowed; nothing changes otherwise). A saved
- * scheduling policy of its own (rst_thread_setup) replaces the boost.
+ * scheduling policy of its own (rst_thread_setup) replaces the boost. If it
+ * fails, the instance drops the template's inherited policy (if any).
  */
-static void rst_spawn_boost(struct rst_args *a)
+static long rst_spawn_fifo(uint32_t reset_on_fork)
 {
 	int32_t prio = 1;
 
-	a->spawn_boost = SYS3(sched_setscheduler, 0, RST_SCHED_FIFO | RST_SCHED_RESET_ON_FORK,
-			      &prio) == 0;
+	return SYS3(sched_setscheduler, 0, RST_SCHED_FIFO | reset_on_fork, &prio);
+}
+
+static void rst_spawn_boost(struct rst_args *a)
+{
+	a->spawn_boost = rst_spawn_fifo(RST_SCHED_RESET_ON_FORK) == 0;
+	if (!a->spawn_boost) {
+		int32_t prio = 0;
+
+		SYS3(sched_setscheduler, 0, RST_SCHED_OTHER, &prio);
+	}
 }
 
 /* Back to the saved policy before the program runs (lowering is always
@@ -420,6 +430,13 @@ static void rst_spawn_init(struct rst_args *a, unsigned long s)
 		rst_spawn_init_exit(stack, 1);
 	}
 	__atomic_store_n(&slot->child, (int32_t)child, __ATOMIC_SEQ_CST);
+	/* Born under the template's SCHED_FIFO, as the instance is under
+	 * ours (rst_spawn_template): from here the init only waits. */
+	{
+		int32_t prio = 0;
+
+		SYS3(sched_setscheduler, 0, RST_SCHED_OTHER, &prio);
+	}
 	/* Hold nothing of the caller's: the instance has its own table. */
 	SYS3(close_range, 0, ~0u, 0);
 	rst_spawn_init_signals();
@@ -544,6 +561,13 @@ static _Noreturn void rst_spawn_template(struct rst_args *a)
 	a->spawn_window_len = wlen;
 	base = rst_spawn_slots(a);
 	busy = (uint32_t *)(unsigned long)base;
+
+	/* Woken by a request, the template preempts whatever runs, and so do
+	 * the init and the instance it creates, born with the same policy,
+	 * until the init drops it and the instance keeps it for its leader
+	 * only (rst_spawn_boost). Best effort: without the privilege, no
+	 * boost anywhere. */
+	rst_spawn_fifo(0);
 
 	memset(&rep, 0, sizeof(rep));
 	rep.region_start = a->region_start;
