@@ -121,6 +121,17 @@ static int addr_change(const struct rf_moveaddr *m, int type, int ifindex)
 
 		nl_attr(&req.h, IFA_FLAGS, &fl, sizeof(fl));
 	}
+	if (type == RTM_NEWADDR && (m->has_lft || m->family == AF_INET6)) {
+		/* The lifetimes it had (source), or, on the receiver, an IPv6
+		 * service address deprecated: valid for the twin's sockets
+		 * bound to it, never picked as the source of new ones. */
+		struct ifa_cacheinfo ci = {
+			.ifa_prefered = m->has_lft ? m->preferred_lft : 0,
+			.ifa_valid = m->has_lft ? m->valid_lft : 0xffffffffu,
+		};
+
+		nl_attr(&req.h, IFA_CACHEINFO, &ci, sizeof(ci));
+	}
 	if (send(fd, &req, req.h.nlmsg_len, 0) < 0)
 		return -errno;
 	n = recv(fd, ack, sizeof(ack), 0);
@@ -132,8 +143,9 @@ static int addr_change(const struct rf_moveaddr *m, int type, int ifindex)
 	return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
 }
 
-/* The index of the device holding address @m (any prefix), or -ENOENT. */
-static int addr_find(const struct rf_moveaddr *m, unsigned *ret_plen)
+/* The index of the device holding address @m (any prefix), or -ENOENT;
+ * its prefix length and lifetimes there. */
+static int addr_find(const struct rf_moveaddr *m, unsigned *ret_plen, struct ifa_cacheinfo *ret_ci)
 {
 	_cleanup_close_ int fd = nl_open();
 	struct {
@@ -172,19 +184,48 @@ static int addr_find(const struct rf_moveaddr *m, unsigned *ret_plen)
 			if (h->nlmsg_type != RTM_NEWADDR || ifa->ifa_family != m->family)
 				continue;
 			len = (int)IFA_PAYLOAD(h);
+			bool match = false;
+			struct ifa_cacheinfo ci = { .ifa_prefered = 0xffffffffu,
+						    .ifa_valid = 0xffffffffu };
+
 			for (a = IFA_RTA(ifa); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 				if ((a->rta_type == IFA_LOCAL || a->rta_type == IFA_ADDRESS) &&
 				    RTA_PAYLOAD(a) == addr_len(m) &&
-				    !memcmp(RTA_DATA(a), m->addr, addr_len(m)) && found < 0) {
-					found = (int)ifa->ifa_index;
-					*ret_plen = ifa->ifa_prefixlen;
-				}
+				    !memcmp(RTA_DATA(a), m->addr, addr_len(m)))
+					match = true;
+				if (a->rta_type == IFA_CACHEINFO && RTA_PAYLOAD(a) >= sizeof(ci))
+					memcpy(&ci, RTA_DATA(a), sizeof(ci));
+			}
+			if (match && found < 0) {
+				found = (int)ifa->ifa_index;
+				*ret_plen = ifa->ifa_prefixlen;
+				*ret_ci = ci;
 			}
 		}
 	}
 }
 
 /* --------------------------------------------------------------- source */
+
+int rf_moveaddr_check_fd(const struct rf_moveaddr *m, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	const void *a = NULL;
+	char b[INET6_ADDRSTRLEN + 8];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET && m->family == AF_INET)
+		a = &((struct sockaddr_in *)&ss)->sin_addr;
+	else if (ss.ss_family == AF_INET6 && m->family == AF_INET6)
+		a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+	if (a && !memcmp(a, m->addr, addr_len(m)))
+		return err_set(EADDRINUSE, "the connection to the peer uses %s, the address to "
+			       "move, as its source: deleting it would cut it (IPv6: add a service "
+			       "address with preferred_lft 0)", rf_moveaddr_str(m, b, sizeof(b)));
+	return 0;
+}
 
 int rf_moveaddr_put_back(struct rf_moveaddr *m)
 {
@@ -239,6 +280,7 @@ static int ms_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 	struct moveaddr_sink *s = (struct moveaddr_sink *)sink;
 	struct rf_moveaddr *m = s->m;
 	char b[INET6_ADDRSTRLEN + 8];
+	struct ifa_cacheinfo ci = {};
 	unsigned plen = 0;
 	int r, idx;
 
@@ -246,7 +288,7 @@ static int ms_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 	r = s->inner->ops->put_label(s->inner, RF_MOVEADDR_LABEL, b);
 	if (r < 0)
 		return r;
-	idx = addr_find(m, &plen);
+	idx = addr_find(m, &plen, &ci);
 	if (idx < 0)
 		return err_set(idx == -ENOENT ? ENOENT : -idx, "address %s to move is not on this "
 			       "host%s", b, idx == -ENOENT ? "" : " (netlink failed)");
@@ -256,6 +298,9 @@ static int ms_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 		struct rf_moveaddr here = *m;
 
 		here.plen = plen;
+		here.has_lft = true;
+		here.preferred_lft = ci.ifa_prefered;
+		here.valid_lft = ci.ifa_valid;
 		r = addr_change(&here, RTM_DELADDR, idx);
 		if (r < 0)
 			return err_set(-r, "cannot delete address %s from interface %d: %s", b, idx,

@@ -21,11 +21,13 @@
 #     runs on dst with the address (gone from src), the original is gone,
 #     and the client's conversation goes on with the twin (its answers go
 #     on from the sum the original had), no reconnect.
+# With "v6" the same over IPv6 (fd00:N::/64, the receiver announces the
+# address with unsolicited neighbour advertisements instead of ARP).
 # Exit 0 pass, 1 fail, 77 skip.
 #
-# usage: test-tcp-move.sh RFORKD RFORK
+# usage: test-tcp-move.sh RFORKD RFORK [v4|v6]
 set -u
-RFORKD=$1 RFORK=$2
+RFORKD=$1 RFORK=$2 FAM=${3:-v4}
 
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
@@ -34,8 +36,16 @@ PY=$(command -v python3) || skip "needs python3 (server and client)"
 
 ID=$$
 NS_SRC=tmsrc$ID NS_DST=tmdst$ID NS_CLI=tmcli$ID
-NET=10.$((150 + ID % 50)).$((ID / 50 % 250))
-A_SRC=$NET.1 A_DST=$NET.2 A_CLI=$NET.3 SVC=$NET.100 PORT=8080
+if [ "$FAM" = v6 ]; then
+	NET=fd00:$(printf %x $((ID % 60000 + 1))):
+	A_SRC=${NET}:1 A_DST=${NET}:2 A_CLI=${NET}:3 SVC=${NET}:100 PLEN=64 IPF=-6 NODAD=nodad
+	HOSTPORT() { echo "[$1]:$2"; }
+else
+	NET=10.$((150 + ID % 50)).$((ID / 50 % 250))
+	A_SRC=$NET.1 A_DST=$NET.2 A_CLI=$NET.3 SVC=$NET.100 PLEN=24 IPF=-4 NODAD=
+	HOSTPORT() { echo "$1:$2"; }
+fi
+PORT=8080
 T=$(mktemp -d /tmp/rf-tcpmove.XXXXXX)
 PIDS=()
 failed=0
@@ -68,17 +78,19 @@ ip link set tmsb$ID netns "$NS_CLI"
 ip link set tmdb$ID netns "$NS_CLI"
 in_cli ip link set tmsb$ID master br0
 in_cli ip link set tmdb$ID master br0
-in_src ip addr add "$A_SRC/24" dev tms$ID
-in_src ip addr add "$SVC/24" dev tms$ID
-in_dst ip addr add "$A_DST/24" dev tmd$ID
-in_cli ip addr add "$A_CLI/24" dev br0
+in_src ip addr add "$A_SRC/$PLEN" dev tms$ID $NODAD
+# (IPv6: deprecated, so that src's own connections, rfork's included, do
+# not take the newest address as their source; the server binds to it)
+in_src ip addr add "$SVC/$PLEN" dev tms$ID $NODAD ${NODAD:+preferred_lft 0}
+in_dst ip addr add "$A_DST/$PLEN" dev tmd$ID $NODAD
+in_cli ip addr add "$A_CLI/$PLEN" dev br0 $NODAD
 for ns in "$NS_SRC" "$NS_DST" "$NS_CLI"; do ip netns exec "$ns" ip link set lo up; done
 in_src ip link set tms$ID up
 in_dst ip link set tmd$ID up
 in_cli ip link set tmsb$ID up
 in_cli ip link set tmdb$ID up
 in_cli ip link set br0 up
-for _ in $(seq 50); do in_cli ping -c1 -W1 "$SVC" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 50); do in_cli ping $IPF -c1 -W1 "$SVC" >/dev/null 2>&1 && break; sleep 0.1; done
 
 head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 
@@ -86,7 +98,7 @@ cat > "$T/server.py" <<'EOF'
 import os, socket, sys
 os.closerange(3, 1 << 16)	# whatever the test's caller left open
 addr, port, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-ls = socket.socket()
+ls = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind((addr, port))
 ls.listen(1)
@@ -151,7 +163,7 @@ wait_answers() {
 start_rforkd() {
 	local name=$1 port=$2; shift 2
 	# ip netns exec execs: $! is the daemon itself
-	ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:$port" --key-file "$T/key" --store "$T/$name.store" \
+	ip netns exec "$NS_DST" "$RFORKD" --listen "$(HOSTPORT "$A_DST" "$port")" --key-file "$T/key" --store "$T/$name.store" \
 		--output-dir "$T/$name.out" "$@" < /dev/null > /dev/null 2> "$T/$name.log" &
 	PIDS+=($!)
 	for _ in $(seq 100); do
@@ -175,7 +187,7 @@ wait_answers 20 || { fail "the client got no answers: $(cat "$T/client.out")"; e
 
 # --- 1. the receiver does not take addresses: the original runs on
 N0=$(answers)
-if in_src "$RFORK" --host "$A_DST:7731" --key-file "$T/key" --move --move-addr "$SVC/24" \
+if in_src "$RFORK" --host "$(HOSTPORT "$A_DST" 7731)" --key-file "$T/key" --move --move-addr "$SVC/$PLEN" \
 	"$ORIG" > "$T/f1.out" 2> "$T/f1.err"; then
 	fail "rfork --move-addr to a receiver without --move-addr-dev succeeded"
 fi
@@ -183,15 +195,15 @@ cat "$T/f1.err"
 [ "$(grep -c . "$T/f1.err")" = 1 ] || fail "the failed rfork printed not one line"
 grep -q "move-addr-dev" "$T/f1.err" || fail "the failed rfork does not say why"
 kill -0 "$ORIG" 2>/dev/null || fail "the original died with a failed rfork --move"
-in_src ip -4 addr show | grep -q "inet $SVC/" || fail "the service address is not back on src"
-in_dst ip -4 addr show | grep -q "inet $SVC/" && fail "the receiver kept the service address"
+in_src ip $IPF addr show | grep -q "inet6\\? $SVC/" || fail "the service address is not back on src"
+in_dst ip $IPF addr show | grep -q "inet6\\? $SVC/" && fail "the receiver kept the service address"
 wait_answers $((N0 + 30)) || fail "no answers from the original after the failed move: $(cat "$T/client.out")"
 grep -q "State:.*[RS]" /proc/"$ORIG"/status || fail "the original is not running"
 grep -q "TracerPid:[[:space:]]*0" /proc/"$ORIG"/status || fail "the original is still traced"
 
 # --- 2. the move
 N1=$(answers)
-if ! in_src "$RFORK" --host "$A_DST:7732" --key-file "$T/key" --move --move-addr "$SVC/24" \
+if ! in_src "$RFORK" --host "$(HOSTPORT "$A_DST" 7732)" --key-file "$T/key" --move --move-addr "$SVC/$PLEN" \
 	"$ORIG" > "$T/f2.out" 2> "$T/f2.err"; then
 	fail "rfork --move --move-addr: $(cat "$T/f2.err")"
 fi
@@ -210,8 +222,8 @@ else
 	fail "rfork --move left the original running"
 fi
 [ -n "$TWIN" ] && kill -0 "$TWIN" 2>/dev/null || fail "the twin ($TWIN) is not running"
-in_src ip -4 addr show | grep -q "inet $SVC/" && fail "the service address is still on src"
-in_dst ip -4 addr show dev tmd$ID | grep -q "inet $SVC/" || fail "the service address is not on dst"
+in_src ip $IPF addr show | grep -q "inet6\\? $SVC/" && fail "the service address is still on src"
+in_dst ip $IPF addr show dev tmd$ID | grep -q "inet6\\? $SVC/" || fail "the service address is not on dst"
 wait_answers $((N1 + 50)) || fail "the conversation did not go on with the twin: $(cat "$T/client.out")"
 in_dst ss -tn state established "( sport = :$PORT )" | grep -q "$A_CLI" ||
 	fail "no established connection to the client on dst"

@@ -21,7 +21,9 @@
  * address (dropped, not answered with a reset) and is resent to the twin.
  * On failure: the source puts ADDR back (and the original resumes), the
  * receiver deletes what it added. Functions return 0 or -errno with detail
- * (common/err.h); nothing prints.
+ * (common/err.h); nothing prints. Neighbours learn the move from two
+ * gratuitous ARP requests (IPv4) or unsolicited neighbour advertisements
+ * (IPv6) sent by the receiver.
  */
 
 #include <stdbool.h>
@@ -38,12 +40,22 @@ struct rf_moveaddr {
 	unsigned plen;
 	int ifindex;			/* where it was deleted (source) / added (receiver) */
 	bool done;			/* deleted / added by us */
+	/* Source: its lifetimes there (IFA_CACHEINFO, s), put back as they
+	 * were: a deprecated IPv6 service address stays deprecated. */
+	bool has_lft;
+	uint32_t preferred_lft, valid_lft;
 };
 
 /* "10.1.2.3/24" or "fd00::5/64". -EINVAL with detail. */
 int rf_moveaddr_parse(const char *spec, struct rf_moveaddr *ret);
 /* The canonical "ADDR/PLEN" of @m into @buf. */
 const char *rf_moveaddr_str(const struct rf_moveaddr *m, char *buf, size_t size);
+
+/* Source: -EADDRINUSE (with detail) if socket @fd, rfork's own session,
+ * has @m's address as its local address: deleting it would cut the
+ * session (IPv6 picks the newest address as source: add a service address
+ * with preferred_lft 0). */
+int rf_moveaddr_check_fd(const struct rf_moveaddr *m, int fd);
 
 /*
  * Source: a sink that forwards everything to @inner (not owned: free
@@ -59,7 +71,7 @@ int rf_moveaddr_put_back(struct rf_moveaddr *m);
 /*
  * Receiver: if snapshot @id carries the label, add the address to device
  * @dev (NULL: the label is refused with -EPERM: rforkd takes addresses only
- * when told where) and announce it (gratuitous ARP for IPv4). *ret->done
+ * when told where) and announce it. ret->done
  * false when there is no label.
  */
 int rf_moveaddr_take(struct wc_store *store, const char *id, const char *dev,
