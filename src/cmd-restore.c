@@ -1,21 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * warmfork [--store DIR] restore [--detach] [--pidns=new] [--inherit-stdio]
- *                                [--stats] SNAP
+ *                                [--shell-job] [--stats] SNAP
  *
  * Without --detach: waits for the restored process and exits with its
  * status (128+signal if killed), forwarding SIGINT, SIGTERM, SIGHUP,
  * SIGQUIT, SIGUSR1 and SIGUSR2 to it. With --detach: prints its pid (in our
  * pid namespace) on stdout once it runs and exits 0; it is then reparented
  * to our nearest child subreaper.
+ *
+ * A process that ran on a pseudo-terminal whose master was not in the
+ * snapshot gets a new pty (saved termios and window size): without
+ * --detach we relay it to our own stdio (ours raw while it runs, a resize
+ * of our terminal passed on); with --detach its path is printed on a second
+ * line and a holder process keeps its master, copying the program's output
+ * to our stdout until the program's side is closed. --inherit-stdio puts it
+ * on our terminal instead; --shell-job also keeps it in our session and
+ * process group (a job of the calling shell).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -39,10 +53,12 @@ static void forward_signal(int sig, siginfo_t *si, void *uc)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: warmfork restore [--detach] [--pidns=new] [--inherit-stdio] [--stats] SNAP\n"
+	fprintf(f, "Usage: warmfork restore [--detach] [--pidns=new] [--inherit-stdio] [--shell-job] "
+		   "[--stats] SNAP\n"
 		   "  --detach         print the pid once it runs and return\n"
 		   "  --pidns=new      restore into a new pid namespace (copies may run at once)\n"
-		   "  --inherit-stdio  give it our stdin, stdout and stderr\n"
+		   "  --inherit-stdio  give it our stdin, stdout and stderr (our terminal, if it ran on one)\n"
+		   "  --shell-job      --inherit-stdio, and stay in our session and process group\n"
 		   "  --stats          print the restore phases' times on stderr\n");
 }
 
@@ -55,18 +71,132 @@ static void print_stats(const struct eng_restore_stats *s)
 		s->resume_ns / 1e6);
 }
 
+/* ---------------------------------------------------- the new pty's master */
+
+static volatile sig_atomic_t winch;
+
+static void on_winch(int sig)
+{
+	winch = 1;
+}
+
+static void copy_some(int from, int to, bool *open_from)
+{
+	char buf[4096];
+	ssize_t n = read(from, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {		/* EOF, or EIO: every slave fd closed */
+		*open_from = false;
+		return;
+	}
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = write(to, buf + off, (size_t)(n - off));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd p = { to, POLLOUT, 0 };
+
+			poll(&p, 1, 100);
+			continue;
+		}
+		if (w <= 0)
+			return;	/* the other side is gone: drop it */
+		off += w;
+	}
+}
+
+/*
+ * Relay @master to our stdio until @child exits (its pty's output drained
+ * then). Our terminal, if stdin is one, is raw meanwhile (the new pty does
+ * the line discipline: ^C reaches the program through it); its window
+ * size is passed on when it changes, the saved one stays until then.
+ */
+static void pty_relay(int master, pid_t child)
+{
+	struct termios saved, raw;
+	struct sigaction sa = { .sa_handler = on_winch };
+	bool tty = tcgetattr(STDIN_FILENO, &saved) == 0, in_open = true, m_open = true;
+	int st;
+
+	if (tty) {
+		raw = saved;
+		cfmakeraw(&raw);
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &raw);
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGWINCH, &sa, NULL);
+	}
+	while (m_open) {
+		struct pollfd p[2] = { { master, POLLIN, 0 }, { in_open ? STDIN_FILENO : -1, POLLIN, 0 } };
+		int n = poll(p, 2, 50);
+
+		if (winch) {
+			struct winsize ws;
+
+			winch = 0;
+			if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+				ioctl(master, TIOCSWINSZ, &ws);
+		}
+		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			copy_some(master, STDOUT_FILENO, &m_open);
+		if (n > 0 && in_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			copy_some(STDIN_FILENO, master, &in_open);
+		/* Exited: what it wrote is in the pty already, drain it. */
+		if (waitpid(child, &st, WNOHANG | __WALL | WNOWAIT) == child) {
+			fcntl(master, F_SETFL, O_NONBLOCK);
+			for (bool more = true; more;) {
+				struct pollfd q = { master, POLLIN, 0 };
+
+				more = poll(&q, 1, 0) > 0 && (q.revents & POLLIN);
+				if (more)
+					copy_some(master, STDOUT_FILENO, &more);
+			}
+			break;
+		}
+	}
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
+	close(master);
+}
+
+/*
+ * --detach: a holder (our child, in a session of its own, reparented to
+ * our subreaper when we return) keeps @master open, so that the program's
+ * terminal is not hung up, and copies its output to our stdout until every
+ * slave fd is closed.
+ */
+static void pty_hold(int master)
+{
+	pid_t h = fork();
+
+	if (h == 0) {
+		bool open_m = true;
+
+		setsid();
+		close(STDIN_FILENO);
+		while (open_m)
+			copy_some(master, STDOUT_FILENO, &open_m);
+		_exit(0);
+	}
+	close(master);
+}
+
 int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 {
 	static const struct option opts[] = {
 		{ "detach",		no_argument,		NULL, 'd' },
 		{ "pidns",		required_argument,	NULL, 'p' },
 		{ "inherit-stdio",	no_argument,		NULL, 'i' },
+		{ "shell-job",		no_argument,		NULL, 'j' },
 		{ "stats",		no_argument,		NULL, 's' },
 		{ "help",		no_argument,		NULL, 'h' },
 		{}
 	};
 	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 	struct eng_restore_stats stats = {};
+	int pty_master = -1;
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .stats = &stats };
 	struct eng_restored res = {};
 	struct wc_store *store = NULL;
@@ -90,6 +220,9 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		case 'i':
 			ro.inherit_stdio = true;
 			break;
+		case 'j':
+			ro.inherit_stdio = ro.inherit_session = true;
+			break;
 		case 's':
 			want_stats = true;
 			break;
@@ -106,6 +239,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		return 2;
 	}
 	snap = argv[optind];
+	if (!ro.inherit_stdio)
+		ro.pty_master = &pty_master;	/* a new pty if it ran on one */
 	if (cli_open_store(ctx, false, &store) < 0)
 		return 1;
 	err_clear();
@@ -119,6 +254,11 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		print_stats(&stats);
 	if (detach) {
 		printf("%d\n", res.pid);
+		if (pty_master >= 0) {
+			printf("%s\n", ptsname(pty_master));
+			fflush(stdout);
+			pty_hold(pty_master);
+		}
 		fflush(stdout);
 		return 0;
 	}
@@ -128,6 +268,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
 		sigaction(fwd[i], &sa, NULL);
+	if (pty_master >= 0)
+		pty_relay(pty_master, res.child);
 	for (;;) {
 		pid_t w = waitpid(res.child, &st, 0);
 

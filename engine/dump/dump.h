@@ -426,4 +426,10 @@ int eng_dump_ns(EngImage *img, const pid_t *host);
 struct shmid_ds;
 int eng_dump_ns_shm_stat(pid_t pid, int id, struct shmid_ds *ret);
 
+/* tty.c (ns): pseudo-terminals. FD_PTY_SLAVE / FD_PTY_MASTER for a char
+ * device @st, or -1; then eng_dump_fd_tty fills e->obj and the process's
+ * ttys, tty_fds and ctty. */
+int eng_dump_fd_tty_kind(const struct stat *st);
+int eng_dump_fd_tty(struct eng_dump_ctx *ctx, int fd, const struct stat *st, EngFd *e);
+
 #endif

@@ -155,6 +155,8 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 			kind = ENG_FD_KIND__FD_DEV_RANDOM;
 		else if (ma == 1 && mi == 9)
 			kind = ENG_FD_KIND__FD_DEV_URANDOM;
+		else if (eng_dump_fd_tty_kind(&st) >= 0)	/* ns: pseudo-terminals (tty.c) */
+			kind = eng_dump_fd_tty_kind(&st);
 		else if (fd <= 2)
 			kind = ENG_FD_KIND__FD_TTY;
 		else
@@ -248,6 +250,8 @@ static int dump_one_fd(struct eng_dump_ctx *ctx, int fd, EngFd **ret)
 		r = eng_dump_fd_fobj(ctx, fd, link, &st, e);
 	else if (kind == ENG_FD_KIND__FD_PIDFD)
 		r = eng_dump_fd_pidfd(ctx, fd, info, e);
+	else if (kind == ENG_FD_KIND__FD_PTY_SLAVE || kind == ENG_FD_KIND__FD_PTY_MASTER)
+		r = eng_dump_fd_tty(ctx, fd, &st, e);	/* ns: tty.c */
 	if (r >= 0)
 		r = eng_dump_fd_locks(ctx, fd, info);	/* files: flock/POSIX/OFD locks */
 	if (r < 0) {

@@ -280,6 +280,16 @@ struct eng_restore_opts {
 	 * instead of running; the caller continues it with SIGCONT (rforkd:
 	 * once the twin holds every page). Not with a tree. */
 	bool leave_stopped;
+	/*
+	 * Pseudo-terminals (ns): a process on a pty whose master is not in the
+	 * image gets a NEW pty (saved termios and window size) when this is
+	 * set, and *pty_master receives its master (the caller relays it and
+	 * closes it; -1 when none was made). Without it, and without
+	 * inherit_stdio, fds 0-2 on such a pty are the caller's streams and
+	 * any other fd on it fails the restore. A pty whose master is in the
+	 * image is always made again, as a connected pair.
+	 */
+	int *pty_master;
 };
 
 struct eng_restored {

@@ -748,7 +748,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		return r;
 	/* tree.c: the children, now that this memory is complete. */
 	if (ctx->tree) {
-		r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
+		r = eng_restore_tty_ctty_early(ctx);	/* ns: children inherit it (tty.c) */
+		if (r >= 0)
+			r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
 		if (r < 0)
 			return r;
 	}
@@ -965,3 +967,6 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	a->prepare_ns = now_ns() - t2;
 	jump_to_restorer(pl.region, pl.region + pl.stacks_off + RST_STACK_SIZE, a);
 }
+	r = eng_restore_tty_ctty(ctx);	/* ns: its controlling terminal (tty.c) */
+	if (r < 0)
+		return r;

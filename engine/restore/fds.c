@@ -121,6 +121,10 @@ static int fd_create(struct eng_rst_ctx *ctx, size_t i, int *ret)
 	case ENG_FD_KIND__FD_UNIX_SOCKET:	/* unix: unix.c */
 		r = eng_restore_unix_fd(ctx, i, &fd);
 		break;
+	case ENG_FD_KIND__FD_PTY_SLAVE:		/* ns: tty.c */
+	case ENG_FD_KIND__FD_PTY_MASTER:
+		r = eng_restore_fd_tty(ctx, i, &fd);
+		break;
 	default:
 		return err_set(EBADMSG, "fd %u of unknown kind %d", f->fd, f->kind);
 	}

@@ -655,6 +655,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	struct eng_rst_ctx ctx = {};
 	struct eng_rst_tree tree = {};
 	struct eng_rst_ns ns = ENG_RST_NS_INIT;	/* ns.c */
+	struct eng_rst_ttys ttys = {};		/* tty.c */
 	_cleanup_free_ struct rst_report *reps = NULL;
 	_cleanup_free_ pid_t *host = NULL;
 	struct rst_report rep;
@@ -706,6 +707,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	}
 	/* ns: the namespaces first; the sockets below are made in its netns. */
 	r = eng_restore_ns_create(img, &ns);
+	if (r >= 0)	/* ns: pseudo-terminals (tty.c) */
+		r = eng_restore_tty_create(img, &o, &ttys);
 	if (r < 0)
 		goto out;
 	/* Last: sockets take their addresses (sockets.c). */
@@ -732,7 +735,7 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.status_fd = pfd[1],
 		.sock_fds = sock_fds,
 		.tree = is_tree ? &tree : NULL,
-		.ns = &ns,
+		.ns = &ns, .ttys = &ttys,
 		.lazy_areas = o.nr_lazy_areas ? o.lazy_areas : NULL,
 		.nr_lazy_areas = o.nr_lazy_areas, .lazy_sock = o.lazy_sock,
 	};
@@ -880,6 +883,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	ret->ns_pid = (pid_t)p->pid;
 	ret->child = child;
 	child = -1;
+	if (o.pty_master)	/* ns: the relayed pty's master, the caller's now */
+		*o.pty_master = eng_restore_tty_take_master(&ttys);
 	r = 0;
 out:
 	if (r < 0 && child > 0) {
@@ -891,6 +896,7 @@ out:
 	if (was_reaper == 0)
 		prctl(PR_SET_CHILD_SUBREAPER, 0);
 	eng_restore_ns_close(&ns);
+	eng_restore_tty_close(&ttys);
 	if (pfd[0] >= 0)
 		close(pfd[0]);
 	if (pfd[1] >= 0)

@@ -85,6 +85,7 @@ struct eng_rst_ctx {
 	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
 	struct eng_rst_files *files;	/* fd-file.c: made by eng_restore_fobjs_prepare */
 	const struct eng_rst_ns *ns;	/* ns.c: namespaces to enter, or NULL */
+	struct eng_rst_ttys *ttys;	/* tty.c: the ptys made by the parent, or NULL */
 };
 
 /*
@@ -333,5 +334,37 @@ int eng_restore_ns_create(const EngImage *img, struct eng_rst_ns *ns);
 void eng_restore_ns_net_leave(struct eng_rst_ns *ns);
 void eng_restore_ns_close(struct eng_rst_ns *ns);
 int eng_restore_ns_enter(const struct eng_rst_ns *ns);
+
+/*
+ * tty.c (ns): pseudo-terminals. The parent makes the ptys before any
+ * process (eng_restore_tty_create: new pairs with the saved termios and
+ * window size, or the caller's terminal); processes inherit them; fds.c's
+ * fd_create calls eng_restore_fd_tty for FD_PTY_*; a session leader takes
+ * its controlling terminal back after its session is set up
+ * (eng_restore_tty_ctty, child.c).
+ */
+struct eng_rst_tty {
+	uint32_t index;		/* eng_tty.index */
+	int master, slave;	/* ours, inherited by the processes; -1 */
+	uint32_t new_index;	/* N of the new /dev/pts/N */
+	bool master_in_image;	/* a process holds its master */
+	bool callers;		/* the caller's terminal (slave: a dup of it, or -1) */
+	bool outside;		/* no pty: fds 0-2 on it are the caller's streams */
+};
+struct eng_rst_ttys {
+	struct eng_rst_tty *v;
+	size_t nr;
+	struct eng_rst_tty *relay;	/* the one whose master goes to the caller */
+};
+int eng_restore_tty_create(const EngImage *img, const struct eng_restore_opts *o,
+			   struct eng_rst_ttys *t);
+/* The relayed pty's master (the caller owns it now), or -1. */
+int eng_restore_tty_take_master(struct eng_rst_ttys *t);
+void eng_restore_tty_close(struct eng_rst_ttys *t);
+int eng_restore_fd_tty(struct eng_rst_ctx *ctx, size_t i, int *ret);
+int eng_restore_tty_ctty(struct eng_rst_ctx *ctx);
+/* A tree's session leader, before it creates its children (so that they
+ * inherit the controlling terminal); the foreground group comes later. */
+int eng_restore_tty_ctty_early(struct eng_rst_ctx *ctx);
 
 #endif
