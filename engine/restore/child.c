@@ -365,6 +365,43 @@ static int apply_madvise(const struct eng_rst_ctx *ctx, struct child_plan *pl)
  * holder read its event); EVENT_REMOVE tells it about MADV_DONTNEED. The
  * uffd and a pidfd of this process go to @ctx->lazy_sock; our copies close.
  */
+static bool lazy_area(const struct eng_rst_ctx *ctx, const EngVma *v)
+{
+	for (size_t k = 0; k < ctx->nr_lazy_areas; k++)
+		if (ctx->lazy_areas[k] == v->start)
+			return true;
+	return false;
+}
+
+/*
+ * Before the fill of a lazy restore: a transparent huge page faulted in by
+ * the fill (MADV_HUGEPAGE area, or THP "always") would make the lacking
+ * pages around it present and zero, and those could never be filled. No
+ * THP in lazy areas until they are registered (lazy_register() gives a
+ * MADV_HUGEPAGE area its flag back; under "always" an area without flags
+ * keeps nohugepage).
+ */
+static int lazy_no_thp(const struct eng_rst_ctx *ctx, const struct child_plan *pl)
+{
+	_cleanup_free_ char *thp = NULL;
+	bool always = read_file("/sys/kernel/mm/transparent_hugepage/enabled", &thp, NULL) >= 0 &&
+		      strstr(thp, "[always]");
+	uint32_t m = 0;
+
+	for (size_t i = 0; i < ctx->proc->n_vmas; i++) {
+		const EngVma *v = ctx->proc->vmas[i];
+
+		if (vma_is_special(v))
+			continue;
+		if (lazy_area(ctx, v) && (always || (v->madv & ENG_MADV_HUGEPAGE)) &&
+		    madvise((void *)pl->moves[m].src, pl->moves[m].len, MADV_NOHUGEPAGE) < 0)
+			return err_set(errno, "lazy restore: madvise(nohugepage) of 0x%" PRIx64 ": %m",
+				       v->start);
+		m++;
+	}
+	return 0;
+}
+
 static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan *pl)
 {
 	const EngProcess *p = ctx->proc;
@@ -383,13 +420,10 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 	for (size_t i = 0; i < p->n_vmas; i++) {
 		const EngVma *v = p->vmas[i];
 		struct uffdio_register reg;
-		bool lazy = false;
 
 		if (vma_is_special(v))
 			continue;
-		for (size_t k = 0; k < ctx->nr_lazy_areas && !lazy; k++)
-			lazy = ctx->lazy_areas[k] == v->start;
-		if (lazy) {
+		if (lazy_area(ctx, v)) {
 			if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE ||
 			    (v->has_madv && (v->madv & (ENG_MADV_LOCKED | ENG_MADV_LOCKONFAULT))))
 				return err_set(EOPNOTSUPP, "lazy restore: mapping 0x%" PRIx64 " is not "
@@ -401,6 +435,11 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 			if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
 				return err_set(errno, "lazy restore: cannot register 0x%" PRIx64 ": %m",
 					       v->start);
+			/* Registered: a huge page fault now goes to the uffd too. */
+			if ((v->madv & ENG_MADV_HUGEPAGE) &&
+			    madvise((void *)reg.range.start, reg.range.len, MADV_HUGEPAGE) < 0)
+				return err_set(errno, "lazy restore: madvise(hugepage) of 0x%" PRIx64
+					       ": %m", v->start);
 			done++;
 		}
 		m++;
@@ -727,6 +766,11 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	r = premap_areas(ctx, &pl);
 	if (r < 0)
 		return r;
+	if (ctx->nr_lazy_areas) {
+		r = lazy_no_thp(ctx, &pl);
+		if (r < 0)
+			return r;
+	}
 	r = eng_restore_fobjs_mapped(ctx);	/* files: seals once mapped */
 	if (r < 0)
 		return r;
@@ -748,9 +792,7 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		return r;
 	/* tree.c: the children, now that this memory is complete. */
 	if (ctx->tree) {
-		r = eng_restore_tty_ctty_early(ctx);	/* ns: children inherit it (tty.c) */
-		if (r >= 0)
-			r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
+		r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
 		if (r < 0)
 			return r;
 	}
@@ -967,6 +1009,3 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	a->prepare_ns = now_ns() - t2;
 	jump_to_restorer(pl.region, pl.region + pl.stacks_off + RST_STACK_SIZE, a);
 }
-	r = eng_restore_tty_ctty(ctx);	/* ns: its controlling terminal (tty.c) */
-	if (r < 0)
-		return r;

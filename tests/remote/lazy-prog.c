@@ -9,8 +9,11 @@
  * original's once every page is there. SIGUSR2 forks a child that prints
  * "CHILD COUNTER SUM" (the whole heap as the child sees it) and exits.
  *
- *   rf-lazy-prog MIB [SEED [LOCK_MIB]]	(SEED changes the unique pages'
- *					content; the first LOCK_MIB MiB are mlock'ed)
+ *   rf-lazy-prog MIB [SEED [LOCK_MIB [HUGE]]]	(SEED changes the unique
+ *	pages' content; the first LOCK_MIB MiB are mlock'ed; HUGE 1: the heap
+ *	is MADV_HUGEPAGE). SIGHUP changes one word in every 16th page and
+ *	prints the new full checksum.
+ *
  */
 #include <signal.h>
 #include <stdint.h>
@@ -20,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t want_full, want_fork;
+static volatile sig_atomic_t want_full, want_fork, want_change;
 
 static void on_usr1(int sig)
 {
@@ -30,6 +33,11 @@ static void on_usr1(int sig)
 static void on_usr2(int sig)
 {
 	want_fork = 1;
+}
+
+static void on_hup(int sig)
+{
+	want_change = 1;
 }
 
 static uint64_t sum(const uint64_t *p, size_t words)
@@ -52,8 +60,12 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = on_usr2;
 	sigaction(SIGUSR2, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
+		return 1;
+	if (argc > 4 && atoi(argv[4]) && madvise(p, n, MADV_HUGEPAGE) < 0)
 		return 1;
 	for (size_t pg = 0; pg < n / 4096; pg++) {
 		uint64_t *q = p + pg * 512;
@@ -86,6 +98,12 @@ int main(int argc, char **argv)
 			}
 			if (k > 0)
 				waitpid(k, NULL, 0);
+		}
+		if (want_change) {
+			want_change = 0;
+			for (size_t pg = 0; pg < n / 4096; pg += 16)
+				p[pg * 512 + 7] += c;
+			want_full = 1;
 		}
 		if (want_full) {
 			want_full = 0;

@@ -19,7 +19,11 @@
 #     stays stopped (prints nothing) until it holds every page, then runs
 #     with the original's full-heap checksum;
 #  4. plain rfork (pipelined by default) of a process with mlock'ed memory,
-#     which cannot be restored lazily: it falls back to eager, one line.
+#     which cannot be restored lazily: it falls back to eager, one line;
+#  5. a MADV_HUGEPAGE heap rforked lazily twice, changed in between (so the
+#     second restore fills held pages next to lacking ones): the twin's
+#     checksum is the changed original's (no huge page may make a lacking
+#     page present before it arrives).
 # Exit 0 pass, 1 fail, 77 skip.
 #
 # usage: test-lazy.sh RFORKD RFORK LAZYPROG WARMFORK
@@ -78,7 +82,7 @@ grep -q "listening on" "$T/d.log" || { echo "FAIL: rforkd did not start: $(cat "
 tx_bytes() { in_src cat "/sys/class/net/$V_SRC/statistics/tx_bytes"; }
 # start_prog OUT: the lazy program in src; sets PROG_PID, FULL_SUM, PART_SUM
 start_prog() {
-	ip netns exec "$NS_SRC" "$PROG" "$MIB" "${2:-0}" "${3:-0}" > "$1" 2>&1 &
+	ip netns exec "$NS_SRC" "$PROG" "$MIB" "${2:-0}" "${3:-0}" "${4:-0}" > "$1" 2>&1 &
 	PROG_PID=$!
 	PIDS+=($PROG_PID)
 	for _ in $(seq 600); do [ "$(wc -l < "$1")" -ge 2 ] && break; sleep 0.05; done
@@ -271,6 +275,32 @@ wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != 
 	fail "mlock fallback: the twin printed no full checksum"
 TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
 [ "$TSUM" = "$FULL_SUM" ] || fail "mlock fallback: the twin's checksum $TSUM differs from $FULL_SUM"
+kill -9 "$TWIN4" 2>/dev/null
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 5. huge pages: held pages filled next to lacking ones
+start_prog "$T/orig5.out" 7 0 1
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy "$PROG_PID" \
+	> "$T/f5a.out" 2> "$T/f5a.err" || fail "huge: first rfork --lazy: $(cat "$T/f5a.err")"
+TW=$(head -1 "$T/f5a.out")
+[ -n "$TW" ] && kill -9 "$TW" 2>/dev/null
+kill -HUP "$PROG_PID"
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$T/orig5.out")" != "" ]' 100 ||
+	fail "huge: the original printed no changed checksum"
+SUM5=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$T/orig5.out")
+rm -f "$T"/out/*
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy "$PROG_PID" \
+	> "$T/f5b.out" 2> "$T/f5b.err" || fail "huge: second rfork --lazy: $(cat "$T/f5b.err")"
+cat "$T/f5b.err"
+TW=$(head -1 "$T/f5b.out")
+[ -n "$TW" ] && TWINS+=("$TW")
+OUTF=$(ls "$T"/out/*.out 2>/dev/null | head -1)
+kill -USR1 "$TW" 2>/dev/null
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != "" ]' 300 ||
+	fail "huge: the twin printed no full checksum"
+TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
+[ "$TSUM" = "$SUM5" ] || fail "huge: the twin's checksum $TSUM differs from the changed original's $SUM5"
 
 [ $failed = 0 ] && echo "PASS"
 exit $failed
