@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * warmd's pools, main-thread side: the requests, acquire from the parked
- * instances the worker keeps ready, and the end of every instance.
+ * warmd's pools, main-thread side: the requests, acquires (start jobs run
+ * by each pool's thread, answered here), and the end of every instance.
  *
  * Life of an instance (struct wd_inst):
  *
- *   worker: eng_template_spawn(parked) -> pool->idle (its init's pidfd in epoll)
- *   acquire: eng_instance_start(fds)   -> pool->busy, owner = the connection
- *   the init exits (pidfd readable)    -> reaped (waitid P_PIDFD): "ended";
- *                                         an idle or owner-less one is freed,
- *                                         a busy one stays until released
- *   release, or its connection closes  -> SIGKILL to the init if it runs, and
- *                                         freed once reaped
+ *   pool thread: spawn (parked, pretraced) -> pool->idle (its init's pidfd in epoll)
+ *   acquire: a start job (starting)        -> the pool thread starts it
+ *   job done                               -> pool->busy, owner = the connection
+ *   the init exits (pidfd readable)        -> reaped (waitid P_PIDFD): "ended";
+ *                                             an owner-less one is freed, a busy
+ *                                             one stays until released
+ *   release, or its connection closes      -> SIGKILL to the init if it runs,
+ *                                             freed once reaped
+ *   given up while parked (unregister,     -> release_q: its pool thread (the
+ *   snapshot gone, died)                      tracer) releases it, freed once reaped
  *
  * Instances are used once: a started instance never goes back to idle.
  */
@@ -146,34 +149,56 @@ static void fail_waiters(struct wd_pool *p, int err, const char *msg)
 	}
 }
 
-/* A pool with nothing left in it is freed (main thread, wd.lock held). */
+/* A job still naming @p (queued or done)? wd.lock held. */
+static bool pool_has_jobs(const struct wd_pool *p)
+{
+	if (!wd_list_empty(&p->jobs))
+		return true;
+	for (struct wd_list *pos = wd.done_jobs.next; pos != &wd.done_jobs; pos = pos->next)
+		if (wd_container_of(pos, struct wd_job, link)->pool == p)
+			return true;
+	return false;
+}
+
+/* A dead pool with nothing left in it, its thread ended, is freed (main
+ * thread, wd.lock held). */
 static bool pool_maybe_free(struct wd_pool *p)
 {
-	if (p->state != WD_POOL_DEAD || p->worker_busy || p->tpl || !wd_list_empty(&p->idle) ||
-	    !wd_list_empty(&p->busy) || !wd_list_empty(&p->waiters))
+	if (p->state != WD_POOL_DEAD || (p->thread_running && !p->thread_done) || p->tpl ||
+	    !wd_list_empty(&p->idle) || !wd_list_empty(&p->busy) || !wd_list_empty(&p->waiters) ||
+	    !wd_list_empty(&p->release_q) || pool_has_jobs(p))
 		return false;
+	if (p->thread_running)
+		pthread_join(p->thread, NULL);	/* ended: at once */
 	wd_list_del(&p->link);
 	wd.nr_pools--;
-	pthread_mutex_destroy(&p->tpl_lock);
+	pthread_cond_destroy(&p->cond);
 	free(p);
 	return true;
 }
 
-/* Kill @p's idle instances (unregistered, or its snapshot is gone). */
+/* Hand a parked instance to its pool thread (its tracer) to be released:
+ * killed, its traced threads reaped. wd.lock held. */
+static void give_up_parked(struct wd_pool *p, struct wd_inst *in)
+{
+	wd_list_del(&in->link);
+	if (in->idle) {
+		in->idle = false;
+		p->nr_idle--;
+	}
+	in->release_pending = true;
+	in->killed = true;
+	wd_list_add_tail(&p->release_q, &in->link);
+	wd_pool_kick(p);
+}
+
+/* Give up @p's idle instances (unregistered, or its snapshot is gone). */
 static void kill_idle(struct wd_pool *p)
 {
 	struct wd_list *pos, *tmp;
 
-	wd_list_for_each_safe(pos, tmp, &p->idle) {
-		struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
-
-		/* Owner-less in busy: freed once reaped. */
-		wd_list_del(&in->link);
-		in->idle = false;
-		p->nr_idle--;
-		wd_list_add_tail(&p->busy, &in->link);
-		inst_kill(in);
-	}
+	wd_list_for_each_safe(pos, tmp, &p->idle)
+		give_up_parked(p, wd_container_of(pos, struct wd_inst, link));
 }
 
 /*
@@ -204,7 +229,7 @@ static void mark_gone(struct wd_pool *p)
 		 "register the pool again with a snapshot that exists", p->name, p->snap,
 		 wc_store_dir(wd.store));
 	fail_waiters(p, ENOENT, msg);
-	wd_worker_kick();	/* closes the template */
+	wd_pool_kick(p);	/* its thread closes the template */
 }
 
 static void record_latency(struct wd_pool *p, uint64_t ns)
@@ -214,80 +239,108 @@ static void record_latency(struct wd_pool *p, uint64_t ns)
 }
 
 /*
- * Start an idle instance of @p with @fds at @targets and answer @c. Takes
- * the descriptors. Returns 0 when answered (success or failure), -EAGAIN
- * when no idle instance is left (nothing answered, descriptors kept).
+ * Queue the start of an idle instance of @p for @c (answered when the job
+ * is done: wd_pool_worker_event). Takes the descriptors on success; returns
+ * -EAGAIN (descriptors kept) when no instance is idle. @attempt counts the
+ * instances tried for this acquire. wd.lock held.
  */
-static int start_one(struct wd_pool *p, struct wd_conn *c, uint64_t seq, int *fds,
-		     const int *targets, size_t nr_fds, uint64_t t0_ns)
+static int queue_start(struct wd_pool *p, struct wd_conn *c, uint64_t seq, const int *fds,
+		       const int *targets, size_t nr_fds, uint64_t t0_ns, int attempt)
 {
-	int r = -EAGAIN;
+	struct wd_inst *in;
+	struct wd_job *j;
 
-	for (int attempt = 0; attempt < 3; attempt++) {
-		WdReply rep = WD_REPLY__INIT;
-		struct wd_inst *in;
+	if (wd_list_empty(&p->idle))
+		return -EAGAIN;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	in = wd_container_of(p->idle.next, struct wd_inst, link);
+	wd_list_del(&in->link);
+	in->idle = false;
+	in->starting = true;
+	p->nr_idle--;
+	p->nr_starting++;
+	/* Owner-less in busy until it works: if it fails, just freed. */
+	wd_list_add_tail(&p->busy, &in->link);
+	*j = (struct wd_job){ .pool = p, .in = in, .conn = c, .seq = seq, .t0_ns = t0_ns,
+			      .nr_fds = nr_fds, .attempt = attempt };
+	memcpy(j->fds, fds, nr_fds * sizeof(int));
+	memcpy(j->targets, targets, nr_fds * sizeof(int));
+	wd_list_add_tail(&p->jobs, &j->link);
+	c->waiting = true;
+	wd_pool_kick(p);
+	return 0;
+}
 
-		pthread_mutex_lock(&wd.lock);
-		if (wd_list_empty(&p->idle)) {
-			pthread_mutex_unlock(&wd.lock);
-			if (r == -EAGAIN)
-				return -EAGAIN;		/* none tried */
-			break;				/* answer the last failure */
+static bool inst_freeable(const struct wd_inst *in)
+{
+	return in->reaped && !in->owner && !in->starting && !in->release_pending;
+}
+
+/* Answer a start job done by a pool thread. wd.lock held. */
+static void finish_job(struct wd_job *j)
+{
+	struct wd_pool *p = j->pool;
+	struct wd_inst *in = j->in;
+	struct wd_conn *c = j->conn;
+	WdReply rep = WD_REPLY__INIT;
+
+	wd_list_del(&j->link);
+	in->starting = false;
+	p->nr_starting--;
+	if (j->r >= 0) {
+		/* It may have ended already (reaped while its job was done). */
+		if (in->reaped) {
+			p->exited++;
+		} else {
+			in->busy = true;
+			p->nr_busy++;
 		}
-		in = wd_container_of(p->idle.next, struct wd_inst, link);
-		wd_list_del(&in->link);
-		in->idle = false;
-		p->nr_idle--;
-		/* Owner-less in busy until it works: its death is then just freed. */
-		wd_list_add_tail(&p->busy, &in->link);
-		pthread_mutex_unlock(&wd.lock);
-
-		/* The worker is kicked to refill only after the start: woken
-		 * before, it would take tpl_lock for a whole spawn first. */
-		err_clear();
-		pid_t pid = in->e.pid;	/* reset by a failed start */
-		uint64_t tl = now_ns(), ts;
-		pthread_mutex_lock(&p->tpl_lock);
-		ts = now_ns();
-		r = eng_instance_start(&in->e, fds, targets, nr_fds);
-		pthread_mutex_unlock(&p->tpl_lock);
-		wd_worker_kick();
-		log_debug("pool \"%s\": start of %d: lock wait %.0f us, start %.0f us, since request %.0f us",
-			  p->name, pid, (ts - tl) / 1e3, (now_ns() - ts) / 1e3, (now_ns() - t0_ns) / 1e3);
-		pthread_mutex_lock(&wd.lock);
-		if (r < 0) {
-			p->failed++;
-			set_last_error(p, "start of instance %d: %s", pid, err_str(r));
-			log_error("pool \"%s\": %s", p->name, p->last_error);
-			pthread_mutex_unlock(&wd.lock);
-			inst_kill(in);	/* the engine did; make sure */
-			/* What the caller passed is wrong: another instance would
-			 * fail the same way. Otherwise try the next one. */
-			if (r == -EINVAL || r == -EBADF || r == -EMFILE)
-				break;
-			continue;
-		}
-		in->busy = true;
-		in->owner = c;
-		p->last_start_ns = now_ns();
-		p->nr_busy++;
 		p->acquired++;
-		pthread_mutex_unlock(&wd.lock);
-		close_fds(fds, nr_fds);
-
+		close_fds(j->fds, j->nr_fds);
+		if (!c) {		/* its connection closed meanwhile */
+			inst_kill(in);
+			free(j);
+			return;
+		}
+		in->owner = c;
 		rep.has_seq = rep.has_op = rep.has_pid = rep.has_ns_pid = rep.has_latency_ns = true;
-		rep.seq = seq;
+		rep.seq = j->seq;
 		rep.op = WD_OP__ACQUIRE;
 		rep.pid = in->e.pid;
 		rep.ns_pid = in->e.ns_pid;
-		rep.latency_ns = now_ns() - t0_ns;
+		rep.latency_ns = now_ns() - j->t0_ns;
 		wd_conn_send(c, &rep, in->e.pidfd);
-		record_latency(p, now_ns() - t0_ns);
-		return 0;
+		record_latency(p, now_ns() - j->t0_ns);
+		defer_resume(c);
+		free(j);
+		return;
 	}
-	close_fds(fds, nr_fds);
-	wd_conn_reply_err(c, seq, WD_OP__ACQUIRE, -r, "pool \"%s\": %s", p->name, p->last_error);
-	return 0;
+	/* Failed: the engine killed it; freed once its init is reaped. */
+	p->failed++;
+	set_last_error(p, "start of instance %d: %s", j->pid, j->err);
+	log_error("pool \"%s\": %s", p->name, p->last_error);
+	in->killed = true;
+	if (inst_freeable(in)) {
+		wd_list_del(&in->link);
+		wd_inst_free(in);
+	}
+	/* What the caller passed is wrong (EINVAL, EBADF, EMFILE): another
+	 * instance would fail the same way. Otherwise try the next one. */
+	if (c && j->r != -EINVAL && j->r != -EBADF && j->r != -EMFILE && j->attempt < 3 &&
+	    p->state == WD_POOL_READY && !p->gone &&
+	    queue_start(p, c, j->seq, j->fds, j->targets, j->nr_fds, j->t0_ns, j->attempt + 1) == 0) {
+		free(j);
+		return;
+	}
+	close_fds(j->fds, j->nr_fds);
+	if (c) {
+		wd_conn_reply_err(c, j->seq, WD_OP__ACQUIRE, -j->r, "pool \"%s\": %s", p->name,
+				  p->last_error);
+		defer_resume(c);
+	}
+	free(j);
 }
 
 static void do_register(struct wd_conn *c, const WdRequest *req)
@@ -337,8 +390,8 @@ static void do_register(struct wd_conn *c, const WdRequest *req)
 	if (p) {
 		p->idle_target = req->idle_target;
 		p->max_busy = req->has_max_busy ? req->max_busy : 0;
+		wd_pool_kick(p);
 		pthread_mutex_unlock(&wd.lock);
-		wd_worker_kick();
 		reply_ok(c, req->seq, req->op);
 		return;
 	}
@@ -362,16 +415,29 @@ static void do_register(struct wd_conn *c, const WdRequest *req)
 	wd_list_init(&p->idle);
 	wd_list_init(&p->busy);
 	wd_list_init(&p->waiters);
-	pthread_mutex_init(&p->tpl_lock, NULL);
+	wd_list_init(&p->jobs);
+	wd_list_init(&p->release_q);
+	pthread_cond_init(&p->cond, NULL);
 	p->reg_conn = c;
 	p->reg_seq = req->seq;
-	c->waiting = true;
 	wd_list_add_tail(&wd.pools, &p->link);
 	wd.nr_pools++;
-	pthread_mutex_unlock(&wd.lock);
+	/* Its thread opens the template and reports (wd_pool_worker_event). */
+	r = wd_pool_thread_start(p);
+	if (r < 0) {
+		wd_list_del(&p->link);
+		wd.nr_pools--;
+		pthread_cond_destroy(&p->cond);
+		free(p);
+		pthread_mutex_unlock(&wd.lock);
+		wd_conn_reply_err(c, req->seq, req->op, -r, "cannot start a pool thread: %s",
+				  strerror(-r));
+		return;
+	}
+	c->waiting = true;
 	log_info("pool \"%s\": registering snapshot %s, %u idle (by pid %d, uid %u)", p->name,
 		 p->snap, p->idle_target, c->pid, c->uid);
-	wd_worker_kick();
+	pthread_mutex_unlock(&wd.lock);
 }
 
 static void do_unregister(struct wd_conn *c, const WdRequest *req)
@@ -397,9 +463,9 @@ static void do_unregister(struct wd_conn *c, const WdRequest *req)
 	kill_idle(p);
 	snprintf(msg, sizeof(msg), "pool \"%s\" was unregistered", p->name);
 	fail_waiters(p, ENOENT, msg);
+	wd_pool_kick(p);	/* its thread ends */
 	pthread_mutex_unlock(&wd.lock);
 	log_info("pool \"%s\": unregistered", req->pool);
-	wd_worker_kick();
 	reply_ok(c, req->seq, req->op);
 }
 
@@ -451,17 +517,19 @@ static void do_acquire(struct wd_conn *c, const WdRequest *req, int *fds, size_t
 				  "that exists" : "");
 		return;
 	}
-	if (p->max_busy && p->nr_busy >= p->max_busy) {
+	if (p->max_busy && p->nr_busy + p->nr_starting >= p->max_busy) {
 		pthread_mutex_unlock(&wd.lock);
 		close_fds(fds, nr_fds);
 		wd_conn_reply_err(c, req->seq, req->op, EBUSY, "pool \"%s\": %u instances running, "
 				  "its max_busy", p->name, p->nr_busy);
 		return;
 	}
-	pthread_mutex_unlock(&wd.lock);
-	if (start_one(p, c, req->seq, fds, targets, nr_fds, t0_ns) == 0)
+	if (queue_start(p, c, req->seq, fds, targets, nr_fds, t0_ns, 1) == 0) {
+		pthread_mutex_unlock(&wd.lock);
 		return;
-	/* None idle: wait for the worker (it was kicked). */
+	}
+	pthread_mutex_unlock(&wd.lock);
+	/* None idle: wait for one (the pool thread spawns for waiters). */
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		close_fds(fds, nr_fds);
@@ -477,9 +545,9 @@ static void do_acquire(struct wd_conn *c, const WdRequest *req, int *fds, size_t
 	memcpy(w->targets, targets, nr_fds * sizeof(int));
 	pthread_mutex_lock(&wd.lock);
 	wd_list_add_tail(&p->waiters, &w->link);
+	wd_pool_kick(p);
 	pthread_mutex_unlock(&wd.lock);
 	c->waiting = true;
-	wd_worker_kick();
 }
 
 /* The busy instance @pid acquired by @c, or NULL. */
@@ -676,7 +744,8 @@ static void inst_unlink_free(struct wd_inst *in)
 
 /*
  * The connection is gone (closed, or its process died): every instance it
- * acquired that still runs is killed, its parked requests dropped.
+ * acquired that still runs is killed (one being started for it too, once
+ * started), its parked requests dropped.
  */
 void wd_pool_conn_closed(struct wd_conn *c)
 {
@@ -685,11 +754,19 @@ void wd_pool_conn_closed(struct wd_conn *c)
 
 	forget_resume(c);
 	pthread_mutex_lock(&wd.lock);
+	for (pos = wd.done_jobs.next; pos != &wd.done_jobs; pos = pos->next)
+		if (wd_container_of(pos, struct wd_job, link)->conn == c)
+			wd_container_of(pos, struct wd_job, link)->conn = NULL;
 	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
 		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
 
 		if (p->reg_conn == c)
 			p->reg_conn = NULL;
+		for (pos = p->jobs.next; pos != &p->jobs; pos = pos->next)
+			if (wd_container_of(pos, struct wd_job, link)->conn == c)
+				wd_container_of(pos, struct wd_job, link)->conn = NULL;
+		if (p->running && p->running->conn == c)
+			p->running->conn = NULL;
 		wd_list_for_each_safe(pos, tmp, &p->waiters) {
 			struct wd_waiter *w = wd_container_of(pos, struct wd_waiter, link);
 
@@ -702,12 +779,14 @@ void wd_pool_conn_closed(struct wd_conn *c)
 			if (in->owner != c)
 				continue;
 			in->owner = NULL;
-			if (!in->busy) {
+			if (inst_freeable(in)) {
 				inst_unlink_free(in);
 				continue;
 			}
-			inst_kill(in);
-			killed++;
+			if (in->busy) {
+				inst_kill(in);
+				killed++;
+			}
 		}
 		/* pool_maybe_free may have freed p: the iteration uses ptmp. */
 		pool_maybe_free(p);
@@ -731,27 +810,42 @@ void wd_pool_inst_event(struct wd_inst *in)
 	close(in->reap_fd);
 	in->reap_fd = -1;
 	pthread_mutex_lock(&wd.lock);
+	in->reaped = true;
 	if (in->idle) {
-		in->idle = false;
-		p->nr_idle--;
-		if (!in->killed) {
-			p->failed++;
-			set_last_error(p, "parked instance %d died (status %d)", in->e.pid,
-				       si.si_status);
-		}
-		wd_worker_kick();
+		/* A parked instance died: its tracer still has to let go of it. */
+		p->failed++;
+		set_last_error(p, "parked instance %d died (status %d)", in->e.pid, si.si_status);
+		give_up_parked(p, in);
 	}
 	if (in->busy) {
 		in->busy = false;
 		p->nr_busy--;
 		p->exited++;
 	}
-	if (!in->owner)
+	if (inst_freeable(in))
 		inst_unlink_free(in);
 	pthread_mutex_unlock(&wd.lock);
 }
 
-/* The worker did something: answer registers, serve waiters, free pools. */
+/* Free what the pool threads are done with. wd.lock held. */
+static void free_released(struct wd_pool *p)
+{
+	struct wd_list *pos, *tmp;
+
+	wd_list_for_each_safe(pos, tmp, &p->busy) {
+		struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
+
+		if (inst_freeable(in)) {
+			wd_list_del(&in->link);
+			wd_inst_free(in);
+		}
+	}
+}
+
+/*
+ * A pool thread did something: answer registers and finished start jobs,
+ * serve waiters, free instances and pools.
+ */
 void wd_pool_worker_event(void)
 {
 	struct wd_list *ppos, *ptmp;
@@ -759,6 +853,8 @@ void wd_pool_worker_event(void)
 
 	(void)!read(wd.event_fd, &v, sizeof(v));
 	pthread_mutex_lock(&wd.lock);
+	while (!wd_list_empty(&wd.done_jobs))
+		finish_job(wd_container_of(wd.done_jobs.next, struct wd_job, link));
 	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
 		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
 
@@ -778,43 +874,22 @@ void wd_pool_worker_event(void)
 			p->state = WD_POOL_DEAD;
 		if (p->gone_seen && !p->gone && p->state == WD_POOL_READY)
 			mark_gone(p);
+		/* Waiters, oldest first, while instances are parked. */
+		while (p->state == WD_POOL_READY && !p->gone && !wd_list_empty(&p->waiters) &&
+		       !wd_list_empty(&p->idle) &&
+		       (!p->max_busy || p->nr_busy + p->nr_starting < p->max_busy)) {
+			struct wd_waiter *w = wd_container_of(p->waiters.next, struct wd_waiter, link);
+
+			if (queue_start(p, w->conn, w->seq, w->fds, w->targets, w->nr_fds, w->t0_ns,
+					1) < 0)
+				break;
+			wd_list_del(&w->link);
+			free(w);	/* the job has its descriptors */
+		}
+		free_released(p);
 		pool_maybe_free(p);
 	}
 	pthread_mutex_unlock(&wd.lock);
-
-	/* Serve waiters, oldest first, pool by pool. */
-	for (;;) {
-		struct wd_waiter *w = NULL;
-		struct wd_pool *wp = NULL;
-
-		pthread_mutex_lock(&wd.lock);
-		wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
-			struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
-
-			if (p->state == WD_POOL_READY && !wd_list_empty(&p->waiters) &&
-			    !wd_list_empty(&p->idle) && (!p->max_busy || p->nr_busy < p->max_busy)) {
-				w = wd_container_of(p->waiters.next, struct wd_waiter, link);
-				wp = p;
-				wd_list_del(&w->link);
-				break;
-			}
-		}
-		pthread_mutex_unlock(&wd.lock);
-		if (!w)
-			break;
-		if (start_one(wp, w->conn, w->seq, w->fds, w->targets, w->nr_fds, w->t0_ns) < 0) {
-			/* Taken meanwhile: back in front. */
-			pthread_mutex_lock(&wd.lock);
-			w->link.next = wp->waiters.next;
-			w->link.prev = &wp->waiters;
-			wp->waiters.next->prev = &w->link;
-			wp->waiters.next = &w->link;
-			pthread_mutex_unlock(&wd.lock);
-			break;
-		}
-		defer_resume(w->conn);
-		free(w);
-	}
 	run_resumes();
 }
 
@@ -864,7 +939,11 @@ uint64_t wd_pool_next_deadline(void)
 	return next;
 }
 
-/* Stopping: every instance is killed; the caller then reaps them. */
+/*
+ * Stopping: queued starts are dropped (their instances given back to be
+ * released), parked instances handed to their pool threads, running ones
+ * killed; the caller then joins the threads and reaps everything.
+ */
 void wd_pool_shutdown(void)
 {
 	struct wd_list *ppos, *ptmp, *pos, *tmp;
@@ -874,6 +953,16 @@ void wd_pool_shutdown(void)
 		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
 
 		p->state = WD_POOL_DEAD;
+		wd_list_for_each_safe(pos, tmp, &p->jobs) {
+			struct wd_job *j = wd_container_of(pos, struct wd_job, link);
+
+			wd_list_del(&j->link);
+			j->in->starting = false;
+			p->nr_starting--;
+			give_up_parked(p, j->in);
+			close_fds(j->fds, j->nr_fds);
+			free(j);
+		}
 		kill_idle(p);
 		wd_list_for_each_safe(pos, tmp, &p->busy)
 			inst_kill(wd_container_of(pos, struct wd_inst, link));

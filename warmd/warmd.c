@@ -160,30 +160,44 @@ static int listen_at(const char *path, mode_t mode, gid_t group)
 	return TAKE_FD(fd);
 }
 
-/* After the worker stopped: every instance was killed; reap them all, and
- * then whatever else is left of our children. */
+/* After the pool threads ended (their parked instances released): every
+ * instance was killed; reap them all, and then whatever else is left of our
+ * children. */
 static void reap_everything(void)
 {
 	struct wd_list *ppos, *ptmp, *pos, *tmp;
 	uint64_t deadline;
 
+	/* Starts finished meanwhile: nobody to answer. */
+	wd_list_for_each_safe(pos, tmp, &wd.done_jobs) {
+		struct wd_job *j = wd_container_of(pos, struct wd_job, link);
+
+		wd_list_del(&j->link);
+		j->in->starting = false;
+		for (size_t i = 0; i < j->nr_fds; i++)
+			close(j->fds[i]);
+		free(j);
+	}
 	wd_list_for_each_safe(ppos, ptmp, &wd.pools) {
 		struct wd_pool *p = wd_container_of(ppos, struct wd_pool, link);
-		struct wd_list *lists[] = { &p->idle, &p->busy };
+		struct wd_list *lists[] = { &p->idle, &p->busy, &p->release_q };
 
 		for (size_t k = 0; k < ARRAY_SIZE(lists); k++)
 			wd_list_for_each_safe(pos, tmp, lists[k]) {
 				struct wd_inst *in = wd_container_of(pos, struct wd_inst, link);
 				siginfo_t si;
 
-				kill(in->e.init, SIGKILL);
-				while (waitid(P_PID, in->e.init, &si, WEXITED) < 0 && errno == EINTR)
-					;
+				if (!in->reaped && in->e.init > 0) {
+					kill(in->e.init, SIGKILL);
+					while (waitid(P_PID, in->e.init, &si, WEXITED) < 0 &&
+					       errno == EINTR)
+						;
+				}
 				wd_list_del(&in->link);
 				wd_inst_free(in);
 			}
 		wd_list_del(&p->link);
-		pthread_mutex_destroy(&p->tpl_lock);
+		pthread_cond_destroy(&p->cond);
 		free(p);
 	}
 	/* No engine call runs any more: waiting for any child is safe now. */
@@ -278,6 +292,7 @@ int main(int argc, char **argv)
 	pthread_cond_init(&wd.kick, NULL);
 	wd_list_init(&wd.pools);
 	wd_list_init(&wd.conns);
+	wd_list_init(&wd.done_jobs);
 	signal(SIGPIPE, SIG_IGN);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
 		log_error("cannot become a child subreaper: %m");

@@ -3,19 +3,23 @@
 #define WARMD_H
 
 /*
- * warmd's internals. Two threads:
+ * warmd's internals. One thread per pool owns every engine call on that
+ * pool's template (engine.h: calls on one template are serialised; a
+ * pretraced parked instance is started and released by the thread that
+ * spawned it):
  *
- *   main thread (warmd.c, conn.c, pool.c)      worker thread (worker.c)
- *   epoll: socket, clients, instances'         for each pool below its target:
- *   init pidfds, timer, worker eventfd           eng_template_open (once)
- *   requests; acquire = eng_instance_start       eng_template_spawn (parked)
- *   reaps the inits (waitid P_PIDFD)             -> pool->idle, kick the eventfd
- *                                              closes templates, sweeps strays
+ *   main thread (warmd.c, conn.c, pool.c)      pool threads (worker.c), one per pool
+ *   epoll: socket, clients, instances'         eng_template_open (once)
+ *   init pidfds, worker eventfd, signals       start jobs first: eng_instance_start
+ *   requests: acquire queues a start job       parked instances to release
+ *   and answers when it is done                refill: eng_template_spawn(_many)
+ *   reaps the inits (waitid P_PIDFD)           (pretrace), then waits for work
+ *                                              eng_template_close at the end
+ *                                            janitor thread: strays, deleted snapshots
  *
- * wd.lock guards every pool list and counter; neither thread holds it
- * across an engine call. Engine calls on one template (spawn; start and
- * release of its instances) are serialised by that pool's tpl_lock, as
- * engine.h asks.
+ * wd.lock guards every list, counter and job; no thread holds it across an
+ * engine call. The main thread never calls the engine on a template, so a
+ * slow spawn in one pool never stalls the daemon.
  */
 
 #include <pthread.h>
@@ -97,7 +101,30 @@ struct wd_inst {
 					 * released (then NULL: freed once reaped) */
 	bool idle;			/* in pool->idle (parked) */
 	bool busy;			/* started and running (in pool->busy) */
+	bool starting;			/* a start job holds it */
+	bool release_pending;		/* parked, queued for its pool thread to release */
+	bool reaped;			/* its init was reaped */
 	bool killed;
+};
+
+/*
+ * A start of a parked instance (an acquire), run by the pool's thread and
+ * answered by the main thread. Holds the descriptors to pass.
+ */
+struct wd_job {
+	struct wd_list link;		/* in pool->jobs, then wd.done_jobs */
+	struct wd_pool *pool;
+	struct wd_inst *in;
+	struct wd_conn *conn;		/* NULL once the connection closed */
+	uint64_t seq;
+	uint64_t t0_ns;			/* request received */
+	int fds[WD_MAX_FDS];
+	int targets[WD_MAX_FDS];
+	size_t nr_fds;
+	int attempt;
+	int r;				/* the start's result */
+	pid_t pid;
+	char err[256];
 };
 
 /* An acquire waiting for an instance (the pool had none idle). */
@@ -126,9 +153,9 @@ struct wd_pool {
 	enum wd_pool_state state;
 	bool gone;			/* its snapshot was deleted from the store */
 	bool gone_seen;			/* the worker saw it deleted (main marks it) */
-	bool worker_busy;		/* the worker is in an engine call for it */
+	bool worker_busy;		/* its thread is in an engine call */
 	unsigned int idle_target, max_busy;
-	unsigned int nr_idle, nr_busy;
+	unsigned int nr_idle, nr_busy, nr_starting;
 	struct wd_list idle, busy, waiters;
 	uint64_t spawned, failed, acquired, exited;
 	uint64_t lat_ns[WD_LAT_WINDOW];	/* ring of recent acquire latencies */
@@ -137,8 +164,14 @@ struct wd_pool {
 	uint64_t backoff_ns;
 	uint64_t last_start_ns;		/* the last acquire's start ended */
 	char last_error[256];
-	struct eng_template *tpl;	/* the worker's; NULL until opened */
-	pthread_mutex_t tpl_lock;	/* serialises engine calls on tpl */
+	struct eng_template *tpl;	/* its thread's; NULL until opened, once closed */
+	pthread_t thread;
+	bool thread_running;		/* created, not joined */
+	bool thread_done;		/* its thread has ended (join it) */
+	pthread_cond_t cond;		/* wakes its thread */
+	struct wd_list jobs;		/* start jobs, oldest first */
+	struct wd_job *running;		/* the job its thread runs now */
+	struct wd_list release_q;	/* parked instances to release */
 	/* A register waiting for the template to open. */
 	struct wd_conn *reg_conn;
 	uint64_t reg_seq;
@@ -179,14 +212,15 @@ struct wd_opts {
 struct wd_state {
 	struct wd_opts opts;
 	pthread_mutex_t lock;
-	pthread_cond_t kick;		/* wakes the worker */
+	pthread_cond_t kick;		/* wakes the janitor */
+	struct wd_list done_jobs;	/* start jobs done, for main to answer */
 	struct wd_list pools, conns;
 	unsigned int nr_pools, nr_conns;
 	struct wc_store *store;
 	int snaps_fd;			/* the store's snapshots/ directory */
 	int epfd, event_fd;
 	bool stopping;
-	pthread_t worker;
+	pthread_t janitor;
 };
 
 extern struct wd_state wd;
@@ -221,8 +255,9 @@ bool wd_pool_snapshot_gone(const struct wd_pool *p);
 
 /* worker.c */
 int wd_worker_start(void);
-void wd_worker_kick(void);
 void wd_worker_stop(void);
+int wd_pool_thread_start(struct wd_pool *p);
+void wd_pool_kick(struct wd_pool *p);
 void wd_inst_free(struct wd_inst *in);
 
 #endif
