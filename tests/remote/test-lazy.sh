@@ -6,8 +6,9 @@
 #  1. a process with a $RF_TEST_MIB MiB (default 256) mixed heap is rforked
 #     with --lazy: its twin answers (a checksum of a small part of the heap,
 #     printed every 100 ms) while rfork is still sending pages, and many
-#     bytes go over the link after that answer; a child it forks meanwhile
-#     sees the original's whole heap; once rfork is done, the
+#     bytes go over the link after that answer; meanwhile 4 of its threads
+#     checksum the whole heap at once and a child it forks sees the whole
+#     heap too, both equal to the original's; once rfork is done, the
 #     twin's full-heap checksum equals the original's;
 #  2. the link is cut while the lazy pages stream: rfork fails with one
 #     line, the receiver kills the twin, the original keeps running with
@@ -116,7 +117,9 @@ TX_ANSWER=$(tx_bytes)
 kill -0 "$RF" 2>/dev/null && STILL=1 || STILL=0
 OUTF=$(ls "$T"/out/*.out 2>/dev/null | head -1)
 ANSWER=$(awk '$1 != "FULL" {print; exit}' "$OUTF" 2>/dev/null)
-# a fork while the pages still arrive: the child gets them too
+# while the pages still arrive: a full checksum by 4 threads faulting at
+# once, and a fork (the child gets the pages too)
+kill -USR1 "$TWIN" 2>/dev/null
 kill -USR2 "$TWIN" 2>/dev/null
 wait_for 'grep -q "^CHILD" "$OUTF"' 600 || fail "the lazy twin's child printed nothing"
 kill -0 "$RF" 2>/dev/null || echo "note: the transfer ended before the child was done"
