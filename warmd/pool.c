@@ -370,7 +370,7 @@ static void do_register(struct wd_conn *c, const WdRequest *req)
 	pthread_mutex_lock(&wd.lock);
 	p = pool_find(req->pool);
 	if (p && (p->gone || p->state == WD_POOL_FAILED)) {
-		/* Replaced: the old one is cleaned up by the worker. */
+		/* Replaced: the old one is cleaned up by its thread. */
 		p->state = WD_POOL_DEAD;
 		kill_idle(p);
 		p = NULL;

@@ -298,7 +298,7 @@ int main(int argc, char **argv)
 		log_error("cannot become a child subreaper: %m");
 		return 1;
 	}
-	/* Blocked in every thread (the worker inherits the mask); main reads them. */
+	/* Blocked in every thread (the threads inherit the mask); main reads them. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

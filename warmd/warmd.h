@@ -10,7 +10,7 @@
  *
  *   main thread (warmd.c, conn.c, pool.c)      pool threads (worker.c), one per pool
  *   epoll: socket, clients, instances'         eng_template_open (once)
- *   init pidfds, worker eventfd, signals       start jobs first: eng_instance_start
+ *   init pidfds, threads' eventfd, signals     start jobs first: eng_instance_start
  *   requests: acquire queues a start job       parked instances to release
  *   and answers when it is done                refill: eng_template_spawn(_many)
  *   reaps the inits (waitid P_PIDFD)           (pretrace), then waits for work
@@ -75,7 +75,7 @@ enum wd_watch_kind {
 	WD_WATCH_LISTEN,
 	WD_WATCH_CONN,
 	WD_WATCH_INST,
-	WD_WATCH_EVENT,		/* the worker's eventfd */
+	WD_WATCH_EVENT,		/* the pool threads' and janitor's eventfd */
 	WD_WATCH_SIGNAL,
 	WD_WATCH_TIMER,
 };
@@ -140,7 +140,7 @@ struct wd_waiter {
 };
 
 enum wd_pool_state {
-	WD_POOL_OPENING,		/* the worker opens its template */
+	WD_POOL_OPENING,		/* its thread opens its template */
 	WD_POOL_READY,
 	WD_POOL_FAILED,			/* the template could not be opened */
 	WD_POOL_DEAD,			/* unregistered or gone: the worker cleans up */
@@ -152,7 +152,7 @@ struct wd_pool {
 	char snap[WC_ID_LEN + 1];
 	enum wd_pool_state state;
 	bool gone;			/* its snapshot was deleted from the store */
-	bool gone_seen;			/* the worker saw it deleted (main marks it) */
+	bool gone_seen;			/* the janitor saw it deleted (main marks it) */
 	bool worker_busy;		/* its thread is in an engine call */
 	unsigned int idle_target, max_busy;
 	unsigned int nr_idle, nr_busy, nr_starting;
