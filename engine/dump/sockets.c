@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -450,8 +451,21 @@ static int tcp_register(struct eng_dump_ctx *ctx, int fd, const char *link, int 
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss), fl = 0;
 	struct eng_dump_tcp_conn c = { .pid = ctx->pid, .fdnum = fd, .sock = s };
+	struct stat st;
 	int r;
 
+	/* One connection held by several processes (a --tree checkpoint)
+	 * would be captured once per holder: not supported yet. */
+	if (fstat(sk, &st) == 0) {
+		for (size_t i = 0; i < ctx->tcp->nr; i++) {
+			struct stat o;
+
+			if (fstat(ctx->tcp->v[i].fd, &o) == 0 && o.st_ino == st.st_ino &&
+			    o.st_dev == st.st_dev)
+				return REFUSE(ctx, fd, link, "TCP connection shared with process %d "
+					      "fd %d", ctx->tcp->v[i].pid, ctx->tcp->v[i].fdnum);
+		}
+	}
 	/* A program's own filter would be replaced by ours (and not restored). */
 	if (getsockopt(sk, SOL_SOCKET, SO_GET_FILTER, NULL, &fl) == 0 && fl > 0)
 		return REFUSE(ctx, fd, link, "TCP connection with a socket filter of its own");
