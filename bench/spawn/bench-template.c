@@ -295,6 +295,11 @@ int main(int argc, char **argv)
 	sleep_ms(warm_ms);
 	snprintf(path, sizeof(path), "/proc/%d/task", prog);
 	nthreads = count_entries(path, "");
+	/* @DIR@/hold: a program that writes files holds none open meanwhile
+	 * (SpawnJvm); removed before the spawns. */
+	snprintf(path, sizeof(path), "%s/hold", dir);
+	close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	sleep_ms(100);
 	{
 		char pb[16];
 		char *av[] = { (char *)wf, "--store", store_dir, "checkpoint", pb, NULL };
@@ -308,6 +313,8 @@ int main(int argc, char **argv)
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
 	}
+	snprintf(path, sizeof(path), "%s/hold", dir);
+	unlink(path);
 	r = wc_store_open(store_dir, 0, NULL, &store);
 	if (r >= 0)
 		r = eng_template_open(store, snap,

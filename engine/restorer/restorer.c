@@ -477,6 +477,13 @@ static void rst_thread_main(struct rst_args *a, unsigned long idx)
 	struct rst_thread *t = (struct rst_thread *)at(a, a->threads_off) + idx;
 
 	rst_thread_setup(a, t);
+	/* Spawn: born under its leader's SCHED_FIFO (spawn.h, rst_spawn_boost),
+	 * the thread drops it before it parks, unless it set a saved policy. */
+	if (a->spawn_boost && !(t->flags & RST_TF_SCHED)) {
+		int32_t prio = 0;
+
+		SYS3(sched_setscheduler, 0, 0, &prio);
+	}
 	rst_arrive(a);
 	park(a);
 }

@@ -335,8 +335,7 @@ static void rst_spawn_relock(struct rst_args *a)
 }
 
 /*
- * The leader runs SCHED_FIFO (priority 1; not its threads: RESET_ON_FORK)
- * from here until its start, so that, woken by the start message, it
+ * The leader runs SCHED_FIFO (priority 1) from here until its start, so that, woken by the start message, it
  * preempts whatever runs and a pool's acquire does not wait for a time
  * slice. Best effort (root is allowed; nothing changes otherwise). A saved
  * scheduling policy of its own (rst_thread_setup) replaces the boost. If it
@@ -351,7 +350,9 @@ static long rst_spawn_fifo(uint32_t reset_on_fork)
 
 static void rst_spawn_boost(struct rst_args *a)
 {
-	a->spawn_boost = rst_spawn_fifo(RST_SCHED_RESET_ON_FORK) == 0;
+	/* Its threads are born with it too, run their setup at once and drop
+	 * it before they park (rst_thread_main). */
+	a->spawn_boost = rst_spawn_fifo(0) == 0;
 	if (!a->spawn_boost) {
 		int32_t prio = 0;
 

@@ -22,8 +22,12 @@ public class SpawnJvm {
             t.start();
         }
         new java.io.FileOutputStream(dir + "/ready").close();
+        java.io.File hold = new java.io.File(dir + "/hold");
         while (true) {
             Thread.sleep(20);
+            // While $DIR/hold exists (the checkpoint) no file is open.
+            if (hold.exists())
+                continue;
             String ns = java.nio.file.Files.readSymbolicLink(
                 java.nio.file.Paths.get("/proc/self/ns/pid")).toString().replaceAll("[^0-9]", "");
             // Our pid in our own namespace: the last NSpid field (/proc is the

@@ -70,6 +70,10 @@ def main():
         time.sleep(0.3)
         nthreads = len(os.listdir("/proc/%d/task" % prog.pid))
         saved = prog.pid
+        # No file open in the JVM at the checkpoint (it would be reopened
+        # by path at the spawn: /proc/<old pid>/status is gone by then).
+        open(d + "/hold", "w").close()
+        time.sleep(0.1)
         ck = subprocess.Popen([wf, "--store", d + "/store", "checkpoint", str(saved)],
                               stdout=subprocess.PIPE)
         # The checkpoint waits until the pid is free: reap it meanwhile.
@@ -83,6 +87,7 @@ def main():
             fail("checkpoint exited %d" % ck.returncode)
             return 1
         snap = out.split()[0].decode()
+        os.unlink(d + "/hold")
         # The original's files go (each instance writes its own), except a
         # .tmp one it may have held open at the checkpoint: a restore
         # reopens that by path.
