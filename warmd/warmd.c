@@ -111,13 +111,13 @@ static int listen_at(const char *path, mode_t mode, gid_t group)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1;
-	char dir[sizeof(sa.sun_path)];
+	char dir[sizeof(sa.sun_path)], tmp[sizeof(sa.sun_path) + 16];
 	struct stat st;
 	mode_t old;
 	char *slash;
 	int r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (!path || strlen(path) >= sizeof(sa.sun_path))
 		return err_set(ENAMETOOLONG, "socket path \"%s\" is too long", path);
 	strcpy(sa.sun_path, path);
 	snprintf(dir, sizeof(dir), "%s", path);
@@ -141,20 +141,28 @@ static int listen_at(const char *path, mode_t mode, gid_t group)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return err_set(errno, "socket: %m");
-	/* Created owner-only, then opened up to @mode: never wider meanwhile. */
+	/*
+	 * Bound and listening under a temporary name, then renamed into place:
+	 * whoever sees @path can connect. Created owner-only, then opened up
+	 * to @mode: never wider meanwhile.
+	 */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%d", path, getpid()) >= sizeof(sa.sun_path))
+		return err_set(ENAMETOOLONG, "socket path \"%s\" is too long", path);
+	strcpy(sa.sun_path, tmp);
+	unlink(tmp);
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (r < 0)
-		return err_set(errno, "cannot bind \"%s\": %m", path);
-	if ((group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0) || chmod(path, mode) < 0) {
-		r = err_set(errno, "cannot set the owner or mode of \"%s\": %m", path);
-		unlink(path);
+		return err_set(errno, "cannot bind \"%s\": %m", tmp);
+	if ((group != (gid_t)-1 && chown(tmp, (uid_t)-1, group) < 0) || chmod(tmp, mode) < 0) {
+		r = err_set(errno, "cannot set the owner or mode of \"%s\": %m", tmp);
+		unlink(tmp);
 		return r;
 	}
-	if (listen(fd, 128) < 0) {
-		r = err_set(errno, "listen: %m");
-		unlink(path);
+	if (listen(fd, 128) < 0 || rename(tmp, path) < 0) {
+		r = err_set(errno, "cannot listen on \"%s\": %m", path);
+		unlink(tmp);
 		return r;
 	}
 	return TAKE_FD(fd);

@@ -86,7 +86,7 @@ static void reap_some(void)
 
 static char *read_text(const char *path)
 {
-	static char buf[4096];
+	static __thread char buf[4096];	/* per thread: the ops case runs threads */
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
@@ -383,8 +383,12 @@ static void *thr_acquire(void *p)
 			snprintf(ta->err, sizeof(ta->err), "%s", wf_errmsg());
 			return NULL;
 		}
+		x.served = -1;
 		if (ask(a.sock, &x) == 0 && x.served == 1 && pidfd_pid(a.in.pidfd) == a.in.pid)
 			ta->ok++;
+		else
+			snprintf(ta->err, sizeof(ta->err), "instance %d: served %d, pidfd of %d",
+				 a.in.pid, x.served, pidfd_pid(a.in.pidfd));
 		if (wf_release(ta->c, a.in.pid) < 0)
 			snprintf(ta->err, sizeof(ta->err), "release: %s", wf_errmsg());
 		close(a.sock);
