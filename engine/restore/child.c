@@ -792,7 +792,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		return r;
 	/* tree.c: the children, now that this memory is complete. */
 	if (ctx->tree) {
-		r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
+		r = eng_restore_tty_ctty_early(ctx);	/* ns: children inherit it (tty.c) */
+		if (r >= 0)
+			r = eng_restore_tree_fork(ctx, pl.moves, pl.args->nr_moves);
 		if (r < 0)
 			return r;
 	}
@@ -986,6 +988,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 		if (setpgid(0, 0) < 0)
 			return err_set(errno, "cannot lead a process group: %m");
 	}
+	r = eng_restore_tty_ctty(ctx);	/* ns: its controlling terminal (tty.c) */
+	if (r < 0)
+		return r;
 	if (p->has_child_subreaper && p->child_subreaper &&
 	    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		return err_set(errno, "cannot become a child subreaper: %m");
