@@ -15,8 +15,10 @@
  * of our terminal passed on); with --detach its path is printed on a second
  * line and a holder process keeps its master, copying the program's output
  * to our stdout until the program's side is closed. --inherit-stdio puts it
- * on our terminal instead; --shell-job also keeps it in our session and
- * process group (a job of the calling shell).
+ * on our terminal instead (with its terminal modes; ours are put back when
+ * it exits); --shell-job also keeps it in our session and process group (a
+ * job of the calling shell; a process of it that led the foreground group
+ * takes our terminal's foreground).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +71,24 @@ static void print_stats(const struct eng_restore_stats *s)
 		s->nr_threads, s->nr_vmas, s->total_ns / 1e6, s->validate_ns / 1e6, s->spawn_ns / 1e6,
 		s->premap_ns / 1e6, s->fill_ns / 1e6, s->prepare_ns / 1e6, s->ready_ns / 1e6,
 		s->resume_ns / 1e6);
+}
+
+/*
+ * Our terminal as it was before a restore onto it: its foreground (a job
+ * of the program may have taken it: --shell-job) and its modes. SIGTTOU
+ * blocked meanwhile: we may be in the background of it now.
+ */
+static void caller_tty_back(const struct termios *tio)
+{
+	sigset_t ttou, old;
+
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, &old);
+	if (tcgetpgrp(STDIN_FILENO) != getpgrp())
+		tcsetpgrp(STDIN_FILENO, getpgrp());
+	tcsetattr(STDIN_FILENO, TCSADRAIN, tio);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ---------------------------------------------------- the new pty's master */
@@ -197,6 +217,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	static const int fwd[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
 	struct eng_restore_stats stats = {};
 	int pty_master = -1;
+	struct termios tio;
+	bool caller_tio = false;
 	struct eng_restore_opts ro = { .sz = sizeof(ro), .stats = &stats };
 	struct eng_restored res = {};
 	struct wc_store *store = NULL;
@@ -241,12 +263,16 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	snap = argv[optind];
 	if (!ro.inherit_stdio)
 		ro.pty_master = &pty_master;	/* a new pty if it ran on one */
+	else	/* the program's terminal modes go on ours: ours come back after */
+		caller_tio = !detach && tcgetattr(STDIN_FILENO, &tio) == 0;
 	if (cli_open_store(ctx, false, &store) < 0)
 		return 1;
 	err_clear();
 	r = eng_restore(store, snap, &ro, &res);
 	wc_store_close(store);
 	if (r < 0) {
+		if (caller_tio)
+			caller_tty_back(&tio);
 		log_error("restore failed: %s", err_str(r));
 		return 1;
 	}
@@ -281,6 +307,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		}
 		break;
 	}
+	if (caller_tio)
+		caller_tty_back(&tio);
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	return 128 + WTERMSIG(st);

@@ -75,10 +75,24 @@ static struct eng_rst_tty *tty_of(const struct eng_rst_ttys *t, uint32_t index)
 	return NULL;
 }
 
+static int set_termios(const EngTty *s, int fd)
+{
+	struct termios tio;
+
+	if (!s || !s->has_termios)
+		return 0;
+	if (s->termios.len != sizeof(tio))
+		return err_set(EBADMSG, "pty %u: saved termios of %zu bytes", s->index, s->termios.len);
+	memcpy(&tio, s->termios.data, sizeof(tio));
+	if (tcsetattr(fd, TCSADRAIN, &tio) < 0)
+		return err_set(errno, "pty %u: cannot set its termios: %m", s->index);
+	return 0;
+}
+
 static int new_pty(const EngTty *s, struct eng_rst_tty *out)
 {
 	struct winsize ws = {};
-	int unlock = 0, n;
+	int unlock = 0, n, r;
 
 	out->master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (out->master < 0)
@@ -89,16 +103,9 @@ static int new_pty(const EngTty *s, struct eng_rst_tty *out)
 	out->slave = ioctl(out->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (out->slave < 0)
 		return err_set(errno, "new pty: cannot open its slave: %m");
-	if (s && s->has_termios) {
-		struct termios tio;
-
-		if (s->termios.len != sizeof(tio))
-			return err_set(EBADMSG, "pty %u: saved termios of %zu bytes", s->index,
-				       s->termios.len);
-		memcpy(&tio, s->termios.data, sizeof(tio));
-		if (tcsetattr(out->slave, TCSANOW, &tio) < 0)
-			return err_set(errno, "pty %u: cannot set its termios: %m", s->index);
-	}
+	r = set_termios(s, out->slave);
+	if (r < 0)
+		return r;
 	if (s && s->has_rows) {
 		ws.ws_row = (unsigned short)s->rows;
 		ws.ws_col = (unsigned short)s->cols;
@@ -169,6 +176,10 @@ int eng_restore_tty_create(const EngImage *img, const struct eng_restore_opts *o
 			if (e->slave < 0 && other)
 				r = err_set(ENOTTY, "process %u fd %u is on a terminal, and our standard "
 					    "streams are none", other_pid, other->fd);
+			/* Its modes (raw, no echo...) on our terminal: the program
+			 * expects them; not its size (ours is what is on screen). */
+			if (r >= 0 && e->slave >= 0)
+				r = set_termios(saved_tty(img, e->index), e->slave);
 		} else if (o->pty_master) {
 			if (t->relay) {
 				r = err_set(EOPNOTSUPP, "the processes are on several terminals (ptys %u "
@@ -281,6 +292,32 @@ static int take_ctty(struct eng_rst_ctx *ctx, struct eng_rst_tty *e, int fd)
 	return 0;
 }
 
+/*
+ * On the caller's terminal in the caller's session (--shell-job): the
+ * process that leads the saved foreground group, in a group of its own
+ * here (a job's, not the caller's), takes the foreground of the caller's
+ * terminal, as its shell gave it. Every signal is blocked here, so no
+ * SIGTTOU stops the background caller.
+ */
+static int shell_job_fg(struct eng_rst_ctx *ctx)
+{
+	const EngProcess *p = ctx->proc;
+	struct eng_rst_tty *e;
+	const EngTty *s;
+
+	if (!p->has_ctty || !ctx->inherit_session || getpgrp() != getpid())
+		return 0;
+	e = tty_of(ctx->ttys, p->ctty);
+	s = saved_tty(ctx->img, p->ctty);
+	if (!e || !e->callers || !s || !s->has_fg_pgrp || s->fg_pgrp != p->pid)
+		return 0;
+	for (int fd = 0; fd < 3; fd++)
+		if (isatty(fd))
+			return tcsetpgrp(fd, getpid()) < 0
+				? err_set(errno, "cannot take the foreground of our terminal: %m") : 0;
+	return 0;
+}
+
 int eng_restore_tty_ctty_early(struct eng_rst_ctx *ctx)
 {
 	struct eng_rst_tty *e = ctty_of(ctx);
@@ -299,7 +336,7 @@ int eng_restore_tty_ctty(struct eng_rst_ctx *ctx)
 	uint64_t deadline;
 
 	if (!e)
-		return 0;
+		return shell_job_fg(ctx);
 	for (size_t k = 0; k < p->n_tty_fds && fd < 0; k++) {
 		const EngFd *f = fd_by_num(p, p->tty_fds[k]->fd);
 

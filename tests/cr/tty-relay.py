@@ -3,7 +3,7 @@
 """tty-relay: a shell job on a pty restored onto a NEW pty that warmfork
 restore relays to its own stdio (itself on a pty here).
 
-  tty-relay.py WARMFORK CR-TTY-PAIR [pidns]
+  tty-relay.py WARMFORK CR-TTY-PAIR [plain|pidns|shelljob]
 
 1. `cr-tty-pair shell` runs on a pty (window 33x111): the session leader S
    sets -ECHO and VINTR=^G, its job J (foreground group) prints "ready" and
@@ -17,6 +17,8 @@ restore relays to its own stdio (itself on a pty here).
    50x100, then 50x100 (SIGWINCH passed on); ^G (the restored VINTR)
    interrupts J ("int"), S exits with J's verdict, and warmfork restore
    with S's status: 0.
+With "shelljob": restore --shell-job onto the harness's second terminal
+(shell_job() below).
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -85,12 +87,45 @@ def reap(pid, timeout=10.0):
     raise Fail("pid %d did not exit" % pid)
 
 
+def shell_job(rfd, rpid, pids):
+    """--shell-job: the job on our (second) terminal, in warmfork's session:
+    the saved modes (-ECHO, VINTR=^G) put on it, the job in its foreground,
+    our window size (40x90), our modes back once warmfork restore exits."""
+    end = time.monotonic() + 10
+    while termios.tcgetattr(rfd)[3] & termios.ECHO:     # the saved -ECHO applied
+        if time.monotonic() > end:
+            raise Fail("the saved termios were not put on our terminal")
+        time.sleep(0.005)
+    seen = [b""]
+    os.write(rfd, b"pjob\n")
+    out = expect(rfd, b"pong", seen)
+    if not out.startswith(b"pong ok"):
+        raise Fail("answer %r (echo, or a check of the job failed)" % out)
+    expect(rfd, b"\n", seen)
+    seen = [b""]
+    os.write(rfd, b"size\n")
+    if b"size 40x90" not in expect(rfd, b"\n", seen):
+        raise Fail("window size on our terminal: %r (want ours, 40x90)" % seen[0])
+    seen = [b""]
+    os.write(rfd, b"\x07")
+    expect(rfd, b"int", seen)
+    st = reap(rpid)
+    pids.remove(rpid)
+    if not os.WIFEXITED(st) or os.WEXITSTATUS(st) != 0:
+        raise Fail("warmfork restore exited with status 0x%x" % st)
+    if not termios.tcgetattr(rfd)[3] & termios.ECHO:
+        raise Fail("our terminal's modes were not put back")
+    print("PASS tty-relay (shell job)")
+    return 0
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP tty-relay: needs root")
         return 77
     warmfork, prog = sys.argv[1], sys.argv[2]
     pidns = len(sys.argv) > 3 and sys.argv[3] == "pidns"
+    shelljob = len(sys.argv) > 3 and sys.argv[3] == "shelljob"
     # Orphans of a failed run come back to us (pid 1 does not reap here).
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
     tmp = tempfile.mkdtemp(prefix="cr-tty-relay-")
@@ -126,9 +161,12 @@ def main():
             pids.remove(spid)
         os.close(sfd)
         # 3. restore onto a new pty, relayed to ours
-        argv = [warmfork, "--store", store, "restore"] + (["--pidns=new"] if pidns else []) + [snap]
+        argv = [warmfork, "--store", store, "restore"] + (["--pidns=new"] if pidns else []) + \
+            (["--shell-job"] if shelljob else []) + [snap]
         rpid, rfd = spawn_on_pty(argv, 40, 90)
         pids.append(rpid)
+        if shelljob:
+            return shell_job(rfd, rpid, pids)
         end = time.monotonic() + 10
         while termios.tcgetattr(rfd)[3] & termios.ICANON:   # relaying: ours is raw
             if time.monotonic() > end:
