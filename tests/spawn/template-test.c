@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * template-test WARMFORK TPL-TARGET THREADS N: the spawn template API
+ * template-test WARMFORK TPL-TARGET THREADS N [ignsegv]: the spawn template API
  * (eng_template_open / eng_template_spawn / eng_instance_start) on a
  * checkpointed tpl-target (THREADS workers), with N instances:
  *   - the template serves two batches (N/2 spawned, started; the rest
@@ -174,6 +174,8 @@ static int ask(struct inst *in, const char *req, char *rep, size_t len)
 	return 0;
 }
 
+static int segv_ignored = -1;	/* last "get": SIGSEGV ignored in the instance */
+
 /* "get": pid, value, every counter into in->ticks[k]. */
 static int get(struct inst *in, int k, int threads, long *ret_pid, unsigned long long *ret_value)
 {
@@ -190,6 +192,7 @@ static int get(struct inst *in, int k, int threads, long *ret_pid, unsigned long
 		return -1;
 	for (int i = 0; i <= threads; i++)
 		in->ticks[k][i] = strtoull(p, &p, 10);
+	segv_ignored = (int)strtol(p, &p, 10);
 	return 0;
 }
 
@@ -281,7 +284,7 @@ int main(int argc, char **argv)
 	pid_t saved = -1, prog_pid;
 	char *t;
 
-	if (argc != 5)
+	if (argc != 5 && argc != 6)
 		return 1;
 	if (geteuid() != 0) {
 		printf("skip: needs root (pid namespaces, ptrace)\n");
@@ -314,7 +317,7 @@ int main(int argc, char **argv)
 		dup2(null, 1);
 		syscall(SYS_close_range, 3u, ~0u, 0u);
 		snprintf(path, sizeof(path), "%d", threads);
-		execl(prog, prog, path, dir, (char *)NULL);
+		execl(prog, prog, path, dir, argc == 6 ? argv[5] : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	snprintf(path, sizeof(path), "%s/ready", dir);
@@ -499,6 +502,9 @@ int main(int argc, char **argv)
 		}
 		if (pid != saved || v != 1111)
 			fail("instance %d: pid %ld value %llu (want %d 1111)", i, pid, v, saved);
+		/* The start leaves the program's SIGSEGV disposition as saved. */
+		if (segv_ignored != (argc == 6))
+			fail("instance %d: SIGSEGV ignored %d, want %d", i, segv_ignored, argc == 6);
 	}
 	/* Independence: a write in one is invisible in the others. */
 	{

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * tpl-target THREADS DIR: the program template-test checkpoints, then runs
- * as parked and started instances of a spawn template.
+ * tpl-target THREADS DIR [ignsegv]: the program template-test checkpoints,
+ * then runs as parked and started instances of a spawn template. With
+ * ignsegv it ignores SIGSEGV (spawn's start then takes its slow path: the
+ * leader's own fault would reset that disposition).
  *
  * It locks 16 pages (mlock), starts THREADS workers that each count (one
  * counter per thread, every 2 ms, only while gettid() is the tid it had
@@ -9,11 +11,12 @@
  * Its main thread then loops every 2 ms, counting too (ticks[0]), and once
  * descriptor 10 exists (passed at the instance's start) it writes
  * "hello <getpid>\n" to fd 1 and serves fd 10 (one datagram per command):
- *   "get"      -> "<getpid> <value> <nthreads> <ticks[0]> ... <ticks[N]>"
+ *   "get"      -> "<getpid> <value> <nthreads> <ticks[0]> ... <ticks[N]> <SIGSEGV ignored>"
  *   "set V"    -> value = V, "ok"
  * SIGTERM, SIGINT and SIGHUP keep their default action.
  */
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -68,9 +71,14 @@ static void serve(int nthreads)
 	if (!strcmp(req, "get")) {
 		len = snprintf(rep, sizeof(rep), "%ld %llu %d", (long)syscall(SYS_getpid),
 			       (unsigned long long)value, nthreads);
+		struct sigaction sa;
+
 		for (int i = 0; i <= nthreads; i++)
 			len += snprintf(rep + len, sizeof(rep) - len, " %llu",
 					(unsigned long long)ticks[i]);
+		/* Last: 1 if SIGSEGV is (still) ignored. */
+		sigaction(SIGSEGV, NULL, &sa);
+		len += snprintf(rep + len, sizeof(rep) - len, " %d", sa.sa_handler == SIG_IGN);
 	} else if (!strncmp(req, "set ", 4)) {
 		value = strtoull(req + 4, NULL, 10);
 		len = snprintf(rep, sizeof(rep), "ok");
@@ -87,10 +95,12 @@ int main(int argc, char **argv)
 	int nthreads;
 	FILE *f;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: tpl-target THREADS DIR\n");
+	if (argc != 3 && !(argc == 4 && !strcmp(argv[3], "ignsegv"))) {
+		fprintf(stderr, "usage: tpl-target THREADS DIR [ignsegv]\n");
 		return 2;
 	}
+	if (argc == 4)
+		signal(SIGSEGV, SIG_IGN);	/* spawn's start then takes its slow path */
 	nthreads = atoi(argv[1]);
 	if (nthreads < 0 || nthreads > MAX_THREADS)
 		return 2;
