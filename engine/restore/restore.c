@@ -837,8 +837,13 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 			goto out;
 		}
 	}
-	/* tcp: established connections leave repair mode (sockets.c). */
-	r = is_tree ? 0 : eng_restore_sockets_live(p, sock_fds);
+	/* tcp: established connections leave repair mode (sockets.c); in a
+	 * tree each belongs to one process (the dump refuses shared ones). */
+	if (!is_tree)
+		r = eng_restore_sockets_live(p, sock_fds);
+	for (size_t k = 0; is_tree && r >= 0 && k < img->n_procs; k++)
+		if (tree.sock_fds && tree.sock_fds[k])
+			r = eng_restore_sockets_live(img->procs[k], tree.sock_fds[k]);
 	if (r < 0)
 		goto out;
 	if (!is_tree) {

@@ -118,7 +118,8 @@ int eng_restore_tree_sockets_open(struct eng_rst_tree *t)
 			const EngFd *f = p->fds[i];
 			size_t m;
 
-			if (f->kind != ENG_FD_KIND__FD_INET_SOCKET)
+			if (f->kind != ENG_FD_KIND__FD_INET_SOCKET &&
+			    f->kind != ENG_FD_KIND__FD_TCP_ESTABLISHED)	/* tcp */
 				continue;
 			have++;
 			for (m = 0; m < nr_made; m++)
@@ -164,7 +165,8 @@ int eng_restore_tree_sockets_open(struct eng_rst_tree *t)
 			const EngFd *f = p->fds[i];
 
 			t->sock_fds[k][i] = -1;
-			if (f->kind != ENG_FD_KIND__FD_INET_SOCKET)
+			if (f->kind != ENG_FD_KIND__FD_INET_SOCKET &&
+			    f->kind != ENG_FD_KIND__FD_TCP_ESTABLISHED)	/* tcp */
 				continue;
 			for (size_t m = 0; m < nr_made; m++)
 				if (made[m].obj == fd_key(p, f))

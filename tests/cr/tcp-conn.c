@@ -33,7 +33,9 @@
  * O_NONBLOCK kept; we must read exactly peer[20000, 170000) and the
  * trailer 'K' with N + 100000: every byte of both queues and of the cut
  * arrived once, in order. With the argument "cut" (the cr suite, where a
- * checkpoint happens) the trailer must also say 'T'.
+ * checkpoint happens) the trailer must also say 'T'. With "tree" the peer
+ * is in the image too (checkpoint --tree: both ends of the connection are
+ * captured and restored) and sends A2 only after go.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -94,6 +96,11 @@ static void phase3_path(char *buf, size_t len)
 }
 
 /* ------------------------------------------------------------------ peer */
+
+/* argv "tree": the peer is checkpointed too (checkpoint --tree): it does
+ * not watch us (it is frozen with us; an fd on /proc/PID/status would even
+ * be in the image). */
+static bool peer_in_image;
 
 static bool traced(pid_t pid)
 {
@@ -167,7 +174,7 @@ static __attribute__((noreturn)) void peer_main(int fd, pid_t us)
 	phase3_path(path, sizeof(path));
 	/* Until phase 3: A2 as soon as we are traced (the checkpoint). */
 	for (;;) {
-		if (!sent_a2 && traced(us)) {
+		if (!sent_a2 && !peer_in_image && traced(us)) {
 			if (!send_stream(fd, A1_LEN, A2_END))
 				_exit(1);
 			sent_a2 = true;
@@ -546,6 +553,8 @@ int main(int argc, char **argv)
 			family = AF_INET6;
 		else if (!strcmp(argv[i], "cut"))
 			expect_cut = true;
+		else if (!strcmp(argv[i], "tree"))
+			peer_in_image = true;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	/* Memory for the dump to copy: the peer's A2 arrives meanwhile. */
