@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <linux/io_uring.h>
 #include <sys/time.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -499,11 +500,14 @@ static void check_avx512(void)
 	CHECK(sh->avx_ok == 1);
 }
 
-static _Noreturn void eventfd_child(void)
+/* An io_uring instance: a descriptor the engine still refuses (eventfds,
+ * the first choice here, are supported since issue 4). */
+static _Noreturn void refused_child(void)
 {
-	int efd = eventfd(0, 0);
+	struct io_uring_params p = { 0 };
+	int ufd = (int)syscall(__NR_io_uring_setup, 4, &p);
 
-	(void)efd;
+	(void)ufd;
 	child_setup_common();
 	sh->ready = 1;
 	while (!sh->stop) {
@@ -524,12 +528,12 @@ static void check_refusal(void)
 	int r;
 
 	sh->eintr = 0;
-	pid = spawn(eventfd_child);
+	pid = spawn(refused_child);
 	maps_before = read_maps(pid);
 	r = eng_checkpoint(pid, &ms->sink, &opts, id);
 	detail = err_detail();
 	CHECK(r == -EOPNOTSUPP);
-	CHECK(detail && strstr(detail, "eventfd") && strstr(detail, "fd"));
+	CHECK(detail && strstr(detail, "io_uring") && strstr(detail, "fd"));
 	if (detail)
 		fprintf(stderr, "refusal: %s\n", detail);
 	CHECK(!ms->committed && ms->nr_areas == 0);
