@@ -21,6 +21,8 @@
  *   - each instance locked its locked pages again (VmLck);
  *   - SIGTERM, SIGINT, SIGHUP to an init reach the instance (the init
  *     exits 128 + the signal);
+ *   - a template killed from outside refuses spawns (-EIO) while its parked
+ *     instances still start;
  *   - a released parked instance dies (its init is killed), and so do
  *     parked instances whose controller exits (their inits exit 1);
  *   - every init is our child; after SIGKILL all are reaped, none left.
@@ -566,10 +568,37 @@ end:
 					      &tpl);
 			wc_store_close(store);
 			if (r == 0 && eng_template_spawn(tpl, NULL, &extra) == 0) {
+				struct eng_instance more, later;
 				pid_t init = extra.init;
 				int st = 0;
 
-				eng_template_close(tpl);
+				/* A template killed from outside: spawns fail (-EIO),
+				 * its parked instances still start. */
+				if (eng_template_spawn(tpl, NULL, &later) < 0)
+					fail("template: no second parked instance");
+				kill(eng_template_pid(tpl), SIGKILL);
+				r = eng_template_spawn(tpl, NULL, &more);
+				if (r != -EIO)
+					fail("spawn from a killed template: %d (%s)", r, err_str(r));
+				if (more.init > 0) {
+					kill(more.init, SIGKILL);
+					waitpid(more.init, NULL, 0);
+				}
+				{
+					struct inst tmp = { .e = later, .sock = -1 };
+					unsigned long long v;
+					long pid;
+
+					if (start(&tmp, -1, false) < 0 ||
+					    get(&tmp, 0, threads, &pid, &v) < 0 || pid != saved)
+						fail("a parked instance of a killed template does not start");
+					kill(tmp.e.init, SIGKILL);
+					waitpid(tmp.e.init, NULL, 0);
+					eng_instance_release(&tmp.e);
+					if (tmp.sock >= 0)
+						close(tmp.sock);
+				}
+				eng_template_close(tpl);	/* reaps the killed template */
 				tpl = NULL;
 				eng_instance_release(&extra);
 				if (waitpid(init, &st, 0) != init || !WIFSIGNALED(st))
