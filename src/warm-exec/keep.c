@@ -26,6 +26,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "engine.h"
+#include "image.pb-c.h"
 #include "keep.h"
 
 #ifndef SYS_pidfd_open
@@ -83,6 +84,85 @@ bool we_keep_supported(void)
 	if (fd >= 0)
 		close(fd);
 	return cached;
+}
+
+/*
+ * Copies share what the template holds, as forked processes share what
+ * their parent had: open files (one offset), and every kernel object a
+ * descriptor names. Two runs sharing a pipe, an eventfd, an epoll, a
+ * socket or shared memory would see each other's wake-ups and bytes, so
+ * such a snapshot is restored every time instead. Files and devices are
+ * fine (programs that keep files open at readiness read them with pread
+ * or mmap, like the JVM's jars); the standard streams are the caller's.
+ */
+int we_keep_copyable(struct wc_store *store, const char *id, char *why, size_t size)
+{
+	struct wc_snapshot *snap = NULL;
+	EngImage *img = NULL;
+	const void *data;
+	size_t len;
+	int r;
+
+	r = wc_snapshot_open(store, id, &snap);
+	if (r < 0)
+		return r;
+	r = wc_snapshot_blob(snap, ENG_IMAGE_BLOB, &data, &len);
+	if (r >= 0) {
+		img = eng_image__unpack(NULL, len, data);
+		r = img ? 0 : -EBADMSG;
+	}
+	wc_snapshot_close(snap);
+	if (r < 0)
+		return r;
+	r = 1;
+	if (img->n_procs != 1) {
+		snprintf(why, size, "a process tree");
+		r = 0;
+	}
+	for (size_t p = 0; r && p < img->n_procs; p++) {
+		const EngProcess *proc = img->procs[p];
+
+		for (size_t i = 0; r && i < proc->n_fds; i++) {
+			const EngFd *f = proc->fds[i];
+
+			switch (f->kind) {
+			case ENG_FD_KIND__FD_REG:
+			case ENG_FD_KIND__FD_DEV_NULL:
+			case ENG_FD_KIND__FD_DEV_ZERO:
+			case ENG_FD_KIND__FD_DEV_URANDOM:
+			case ENG_FD_KIND__FD_DEV_RANDOM:
+				break;
+			case ENG_FD_KIND__FD_TTY:
+			case ENG_FD_KIND__FD_PIPE:
+			case ENG_FD_KIND__FD_SOCKET:
+			case ENG_FD_KIND__FD_STDIO:
+				if (f->fd <= 2)
+					break;
+				/* fall through */
+			default:
+				snprintf(why, size, "fd %u holds a %s object copies would share", f->fd,
+					 f->path ? f->path : "kernel");
+				r = 0;
+			}
+		}
+		for (size_t i = 0; r && i < proc->n_vmas; i++) {
+			const EngVma *v = proc->vmas[i];
+
+			/* (A shared mapping of a file is what two runs would have
+			 * anyway.) The JVM's performance counters (hsperfdata, a
+			 * file the engine saves as shared memory once it is gone) are
+			 * written by the JVM for monitoring tools and never read back
+			 * for its own decisions: copies may share them. */
+			if (v->kind == ENG_VMA_KIND__VMA_ANON_SHARED &&
+			    !(v->name && strncmp(v->name, "/tmp/hsperfdata_", 16) == 0)) {
+				snprintf(why, size, "shared memory at 0x%llx copies would share",
+					 (unsigned long long)v->start);
+				r = 0;
+			}
+		}
+	}
+	eng_image__free_unpacked(img, NULL);
+	return r;
 }
 
 /* ------------------------------------------------------------ client */

@@ -822,9 +822,15 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 	if (l.has_tio)
 		kill(prog, SIGWINCH);
 	if (kept) {
-		r = we_keep_spawn(o->store_path, o->ref, id, o->keep_ms);
+		char why[256] = "";
+
+		r = we_keep_copyable(store, id, why, sizeof(why));
+		if (r > 0)
+			r = we_keep_spawn(o->store_path, o->ref, id, o->keep_ms);
+		else if (r == 0)
+			r = -EOPNOTSUPP;
 		if (r < 0)
-			trace(o, "cannot keep the snapshot warm: %s", strerror(-r));
+			trace(o, "not keeping the snapshot warm: %s", why[0] ? why : strerror(-r));
 	}
 	we_loaded_fini(&l);
 	we_notify_parent_ready();

@@ -446,6 +446,15 @@ def test_keep(env, tmp):
     rc, out, err = run([WARM_EXEC, "-v", "--keep-warm=0", "--", PY, REPL], "token\nexit 0\n", env)
     check("copy of the kept snapshot" not in err and token_of(out) == t1,
           "--keep-warm=0 restores: %r" % err)
+    # A snapshot holding a pipe is not kept (copies would share the pipe):
+    # every warm run restores it.
+    penv = dict(env, WX_HOLD_PIPE="1")
+    run(cmd, "exit 0\n", penv)
+    for i in range(2):
+        rc, out, err = run(cmd, "token\nexit 0\n", penv)
+        check(rc == 0 and "restored, running as pid" in err and "copy of the kept" not in err,
+              "a snapshot holding a pipe is restored, not copied: %r" % err)
+    check("not keeping the snapshot warm: fd" in err, "say why it is not kept: %r" % err)
     # --forget: the keeper leaves.
     rc, out, err = run([WARM_EXEC, "--forget", "--", PY, REPL], "", env)
     check(rc == 0, "--forget failed: %s" % err)

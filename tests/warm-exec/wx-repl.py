@@ -12,6 +12,8 @@ token = os.urandom(8).hex()
 lib = os.environ.get("WX_LIB")
 if lib:
     ctypes.CDLL(lib)
+if os.environ.get("WX_HOLD_PIPE"):
+    held_pipe = os.pipe()       # a kernel object copies of a snapshot would share
 
 
 def on_term(sig, frame):
