@@ -159,6 +159,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	 * (TCP_REPAIR); eagerly, the engine holds it frozen until the twin
 	 * runs (then killed) or failed (then resumed, address put back). */
 	struct eng_held *held = NULL;
+	uint64_t t_held = 0;		/* when eng_checkpoint returned it held */
 	struct rf_moveaddr ma = {};
 	struct wc_sink *msink = NULL;
 	struct eng_dump_stats dst = {};
@@ -212,6 +213,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 	/* The engine commits the sink: that is the peer's COMMITTED. On any
 	 * failure the process is detached unchanged. */
 	r = eng_checkpoint(pid, msink ? msink : sink, &dopts, remote_id);
+	t_held = now_ns();
 	rf_push_sink_stats(sink, &st);
 	if (lazy) {
 		struct rf_restored_info ri;
@@ -261,6 +263,7 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		int rk = eng_held_release(held, true);
 
 		held = NULL;
+		dst.frozen_ns += now_ns() - t_held;	/* frozen until killed */
 		if (rk < 0)
 			log_error("twin runs, but killing the original pid %d failed: %s", pid,
 				  err_str(rk));
