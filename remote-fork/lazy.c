@@ -352,14 +352,40 @@ static int install_chain(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
 	return 0;
 }
 
+/* Arriving lazy pages into the store too (each primary comes exactly
+ * once), in one pseudo-area in arrival order; @kinds NULL: all data. */
+static int store_put(struct rf_lazy *lz, const void *data, const uint8_t *kinds, uint32_t n)
+{
+	int r;
+
+	if (!lz->pages)
+		return 0;
+	if (n > lz->nr_primaries - lz->pages_put)
+		return err_set(EPROTO, "more lazy pages than distinct contents");
+	if (!lz->pages_put) {
+		struct wc_area_desc d = { .start = 0, .nr_pages = lz->nr_primaries,
+					  .prot = 1, .name = "rfork lazy pages" };
+
+		r = lz->pages->ops->begin_area(lz->pages, &d);
+		if (r < 0)
+			return err_wrap(r, "storing lazy pages");
+	}
+	r = lz->pages->ops->put_pages(lz->pages, data, kinds, n);
+	if (r < 0)
+		return err_wrap(r, "storing lazy pages");
+	lz->pages_put += n;
+	return 0;
+}
+
 /*
- * LAZY_PAGES: verify every page, then install runs of adjacent pages that
- * have no duplicates in one ioctl, the others page by page along with the
- * pages that share their content.
+ * LAZY_PAGES: verify every page (unkeyed: compute its key instead), then
+ * install runs of adjacent pages that have no duplicates in one ioctl, the
+ * others page by page along with the pages that share their content.
  */
 static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 {
 	uint32_t n = m->lazy_pages.nr;
+	int r;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i);
@@ -368,35 +394,21 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 		if (e >= lz->t.nr || lz->primary[e] != e)
 			return err_set(EPROTO, "LAZY_PAGES: page %u of %u is not a primary", e, lz->t.nr);
 		rf_page_key(m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE, &k);
-		if (!wc_key_eq(&k, &lz->t.keys[e]))
+		if (lz->t.unkeyed)
+			lz->t.keys[e] = k;	/* for the whole snapshot (rforkd) */
+		else if (!wc_key_eq(&k, &lz->t.keys[e]))
 			return err_set(EPROTO, "lazy page %u (0x%llx) does not match its key", e,
 				       (unsigned long long)lz->t.addr[e]);
 	}
-	if (lz->pages) {
-		/* Into the store too (each primary comes exactly once). */
-		int r;
-
-		if (n > lz->nr_primaries - lz->pages_put)
-			return err_set(EPROTO, "more lazy pages than distinct contents");
-		if (!lz->pages_put) {
-			struct wc_area_desc d = { .start = 0, .nr_pages = lz->nr_primaries,
-						  .prot = 1, .name = "rfork lazy pages" };
-
-			r = lz->pages->ops->begin_area(lz->pages, &d);
-			if (r < 0)
-				return err_wrap(r, "storing lazy pages");
-		}
-		r = lz->pages->ops->put_pages(lz->pages, m->lazy_pages.data, NULL, n);
-		if (r < 0)
-			return err_wrap(r, "storing lazy pages");
-		lz->pages_put += n;
-	}
+	r = store_put(lz, m->lazy_pages.data, NULL, n);
+	if (r < 0)
+		return r;
 #define SINGLE(x) (lz->next_dup[x] == UINT32_MAX && lz->state[x] != LZ_DONE)
 	for (uint32_t i = 0; i < n;) {
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i), j = i + 1;
 		const uint8_t *data = m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE;
 		int64_t done = 0;
-		int err = 0, r;
+		int err = 0;
 
 		if (!SINGLE(e)) {
 			r = install_chain(lz, e, data);
@@ -433,6 +445,76 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 }
 
 static const uint8_t zero_page[WC_PAGE_SIZE] __attribute__((aligned(4096)));
+static const uint8_t absent_kinds[RF_LAZY_ZERO_MAX];	/* WC_PAGE_ABSENT = 0 */
+
+/*
+ * LAZY_ZERO (unkeyed pushes): these lazy pages are all zero. Runs of
+ * adjacent ones get the zero page in one UFFDIO_ZEROPAGE each (in the twin
+ * and its children); a run that meets anything (-EEXIST, -EAGAIN, a range
+ * gone) goes page by page through install_one() with a zero page.
+ */
+static int on_zero(struct rf_lazy *lz, const struct rf_msg *m)
+{
+	uint32_t n = m->lazy_zero.nr;
+	struct wc_key zk;
+	int r;
+
+	if (!lz->t.unkeyed)
+		return err_set(EPROTO, "LAZY_ZERO in a keyed push");
+	rf_page_key(zero_page, &zk);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t e = rf_get_u32(m->lazy_zero.entries + 4 * i);
+
+		if (e >= lz->t.nr)
+			return err_set(EPROTO, "LAZY_ZERO: page %u of %u", e, lz->t.nr);
+		lz->t.keys[e] = zk;
+	}
+	r = store_put(lz, NULL, absent_kinds, n);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < n;) {
+		uint32_t e = rf_get_u32(m->lazy_zero.entries + 4 * i), j = i + 1;
+		bool whole = lz->state[e] != LZ_DONE;
+
+		while (j < n) {
+			uint32_t f = rf_get_u32(m->lazy_zero.entries + 4 * j);
+
+			if (lz->state[f] == LZ_DONE ||
+			    lz->t.addr[f] != lz->t.addr[e] + (uint64_t)(j - i) * WC_PAGE_SIZE)
+				break;
+			j++;
+		}
+		if (whole && j - i > 1) {
+			struct uffdio_zeropage z = {
+				.range = { lz->t.addr[e], (uint64_t)(j - i) * WC_PAGE_SIZE } };
+
+			whole = ioctl(lz->uffd, UFFDIO_ZEROPAGE, &z) == 0;
+			for (unsigned k = 0; whole && k < lz->nr_kids; k++) {
+				struct uffdio_zeropage zc = { .range = z.range };
+
+				(void)ioctl(lz->kids[k], UFFDIO_ZEROPAGE, &zc);
+			}
+		} else {
+			whole = false;
+		}
+		for (uint32_t k = i; k < j; k++) {
+			uint32_t f = rf_get_u32(m->lazy_zero.entries + 4 * k);
+
+			if (lz->state[f] == LZ_DONE)
+				continue;
+			if (whole) {
+				mark_done(lz, f);
+				lz->st.pages_installed++;
+				continue;
+			}
+			r = install_one(lz, f, zero_page);
+			if (r < 0)
+				return r;
+		}
+		i = j;
+	}
+	return 0;
+}
 
 /* Answer the queued faults; those that meet -EAGAIN stay queued. */
 static int serve_faults(struct rf_lazy *lz)
@@ -586,6 +668,9 @@ static int on_session(struct rf_lazy *lz)
 	switch (m.type) {
 	case RF_MSG_LAZY_PAGES:
 		r = on_pages(lz, &m);
+		return r < 0 ? r : 1;
+	case RF_MSG_LAZY_ZERO:
+		r = on_zero(lz, &m);
 		return r < 0 ? r : 1;
 	case RF_MSG_LAZY_END:
 		if (m.lazy_end.nr != lz->t.nr)
@@ -753,9 +838,16 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = rf_lazy_dedup(lz->t.keys, lz->t.nr, lz->primary);
-	if (r < 0)
-		goto fail;
+	if (lz->t.unkeyed) {
+		/* No keys yet: every page is its own primary. */
+		for (uint32_t i = 0; i < lz->t.nr; i++)
+			lz->primary[i] = i;
+		r = (int)lz->t.nr;
+	} else {
+		r = rf_lazy_dedup(lz->t.keys, lz->t.nr, lz->primary);
+		if (r < 0)
+			goto fail;
+	}
 	lz->nr_primaries = (uint32_t)r;
 	/* Chains primary -> its duplicates, in page order (built backwards). */
 	for (uint32_t i = 0; i < lz->t.nr; i++)
@@ -799,6 +891,11 @@ void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages)
 uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz)
 {
 	return lz->nr_primaries;
+}
+
+const struct wc_key *rf_lazy_keys(const struct rf_lazy *lz)
+{
+	return lz->t.keys;
 }
 
 void rf_lazy_set_hold(struct rf_lazy *lz, pid_t pid)

@@ -85,6 +85,7 @@ struct rf_recv {
 
 	/* --lazy */
 	bool lazy;
+	bool unkeyed;				/* RF_PUSH_UNKEYED */
 	uint64_t area_start, area_pos, prev_end;
 	bool area_lazy;
 	struct rf_lazy_table lz;
@@ -366,23 +367,29 @@ void rf_recv_set_lazy(struct rf_recv *rv)
 	rv->lazy = true;
 }
 
+void rf_recv_set_unkeyed(struct rf_recv *rv)
+{
+	rv->lazy = rv->unkeyed = rv->lz.unkeyed = true;
+}
+
 void rf_recv_take_lazy(struct rf_recv *rv, struct rf_lazy_table *ret)
 {
 	*ret = rv->lz;
 	memset(&rv->lz, 0, sizeof(rv->lz));
 }
 
-/* A batch of a lazy area: its lacking pages become lazy pages (numbered in
+/* A batch of a lazy area: its lacking pages (or, unkeyed, its
+ * RF_KIND_LAZY pages: @nr_new in all) become lazy pages (numbered in
  * LACKS order, as the sender numbers them) and ABSENT in the snapshot; the
  * batch is complete at once. */
-static int lazy_note(struct rf_recv *rv, struct recv_batch *b)
+static int lazy_note(struct rf_recv *rv, struct recv_batch *b, uint32_t nr_new)
 {
 	struct rf_lazy_table *t = &rv->lz;
 
-	if (b->nr_lacking > RF_LAZY_MAX_ENTRIES - t->nr)
+	if (nr_new > RF_LAZY_MAX_ENTRIES - t->nr)
 		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
-	if (t->nr + b->nr_lacking > t->cap) {
-		uint32_t cap = MAX(t->cap * 2, t->nr + b->nr_lacking + 4096);
+	if (t->nr + nr_new > t->cap) {
+		uint32_t cap = MAX(t->cap * 2, t->nr + nr_new + 4096);
 		uint64_t *a = realloc(t->addr, (size_t)cap * sizeof(*a));
 		struct wc_key *k;
 
@@ -408,6 +415,12 @@ static int lazy_note(struct rf_recv *rv, struct recv_batch *b)
 		t->area_starts[t->nr_areas++] = rv->area_start;
 	}
 	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		if (b->kinds[i] == RF_KIND_LAZY) {
+			t->addr[t->nr] = rv->area_start + (rv->area_pos + i) * WC_PAGE_SIZE;
+			t->keys[t->nr++] = (struct wc_key){ 0, 0 };	/* known on arrival */
+			b->kinds[i] = WC_PAGE_ABSENT;
+			continue;
+		}
 		if (b->kinds[i] != WC_PAGE_DATA || b->lack[i] != LACK_SENT)
 			continue;
 		t->addr[t->nr] = rv->area_start + (rv->area_pos + i) * WC_PAGE_SIZE;
@@ -415,7 +428,7 @@ static int lazy_note(struct rf_recv *rv, struct recv_batch *b)
 		b->kinds[i] = WC_PAGE_ABSENT;
 		b->lack[i] = LACK_HAVE;
 	}
-	rv->st.pages_lazy += b->nr_lacking;
+	rv->st.pages_lazy += nr_new;
 	b->nr_lacking = 0;
 	return 0;
 }
@@ -425,9 +438,22 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 	struct recv_item *it;
 	struct recv_batch *b;
 	uint8_t *bits = rv->bits_tmp;
-	uint32_t d = 0;
+	uint32_t d = 0, nr_unkeyed = 0;
 	int r;
 
+	/* RF_KIND_LAZY only in a lazy area of an unkeyed push, where every
+	 * present page is one (the numbering of lazy pages relies on it). */
+	for (uint32_t i = 0; i < m->keys.nr_pages; i++) {
+		bool unkeyed_area = rv->unkeyed && rv->area_lazy;
+
+		if (m->keys.kinds[i] == RF_KIND_LAZY && !unkeyed_area)
+			return err_set(EPROTO, "KEYS: page %u of batch %u is lazy outside an "
+				       "unkeyed lazy area", i, m->keys.seq);
+		if (m->keys.kinds[i] == WC_PAGE_DATA && unkeyed_area)
+			return err_set(EPROTO, "KEYS: page %u of batch %u has a key in an "
+				       "unkeyed lazy area", i, m->keys.seq);
+		nr_unkeyed += m->keys.kinds[i] == RF_KIND_LAZY;
+	}
 	if (!rv->in_area || m->keys.nr_pages > rv->area_left)
 		return err_set(EPROTO, "KEYS for %u pages outside any announced area", m->keys.nr_pages);
 	if (m->keys.seq != rv->next_seq)
@@ -486,8 +512,8 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 				msg[8 + i / 8] |= 1u << (i % 8);
 		r = rv->reply(rv->userdata, RF_MSG_LACKS, msg, len);
 	}
-	if (r >= 0 && rv->area_lazy && b->nr_lacking)
-		r = lazy_note(rv, b);
+	if (r >= 0 && rv->area_lazy && (b->nr_lacking || nr_unkeyed))
+		r = lazy_note(rv, b, b->nr_lacking + nr_unkeyed);
 	if (r < 0) {
 		item_free(it);
 		return r;
@@ -675,7 +701,9 @@ static int serve_push(struct rf_session *s, struct wc_source *have, struct wc_si
 	r = rf_recv_new(have, out, reply_session, s, &rv);
 	if (r < 0)
 		return r;
-	if (ret_lazy)
+	if (ret_lazy && ret_lazy->unkeyed)
+		rf_recv_set_unkeyed(rv);
+	else if (ret_lazy)
 		rf_recv_set_lazy(rv);
 	for (;;) {
 		struct rf_msg m;

@@ -21,10 +21,12 @@
  * rfork then exits with the twin's status. On any failure the original is
  * left running as it was.
  *
- * --lazy: the twin starts before its pages arrived: rforkd restores it with
- * the lacking pages of its anonymous private memory left to a userfaultfd,
- * prints its pid as soon as it runs, and this side then serves its faults
- * first and streams the rest. The original stays frozen until the twin
+ * --lazy: the twin starts before its pages arrived: the checkpoint has no
+ * memory phase for anonymous private memory (eng_dump_opts.no_anon_pages:
+ * only which pages are present is sent, RF_PUSH_UNKEYED), rforkd restores
+ * the twin with those pages left to a userfaultfd, rfork prints its pid as
+ * soon as it runs, and this side then reads them from the frozen original,
+ * serves the twin's faults first and streams the rest. The original stays frozen until the twin
  * holds every page (then --move kills it); if the link fails before, the
  * twin is killed on the receiver and the original runs on.
  */
@@ -191,7 +193,12 @@ static int fork_process(const char *host, const uint8_t *key, int timeout_ms, pi
 		 * holds every page; with --move the engine kills it only then. */
 		lazy_t0 = t0;
 		dopts.leave_running = !move;
-		r = rf_push_sink_new_lazy(s, (attach ? RF_PUSH_ATTACH : 0) | (hold ? RF_PUSH_HOLD : 0),
+		/* --lazy: no memory phase for anonymous private memory (its
+		 * pages are read only as they go out, after the twin runs);
+		 * pipelined keeps keys, hence the receiver's dedup. */
+		dopts.no_anon_pages = !hold;
+		r = rf_push_sink_new_lazy(s, (attach ? RF_PUSH_ATTACH : 0) |
+					  (hold ? RF_PUSH_HOLD : RF_PUSH_UNKEYED),
 					  pid, on_lazy_restored, NULL, &sink);
 	} else {
 		r = rf_push_sink_new(s, RF_PUSH_RESTORE | (attach ? RF_PUSH_ATTACH : 0), &sink);
@@ -329,17 +336,18 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 		snprintf(stdio, sizeof(stdio), "its stdout \"%s\", stderr \"%s\" on %s",
 			 ri->out_path, ri->err_path, host);
 	log_error("forked pid %d %s to %s as pid %u%s (snapshot %s): twin running after "
-		  "%.3f s, every page after %.2f s: %llu bytes (%s) on the wire, %llu pages sent "
-		  "before the twin ran, %llu after (%llu on demand in %llu requests; %llu more had "
-		  "the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s (checkpoint: freeze %.3f s, collect %.3f s, memory %.3f s)%s; %s",
+		  "%.3f s (%llu bytes on the wire then), every page after %.2f s: %llu bytes (%s) on "
+		  "the wire, %llu pages sent before the twin ran, %llu after (%llu on demand in %llu "
+		  "requests, %llu of them zero; %llu more had the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s (checkpoint: freeze %.3f s, collect %.3f s, memory %.3f s)%s; %s",
 		  pid, ri->flags & RF_RESTORED_HELD ? "(pipelined: restored while its pages arrived)"
 						    : "lazily", host, ri->pid,
 		  ri->flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was taken "
 						      "there)" : "",
-		  remote_id, lazy_run_ns / 1e9, (now_ns() - t0) / 1e9,
+		  remote_id, lazy_run_ns / 1e9, (unsigned long long)st->run_bytes, (now_ns() - t0) / 1e9,
 		  (unsigned long long)ss.bytes_sent, fmt_bytes(ss.bytes_sent, b1, sizeof(b1)),
 		  (unsigned long long)st->pages_sent, (unsigned long long)st->pages_lazy,
 		  (unsigned long long)st->pages_demand, (unsigned long long)st->nr_requests,
+		  (unsigned long long)st->pages_lazy_zero,
 		  (unsigned long long)st->pages_lazy_dup, (unsigned long long)st->pages_skipped, (unsigned long long)st->pages_zero,
 		  (unsigned long long)st->pages_absent,
 		  fmt_bytes(st->pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst->frozen_ns / 1e9,

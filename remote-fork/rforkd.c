@@ -307,10 +307,18 @@ static int lazy_merge(struct wc_store *store, struct wc_snapshot *part, const ui
 	_cleanup_free_ struct wc_key *ck = malloc(CHUNK * sizeof(*ck));
 	struct wc_sink *sink = NULL;
 	uint32_t e = 0;
+	struct wc_key zk;
 	int r;
 
 	if (!kinds || !ck)
 		return -ENOMEM;
+	{
+		/* Unkeyed pushes: a lazy page that came as zero has this key
+		 * and is a zero page, not stored. */
+		_Alignas(64) static const uint8_t zero[WC_PAGE_SIZE];
+
+		rf_page_key(zero, &zk);
+	}
 	r = wc_store_sink_new(store, &sink);
 	if (r < 0)
 		return r;
@@ -330,7 +338,9 @@ static int lazy_merge(struct wc_store *store, struct wc_snapshot *part, const ui
 				while (e < nr && addr[e] < at)
 					e++;
 				kinds[n] = a->kinds[p];
-				if (e < nr && addr[e] == at) {
+				if (e < nr && addr[e] == at && wc_key_eq(&keys[e], &zk)) {
+					kinds[n] = WC_PAGE_ZERO;
+				} else if (e < nr && addr[e] == at) {
 					kinds[n] = WC_PAGE_DATA;
 					ck[nk++] = keys[e];
 				} else if (a->kinds[p] == WC_PAGE_DATA) {
@@ -407,6 +417,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	uint8_t msg[16 + 2 * RF_PATH_MAX];
 	size_t len, lt_nr_areas = 0;
 
+	lt.unkeyed = flags & RF_PUSH_UNKEYED;
 	r = rf_serve_push_lazy(s, *have, *out, id, &st, &lt);
 	/* Committed (or abandoned): release the ingest before restoring. */
 	wc_sink_free(TAKE_PTR(*out));
@@ -490,6 +501,9 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	(void)rf_lazy_send(lz, RF_MSG_RESTORED, msg, len);
 	rf_lazy_restored(lz);
 	r = rf_lazy_finish(lz, false, &ls);
+	/* Unkeyed: the keys were computed as the pages arrived. */
+	if (r >= 0 && part && lz_keys)
+		memcpy(lz_keys, rf_lazy_keys(lz), lz_nr * sizeof(*lz_keys));
 	rf_lazy_free(lz);
 	rf_session_stats(s, &ss);
 	if (r >= 0 && lsink) {

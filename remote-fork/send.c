@@ -72,6 +72,8 @@ struct rf_push {
 
 	/* --lazy (rf_push_sink_new_lazy) */
 	bool lazy;
+	bool unkeyed;				/* RF_PUSH_UNKEYED */
+	uint8_t *scratch;			/* unkeyed: RF_LAZY_MAX_PAGES pages read */
 	pid_t pid;
 	uint64_t area_start, area_pos;		/* current area, next page in it */
 	bool area_lazy;
@@ -145,10 +147,14 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 	if (b->lazy) {
 		/* Lazy area: remember the lacking pages, in LACKS order (both
 		 * sides number them alike), and send them after RESTORED. */
-		if (m->lacks.nr_lacking > RF_LAZY_MAX_ENTRIES - p->lz_nr)
+		uint32_t nr_new = m->lacks.nr_lacking;
+
+		for (uint32_t i = 0; i < b->nr_pages; i++)
+			nr_new += b->kinds[i] == RF_KIND_LAZY;
+		if (nr_new > RF_LAZY_MAX_ENTRIES - p->lz_nr)
 			return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
-		if (p->lz_nr + m->lacks.nr_lacking > p->lz_cap) {
-			uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + m->lacks.nr_lacking + 4096);
+		if (p->lz_nr + nr_new > p->lz_cap) {
+			uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + nr_new + 4096);
 			uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
 			struct wc_key *k;
 
@@ -167,8 +173,9 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 			if (lack && b->kinds[i] != WC_PAGE_DATA)
 				return err_set(EPROTO, "receiver asked for page %u of batch %u, "
 					       "which holds no data", i, b->seq);
-			if (lack) {
-				p->lz_keys[p->lz_nr] = b->keys[d];
+			if (lack || b->kinds[i] == RF_KIND_LAZY) {
+				/* Unkeyed lazy pages have no key (never used). */
+				p->lz_keys[p->lz_nr] = lack ? b->keys[d] : (struct wc_key){ 0, 0 };
 				p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
 			}
 			d += b->kinds[i] == WC_PAGE_DATA;
@@ -347,6 +354,11 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
 			kind = WC_PAGE_ABSENT;
 			p->st.pages_absent++;
+		} else if (p->unkeyed && b->lazy && (!src || !rf_page_is_zero(src))) {
+			/* Unkeyed: not read (or not looked at) now; read, and
+			 * zero pages told apart, when it goes out. */
+			kind = RF_KIND_LAZY;
+			p->st.pages_data++;
 		} else if (!src) {
 			return push_fail(p, err_set(EINVAL, "page %zu is present but no buffer given", i));
 		} else if (rf_page_is_zero(src)) {
@@ -514,12 +526,63 @@ static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_
 	return 0;
 }
 
+/*
+ * RF_PUSH_UNKEYED: read @ents, then the pages found all zero go out as one
+ * LAZY_ZERO frame (numbers only) and the others as one LAZY_PAGES frame.
+ * No key is computed here: the receiver hashes what arrives.
+ */
+static int lazy_send_unkeyed(struct rf_push *p, const uint32_t *ents, uint32_t n, bool demand)
+{
+	uint32_t zero[RF_LAZY_MAX_PAGES], data[RF_LAZY_MAX_PAGES], nz = 0, nd = 0;
+	uint8_t *out;
+	int r;
+
+	r = lazy_read(p, ents, n, p->scratch);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < n; i++) {
+		if (rf_page_is_zero(p->scratch + (size_t)i * WC_PAGE_SIZE))
+			zero[nz++] = i;
+		else
+			data[nd++] = i;
+		p->lz_sent[ents[i]] = 1;
+	}
+	p->lz_nr_sent += n;
+	p->st.pages_lazy += n;
+	p->st.pages_lazy_zero += nz;
+	if (demand)
+		p->st.pages_demand += n;
+	if (nz) {
+		out = rf_session_frame(p->s, RF_MSG_LAZY_ZERO, 4 + (size_t)nz * 4);
+		rf_put_u32(out, nz);
+		for (uint32_t i = 0; i < nz; i++)
+			rf_put_u32(out + 4 + 4 * i, ents[zero[i]]);
+		r = rf_session_send(p->s, 4 + (size_t)nz * 4);
+		if (r < 0)
+			return r;
+	}
+	if (!nd)
+		return 0;
+	out = rf_session_frame(p->s, RF_MSG_LAZY_PAGES, 4 + (size_t)nd * (4 + WC_PAGE_SIZE));
+	rf_put_u32(out, nd);
+	for (uint32_t i = 0; i < nd; i++) {
+		rf_put_u32(out + 4 + 4 * i, ents[data[i]]);
+		memcpy(out + 4 + 4 * (size_t)nd + (size_t)i * WC_PAGE_SIZE,
+		       p->scratch + (size_t)data[i] * WC_PAGE_SIZE, WC_PAGE_SIZE);
+	}
+	return rf_session_send(p->s, 4 + (size_t)nd * (4 + WC_PAGE_SIZE));
+}
+
 /* Send lazy pages @ents (not sent yet) as one LAZY_PAGES frame. */
 static int lazy_send(struct rf_push *p, const uint32_t *ents, uint32_t n, bool demand)
 {
 	size_t len = 4 + (size_t)n * (4 + WC_PAGE_SIZE);
-	uint8_t *out = rf_session_frame(p->s, RF_MSG_LAZY_PAGES, len);
+	uint8_t *out;
 	int r;
+
+	if (p->unkeyed)
+		return lazy_send_unkeyed(p, ents, n, demand);
+	out = rf_session_frame(p->s, RF_MSG_LAZY_PAGES, len);
 
 	rf_put_u32(out, n);
 	for (uint32_t i = 0; i < n; i++)
@@ -596,7 +659,7 @@ static int lazy_serve(struct rf_push *p)
 	p->lz_sent = calloc(p->lz_nr ? p->lz_nr : 1, 1);
 	if (!p->lz_sent)
 		return -ENOMEM;
-	{
+	if (!p->unkeyed) {
 		/* Pages with the content of an earlier lazy page never travel:
 		 * the receiver installs the primary's copy (rf_lazy_dedup). */
 		_cleanup_free_ uint32_t *primary = malloc((p->lz_nr ? p->lz_nr : 1) * sizeof(*primary));
@@ -648,6 +711,12 @@ static int lazy_serve(struct rf_push *p)
 				return err_set(EPROTO, "receiver sent RESTORED twice");
 			rf_restored_info_get(&m, &p->restored);
 			p->have_restored = true;
+			{
+				struct rf_session_stats ss;
+
+				rf_session_stats(p->s, &ss);
+				p->st.run_bytes = ss.bytes_sent;
+			}
 			t1 = mono_ns();
 			p->st.restored_ns = t1 - t0;
 			if (p->on_restored)
@@ -723,6 +792,7 @@ static void push_free(struct wc_sink *sink)
 	free(p->lz_addr);
 	free(p->lz_keys);
 	free(p->lz_sent);
+	free(p->scratch);
 
 	batch_free(p->cur);
 	batch_free(p->spare);
@@ -776,7 +846,8 @@ int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
 	char path[64];
 	int fd, r;
 
-	if (flags & ~(RF_PUSH_ATTACH | RF_PUSH_HOLD))
+	if (flags & ~(RF_PUSH_ATTACH | RF_PUSH_HOLD | RF_PUSH_UNKEYED) ||
+	    ((flags & RF_PUSH_UNKEYED) && (flags & RF_PUSH_HOLD)))
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -789,6 +860,15 @@ int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
 	}
 	p = to_push(sink);
 	p->lazy = true;
+	p->unkeyed = flags & RF_PUSH_UNKEYED;
+	if (p->unkeyed) {
+		p->scratch = aligned_alloc(WC_PAGE_SIZE, (size_t)RF_LAZY_MAX_PAGES * WC_PAGE_SIZE);
+		if (!p->scratch) {
+			close(fd);
+			wc_sink_free(sink);
+			return -ENOMEM;
+		}
+	}
 	p->pid = pid;
 	p->mem_fd = fd;
 	p->on_restored = on_restored;

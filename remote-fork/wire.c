@@ -38,6 +38,7 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_LAZY_PAGES:	return "LAZY_PAGES";
 	case RF_MSG_LAZY_END:	return "LAZY_END";
 	case RF_MSG_LAZY_DONE:	return "LAZY_DONE";
+	case RF_MSG_LAZY_ZERO:	return "LAZY_ZERO";
 	}
 	return "unknown";
 }
@@ -207,7 +208,8 @@ static int parse_keys(struct cur *c, struct rf_msg *m)
 	if ((r = cur_bytes(c, m->keys.nr_pages, &m->keys.kinds)) < 0)
 		return r;
 	for (uint32_t i = 0; i < m->keys.nr_pages; i++) {
-		if (m->keys.kinds[i] > WC_PAGE_DATA)
+		/* RF_KIND_LAZY: the receiver accepts it only where allowed. */
+		if (m->keys.kinds[i] > RF_KIND_LAZY)
 			return err_set(EPROTO, "KEYS: page %u has bad kind %u", i, m->keys.kinds[i]);
 		nr_data += m->keys.kinds[i] == WC_PAGE_DATA;
 	}
@@ -372,6 +374,9 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 			r = err_set(EPROTO, "PUSH: LAZY without RESTORE");
 		if (r >= 0 && (m.push.flags & RF_PUSH_HOLD) && !(m.push.flags & RF_PUSH_LAZY))
 			r = err_set(EPROTO, "PUSH: HOLD without LAZY");
+		if (r >= 0 && (m.push.flags & RF_PUSH_UNKEYED) &&
+		    (!(m.push.flags & RF_PUSH_LAZY) || (m.push.flags & RF_PUSH_HOLD)))
+			r = err_set(EPROTO, "PUSH: UNKEYED without LAZY or with HOLD");
 		if (r >= 0)
 			r = cur_end(&c);
 		break;
@@ -456,6 +461,20 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 					    rf_get_u32(m.lazy_pages.entries + 4 * i));
 		if (r >= 0)
 			r = cur_bytes(&c, (size_t)m.lazy_pages.nr * WC_PAGE_SIZE, &m.lazy_pages.data);
+		if (r >= 0)
+			r = cur_end(&c);
+		break;
+	case RF_MSG_LAZY_ZERO:
+		r = cur_u32(&c, &m.lazy_zero.nr);
+		if (r >= 0 && (m.lazy_zero.nr == 0 || m.lazy_zero.nr > RF_LAZY_ZERO_MAX))
+			r = err_set(EPROTO, "LAZY_ZERO: %u pages out of bounds [1, %u]",
+				    m.lazy_zero.nr, RF_LAZY_ZERO_MAX);
+		if (r >= 0)
+			r = cur_bytes(&c, (size_t)m.lazy_zero.nr * 4, &m.lazy_zero.entries);
+		for (uint32_t i = 0; r >= 0 && i < m.lazy_zero.nr; i++)
+			if (rf_get_u32(m.lazy_zero.entries + 4 * i) >= RF_LAZY_MAX_ENTRIES)
+				r = err_set(EPROTO, "LAZY_ZERO: page number %u out of bounds",
+					    rf_get_u32(m.lazy_zero.entries + 4 * i));
 		if (r >= 0)
 			r = cur_end(&c);
 		break;

@@ -16,6 +16,8 @@
 #   lazy_run_s        rfork --lazy to a receiver with an empty store (every
 #                     page travels): rfork start until the twin runs, as rfork
 #                     reports it (target <= 0.1)
+#   lazy_run_bytes    bytes rfork had sent when the twin ran (no page of the
+#                     heap goes before: the engine has no memory phase then)
 #   lazy_total_s      the same, until the twin holds every page (rfork exits)
 #   classic_s         rfork --eager to an empty store (the restore starts after
 #                     the last page): rfork start until the twin runs
@@ -106,6 +108,7 @@ ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --lazy
 t1=$(now)
 cat "$T/r3.err" >&2
 L_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r3.err")
+L_RUNB=$(sed -n 's/.*twin running after [0-9.]* s (\([0-9]*\) bytes on the wire then).*/\1/p' "$T/r3.err")
 L_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 [ -n "$L_RUN" ] || { echo "no lazy figures in rfork's report" >&2; exit 1; }
 # --eager (the restore after the last page) to a third daemon, empty store
@@ -125,12 +128,12 @@ B1=$(bytes "$T/r1.err") B2=$(bytes "$T/r2.err")
 # wl-mem: MIB*256 pages, half unique, plus 64 distinct patterns
 UNIQ=$((MIB * 256 / 2 * 4096 + 64 * 4096))
 awk -v e1="$E1" -v e2="$E2" -v b1="$B1" -v b2="$B2" -v u="$UNIQ" -v rate="$RATE" -v mib="$MIB" \
-	-v lr="$L_RUN" -v lt="$L_TOTAL" -v pr="$P_RUN" \
+	-v lr="$L_RUN" -v lrb="${L_RUNB:-0}" -v lt="$L_TOTAL" -v pr="$P_RUN" \
 	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	us = u * 8 / (rate * 1e6)
 	printf "{\"bench\":\"rfork\",\"mib\":%d,\"rate_mbit\":%d,\"eager_s\":%.3f,\"wire_bytes\":%d," \
 	       "\"unique_bytes\":%d,\"unique_s\":%.3f,\"eager_ratio\":%.3f,\"repeat_s\":%.3f," \
-	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f," \
+	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f,\"lazy_run_bytes\":%d," \
 	       "\"lazy_total_s\":%.3f,\"classic_s\":%.3f,\"classic_ratio\":%.3f," \
 	       "\"loadavg\":\"%s\"}\n",
-	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lt, pr, pr / us, load }'
+	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lrb, lt, pr, pr / us, load }'

@@ -510,6 +510,8 @@ int eng_checkpoint(pid_t pid, struct wc_sink *sink, const struct eng_dump_opts *
 	if (want_opt(opts, offsetof(struct eng_dump_opts, tcp_established) +
 			   sizeof(opts->tcp_established)) && opts->tcp_established)
 		ctx.tcp = &tcp;
+	ctx.no_anon_pages = want_opt(opts, offsetof(struct eng_dump_opts, no_anon_pages) +
+					   sizeof(opts->no_anon_pages)) && opts->no_anon_pages;
 	r = ctx_open(&ctx, pid);
 	if (r < 0)
 		return r;

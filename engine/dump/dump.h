@@ -277,6 +277,9 @@ struct eng_dump_ctx {
 	/* tcp: established connections captured so far (sockets.c); NULL:
 	 * they are refused (opts->tcp_established unset). */
 	struct eng_dump_tcp *tcp;
+	/* eng_dump_opts.no_anon_pages: anonymous private areas by kind alone
+	 * (mem.c). */
+	bool no_anon_pages;
 };
 
 /* files.c */

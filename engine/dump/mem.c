@@ -400,7 +400,8 @@ static int scan_runs(int pm_fd, const EngVma *v, struct runs *rs)
 	return 0;
 }
 
-enum read_via { VIA_VM_READV, VIA_MEM, VIA_FD };
+/* VIA_NONE: kinds only, nothing read (eng_dump_opts.no_anon_pages). */
+enum read_via { VIA_VM_READV, VIA_MEM, VIA_FD, VIA_NONE };
 
 /*
  * Copy the stored pages of [first, first + n) of @v, given by @rs from run
@@ -433,7 +434,7 @@ static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const struct ru
 			break;		/* continues in the next chunk */
 	}
 	*cursor = k;
-	if (!nr_iov)
+	if (!nr_iov || via == VIA_NONE)
 		return 0;
 
 	if (via == VIA_VM_READV) {
@@ -472,6 +473,7 @@ static int read_chunk(struct eng_dump_ctx *ctx, const EngVma *v, const struct ru
 struct slot {
 	EngVma *v;
 	bool begin;			/* first chunk of a new area */
+	bool unread;			/* VIA_NONE: kinds only, no data */
 	size_t n;			/* pages in this chunk */
 	uint8_t kinds[CHUNK_PAGES];
 	uint8_t *data;			/* the chunk's stored pages, back to back */
@@ -588,6 +590,8 @@ static int reader_run(struct pipeline *pl)
 			     &via, &fd, &shm_fd);
 		if (r < 0 || !rs.stored)
 			continue;	/* no area: restore maps it empty (or from its file) */
+		if (ctx->no_anon_pages && v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE)
+			via = VIA_NONE;
 		nr = (v->end - v->start) / WC_PAGE_SIZE;
 		/* An area lists every page of its vma: refuse absurd ones (e.g. a
 		 * sanitizer's terabytes of shadow) rather than build a manifest of
@@ -609,6 +613,7 @@ static int reader_run(struct pipeline *pl)
 			}
 			s->v = v;
 			s->begin = off == 0;
+			s->unread = via == VIA_NONE;
 			s->n = MIN((uint64_t)CHUNK_PAGES, nr - off);
 			r = read_chunk(ctx, v, &rs, &cursor, off, s->n, s->kinds, s->data, via, fd,
 				       &pl->pages_read);
@@ -645,6 +650,8 @@ static int slot_put(struct wc_sink *sink, const struct slot *s)
 {
 	const uint8_t *data = s->data;
 
+	if (s->unread)	/* no_anon_pages: DATA kinds without content */
+		return sink->ops->put_pages(sink, NULL, s->kinds, s->n);
 	for (size_t i = 0; i < s->n;) {
 		uint8_t k = s->kinds[i];
 		size_t j = i;

@@ -197,6 +197,15 @@ struct eng_dump_opts {
 	 * (rfork --move: the original is killed only once its twin runs). The
 	 * thread that called eng_checkpoint() is the tracer: release from it. */
 	struct eng_held **hold;
+	/* No memory phase for anonymous private memory (rfork --lazy): its
+	 * pages are neither read nor hashed; each such area goes to the sink
+	 * by page kind alone, put_pages(sink, NULL, kinds, n) with
+	 * WC_PAGE_DATA for every page the store rules keep (present or
+	 * swapped, every page up to EOF for a deleted file) and WC_PAGE_ABSENT
+	 * for the others. Only a sink that reads those pages itself later
+	 * (from the still frozen process) accepts that: the store's does not.
+	 * Other areas (file private, shared) are read as usual. */
+	bool no_anon_pages;
 };
 
 #define ENG_DUMP_MAX_UNLINKED_DEFAULT	(64ull << 20)

@@ -46,6 +46,8 @@ struct rf_push_stats {
 	uint64_t pages_lazy_dup;	/* lazy pages not sent: same content as another */
 	uint64_t pages_demand;		/* ... of which on the twin's demand (PAGE_REQ) */
 	uint64_t nr_requests;		/* PAGE_REQ frames served */
+	uint64_t pages_lazy_zero;	/* RF_PUSH_UNKEYED: lazy pages read as zero (LAZY_ZERO) */
+	uint64_t run_bytes;		/* session bytes sent when RESTORED came (twin running) */
 	uint64_t restored_ns;		/* COMMIT sent -> RESTORED received */
 	uint64_t lazy_ns;		/* RESTORED -> LAZY_DONE */
 };
@@ -73,8 +75,13 @@ int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 
 /*
  * A lazy push sink (rfork --lazy PID): like rf_push_sink_new() with
- * RF_PUSH_RESTORE | RF_PUSH_LAZY (| RF_PUSH_ATTACH, RF_PUSH_HOLD in @flags), for the
- * engine's checkpoint of @pid, frozen while the sink lives. Lacking pages
+ * RF_PUSH_RESTORE | RF_PUSH_LAZY (| RF_PUSH_ATTACH, RF_PUSH_HOLD or
+ * RF_PUSH_UNKEYED in @flags), for the
+ * engine's checkpoint of @pid, frozen while the sink lives. With
+ * RF_PUSH_UNKEYED the sink takes the pages of anonymous private areas by
+ * kind alone (eng_dump_opts.no_anon_pages: put_pages with a NULL buffer,
+ * WC_PAGE_DATA = present, unread): every such page is lazy, read only when
+ * it goes out (no key, no dedup; zero pages travel as LAZY_ZERO). Lacking pages
  * of anonymous private areas are not sent with their batch; commit()
  * sends COMMIT, waits for COMMITTED and RESTORED (then calls @on_restored,
  * if set: the twin runs), serves the twin's page requests first and
@@ -127,6 +134,10 @@ struct rf_lazy_table {
 	uint32_t cap, areas_cap;
 	char **blobs;			/* names of the push's blobs (to rebuild it) */
 	size_t nr_blobs;
+	/* RF_PUSH_UNKEYED (set by the caller of rf_serve_push_lazy() from the
+	 * PUSH flags): every lazy page came as RF_KIND_LAZY; keys[] are
+	 * unknown (zero) until the fault server hashes each page on arrival. */
+	bool unkeyed;
 };
 void rf_lazy_table_fini(struct rf_lazy_table *t);
 
@@ -158,12 +169,15 @@ int rf_serve_push(struct rf_session *s, struct wc_source *have, struct wc_sink *
 
 /* The same for a push with RF_PUSH_LAZY: lacking pages of lazy areas are
  * not awaited but listed in *ret_lazy (moved to the caller, also on
- * failure: rf_lazy_table_fini). */
+ * failure: rf_lazy_table_fini). ret_lazy->unkeyed is read first: set it
+ * for a push with RF_PUSH_UNKEYED. */
 int rf_serve_push_lazy(struct rf_session *s, struct wc_source *have, struct wc_sink *out,
 		       char ret_id[WC_ID_LEN + 1], struct rf_recv_stats *ret_stats,
 		       struct rf_lazy_table *ret_lazy);
 /* Before the first message: make @rv a lazy receiver (tests, fuzzing). */
 void rf_recv_set_lazy(struct rf_recv *rv);
+/* ... of an RF_PUSH_UNKEYED push (implies rf_recv_set_lazy). */
+void rf_recv_set_unkeyed(struct rf_recv *rv);
 /* Move the lazy table out of @rv. */
 void rf_recv_take_lazy(struct rf_recv *rv, struct rf_lazy_table *ret);
 
@@ -218,6 +232,10 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
  * the caller commits it after rf_lazy_finish() succeeded. */
 void rf_lazy_set_sink(struct rf_lazy *lz, struct wc_sink *pages);
 uint32_t rf_lazy_nr_primaries(const struct rf_lazy *lz);
+/* The key of every lazy page (by number), as announced, or for an unkeyed
+ * push as computed on arrival (the zero page's key for LAZY_ZERO pages).
+ * Complete once rf_lazy_finish() returned 0; valid until rf_lazy_free(). */
+const struct wc_key *rf_lazy_keys(const struct rf_lazy *lz);
 /* Send a frame from another thread than the server's. */
 int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t len);
 /* RF_PUSH_HOLD: the twin @pid was restored stopped: SIGCONT it once every

@@ -86,6 +86,7 @@ enum rf_msg_type {
 	RF_MSG_LAZY_PAGES	= 30,	/* C->S: lazy pages by entry number, with content */
 	RF_MSG_LAZY_END		= 31,	/* C->S: every lazy page was sent (count) */
 	RF_MSG_LAZY_DONE	= 32,	/* S->C: the twin holds every page (count installed) */
+	RF_MSG_LAZY_ZERO	= 33,	/* C->S: lazy pages found all zero when read (numbers) */
 };
 
 /* PUSH flags */
@@ -97,7 +98,18 @@ enum rf_msg_type {
 #define RF_PUSH_HOLD		(1u << 3)	/* with LAZY: the twin is restored stopped
 						 * and continues only once it holds every
 						 * page (pipelined eager rfork) */
-#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH | RF_PUSH_LAZY | RF_PUSH_HOLD)
+#define RF_PUSH_UNKEYED		(1u << 4)	/* with LAZY, not HOLD: the sender read no
+						 * page of a lazy area before the twin runs:
+						 * their present pages are announced as
+						 * RF_KIND_LAZY (no key, every one lazy) and
+						 * travel without dedup (docs/protocol.md) */
+#define RF_PUSH_FLAGS		(RF_PUSH_RESTORE | RF_PUSH_ATTACH | RF_PUSH_LAZY | RF_PUSH_HOLD | \
+				 RF_PUSH_UNKEYED)
+
+/* KEYS page kind beyond enum wc_page_kind, only in a lazy area of an
+ * RF_PUSH_UNKEYED push: present, content not read yet, no key (a lazy page;
+ * ABSENT in the receiver's partial snapshot). */
+#define RF_KIND_LAZY		3
 
 /*
  * --lazy: a lazy page is a data page of a lazy area (an area whose flags
@@ -109,6 +121,7 @@ enum rf_msg_type {
 #define RF_LAZY_MAX_ENTRIES	(1u << 28)	/* lazy pages per push (1 TiB) */
 #define RF_LAZY_MAX_PAGES	1000u		/* pages per LAZY_PAGES frame */
 #define RF_LAZY_REQ_MAX		1024u		/* pages per PAGE_REQ */
+#define RF_LAZY_ZERO_MAX	RF_LAZY_MAX_PAGES	/* pages per LAZY_ZERO frame */
 
 static inline bool rf_area_is_lazy(uint32_t area_flags)
 {
@@ -221,6 +234,10 @@ struct rf_msg {
 		struct {
 			uint32_t nr;			/* LAZY_END: pages sent; LAZY_DONE: installed */
 		} lazy_end;
+		struct {
+			uint32_t nr;			/* 1..RF_LAZY_ZERO_MAX */
+			const uint8_t *entries;		/* nr u32 LE lazy page numbers */
+		} lazy_zero;
 	};
 };
 
