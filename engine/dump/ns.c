@@ -407,8 +407,28 @@ static int parse_mountinfo(const char *path, struct mnt_ent **ret, size_t *ret_n
 	return 0;
 }
 
+/*
+ * Filesystems of which every mount is a view of kernel state (no content of
+ * the processes'): another instance of one at the same place is the same
+ * thing for us (`ip netns exec` mounts its own sysfs on /sys).
+ */
+static bool virtual_fs(const char *type)
+{
+	static const char *const names[] = {
+		"sysfs", "proc", "cgroup", "cgroup2", "mqueue", "bpf", "debugfs", "tracefs",
+		"securityfs", "fusectl", "configfs", "pstore", "binfmt_misc", "devpts",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(type, names[i]))
+			return true;
+	return false;
+}
+
 static bool mnt_same(const struct mnt_ent *a, const struct mnt_ent *b)
 {
+	if (!strcmp(a->point, b->point) && !strcmp(a->fstype, b->fstype) && virtual_fs(a->fstype))
+		return true;
 	return a->dev_major == b->dev_major && a->dev_minor == b->dev_minor &&
 	       !strcmp(a->point, b->point) && !strcmp(a->root, b->root) &&
 	       !strcmp(a->fstype, b->fstype) && !strcmp(a->opts, b->opts);
@@ -577,9 +597,10 @@ static int read_mnt(struct ns_out *o, const struct mnt_ent *host, size_t nh)
 	 * point, type and options) must be a new private tmpfs. Ours missing
 	 * there are not compared: we cannot tell one the processes unmounted
 	 * from one we mounted since (ip netns add...); the restored namespace
-	 * is a copy of the restorer's (docs).
+	 * is a copy of the restorer's (docs). A namespace with no new tmpfs
+	 * (ip netns exec's) is not recorded: the restore leaves the processes
+	 * in the restorer's.
 	 */
-	ns->has_mnt = ns->mnt = true;
 	for (size_t k = 0; k < nm && r >= 0; k++) {
 		const struct mnt_ent *e = &mine[k];
 		bool found = false;
@@ -620,6 +641,7 @@ static int read_mnt(struct ns_out *o, const struct mnt_ent *host, size_t nh)
 		}
 		eng_ns_mount__init(m);
 		ns->mounts[ns->n_mounts++] = m;
+		ns->has_mnt = ns->mnt = true;
 		m->path = strdup(e->point);
 		m->data = tmpfs_data(e->superopts);
 		m->flags = mnt_flags(e->opts) | (mnt_flags(e->superopts) & MS_RDONLY);
@@ -798,6 +820,10 @@ int eng_dump_ns(EngImage *img, const pid_t *host)
 	r = ns_read(root, mask, &ns);
 	if (r < 0)
 		return r;
+	if (!ns->uts && !ns->ipc && !ns->net && !ns->mnt) {
+		eng_namespaces__free_unpacked(ns, NULL);	/* nothing to re-create */
+		return 0;
+	}
 	img->ns = ns;
 	return 0;
 }
