@@ -69,6 +69,7 @@
 _Static_assert(ENG_INSTANCE_MAX_FDS == SPAWN_MAX_FDS, "start message size");
 
 static int wait_stopped(pid_t tid, int *ret_status);
+static int drop_boost(pid_t tid, const EngThread *th);
 static int load_thread(pid_t tid, const EngThread *th);
 static void reap_traced(const pid_t *tids, size_t n);
 
@@ -562,6 +563,8 @@ static int spawn_pretrace(struct eng_template *t, struct eng_instance *inst)
 		if (r < 0)
 			return r;
 		r = load_thread(inst->tids[i], p->threads[i]);
+		if (r >= 0)
+			r = drop_boost(inst->tids[i], p->threads[i]);
 		if (r < 0)
 			return r;
 	}
@@ -781,6 +784,24 @@ static int load_thread(pid_t tid, const EngThread *th)
 }
 
 /*
+ * A thread other than the leader parks under the SCHED_FIFO it was born
+ * with (restorer/spawn.h): back to SCHED_OTHER (nice kept) before it runs
+ * the program, unless it set a saved policy of its own. Called while it
+ * is stopped or parked; it must not run the program boosted, so a failure
+ * fails the start.
+ */
+static int drop_boost(pid_t tid, const EngThread *th)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (th->has_sched_policy && (th->sched_policy & 0xff) != SCHED_OTHER)
+		return 0;
+	if (sched_setscheduler(tid, SCHED_OTHER, &sp) < 0)
+		return err_set(errno, "thread %u: cannot set SCHED_OTHER back: %m", th->tid);
+	return 0;
+}
+
+/*
  * The leader stopped on its own fault right after unmapping the region:
  * a SIGSEGV at an address inside the region, munmap having returned 0.
  * Anything else (the leader died: its report says why) is an error.
@@ -863,6 +884,8 @@ static int start_traced(struct eng_instance *inst, const int *fds, const int *fd
 		if (r < 0)
 			return r;
 		r = load_thread(inst->tids[i], p->threads[i]);
+		if (r >= 0)
+			r = drop_boost(inst->tids[i], p->threads[i]);
 		if (r < 0)
 			return r;
 	}
@@ -920,6 +943,11 @@ int eng_instance_start(struct eng_instance *inst, const int *fds, const int *fd_
 		if (r == 0)
 			r = rep.err ? eng_restore_report_error(t->proc, &rep)
 				    : err_set(EPROTO, "unexpected report");
+		if (r < 0)
+			goto fail;
+		for (size_t i = 0; i < t->proc->n_threads && r >= 0; i++)
+			if (t->proc->threads[i]->tid != t->proc->pid)
+				r = drop_boost(inst->tids[i], t->proc->threads[i]);
 		if (r < 0)
 			goto fail;
 		r = eng_restore_resume(inst->pid, t->proc, &t->ready);

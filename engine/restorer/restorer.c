@@ -478,12 +478,9 @@ static void rst_thread_main(struct rst_args *a, unsigned long idx)
 
 	rst_thread_setup(a, t);
 	/* Spawn: born under its leader's SCHED_FIFO (spawn.h, rst_spawn_boost),
-	 * the thread drops it before it parks, unless it set a saved policy. */
-	if (a->spawn_boost && !(t->flags & RST_TF_SCHED)) {
-		int32_t prio = 0;
-
-		SYS3(sched_setscheduler, 0, 0, &prio);
-	}
+	 * the thread keeps it while parked, so that the start's ptrace
+	 * interrupt stops it at once; the caller sets SCHED_OTHER back before
+	 * it runs the program (engine/restore/spawn.c, drop_boost). */
 	rst_arrive(a);
 	park(a);
 }
