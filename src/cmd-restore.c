@@ -141,6 +141,7 @@ static void pty_relay(int master, pid_t child)
 	bool tty = tcgetattr(STDIN_FILENO, &saved) == 0, in_open = true, m_open = true;
 	int st;
 
+	signal(SIGPIPE, SIG_IGN);	/* our stdout gone: drop the output, go on */
 	if (tty) {
 		raw = saved;
 		cfmakeraw(&raw);
