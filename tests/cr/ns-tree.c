@@ -5,7 +5,8 @@
  *  - UTS: host name "wf-ns-<pid>", domain name "wf-dom";
  *  - net: lo up with a second address 127.0.0.2/8 (alias lo:1), a TCP
  *    listener on 127.0.0.2:PORT;
- *  - IPC: a SysV segment of key 0x574e0000|pid, 2 pages + 10, attached;
+ *  - IPC: a SysV segment of key 0x574e0000|pid, 2 pages + 10, attached (not
+ *    the namespace's first id: its id must come back too);
  *  - mount: / made rprivate, a tmpfs on $CR_DIR/tmpfs (size=2m, mode=0710,
  *    nosuid) holding "data.bin" (10000 bytes), "sub/" and a symlink.
  * After go, in both processes: host name and domain name, each namespace is
@@ -48,7 +49,7 @@ static ino_t host_ns[4];
 static unsigned char want[FILE_SIZE];	/* file content; the segment's is its start */
 static char hostname[64], mnt[512];
 static key_t key;
-static int port;
+static int port, want_id;
 
 static ino_t ns_ino(const char *k)
 {
@@ -176,6 +177,7 @@ static void check_all(const char *who, int l)
 
 	id = shmget(key, 0, 0);
 	cr_check(id >= 0, "%s: SysV segment of key 0x%x: %m", who, (unsigned)key);
+	cr_check(id == want_id, "%s: segment id %d, was %d", who, id, want_id);
 	if (id >= 0) {
 		struct shmid_ds ds;
 
@@ -229,7 +231,11 @@ int main(int argc, char **argv)
 		cr_fail("sethostname: %m");
 	setup_net(&l);
 	key = (key_t)(0x574e0000 | (getpid() & 0xffff));
+	/* A segment made and removed first: ours is not the namespace's first
+	 * id, which a fresh namespace would give it again by chance. */
+	shmctl(shmget(IPC_PRIVATE, 4096, 0600), IPC_RMID, NULL);
 	seg_id = shmget(key, SHM_SIZE, IPC_CREAT | IPC_EXCL | 0600);
+	want_id = seg_id;
 	seg = seg_id < 0 ? (void *)-1 : shmat(seg_id, NULL, 0);
 	if (seg == (void *)-1)
 		cr_fail("SysV segment: %m");
