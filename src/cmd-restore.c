@@ -128,13 +128,60 @@ static void copy_some(int from, int to, bool *open_from)
 	}
 }
 
+static void input_signals(int master, pid_t pid, const char *buf, ssize_t n);
+
+/* Our input to @master (signals for its keys: input_signals). */
+static void copy_input(int master, pid_t pid, bool *open_in)
+{
+	char buf[4096];
+	ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		*open_in = false;
+		return;
+	}
+	input_signals(master, pid, buf, n);
+	for (ssize_t off = 0; off < n;) {
+		ssize_t w = write(master, buf + off, (size_t)(n - off));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		off += w;
+	}
+}
+
 /*
  * Relay @master to our stdio until @child exits (its pty's output drained
  * then). Our terminal, if stdin is one, is raw meanwhile (the new pty does
  * the line discipline: ^C reaches the program through it); its window
  * size is passed on when it changes, the saved one stays until then.
  */
-static void pty_relay(int master, pid_t child)
+/*
+ * A pty that is no session's controlling terminal (the program was not a
+ * session leader: a job of some shell) sends no signal for ^C: we do, to
+ * the process, for its VINTR and VQUIT keys (when ISIG is on), as our own
+ * terminal did before.
+ */
+static void input_signals(int master, pid_t pid, const char *buf, ssize_t n)
+{
+	struct termios t;
+	int sid;
+
+	if (ioctl(master, TIOCGSID, &sid) == 0 || tcgetattr(master, &t) < 0 || !(t.c_lflag & ISIG))
+		return;
+	for (ssize_t i = 0; i < n; i++) {
+		if (t.c_cc[VINTR] != _POSIX_VDISABLE && (cc_t)buf[i] == t.c_cc[VINTR])
+			kill(pid, SIGINT);
+		else if (t.c_cc[VQUIT] != _POSIX_VDISABLE && (cc_t)buf[i] == t.c_cc[VQUIT])
+			kill(pid, SIGQUIT);
+	}
+}
+
+static void pty_relay(int master, pid_t child, pid_t pid)
 {
 	struct termios saved, raw;
 	struct sigaction sa = { .sa_handler = on_winch };
@@ -163,7 +210,7 @@ static void pty_relay(int master, pid_t child)
 		if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			copy_some(master, STDOUT_FILENO, &m_open);
 		if (n > 0 && in_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
-			copy_some(STDIN_FILENO, master, &in_open);
+			copy_input(master, pid, &in_open);
 		/* Exited: what it wrote is in the pty already, drain it. */
 		if (waitpid(child, &st, WNOHANG | __WALL | WNOWAIT) == child) {
 			fcntl(master, F_SETFL, O_NONBLOCK);
@@ -296,7 +343,7 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
 		sigaction(fwd[i], &sa, NULL);
 	if (pty_master >= 0)
-		pty_relay(pty_master, res.child);
+		pty_relay(pty_master, res.child, res.pid);
 	for (;;) {
 		pid_t w = waitpid(res.child, &st, 0);
 
