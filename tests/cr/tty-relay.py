@@ -3,7 +3,7 @@
 """tty-relay: a shell job on a pty restored onto a NEW pty that warmfork
 restore relays to its own stdio (itself on a pty here).
 
-  tty-relay.py WARMFORK CR-TTY-PAIR [plain|pidns|shelljob]
+  tty-relay.py WARMFORK CR-TTY-PAIR [plain|pidns|shelljob|intr]
 
 1. `cr-tty-pair shell` runs on a pty (window 33x111): the session leader S
    sets -ECHO and VINTR=^G, its job J (foreground group) prints "ready" and
@@ -18,7 +18,7 @@ restore relays to its own stdio (itself on a pty here).
    interrupts J ("int"), S exits with J's verdict, and warmfork restore
    with S's status: 0.
 With "shelljob": restore --shell-job onto the harness's second terminal
-(shell_job() below).
+(shell_job() below); with "intr": ^C to a relayed job (intr_job() below).
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -119,6 +119,50 @@ def shell_job(rfd, rpid, pids):
     return 0
 
 
+def intr_job(warmfork, store, pids):
+    """A job that leads no session (`sleep` under a bash on our pty),
+    checkpointed alone and restored by `warmfork restore` onto a relayed new
+    pty of which no session is the owner: ^C typed on our terminal must still
+    interrupt it (the relay's SIGINT): warmfork restore exits 130."""
+    bpid, bfd = spawn_on_pty(["/bin/bash", "-c", "sleep 1000; echo done"], 24, 80)
+    pids.append(bpid)
+    end = time.monotonic() + 10
+    kids = []
+    while not kids and time.monotonic() < end:
+        with open("/proc/%d/task/%d/children" % (bpid, bpid)) as f:
+            kids = f.read().split()
+        time.sleep(0.01)
+    if not kids:
+        raise Fail("bash started no job")
+    job = int(kids[0])
+    ck = subprocess.Popen([warmfork, "--store", store, "checkpoint", str(job)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 60
+    while ck.poll() is None and time.monotonic() < end:
+        time.sleep(0.005)
+    out, err = ck.communicate(timeout=5)
+    if ck.returncode != 0:
+        raise Fail("checkpoint: %s" % err.strip())
+    os.kill(bpid, 9)
+    reap(bpid)
+    pids.remove(bpid)
+    os.close(bfd)
+    rpid, rfd = spawn_on_pty([warmfork, "--store", store, "restore", out.split()[0]], 24, 80)
+    pids.append(rpid)
+    end = time.monotonic() + 10
+    while termios.tcgetattr(rfd)[3] & termios.ICANON:
+        if time.monotonic() > end:
+            raise Fail("warmfork restore did not start relaying")
+        time.sleep(0.005)
+    os.write(rfd, b"\x03")
+    st = reap(rpid)
+    pids.remove(rpid)
+    if not os.WIFEXITED(st) or os.WEXITSTATUS(st) != 130:
+        raise Fail("warmfork restore exited with status 0x%x, not 130 (SIGINT)" % st)
+    print("PASS tty-relay (^C to a job)")
+    return 0
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP tty-relay: needs root")
@@ -132,6 +176,8 @@ def main():
     store = os.path.join(tmp, "store")
     pids = []
     try:
+        if len(sys.argv) > 3 and sys.argv[3] == "intr":
+            return intr_job(warmfork, store, pids)
         # 1. the shell job on its first pty
         spid, sfd = spawn_on_pty([prog, "shell"], 33, 111)
         pids.append(spid)
