@@ -883,14 +883,14 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	r = tree_check_ids(root.image);
 	if (r >= 0)
 		r = tree_objects(root.image, host);
+	if (r >= 0)	/* ns: namespaces of its own (ns.c) */
+		r = eng_dump_ns(root.image, host);
 	if (r >= 0)	/* files: pidfds of processes of the tree */
 		r = eng_dump_pidfds_resolve(root.image, host, tr.nr, opts);
 	if (r >= 0)	/* fdkinds: every pipe's ends are in the image */
 		r = eng_dump_pipes_check_image(root.image);
 	if (r >= 0)	/* unix: every unix socket's peer is in the image */
 		r = eng_dump_unix_resolve(root.image, opts);
-	if (r >= 0)	/* ns: namespaces of its own (ns.c) */
-		r = eng_dump_ns(root.image, host);
 	if (dry_run) {	/* files: inspected only, nothing stored */
 		if (r >= 0 && refused)
 			r = err_set(EOPNOTSUPP, "%u process(es) of the tree of %d cannot be "
