@@ -51,9 +51,13 @@ PIDS=()
 failed=0
 
 cleanup() {
+	# The twin first, while its rforkd (a subreaper) is there to reap it
+	# and its namespace's init: pid 1 here reaps nothing.
+	if [ -s "$T/twin.pid" ] && kill -9 "$(cat "$T/twin.pid")" 2>/dev/null; then
+		sleep 0.3
+	fi
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	[ -s "$T/twin.pid" ] && kill -9 "$(cat "$T/twin.pid")" 2>/dev/null
 	ip netns del "$NS_SRC" 2>/dev/null
 	ip netns del "$NS_DST" 2>/dev/null
 	ip netns del "$NS_CLI" 2>/dev/null
