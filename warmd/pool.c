@@ -5,7 +5,7 @@
  *
  * Life of an instance (struct wd_inst):
  *
- *   pool thread: spawn (parked, pretraced) -> pool->idle (its init's pidfd in epoll)
+ *   pool thread: spawn (parked)            -> pool->idle (its init's pidfd in epoll)
  *   acquire: a start job (starting)        -> the pool thread starts it
  *   job done                               -> pool->busy, owner = the connection
  *   the init exits (pidfd readable)        -> reaped (waitid P_PIDFD): "ended";
@@ -14,7 +14,7 @@
  *   release, or its connection closes      -> SIGKILL to the init if it runs,
  *                                             freed once reaped
  *   given up while parked (unregister,     -> release_q: its pool thread (the
- *   snapshot gone, died)                      tracer) releases it, freed once reaped
+ *   snapshot gone, died)                      engine's caller) releases it, freed once reaped
  *
  * Instances are used once: a started instance never goes back to idle.
  */

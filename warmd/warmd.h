@@ -5,15 +5,15 @@
 /*
  * warmd's internals. One thread per pool owns every engine call on that
  * pool's template (engine.h: calls on one template are serialised; a
- * pretraced parked instance is started and released by the thread that
- * spawned it):
+ * pretraced parked instance would have to be started and released by the
+ * thread that spawned it):
  *
  *   main thread (warmd.c, conn.c, pool.c)      pool threads (worker.c), one per pool
  *   epoll: socket, clients, instances'         eng_template_open (once)
  *   init pidfds, threads' eventfd, signals     start jobs first: eng_instance_start
  *   requests: acquire queues a start job       parked instances to release
  *   and answers when it is done                refill: eng_template_spawn(_many)
- *   reaps the inits (waitid P_PIDFD)           (pretrace), then waits for work
+ *   reaps the inits (waitid P_PIDFD)           then waits for work
  *                                              eng_template_close at the end
  *                                            janitor thread: strays, deleted snapshots
  *

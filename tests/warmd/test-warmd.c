@@ -17,6 +17,8 @@
  *   refused  nobody (setuid in a forked child) is refused by the peer
  *            credentials (mode 0666), cannot reach a 0660 socket, and is
  *            accepted as a member of --group
+ *   threads  a 4-thread program: instances answer with every thread, parked
+ *            ones are released at unregister and at stop
  * Exit 0 pass, 1 fail, 77 skip.
  */
 #include <dirent.h>
@@ -47,6 +49,7 @@
 static int failures;
 static char dir[64], store[128];
 static const char *warmd_bin, *warmfork_bin, *handler_bin;
+static const char *handler_threads;	/* NULL: single-threaded */
 
 #define CHECK(cond, ...) do { if (!(cond)) fail(__VA_ARGS__); } while (0)
 
@@ -123,7 +126,7 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 		dup2(null, 1);
 		dup2(null, 2);
 		setsid();
-		execl(handler_bin, handler_bin, hdir, (char *)NULL);
+		execl(handler_bin, handler_bin, hdir, handler_threads, (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
@@ -1077,12 +1080,67 @@ static void case_refused(void)
 	stop_warmd(d, sock);
 }
 
+/*
+ * A multi-threaded program (4 threads): instances answer, parked ones are
+ * released at unregister, and warmd stops cleanly with some parked.
+ */
+static void case_threads(void)
+{
+	char sock[100], snap[32];
+	struct wf_client *c = NULL;
+	struct acquired a[2];
+	struct answer x;
+	pid_t saved, d;
+	int r;
+
+	handler_threads = "3";
+	if (make_snapshot("h", snap, &saved) < 0)
+		return;
+	snprintf(sock, sizeof(sock), "%s/warmd.sock", dir);
+	d = start_warmd(sock, NULL);
+	if (d < 0)
+		return;
+	if (wf_connect(sock, &c) < 0 ||
+	    wf_pool_register(c, "t", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
+								   .idle_target = 3 }) < 0 ||
+	    wf_pool_register(c, "u", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
+								   .idle_target = 2 }) < 0) {
+		fail("connect/register: %s", wf_errmsg());
+		goto out;
+	}
+	CHECK(wait_idle(c, "t", 3, 20000) && wait_idle(c, "u", 2, 20000), "the pools did not fill");
+	for (int i = 0; i < 2; i++) {
+		r = acquire_sock(c, "t", &a[i]);
+		CHECK(r == 0, "acquire %d: %s", i, wf_errmsg());
+		if (r < 0)
+			goto out;
+		CHECK(ask(a[i].sock, &x) == 0 && x.served == 1 && x.pid == saved,
+		      "instance %d of a 4-thread program does not answer fresh", i);
+		{
+			char path[64];
+			struct stat st;
+
+			snprintf(path, sizeof(path), "/proc/%d/task", a[i].in.pid);
+			CHECK(stat(path, &st) == 0 && st.st_nlink == 2 + 4,
+			      "instance %d runs %d threads, not 4", i, (int)st.st_nlink - 2);
+		}
+	}
+	/* Parked ones released, running ones go on. */
+	CHECK(wf_pool_unregister(c, "t") == 0, "unregister: %s", wf_errmsg());
+	CHECK(ask(a[0].sock, &x) == 0 && x.served == 2, "instance 0 stopped after the unregister");
+	wf_release(c, a[1].in.pid);
+	CHECK(pidfd_ended(a[1].in.pidfd, 5000), "released instance still runs");
+out:
+	wf_disconnect(c);
+	stop_warmd(d, sock);	/* with pool u's instances parked */
+}
+
 int main(int argc, char **argv)
 {
 	char cmd[300];
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: test-warmd WARMD WARMFORK HANDLER ops|dying|deleted|refused\n");
+		fprintf(stderr, "usage: test-warmd WARMD WARMFORK HANDLER ops|dying|deleted|refused|threads\n");
 		return 2;
 	}
 	if (geteuid() != 0) {
@@ -1110,6 +1168,8 @@ int main(int argc, char **argv)
 		case_deleted();
 	else if (!strcmp(argv[4], "refused"))
 		case_refused();
+	else if (!strcmp(argv[4], "threads"))
+		case_threads();
 	else {
 		fprintf(stderr, "unknown case \"%s\"\n", argv[4]);
 		return 2;

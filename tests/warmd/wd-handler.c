@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * wd-handler DIR: the program test-warmd checkpoints and runs as a pool.
+ * wd-handler DIR [THREADS]: the program test-warmd checkpoints and runs as a
+ * pool.
  *
- * It counts SIGUSR1s, writes DIR/ready holding its pid, then serves lines
+ * It starts THREADS more threads (default 0) that sleep, counts SIGUSR1s, writes DIR/ready holding its pid, then serves lines
  * read from fd 0 (at the checkpoint: a pipe nobody writes to; in an
  * instance: the descriptor passed to acquire), answering on fd 1:
  *   "HELLO"   -> "OK <getpid> <served> <usr1 count> <pid-ns inode>\n"
@@ -12,6 +13,7 @@
  * It exits 0 at EOF.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,13 @@ static void on_usr1(int sig)
 	usr1++;
 }
 
+static void *sleeper(void *arg)
+{
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
@@ -35,11 +44,17 @@ int main(int argc, char **argv)
 	size_t len = 0;
 	FILE *f;
 
-	if (argc != 2)
+	if (argc != 2 && argc != 3)
 		return 2;
 	/* Only stdio: whatever else we inherited would be checkpointed too. */
 	syscall(SYS_close_range, 3, ~0u, 0);
 	sigaction(SIGUSR1, &sa, NULL);
+	for (int i = 0; argc == 3 && i < atoi(argv[2]); i++) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, sleeper, NULL))
+			return 1;
+	}
 	snprintf(path, sizeof(path), "%s/ready", argv[1]);
 	snprintf(tmp, sizeof(tmp), "%s/ready.tmp", argv[1]);
 	f = fopen(tmp, "w");
