@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,13 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "dump.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open		434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd		438
+#endif
 
 #define NSEC_PER_SEC 1000000000ull
 /* Beyond this a restore would spend too long reaching the watch numbers. */
@@ -128,11 +136,44 @@ static int dump_signalfd(struct eng_dump_ctx *ctx, int fd, const char *info, Eng
 static int dump_timerfd(struct eng_dump_ctx *ctx, int fd, const char *info, EngFd *e)
 {
 	unsigned long long vs, vn, is, in, ticks;
+	_cleanup_free_ char *fresh = NULL;
 	unsigned flags;
 	const char *p;
 	int clockid;
 	EngTimerfd *t;
 
+	/*
+	 * A periodic timer that expired and has not been read since is not
+	 * running: the kernel forwards it only on read or timerfd_gettime, and
+	 * until then fdinfo shows it_value (0, 0) (it would pass for a
+	 * disarmed one). timerfd_gettime on our copy of the description
+	 * forwards it as a read would, without taking the ticks (the missed
+	 * periods are added to them), so fdinfo then shows the next deadline.
+	 */
+	if ((p = field(info, "it_value:")) && sscanf(p, "(%llu, %llu)", &vs, &vn) == 2 &&
+	    !vs && !vn && (p = field(info, "it_interval:")) &&
+	    sscanf(p, "(%llu, %llu)", &is, &in) == 2 && (is || in)) {
+		struct itimerspec cur;
+		char rel[64];
+		int pidfd = (int)syscall(SYS_pidfd_open, ctx->pid, 0), copy, r;
+
+		if (pidfd < 0)
+			return err_wrap(-errno, "process %d: pidfd_open", ctx->pid);
+		copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+		r = -errno;
+		close(pidfd);
+		if (copy < 0)
+			return err_wrap(r, "process %d fd %d: pidfd_getfd", ctx->pid, fd);
+		r = timerfd_gettime(copy, &cur) < 0 ? -errno : 0;
+		close(copy);
+		if (r < 0)
+			return err_wrap(r, "process %d fd %d: timerfd_gettime", ctx->pid, fd);
+		snprintf(rel, sizeof(rel), "fdinfo/%d", fd);
+		r = read_file_at(ctx->proc_fd, rel, &fresh, NULL);
+		if (r < 0)
+			return err_wrap(r, "cannot read /proc/%d/fdinfo/%d", ctx->pid, fd);
+		info = fresh;
+	}
 	if (!(p = field(info, "clockid:")) || sscanf(p, "%d", &clockid) != 1 ||
 	    !(p = field(info, "ticks:")) || sscanf(p, "%llu", &ticks) != 1 ||
 	    !(p = field(info, "settime flags:")) || sscanf(p, "%o", &flags) != 1 ||
