@@ -10,6 +10,10 @@
  *   fd 14  CLOCK_BOOTTIME, disarmed
  *   fd 15  like fd 12 with a period of 2 ms: a restore that lost the time
  *          between checkpoint and restore (re-armed relative) misses many
+ *   fd 16  CLOCK_MONOTONIC relative, first expiry after 1 ms, period 10 ms,
+ *          never read: at the cut it has expired and the kernel has not
+ *          forwarded it (fdinfo shows it_value 0, as for a disarmed timer);
+ *          it must still be periodic after restore
  * After go: fd 10 reads exactly 1 then nothing, disarmed; fd 12 reads every
  * expiration since T0 (missed ones included: floor((now - T0) / 50 ms) + 1)
  * and its next deadline keeps the phase of T0 (within 1 ms); fd 11 counts
@@ -91,6 +95,7 @@ int main(int argc, char **argv)
 	mk(CLOCK_REALTIME, TFD_CLOEXEC, 13, 0, 30000 * MS, 0);
 	mk(CLOCK_BOOTTIME, TFD_CLOEXEC, 14, 0, 0, 0);
 	mk(CLOCK_MONOTONIC, TFD_CLOEXEC, 15, TFD_TIMER_ABSTIME, t0_ns, IV_F);
+	mk(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK, 16, 0, 1 * MS, 10 * MS);
 	cr_sleep_ms(20);
 
 	cr_ready_tamper((const void *)&t0_ns, sizeof(t0_ns));
@@ -161,6 +166,14 @@ int main(int argc, char **argv)
 	timerfd_gettime(14, &cur);
 	cr_check(!ts_ns(cur.it_value) && fdinfo_int(14, "clockid:", 10) == CLOCK_BOOTTIME,
 		 "fd 14 armed or wrong clock");
+	/* fd 16: periodic still; at least the 20 ms before ready elapsed. */
+	timerfd_gettime(16, &cur);
+	cr_check(ts_ns(cur.it_interval) == 10 * MS && ts_ns(cur.it_value) > 0,
+		 "fd 16: value %lld interval %lld (expired unread periodic timer disarmed)",
+		 (long long)ts_ns(cur.it_value), (long long)ts_ns(cur.it_interval));
+	v = 0;
+	cr_check(read(16, &v, 8) == 8 && v >= 2, "fd 16: %llu ticks, expected >= 2",
+		 (unsigned long long)v);
 	cr_check_ids();
 	cr_finish();
 }
