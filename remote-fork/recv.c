@@ -501,7 +501,10 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 			dedup_lacking(b);
 	}
 
-	{
+	if (rv->unkeyed && rv->area_lazy) {
+		/* Nothing to look up: no LACKS (the sender does not wait). */
+		r = 0;
+	} else {
 		uint8_t msg[8 + RF_BATCH_MAX_PAGES / 8] = {};
 		size_t len = 8 + (b->nr_pages + 7) / 8;
 

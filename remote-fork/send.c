@@ -127,6 +127,52 @@ static void batch_put(struct rf_push *p, struct push_batch *b)
 		batch_free(b);
 }
 
+/*
+ * A batch of a lazy area: its lacking pages (@bitmap, @nr_lacking of them)
+ * and its RF_KIND_LAZY pages become lazy pages, numbered in batch order as
+ * the receiver numbers them. An unkeyed lazy batch has no LACKS (@bitmap
+ * NULL): nothing in it has a key.
+ */
+static int lazy_note_batch(struct rf_push *p, struct push_batch *b, const uint8_t *bitmap,
+			   uint32_t nr_lacking)
+{
+	uint32_t nr_new = nr_lacking, d = 0;
+
+	for (uint32_t i = 0; i < b->nr_pages; i++)
+		nr_new += b->kinds[i] == RF_KIND_LAZY;
+	if (nr_new > RF_LAZY_MAX_ENTRIES - p->lz_nr)
+		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
+	if (p->lz_nr + nr_new > p->lz_cap) {
+		uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + nr_new + 4096);
+		uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
+		struct wc_key *k;
+
+		if (!a)
+			return -ENOMEM;
+		p->lz_addr = a;
+		k = realloc(p->lz_keys, (size_t)cap * sizeof(*k));
+		if (!k)
+			return -ENOMEM;
+		p->lz_keys = k;
+		p->lz_cap = cap;
+	}
+	for (uint32_t i = 0; i < b->nr_pages; i++) {
+		bool lack = bitmap && ((bitmap[i / 8] >> (i % 8)) & 1);
+
+		if (lack && b->kinds[i] != WC_PAGE_DATA)
+			return err_set(EPROTO, "receiver asked for page %u of batch %u, "
+				       "which holds no data", i, b->seq);
+		if (lack || b->kinds[i] == RF_KIND_LAZY) {
+			/* Unkeyed lazy pages have no key (never used). */
+			p->lz_keys[p->lz_nr] = lack ? b->keys[d] : (struct wc_key){ 0, 0 };
+			p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
+		}
+		d += b->kinds[i] == WC_PAGE_DATA;
+	}
+	p->st.pages_skipped += b->nr_data - nr_lacking;
+	return 0;
+}
+
 /* Answer the LACKS for the oldest batch in the window: send its lacking
  * pages, retire it. */
 static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
@@ -147,40 +193,10 @@ static int push_handle_lacks(struct rf_push *p, const struct rf_msg *m)
 	if (b->lazy) {
 		/* Lazy area: remember the lacking pages, in LACKS order (both
 		 * sides number them alike), and send them after RESTORED. */
-		uint32_t nr_new = m->lacks.nr_lacking;
+		int r = lazy_note_batch(p, b, m->lacks.bitmap, m->lacks.nr_lacking);
 
-		for (uint32_t i = 0; i < b->nr_pages; i++)
-			nr_new += b->kinds[i] == RF_KIND_LAZY;
-		if (nr_new > RF_LAZY_MAX_ENTRIES - p->lz_nr)
-			return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
-		if (p->lz_nr + nr_new > p->lz_cap) {
-			uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + nr_new + 4096);
-			uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
-			struct wc_key *k;
-
-			if (!a)
-				return -ENOMEM;
-			p->lz_addr = a;
-			k = realloc(p->lz_keys, (size_t)cap * sizeof(*k));
-			if (!k)
-				return -ENOMEM;
-			p->lz_keys = k;
-			p->lz_cap = cap;
-		}
-		for (uint32_t i = 0; i < b->nr_pages; i++) {
-			bool lack = (m->lacks.bitmap[i / 8] >> (i % 8)) & 1;
-
-			if (lack && b->kinds[i] != WC_PAGE_DATA)
-				return err_set(EPROTO, "receiver asked for page %u of batch %u, "
-					       "which holds no data", i, b->seq);
-			if (lack || b->kinds[i] == RF_KIND_LAZY) {
-				/* Unkeyed lazy pages have no key (never used). */
-				p->lz_keys[p->lz_nr] = lack ? b->keys[d] : (struct wc_key){ 0, 0 };
-				p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
-			}
-			d += b->kinds[i] == WC_PAGE_DATA;
-		}
-		p->st.pages_skipped += b->nr_data - m->lacks.nr_lacking;
+		if (r < 0)
+			return r;
 		p->win[p->win_head] = NULL;
 		p->win_head = (p->win_head + 1) % RF_PUSH_WINDOW;
 		p->win_nr--;
@@ -271,6 +287,16 @@ static int push_flush(struct rf_push *p)
 	r = rf_session_send(p->s, 8 + b->nr_pages + (size_t)b->nr_data * 16);
 	if (r < 0)
 		return r;
+	if (p->unkeyed && b->lazy) {
+		/* No LACKS comes for it (nothing to look up): no round trip
+		 * per batch before the twin can start. */
+		r = lazy_note_batch(p, b, NULL, 0);
+		if (r < 0)
+			return r;
+		batch_put(p, TAKE_PTR(p->cur));
+		p->st.nr_batches++;
+		return 0;
+	}
 	p->win[(p->win_head + p->win_nr) % RF_PUSH_WINDOW] = TAKE_PTR(p->cur);
 	p->win_nr++;
 	p->st.nr_batches++;

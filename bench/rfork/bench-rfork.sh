@@ -107,6 +107,9 @@ ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7718" --key-file "$T/key" --lazy
 	{ echo "rfork --lazy failed: $(cat "$T/r3.err"); rforkd: $(tail -3 "$T/rforkd7718.log")" >&2; exit 1; }
 t1=$(now)
 cat "$T/r3.err" >&2
+# the receiver's side of the lazy start (logged once its store holds it all)
+for _ in $(seq 100); do grep -q "lazily restored" "$T/rforkd7718.log" && break; sleep 0.1; done
+grep "lazily restored" "$T/rforkd7718.log" >&2
 L_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r3.err")
 L_RUNB=$(sed -n 's/.*twin running after [0-9.]* s (\([0-9]*\) bytes on the wire then).*/\1/p' "$T/r3.err")
 L_TOTAL=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
