@@ -62,6 +62,10 @@ static int read_smaps(struct eng_dump_ctx *ctx)
 				return err_set(r, "cannot parse /proc/%d/smaps line \"%.80s\"",
 					       ctx->pid, line);
 			ctx->vmflags[ctx->nr_maps++] = 0;
+		} else if (strncmp(line, "Rss:", 4) == 0 && ctx->nr_maps) {
+			ctx->maps[ctx->nr_maps - 1].rss_kib = strtoull(line + 4, NULL, 10);
+		} else if (strncmp(line, "Swap:", 5) == 0 && ctx->nr_maps) {
+			ctx->maps[ctx->nr_maps - 1].swap_kib = strtoull(line + 5, NULL, 10);
 		} else if (strncmp(line, "VmFlags:", 8) == 0 && ctx->nr_maps) {
 			ctx->vmflags[ctx->nr_maps - 1] = eng_dump_parse_vmflags(line + 8);
 		}

@@ -37,6 +37,7 @@ struct eng_proc_map {
 	unsigned dev_major, dev_minor;
 	uint64_t ino;
 	char *path;			/* owned; "" for anonymous; may end in " (deleted)" */
+	uint64_t rss_kib, swap_kib;	/* smaps Rss, Swap (0 when read from maps) */
 };
 
 /* VmFlags bits beyond ENG_MADV_*, used to classify and refuse. */

@@ -577,7 +577,7 @@ static int reader_run(struct pipeline *pl)
 		_cleanup_close_ int shm_fd = -1;
 		enum read_via via;
 		size_t cursor = 0;
-		uint64_t nr;
+		uint64_t nr, whole;
 		int fd = -1;
 
 		if (v->kind != ENG_VMA_KIND__VMA_ANON_PRIVATE &&
@@ -586,13 +586,20 @@ static int reader_run(struct pipeline *pl)
 			continue;
 		if (v->has_fobj)
 			continue;	/* files: stored once as its object (fd-file.c) */
-		r = vma_runs(ctx, pl->pm_fd, v, ctx->whole_pages ? ctx->whole_pages[i] : 0, &rs,
-			     &via, &fd, &shm_fd);
+		whole = ctx->whole_pages ? ctx->whole_pages[i] : 0;
+		nr = (v->end - v->start) / WC_PAGE_SIZE;
+		/* no_anon_pages: a vma whose every page is resident or swapped
+		 * (smaps) needs no page-table walk of its own: all are stored
+		 * (a wrong count would only make absent pages read as zero). */
+		if (!whole && ctx->no_anon_pages && v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE &&
+		    i < ctx->nr_maps && ctx->maps[i].start == v->start &&
+		    (ctx->maps[i].rss_kib + ctx->maps[i].swap_kib) * 1024 == nr * WC_PAGE_SIZE)
+			whole = nr;
+		r = vma_runs(ctx, pl->pm_fd, v, whole, &rs, &via, &fd, &shm_fd);
 		if (r < 0 || !rs.stored)
 			continue;	/* no area: restore maps it empty (or from its file) */
 		if (ctx->no_anon_pages && v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE)
 			via = VIA_NONE;
-		nr = (v->end - v->start) / WC_PAGE_SIZE;
 		/* An area lists every page of its vma: refuse absurd ones (e.g. a
 		 * sanitizer's terabytes of shadow) rather than build a manifest of
 		 * billions of page kinds. */
