@@ -204,7 +204,8 @@ struct eng_dump_opts {
 	 * swapped, every page up to EOF for a deleted file) and WC_PAGE_ABSENT
 	 * for the others. Only a sink that reads those pages itself later
 	 * (from the still frozen process) accepts that: the store's does not.
-	 * Other areas (file private, shared) are read as usual. */
+	 * Other areas (file private, shared) are read as usual. Single
+	 * process only (ignored with @tree). */
 	bool no_anon_pages;
 };
 
