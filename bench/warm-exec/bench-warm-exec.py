@@ -24,6 +24,11 @@ Each program gets the same stdin every run: a pipe holding the input, closed
                  them by default: copies of the template the keeper holds (the
                  run before them restored and left the keeper; warm_is_copy says
                  a verbose run saw a copy). See docs/warm-exec.md, keep-warm.
+                 Every run (cold, restore, copy) starts gap_ms (500) after the
+                 previous one ended, as runs of a command started thousands of
+                 times a day do: the keeper prepares its next copy in between.
+  warm_b2b_ms    the copies again, back to back (no gap: the next copy is
+                 used before it is fully prepared).
   exit_ms        median time to the exit of warm-exec in the warm runs
                  (warm_restore_exit_ms: in the restore runs).
   speedup        cold_ms / warm_ms; target: jshell >= 25, python >= 10
@@ -117,7 +122,8 @@ def median(xs):
     return round(statistics.median(xs), 1) if xs else None
 
 
-def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_runs, env, target):
+def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_runs, env, target,
+                  gap_s=0.5):
     res = {"cmd": " ".join(cmd), "ok": True}
     store = tempfile.mkdtemp(prefix="bench-warm-exec-")
     os.rmdir(store)		# warm-exec creates it (refuses a non-store directory)
@@ -133,12 +139,17 @@ def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_run
                 msg(name, kind, "FAILED", res["errors"][-1])
             return r
 
-        cold = [check("cold", run_once(cmd, stdin_bytes, answer_re, env)) for _ in range(cold_runs)]
+        cold = []
+        for _ in range(cold_runs):
+            time.sleep(gap_s)
+            cold.append(check("cold", run_once(cmd, stdin_bytes, answer_re, env)))
         first = check("first", run_once(we_argv, stdin_bytes, answer_re, env))
         # Warm from the store every time (no keeper): --keep-warm=0.
         rst_argv = [we, "--store", store, "--keep-warm=0"] + we_opts + ["--"] + cmd
-        rst = [check("warm-restore", run_once(rst_argv, stdin_bytes, answer_re, env))
-               for _ in range(runs)]
+        rst = []
+        for _ in range(runs):
+            time.sleep(gap_s)
+            rst.append(check("warm-restore", run_once(rst_argv, stdin_bytes, answer_re, env)))
         verbose = run_once([we, "-v", "--store", store, "--keep-warm=0"] + we_opts + ["--"] + cmd,
                            stdin_bytes, answer_re, env)
         phases = re.findall(r"\[\s*([\d.]+) ms\] (restoring|restored)", verbose[4])
@@ -153,8 +164,12 @@ def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_run
         time.sleep(0.5)		# its first copy parked
         warm = []
         for _ in range(runs):
-            r = check("warm", run_once(we_argv + [], stdin_bytes, answer_re, env))
-            warm.append(r)
+            time.sleep(gap_s)
+            warm.append(check("warm", run_once(we_argv, stdin_bytes, answer_re, env)))
+        # The same back to back (no gap: the keeper has no time to prepare
+        # its next copy between runs).
+        b2b = [check("warm-b2b", run_once(we_argv, stdin_bytes, answer_re, env))
+               for _ in range(runs)]
         vk = run_once([we, "-v", "--store", store] + we_opts + ["--"] + cmd,
                       stdin_bytes, answer_re, env)
         copies = len(re.findall(r"a copy of the kept snapshot", vk[4]))
@@ -172,6 +187,8 @@ def bench_program(name, cmd, stdin_bytes, answer_re, we, we_opts, runs, cold_run
             "warm_ms_min": round(min(warm_ms), 1) if warm_ms else None,
             "warm_ms_max": round(max(warm_ms), 1) if warm_ms else None,
             "exit_ms": median([r[1] for r in warm]),
+            "warm_b2b_ms": median([r[0] for r in b2b if r[0] is not None]),
+            "gap_ms": round(gap_s * 1000),
             "warm_is_copy": copies == 1,
             "warm_restore_ms": median(rst_ms),
             "warm_restore_exit_ms": median([r[1] for r in rst]),

@@ -289,6 +289,7 @@ struct keeper {
 	struct eng_template *tpl;
 	struct eng_instance parked;
 	bool have_parked;
+	bool prefault_done;		/* the parked copy is prepared (or tried) */
 	const char *ref, *id;
 	struct keep_conn conns[KEEP_MAX_CONNS];
 };
@@ -307,6 +308,87 @@ static void park_one(struct keeper *k)
 	if (k->have_parked || !k->tpl)
 		return;
 	k->have_parked = eng_template_spawn(k->tpl, &io, &k->parked) == 0;
+	k->prefault_done = false;
+}
+
+/* True if a client waits on @lsock: stop preparing, serve it. */
+static bool client_waits(int lsock)
+{
+	struct pollfd p = { lsock, POLLIN, 0 };
+
+	return lsock >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/*
+ * Prepare the parked copy for a fast start: a copy shares every page with
+ * the template, so each page the program writes first costs a
+ * copy-on-write fault when it runs (the JVM writes thousands at once). While
+ * it is parked (no program code runs; its leader waits in the restorer),
+ * write every present page of its writable private mappings back with its
+ * own content through /proc/PID/mem: the kernel copies it then, off the
+ * path of the run. Stops as soon as a client waits (the copy is correct at
+ * any point: only when a page is copied changes). Best effort. The price:
+ * the copy's written pages are its own from the start, as after a restore.
+ */
+#define PREFAULT_CHUNK		512	/* pages per pagemap read */
+
+static void prefault_parked(struct keeper *k, int lsock)
+{
+	static uint8_t buf[PREFAULT_CHUNK * 4096];
+	uint64_t pm[PREFAULT_CHUNK];
+	char path[64], line[512];
+	_cleanup_close_ int pmfd = -1, memfd = -1;
+	FILE *maps;
+
+	if (!k->have_parked || k->prefault_done)
+		return;
+	k->prefault_done = true;
+	snprintf(path, sizeof(path), "/proc/%d/maps", k->parked.pid);
+	maps = fopen(path, "re");
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", k->parked.pid);
+	pmfd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/mem", k->parked.pid);
+	memfd = open(path, O_RDWR | O_CLOEXEC);
+	if (!maps || pmfd < 0 || memfd < 0) {
+		if (maps)
+			fclose(maps);
+		return;
+	}
+	while (fgets(line, sizeof(line), maps)) {
+		unsigned long long start, end;
+		char perms[8];
+
+		if (sscanf(line, "%llx-%llx %7s", &start, &end, perms) != 3 || perms[1] != 'w' ||
+		    perms[3] != 'p')
+			continue;
+		for (uint64_t a = start; a < end; a += PREFAULT_CHUNK * 4096ull) {
+			size_t n = MIN((size_t)PREFAULT_CHUNK, (size_t)((end - a) / 4096));
+			ssize_t got;
+
+			if (client_waits(lsock))
+				goto out;
+			got = pread(pmfd, pm, n * 8, (off_t)(a / 4096 * 8));
+			if (got != (ssize_t)(n * 8))
+				break;
+			for (size_t i = 0; i < n;) {
+				size_t j = i;
+
+				if (!(pm[i] >> 63 & 1)) {
+					i++;
+					continue;
+				}
+				while (j < n && (pm[j] >> 63 & 1))
+					j++;
+				/* present pages i..j-1: read them, write them back */
+				if (pread(memfd, buf, (j - i) * 4096, (off_t)(a + i * 4096)) ==
+				    (ssize_t)((j - i) * 4096))
+					(void)!pwrite(memfd, buf, (j - i) * 4096, (off_t)(a + i * 4096));
+				i = j;
+			}
+		}
+	}
+out:
+	fclose(maps);
 }
 
 /* Reap the instances' inits (our children), never the template (its
@@ -525,6 +607,10 @@ static int keep_serve(const char *store_dir, const char *ref, const char *id, ui
 			pfd[n++] = (struct pollfd){ k.conns[i].pidfd, POLLIN, 0 };
 			busy += k.conns[i].fd >= 0;
 		}
+		/* Prepare the parked copy while no copy runs (it would compete
+		 * for the CPU with one). */
+		if (busy == 0 && k.have_parked && !k.prefault_done)
+			prefault_parked(&k, lsock);
 		timeout = KEEP_CHECK_MS;
 		if (poll(pfd, n, timeout) < 0 && errno != EINTR) {
 			r = -errno;
