@@ -28,7 +28,9 @@
 #  5. a MADV_HUGEPAGE heap rforked lazily, changed, then rforked pipelined
 #     (so the second restore fills held pages next to lacking ones): the twin's
 #     checksum is the changed original's (no huge page may make a lacking
-#     page present before it arrives).
+#     page present before it arrives);
+#  6. rfork --lazy --move: the original stays (frozen) until the twin holds
+#     every page, then it is gone; the twin has the original's checksum.
 # Exit 0 pass, 1 fail, 77 skip.
 #
 # usage: test-lazy.sh RFORKD RFORK LAZYPROG WARMFORK
@@ -315,6 +317,35 @@ wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != 
 	fail "huge: the twin printed no full checksum"
 TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
 [ "$TSUM" = "$SUM5" ] || fail "huge: the twin's checksum $TSUM differs from the changed original's $SUM5"
+
+kill -9 "$TW" 2>/dev/null
+kill "$PROG_PID" 2>/dev/null
+rm -f "$T"/out/*
+
+# --- 6. --lazy --move: the original (frozen meanwhile) ends only once the
+# twin holds every page
+in_src tc qdisc add dev "$V_SRC" root tbf rate 200mbit burst 64kb latency 50ms
+start_prog "$T/orig6.out" 6
+in_src "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 5 --lazy --move "$PROG_PID" \
+	> "$T/f6.out" 2> "$T/f6.err" &
+RF=$!
+PIDS+=($RF)
+wait_for '[ -s "$T/f6.out" ]' 600 || fail "lazy move: no twin pid: $(cat "$T/f6.err")"
+TW6=$(head -1 "$T/f6.out")
+[ -n "$TW6" ] && TWINS+=("$TW6")
+ALIVE=0
+kill -0 "$RF" 2>/dev/null && kill -0 "$PROG_PID" 2>/dev/null && ALIVE=1
+wait "$RF"; RC=$?
+cat "$T/f6.err"
+[ $RC = 0 ] || fail "rfork --lazy --move exited $RC"
+[ "$ALIVE" = 1 ] || fail "lazy move: the original was gone (or rfork done) as soon as the twin ran"
+wait_for '! kill -0 "$PROG_PID" 2>/dev/null' 50 || fail "lazy move: the original survived the move"
+OUTF=$(ls "$T"/out/*.out 2>/dev/null | head -1)
+kill -USR1 "$TW6" 2>/dev/null
+wait_for '[ "$(awk '\''$1 == "FULL" && $2 > 0 {print $3; exit}'\'' "$OUTF")" != "" ]' 300 ||
+	fail "lazy move: the twin printed no full checksum"
+TSUM=$(awk '$1 == "FULL" && $2 > 0 {print $3; exit}' "$OUTF")
+[ "$TSUM" = "$FULL_SUM" ] || fail "lazy move: the twin's checksum $TSUM differs from the original's $FULL_SUM"
 
 [ $failed = 0 ] && echo "PASS"
 exit $failed
