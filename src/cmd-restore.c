@@ -242,8 +242,15 @@ static void pty_hold(int master)
 	if (h == 0) {
 		bool open_m = true;
 
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
 		setsid();
-		close(STDIN_FILENO);
+		/* Our stdout only: stdin and stderr of whoever ran us are not ours
+		 * to keep (a caller waiting for their EOF would wait forever). */
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
 		while (open_m)
 			copy_some(master, STDOUT_FILENO, &open_m);
 		_exit(0);

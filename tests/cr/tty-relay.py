@@ -3,7 +3,7 @@
 """tty-relay: a shell job on a pty restored onto a NEW pty that warmfork
 restore relays to its own stdio (itself on a pty here).
 
-  tty-relay.py WARMFORK CR-TTY-PAIR [plain|pidns|shelljob|intr]
+  tty-relay.py WARMFORK CR-TTY-PAIR [plain|pidns|shelljob|intr|detach]
 
 1. `cr-tty-pair shell` runs on a pty (window 33x111): the session leader S
    sets -ECHO and VINTR=^G, its job J (foreground group) prints "ready" and
@@ -18,7 +18,8 @@ restore relays to its own stdio (itself on a pty here).
    interrupts J ("int"), S exits with J's verdict, and warmfork restore
    with S's status: 0.
 With "shelljob": restore --shell-job onto the harness's second terminal
-(shell_job() below); with "intr": ^C to a relayed job (intr_job() below).
+(shell_job() below); with "intr": ^C to a relayed job (intr_job() below);
+with "detach": restore --detach (detach() below).
 Exit 0 pass, 1 fail, 77 skip.
 """
 import ctypes
@@ -27,6 +28,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -163,6 +165,58 @@ def intr_job(warmfork, store, pids):
     return 0
 
 
+def detach(warmfork, store, snap, pidns, pids):
+    """restore --detach of the shell job: it prints the pid, then the new
+    pty's path, which the restored session leader's stdin is on; a holder
+    keeps the master (the job is not hung up: still alive a moment later,
+    and the pty is its controlling terminal); once the tree is killed the
+    holder leaves too (it is our child then: we are the subreaper)."""
+    argv = [warmfork, "--store", store, "restore", "--detach"] + \
+        (["--pidns=new"] if pidns else []) + [snap]
+    # A file, not a pipe: the holder keeps our stdout (the program's output).
+    outp = os.path.join(os.path.dirname(store), "detach.out")
+    errp = os.path.join(os.path.dirname(store), "detach.err")
+    with open(outp, "w") as out, open(errp, "w") as err:
+        r = subprocess.run(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=60)
+    if r.returncode != 0:
+        with open(errp) as f:
+            raise Fail("restore --detach: %s" % f.read().strip())
+    with open(outp) as f:
+        printed = f.read()
+    lines = printed.split()
+    if len(lines) != 2 or not lines[1].startswith("/dev/pts/"):
+        raise Fail("restore --detach printed %r, want a pid and a pty path" % printed)
+    top = int(lines[0])
+    pids.append(top)
+    time.sleep(0.2)
+    with open("/proc/self/task/%d/children" % os.getpid()) as f:
+        ours = [int(x) for x in f.read().split()]
+    holders = [p for p in ours if p != top]
+    # the leader in our namespace: top itself, or the init's child (pidns)
+    leader = top
+    if pidns:
+        with open("/proc/%d/task/%d/children" % (top, top)) as f:
+            leader = int(f.read().split()[0])
+    link = os.readlink("/proc/%d/fd/0" % leader)
+    if link != lines[1]:
+        raise Fail("the leader's stdin is %s, not the printed %s" % (link, lines[1]))
+    with open("/proc/%d/stat" % leader) as f:
+        tty_nr = int(f.read().rsplit(")", 1)[1].split()[4])
+    st = os.stat(lines[1])
+    if tty_nr != ((os.minor(st.st_rdev) & 0xff) | (os.major(st.st_rdev) << 8) |
+                  ((os.minor(st.st_rdev) & ~0xff) << 12)):
+        raise Fail("the leader's controlling terminal is not the new pty (tty_nr %d)" % tty_nr)
+    if len(holders) != 1:
+        raise Fail("want one pty holder next to the tree, our children: %r" % ours)
+    os.kill(top, 9)
+    for p in holders + [top]:
+        reap(p)
+        if p in pids:
+            pids.remove(p)
+    print("PASS tty-relay (detach)")
+    return 0
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP tty-relay: needs root")
@@ -170,8 +224,10 @@ def main():
     warmfork, prog = sys.argv[1], sys.argv[2]
     pidns = len(sys.argv) > 3 and sys.argv[3] == "pidns"
     shelljob = len(sys.argv) > 3 and sys.argv[3] == "shelljob"
-    # Orphans of a failed run come back to us (pid 1 does not reap here).
+    # Orphans of a failed run come back to us (pid 1 does not reap here);
+    # meson's SIGTERM (timeout) still runs the cleanup below.
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     tmp = tempfile.mkdtemp(prefix="cr-tty-relay-")
     store = os.path.join(tmp, "store")
     pids = []
@@ -206,6 +262,8 @@ def main():
             reap(spid)
             pids.remove(spid)
         os.close(sfd)
+        if len(sys.argv) > 3 and sys.argv[3] == "detach":
+            return detach(warmfork, store, snap, False, pids)
         # 3. restore onto a new pty, relayed to ours
         argv = [warmfork, "--store", store, "restore"] + (["--pidns=new"] if pidns else []) + \
             (["--shell-job"] if shelljob else []) + [snap]
