@@ -2,8 +2,9 @@
 /*
  * Writes the seed corpus of fuzz-rf-wire (tests/fuzz/corpus/rf-wire/): a handshake
  * opening, a whole valid push (areas, a batch with every page kind, its
- * pages, a blob in two chunks, a label, COMMIT), and a push whose page does
- * not match its key. Run by hand when the wire format changes:
+ * pages, a blob in two chunks, a label, COMMIT), a push whose page does
+ * not match its key, and an unkeyed lazy push (rfork --lazy) with and
+ * without its flag. Run by hand when the wire format changes:
  *   build/tests/remote/rf-fuzz-seeds tests/fuzz/corpus/rf-wire
  */
 #include <stdio.h>
@@ -102,6 +103,39 @@ static void push(bool bad_page, bool lazy)
 	rf_put_u64(p + 16, 5);
 }
 
+/* An rfork --lazy push (RF_PUSH_UNKEYED with @unkeyed, else the flag
+ * missing and the push refused): a lazy area announced by kind alone
+ * (RF_KIND_LAZY, no keys, no LACKS, no PAGES). */
+static void push_unkeyed(bool unkeyed)
+{
+	uint8_t *p;
+
+	rf_put_u32(rec(RF_MSG_PUSH, 4), RF_PUSH_RESTORE | RF_PUSH_LAZY |
+				       (unkeyed ? RF_PUSH_UNKEYED : 0));
+	p = rec(RF_MSG_AREA, 28 + 6);
+	rf_put_u64(p, 0x400000);
+	rf_put_u64(p + 8, 5);
+	rf_put_u32(p + 16, 3);
+	rf_put_u32(p + 20, 0x22);	/* MAP_PRIVATE | MAP_ANONYMOUS */
+	rf_put_u16(p + 24, 1);
+	rf_put_u16(p + 26, 6);
+	memcpy(p + 28, "[heap]", 6);
+	p = rec(RF_MSG_KEYS, 8 + 5);
+	rf_put_u32(p, 0);
+	rf_put_u32(p + 4, 5);
+	memcpy(p + 8, (uint8_t[]){ RF_KIND_LAZY, 1, 0, RF_KIND_LAZY, RF_KIND_LAZY }, 5);
+	p = rec(RF_MSG_BLOB, 18 + 12 + 3);
+	rf_put_u64(p, 3);
+	rf_put_u64(p + 8, 0);
+	rf_put_u16(p + 16, 12);
+	memcpy(p + 18, "engine.image", 12);
+	memcpy(p + 30, "abc", 3);
+	p = rec(RF_MSG_COMMIT, 24);
+	rf_put_u64(p, 1);
+	rf_put_u64(p + 8, 1);
+	rf_put_u64(p + 16, 5);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t *p;
@@ -127,6 +161,10 @@ int main(int argc, char **argv)
 	save(argv[1], "ok-push-lazy");
 	push(true, false);
 	save(argv[1], "bad-page-mismatch");
+	push_unkeyed(true);
+	save(argv[1], "ok-push-unkeyed");
+	push_unkeyed(false);
+	save(argv[1], "bad-lazy-kind-keyed");
 	p = rec(RF_MSG_LACKS, 8 + 1);
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
@@ -155,6 +193,10 @@ int main(int argc, char **argv)
 	rf_put_u32(p, 1);
 	rf_put_u32(p + 4, 7);
 	memset(p + 8, 0x42, WC_PAGE_SIZE);
+	p = rec(RF_MSG_LAZY_ZERO, 4 + 8);
+	rf_put_u32(p, 2);
+	rf_put_u32(p + 4, 3);
+	rf_put_u32(p + 8, 4);
 	rf_put_u32(rec(RF_MSG_LAZY_END, 4), 9);
 	rf_put_u32(rec(RF_MSG_LAZY_DONE, 4), 9);
 	save(argv[1], "any-replies");

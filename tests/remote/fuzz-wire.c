@@ -76,7 +76,9 @@ int rf_fuzz_wire(const uint8_t *data, size_t size)
 				continue;
 			if (rf_recv_new(have, out, reply_check, NULL, &rv) < 0)
 				break;
-			if (m.push.flags & RF_PUSH_LAZY)
+			if (m.push.flags & RF_PUSH_UNKEYED)
+				rf_recv_set_unkeyed(rv);
+			else if (m.push.flags & RF_PUSH_LAZY)
 				rf_recv_set_lazy(rv);
 			continue;
 		}
