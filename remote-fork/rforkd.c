@@ -413,7 +413,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	struct wc_sink *lsink = NULL;
 	char lazy_id[WC_ID_LEN + 1] = "none";
 	struct eng_restored tw;
-	uint64_t first_ns = 0, t_recv, t_run;
+	uint64_t first_ns = 0, t_recv, t_run, t_setup = 0;
 	uint8_t msg[16 + 2 * RF_PATH_MAX];
 	size_t len, lt_nr_areas = 0;
 
@@ -439,7 +439,9 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 	lz_keys = malloc((lz_nr ? lz_nr : 1) * sizeof(*lz_keys));
 	if (lz_addr && lz_keys && wc_snapshot_open(store, id, &part) >= 0) {
 		memcpy(lz_addr, lt.addr, lz_nr * sizeof(*lz_addr));
-		memcpy(lz_keys, lt.keys, lz_nr * sizeof(*lz_keys));
+		/* (Unkeyed: the keys come with the pages, rf_lazy_keys().) */
+		if (!lt.unkeyed)
+			memcpy(lz_keys, lt.keys, lz_nr * sizeof(*lz_keys));
 	}
 	lt_nr_areas = lt.nr_areas;
 	if (lt.nr_areas) {
@@ -466,6 +468,7 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		/* rf_lazy_start took the table; the restore needs its areas. */
 		struct rf_lazy_table v = { .nr_areas = areas ? lt_nr_areas : 0, .area_starts = areas };
 
+		t_setup = now_ns();
 		r = restore_twin(store, id, o, &tw, &new_pidns, out_path, err_path,
 				 sizeof(out_path), attach ? attach_fds : NULL, &rs, &first_ns, &v, sp[1],
 				 hold);
@@ -543,13 +546,17 @@ static int serve_push_lazy(struct rf_session *s, const struct opts *o, uint64_t 
 		return r;
 	}
 	log_error("%s: lazily restored snapshot %s as pid %d%s: %s after %.3f s (received "
-		  "%.3f s, restore %.3f s), every page after %.3f s; %llu pages (%llu data: %llu "
+		  "%.3f s, restore %.3f s: lazy tables %.3f s, engine validate %.3f s, premap "
+		  "%.3f s, fill %.3f s, prepare %.3f s, threads ready %.3f s, resume %.3f s), "
+		  "every page after %.3f s; %llu pages (%llu data: %llu "
 		  "eager, %llu lazy, %llu already held), %s in; lazy: %llu installed, %llu "
 		  "present, %llu dropped, %llu faults on lazy pages (%llu requests), %llu zero "
 		  "faults; stored whole as %s", peer, id, (int)tw.pid,
 		  new_pidns ? " (new pid namespace)" : "",
 		  hold ? "restored, stopped until every page arrived," : "running",
 		  (t_run - t0) / 1e9, (t_recv - t0) / 1e9, (t_run - t_recv) / 1e9,
+		  (t_setup - t_recv) / 1e9, rs.validate_ns / 1e9, rs.premap_ns / 1e9,
+		  rs.fill_ns / 1e9, rs.prepare_ns / 1e9, rs.ready_ns / 1e9, rs.resume_ns / 1e9,
 		  (now_ns() - t0) / 1e9, (unsigned long long)st.pages_total,
 		  (unsigned long long)st.pages_data, (unsigned long long)st.pages_received,
 		  (unsigned long long)st.pages_lazy,
