@@ -615,24 +615,54 @@ out_close:
 /*
  * What a child shares with its parent beyond open files, found with kcmp
  * while everything is frozen, before anything is collected: its memory
- * (CLONE_VM without CLONE_THREAD: a vfork child) or its descriptor table
- * (CLONE_FILES) is refused; its fs struct (CLONE_FS) is recorded.
+ * (CLONE_VM without CLONE_THREAD: a vfork child) is refused; its fs struct
+ * (CLONE_FS) and its descriptor table (CLONE_FILES) are recorded.
  */
-static int tree_check_sharing(const struct eng_dump_tree *tr, bool *ret_fs)
+static int tree_check_sharing(const struct eng_dump_tree *tr, bool *ret_fs, bool *ret_files)
 {
 	for (size_t i = 1; i < tr->nr; i++) {
 		pid_t c = tr->v[i].pid, p = tr->v[i].ppid;
 
-		ret_fs[i] = false;
+		ret_fs[i] = ret_files[i] = false;
 		if (tr->v[i].zombie)
 			continue;
 		if (syscall(SYS_kcmp, p, c, KCMP_VM, 0, 0) == 0)
 			return err_set(EOPNOTSUPP, "process %d shares its memory with its parent %d "
 				       "(vfork or CLONE_VM): not supported", c, p);
-		if (syscall(SYS_kcmp, p, c, KCMP_FILES, 0, 0) == 0)
-			return err_set(EOPNOTSUPP, "process %d shares its descriptor table with its "
-				       "parent %d (CLONE_FILES): not supported", c, p);
+		ret_files[i] = syscall(SYS_kcmp, p, c, KCMP_FILES, 0, 0) == 0;
 		ret_fs[i] = syscall(SYS_kcmp, p, c, KCMP_FS, 0, 0) == 0;
+	}
+	return 0;
+}
+
+/*
+ * After collection: a child sharing its parent's descriptor table was
+ * dumped from the same table, so its fds must be its parent's, number for
+ * number, kind for kind, description for description (eng_fd.obj); restore
+ * prepares them once, in the parent.
+ */
+static int tree_check_files(const EngImage *img)
+{
+	for (size_t i = 1; i < img->n_procs; i++) {
+		const EngProcess *c = img->procs[i], *pp = NULL;
+
+		if (!c->shares_files)
+			continue;
+		for (size_t k = 0; k < i; k++)
+			if (img->procs[k]->pid == c->ppid)
+				pp = img->procs[k];
+		if (!pp || pp->n_fds != c->n_fds)
+			return err_set(EIO, "process %u shares the descriptor table of its parent "
+				       "%u but their fds differ", c->pid, c->ppid);
+		for (size_t f = 0; f < c->n_fds; f++) {
+			const EngFd *a = pp->fds[f], *b = c->fds[f];
+
+			if (a->fd != b->fd || a->kind != b->kind || a->has_obj != b->has_obj ||
+			    a->obj != b->obj)
+				return err_set(EIO, "process %u shares the descriptor table of "
+					       "its parent %u but their fd %u differs", c->pid,
+					       c->ppid, b->fd);
+		}
 	}
 	return 0;
 }
@@ -790,7 +820,7 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 				      sizeof(opts->dry_run)) && opts->dry_run;
 	unsigned refused = 0;
 	_cleanup_free_ pid_t *host = NULL;
-	_cleanup_free_ bool *shares_fs = NULL;
+	_cleanup_free_ bool *shares_fs = NULL, *shares_files = NULL;
 	uint64_t t0 = now_ns(), t1, t_frozen;
 	char id[WC_ID_LEN + 1];
 	size_t zombies = 0;
@@ -810,11 +840,12 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		goto fail;
 	}
 	shares_fs = calloc(tr.nr, sizeof(*shares_fs));
-	if (!shares_fs) {
+	shares_files = calloc(tr.nr, sizeof(*shares_files));
+	if (!shares_fs || !shares_files) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = tree_check_sharing(&tr, shares_fs);
+	r = tree_check_sharing(&tr, shares_fs, shares_files);
 	if (r < 0)
 		goto fail;
 	r = image_new(&root.image);
@@ -862,6 +893,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 		}
 		ctx.proc->has_shares_fs = shares_fs[i];
 		ctx.proc->shares_fs = shares_fs[i];
+		ctx.proc->has_shares_files = shares_files[i];
+		ctx.proc->shares_files = shares_files[i];
 		ctx.proc->has_exit_signal = true;
 		ctx.proc->exit_signal = ctx.stat.exit_signal > 0 ? (uint32_t)ctx.stat.exit_signal
 								 : SIGCHLD;
@@ -887,6 +920,8 @@ static int checkpoint_tree(pid_t pid, struct wc_sink *sink, const struct eng_dum
 	r = tree_check_ids(root.image);
 	if (r >= 0)
 		r = tree_objects(root.image, host);
+	if (r >= 0)	/* after tree_objects: compares eng_fd.obj */
+		r = tree_check_files(root.image);
 	if (r >= 0)	/* ns: namespaces of its own (ns.c) */
 		r = eng_dump_ns(root.image, host);
 	if (r >= 0)	/* files: pidfds of processes of the tree */

@@ -870,6 +870,14 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	if (personality(p->personality) < 0)
 		return err_set(errno, "cannot set personality 0x%x: %m", p->personality);
 
+	/* tree.c: a child sharing its parent's descriptor table waits, its
+	 * memory complete, until that table is final (the parent's). */
+	if (ctx->tree && p->shares_files) {
+		r = eng_restore_tree_files_join(ctx);
+		if (r < 0)
+			return r;
+		ctx->status_fd = r;
+	}
 	/* PR_SET_MM_MAP and its exe_fd. */
 	for (size_t i = 0; i < p->n_fds; i++)
 		if ((int)p->fds[i]->fd > maxfd)
@@ -925,13 +933,22 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	}
 	if (ctx->spawn)
 		keep[nr_keep++] = ctx->spawn_ctl_fd;
-	r = eng_restore_prepare_fds(ctx, maxfd + 1, keep, nr_keep);
-	if (r < 0)
-		return r;
-	ctx->status_fd = keep[0];
-	r = eng_restore_locks(ctx);	/* files: every fd in place */
-	if (r < 0)
-		return r;
+	if (ctx->tree && p->shares_files) {
+		/* Its parent's table, final: nothing to prepare; its own
+		 * temporaries (exe_fd, status pipe) go with its restorer. */
+	} else {
+		r = ctx->tree ? eng_restore_tree_files_wait(ctx) : 0;
+		if (r >= 0)
+			r = eng_restore_prepare_fds(ctx, maxfd + 1, keep, nr_keep);
+		if (r < 0)
+			return r;
+		ctx->status_fd = keep[0];
+		r = eng_restore_locks(ctx);	/* files: every fd in place */
+		if (r >= 0 && ctx->tree)
+			r = eng_restore_tree_files_go(ctx);
+		if (r < 0)
+			return r;
+	}
 	a->status_fd = (uint32_t)keep[0];
 	a->mm.exe_fd = (uint32_t)keep[1];
 	if (ctx->spawn) {

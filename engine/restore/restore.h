@@ -283,6 +283,19 @@ int eng_restore_tree_start(struct eng_rst_ctx *ctx);
  */
 int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves, size_t nr_moves);
 /*
+ * A child sharing its parent's descriptor table (eng_process.shares_files)
+ * is created with CLONE_FILES by eng_restore_tree_fork and restores its
+ * memory while the table still holds what both need (store, status pipe);
+ * then: files_join (child) says so and waits until the parent's table is
+ * final, returning the child's own duplicate of the status pipe;
+ * files_wait (parent, before eng_restore_prepare_fds) waits for every such
+ * child; files_go (parent, once its descriptors are final) releases them.
+ * 0 (join: the fd) or -errno with detail; no-ops where nothing is shared.
+ */
+int eng_restore_tree_files_join(struct eng_rst_ctx *ctx);
+int eng_restore_tree_files_wait(struct eng_rst_ctx *ctx);
+int eng_restore_tree_files_go(struct eng_rst_ctx *ctx);
+/*
  * child.c premap, in a child: take the parent's copy of private anonymous
  * vma @v (same range) to @cur, drop the pages the child does not have,
  * queue the pages whose content differs. 1 done, 0 not applicable (map it

@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/futex.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
@@ -458,6 +459,114 @@ int eng_restore_tree_fd(const struct eng_rst_ctx *ctx, size_t i)
 	return -1;
 }
 
+/* ------------------------------------------------ shared descriptor tables */
+
+/*
+ * One page shared (MAP_SHARED) by a process and its children created with
+ * CLONE_FILES, made before they are: each child sets its slot's ready once
+ * its memory is complete and it holds no temporary descriptor any more
+ * (failed: it failed before that); the parent, its table final, puts a
+ * duplicate of the status pipe in each slot and sets go. Futex words.
+ */
+#define TREE_FILES_MAX	64
+
+struct tree_files_sync {
+	uint32_t go;
+	uint32_t nr;
+	struct {
+		uint32_t ready;		/* 1 ready, 2 failed */
+		int32_t pid;
+		int32_t status_fd;
+	} slot[TREE_FILES_MAX];
+};
+
+/* This process as a parent (its sharing children), and as such a child. */
+static struct tree_files_sync *files_mine;
+static struct tree_files_sync *files_parent;
+static uint32_t files_slot;
+
+static void futex_wait(uint32_t *word, uint32_t val, long timeout_ms)
+{
+	struct timespec ts = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000 };
+
+	syscall(SYS_futex, word, FUTEX_WAIT, val, timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void files_set_ready(uint32_t state)
+{
+	if (!files_parent)
+		return;
+	__atomic_store_n(&files_parent->slot[files_slot].ready, state, __ATOMIC_RELEASE);
+	futex_wake(&files_parent->slot[files_slot].ready);
+}
+
+int eng_restore_tree_files_join(struct eng_rst_ctx *ctx)
+{
+	struct tree_files_sync *fs = files_parent;
+
+	(void)ctx;
+	if (!fs)
+		return err_set(EINVAL, "no parent to share a descriptor table with");
+	files_set_ready(1);
+	/* The parent dies on failure, and this process with it (PDEATHSIG). */
+	while (!__atomic_load_n(&fs->go, __ATOMIC_ACQUIRE))
+		futex_wait(&fs->go, 0, -1);
+	return fs->slot[files_slot].status_fd;
+}
+
+int eng_restore_tree_files_wait(struct eng_rst_ctx *ctx)
+{
+	struct tree_files_sync *fs = files_mine;
+
+	if (!fs)
+		return 0;
+	for (uint32_t i = 0; i < fs->nr; i++) {
+		uint32_t st;
+
+		while (!(st = __atomic_load_n(&fs->slot[i].ready, __ATOMIC_ACQUIRE))) {
+			siginfo_t si = {};
+
+			/* Killed before it could say so: it reports nothing. */
+			if (waitid(P_PID, (id_t)fs->slot[i].pid, &si,
+				   WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
+				st = 2;
+			if (st)
+				break;
+			futex_wait(&fs->slot[i].ready, 0, 100);
+		}
+		if (st != 1)
+			return err_set(ECHILD, "process %d, sharing the descriptor table of %u, "
+				       "failed", fs->slot[i].pid, ctx->proc->pid);
+	}
+	return 0;
+}
+
+int eng_restore_tree_files_go(struct eng_rst_ctx *ctx)
+{
+	struct tree_files_sync *fs = files_mine;
+
+	if (!fs)
+		return 0;
+	for (uint32_t i = 0; i < fs->nr; i++) {
+		/* Each its own: every restorer closes its status pipe. */
+		int fd = fcntl(ctx->status_fd, F_DUPFD_CLOEXEC, ctx->status_fd);
+
+		if (fd < 0)
+			return err_set(errno, "cannot duplicate the status pipe: %m");
+		fs->slot[i].status_fd = fd;
+	}
+	__atomic_store_n(&fs->go, 1, __ATOMIC_RELEASE);
+	futex_wake(&fs->go);
+	/* Unmapped with the rest by the restorer; the children keep theirs. */
+	files_mine = NULL;
+	return 0;
+}
+
 /* -------------------------------------------------------------- processes */
 
 /* Session and process group of procs[@k], in the new process itself. */
@@ -684,6 +793,18 @@ int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves,
 	srcs = malloc((nr_moves + 1) * sizeof(*srcs));
 	if (!srcs)
 		return -ENOMEM;
+	for (size_t k = 1; k < img->n_procs && !files_mine; k++) {
+		const EngProcess *c = img->procs[k];
+		void *page;
+
+		if (c->ppid != me->pid || !c->shares_files || c->zombie)
+			continue;
+		page = mmap(NULL, sizeof(*files_mine), PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (page == MAP_FAILED)
+			return err_set(errno, "cannot map a shared page: %m");
+		files_mine = page;
+	}
 	for (size_t k = 0; k < nr_moves; k++)
 		srcs[k] = moves[k].src;
 	for (int pass = 0; pass < 2; pass++) {
@@ -692,21 +813,29 @@ int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves,
 			uint32_t want = c->pid;
 			struct tree_clone_args ca = {
 				/* One fs struct (cwd, root, umask) with its parent. */
-				.flags = c->shares_fs ? CLONE_FS : 0,
+				.flags = (c->shares_fs ? CLONE_FS : 0) |
+					 (c->shares_files && !c->zombie ? CLONE_FILES : 0),
 				.exit_signal = c->has_exit_signal && c->exit_signal < 65 ?
 					       c->exit_signal : SIGCHLD,
 				.set_tid = (uint64_t)(uintptr_t)&want, .set_tid_size = 1,
 			};
+			uint32_t slot = files_mine ? files_mine->nr : 0;
 			pid_t pid;
 
 			if (c->ppid != me->pid || tree_leads_group(c) != (pass == 0))
 				continue;
+			if ((ca.flags & CLONE_FILES) && slot == TREE_FILES_MAX)
+				return err_set(EOPNOTSUPP, "process %u: more than %d children share "
+					       "its descriptor table", me->pid, TREE_FILES_MAX);
 			pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 			if (pid < 0)
 				return err_set(errno, "cannot create process %u (child of %u): %m",
 					       c->pid, c->ppid);
 			if (pid == 0) {
 				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				files_parent = (ca.flags & CLONE_FILES) ? files_mine : NULL;
+				files_slot = slot;
+				files_mine = NULL;	/* its own children make theirs */
 				r = tree_set_ids(ctx, k);
 				if (r >= 0 && c->zombie)
 					tree_become_zombie(c);
@@ -721,7 +850,12 @@ int eng_restore_tree_fork(struct eng_rst_ctx *ctx, const struct rst_move *moves,
 				if (r >= 0)
 					r = eng_restore_child(ctx);
 				eng_restore_report_fail(ctx->status_fd, r, err_str(r));
+				files_set_ready(2);
 				_exit(1);
+			}
+			if (ca.flags & CLONE_FILES) {
+				files_mine->slot[slot].pid = pid;
+				files_mine->nr = slot + 1;
 			}
 			if (c->zombie) {
 				siginfo_t si;

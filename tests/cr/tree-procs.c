@@ -27,8 +27,9 @@
  *           (smaps Shared_*: copy-on-write since the fork, not duplicated).
  *   fs      A made with clone(CLONE_FS): after go A changes directory and
  *           umask, R must see both (one fs struct again).
- *   files   (failckpt) A made with clone(CLONE_FILES): refused (CR_CONTROL=1:
- *           a plain fork, which checkpoints); A still shares R's table after.
+ *   files   A made with clone(CLONE_FILES), a pipe holding "R" in the table:
+ *           after go kcmp(KCMP_FILES) says R and A share one table; an fd R
+ *           opens is A's, one A opens is R's, A's "A" follows R's "R".
  *   refuse  (harness mode failckpt) A; B; B's child D holds a netlink socket,
  *           which the dump refuses: the checkpoint must fail and leave every
  *           process running, untraced; after go each checks itself (D: its
@@ -385,29 +386,61 @@ static void mode_fs_check(void)
 	cr_check(old == 0027, "R's umask is %03o after A's umask(027)", (unsigned)old);
 }
 
-static int files_probe = -1;
+static int files_pipe[2] = { -1, -1 };
+
+#define TREE_KCMP_FILES	2
+#define FILES_FD_R	78	/* opened by R after go, used by A */
+#define FILES_FD_A	77	/* opened by A after go, checked by R */
+
+static bool same_rdev(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && S_ISCHR(a.st_mode) &&
+	       a.st_rdev == b.st_rdev;
+}
 
 static void mode_files(void)
 {
-	ex.kid[0] = getenv("CR_CONTROL") ? fork() : fork_sharing(CLONE_FILES);
+	if (pipe2(files_pipe, O_CLOEXEC) < 0 || write(files_pipe[1], "R", 1) != 1)
+		cr_fail("pipe: %m");
+	ex.kid[0] = fork_sharing(CLONE_FILES);
 	if (ex.kid[0] < 0)
 		cr_fail("clone(CLONE_FILES): %m");
 	if (ex.kid[0] == 0) {
+		int fd;
+
 		kid_wait();
-		/* A descriptor opened here is R's too (checked by R). */
-		files_probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (files_probe >= 0 && dup2(files_probe, 77) < 0)
-			cr_check(false, "A: dup2: %m");
+		/* R's descriptor, opened after go, is A's too. */
+		cr_check(same_rdev(FILES_FD_R, "/dev/null"),
+			 "A: R's fd %d is not in A's table (not shared)", FILES_FD_R);
+		fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || dup2(fd, FILES_FD_A) < 0)
+			cr_check(false, "A: /dev/zero on fd %d: %m", FILES_FD_A);
+		if (fd >= 0)
+			close(fd);
+		cr_check(write(files_pipe[1], "A", 1) == 1, "A: write to the pipe: %m");
 		kid_exit();
 	}
 }
 
 static void mode_files_check(void)
 {
+	char buf[4] = "";
+	int fd;
+
+	cr_check(syscall(SYS_kcmp, getpid(), ex.kid[0], TREE_KCMP_FILES, 0, 0) == 0,
+		 "kcmp(KCMP_FILES) R/A %d: not one descriptor table (%m)", ex.kid[0]);
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || dup2(fd, FILES_FD_R) < 0)
+		cr_fail("/dev/null on fd %d: %m", FILES_FD_R);
+	close(fd);
 	kill(ex.kid[0], SIGUSR2);
 	reap_ok(ex.kid[0], "A");
-	if (!getenv("CR_CONTROL"))
-		cr_check(fcntl(77, F_GETFD) >= 0, "A's fd 77 is not R's (table not shared)");
+	cr_check(same_rdev(FILES_FD_A, "/dev/zero"),
+		 "A's fd %d (/dev/zero) is not in R's table (not shared)", FILES_FD_A);
+	cr_check(read(files_pipe[0], buf, 2) == 2 && memcmp(buf, "RA", 2) == 0,
+		 "the pipe holds \"%.2s\", expected \"RA\"", buf);
 }
 
 static int sub_pipe = -1;
