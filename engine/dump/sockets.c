@@ -486,6 +486,75 @@ static int tcp_register(struct eng_dump_ctx *ctx, int fd, const char *link, int 
 	return r;
 }
 
+/*
+ * The datagrams queued on a bound UDP socket, oldest first, with their
+ * senders, read through our copy @sk without consuming them: MSG_PEEK with
+ * SO_PEEK_OFF set moves on one datagram per read. SO_PEEK_OFF belongs to
+ * the socket (the process's too): its value is put back. Bounded like the
+ * unix queues (UDP_QUEUE_MAX bytes); more is refused in one line.
+ */
+#define UDP_QUEUE_MAX		(64u << 20)
+#define UDP_DGRAM_MAX		65536u
+
+static int udp_queue(struct eng_dump_ctx *ctx, int fd, int sk, EngSocket *s)
+{
+	_cleanup_free_ uint8_t *buf = malloc(UDP_DGRAM_MAX);
+	int old = -1, zero = 0, r = 0;
+	socklen_t ol = sizeof(old);
+	uint64_t total = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	if (getsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &old, &ol) < 0 ||
+	    setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0)
+		return err_wrap(-errno, "process %d fd %d: SO_PEEK_OFF", ctx->pid, fd);
+	for (;;) {
+		struct sockaddr_storage from;
+		struct iovec iov = { buf, UDP_DGRAM_MAX };
+		struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from),
+				     .msg_iov = &iov, .msg_iovlen = 1 };
+		EngDgram *d, **nv;
+		ssize_t n = recvmsg(sk, &mh, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				r = err_wrap(-errno, "process %d fd %d: reading the UDP queue",
+					     ctx->pid, fd);
+			break;
+		}
+		total += (uint64_t)n;
+		if (total > UDP_QUEUE_MAX) {
+			r = err_set(EOPNOTSUPP, "process %d fd %d: more than %u MiB queued on a "
+				    "UDP socket", ctx->pid, fd, UDP_QUEUE_MAX >> 20);
+			break;
+		}
+		d = malloc(sizeof(*d));
+		nv = realloc(s->queued, (s->n_queued + 1) * sizeof(*nv));
+		if (nv)
+			s->queued = nv;
+		if (!d || !nv) {
+			free(d);
+			r = -ENOMEM;
+			break;
+		}
+		eng_dgram__init(d);
+		s->queued[s->n_queued++] = d;
+		d->data.data = malloc(n ? (size_t)n : 1);
+		d->from.data = malloc(mh.msg_namelen ? mh.msg_namelen : 1);
+		if (!d->data.data || !d->from.data) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(d->data.data, buf, (size_t)n);
+		d->data.len = (size_t)n;
+		memcpy(d->from.data, &from, mh.msg_namelen);
+		d->from.len = mh.msg_namelen;
+		d->has_from = mh.msg_namelen > 0;
+	}
+	setsockopt(sk, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old));
+	return r;
+}
+
 int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocket **ret)
 {
 	_cleanup_close_ int pidfd = -1, sk = -1;
@@ -621,6 +690,13 @@ int eng_dump_socket(struct eng_dump_ctx *ctx, int fd, const char *link, EngSocke
 	if (save_opts(sk, family, proto, established, s) < 0) {
 		eng_socket__free_unpacked(s, NULL);
 		return -ENOMEM;
+	}
+	if (proto == IPPROTO_UDP && s->has_addr) {
+		r = udp_queue(ctx, fd, sk, s);
+		if (r < 0) {
+			eng_socket__free_unpacked(s, NULL);
+			return r;
+		}
 	}
 	/* tcp: captured after the memory (eng_dump_tcp_capture). */
 	if (established) {

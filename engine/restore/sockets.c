@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -156,6 +157,64 @@ static int set_options(const EngFd *f, int fd)
 	return 0;
 }
 
+/*
+ * The datagrams that were queued on a bound UDP socket, sent to it again in
+ * order, each from its saved sender address when that can be bound again
+ * (SO_REUSEADDR, IP_FREEBIND: a sender that is gone, or one of the image's
+ * own sockets not yet re-created), else from an unbound socket (the source
+ * is then lost: the one thing not kept). A wildcard-bound socket is reached
+ * through loopback.
+ */
+static int udp_refill(const EngFd *f, int fd)
+{
+	const EngSocket *s = f->sock;
+	struct sockaddr_storage to;
+	socklen_t tl = sizeof(to);
+
+	if (getsockname(fd, (struct sockaddr *)&to, &tl) < 0)
+		return err_set(errno, "fd %u: getsockname: %m", f->fd);
+	if (to.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&to;
+
+		if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+			a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (to.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&to;
+
+		if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+			a->sin6_addr = in6addr_loopback;
+	}
+	for (size_t i = 0; i < s->n_queued; i++) {
+		const EngDgram *d = s->queued[i];
+		const struct sockaddr *from = (const struct sockaddr *)d->from.data;
+		bool has_from = d->has_from && d->from.len >= sizeof(sa_family_t) &&
+				d->from.len <= sizeof(struct sockaddr_storage) &&
+				(from->sa_family == AF_INET || from->sa_family == AF_INET6);
+		int one = 1, family = has_from ? from->sa_family : (int)to.ss_family, tmp;
+		ssize_t n;
+
+		tmp = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (tmp < 0)
+			return err_set(errno, "fd %u: socket for a queued datagram: %m", f->fd);
+		setsockopt(tmp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (family == AF_INET)
+			setsockopt(tmp, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+		if (has_from && bind(tmp, from, (socklen_t)d->from.len) < 0) {
+			/* Its address is taken: send from anywhere. */
+			close(tmp);
+			tmp = socket(to.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (tmp < 0)
+				return err_set(errno, "fd %u: socket for a queued datagram: %m", f->fd);
+		}
+		n = sendto(tmp, d->data.data, d->data.len, 0, (struct sockaddr *)&to, tl);
+		close(tmp);
+		if (n != (ssize_t)d->data.len)
+			return err_set(n < 0 ? errno : EIO, "fd %u: cannot queue datagram %zu of %zu "
+				       "again: %m", f->fd, i + 1, s->n_queued);
+	}
+	return 0;
+}
+
 static int open_one(const EngFd *f, int *ret)
 {
 	const EngSocket *s = f->sock;
@@ -187,6 +246,11 @@ static int open_one(const EngFd *f, int *ret)
 				       "still listens there?)", f->fd, addr_str(s, abuf, sizeof(abuf)));
 		return err_set(errno, "fd %u: cannot listen on %s: %m", f->fd,
 			       addr_str(s, abuf, sizeof(abuf)));
+	}
+	if (s->n_queued) {
+		r = udp_refill(f, fd);
+		if (r < 0)
+			return r;
 	}
 	*ret = TAKE_FD(fd);
 	return 0;

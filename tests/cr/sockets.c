@@ -18,6 +18,10 @@
  * datagram to every UDP socket), the program accepts (receives) and answers
  * hash(secret) ^ port, which the client compares with the pre-checkpoint hash.
  * The never-bound socket connects to the 127.0.0.1 listener.
+ * Before ready, three datagrams of different sizes are queued on each UDP
+ * socket from a sender socket that is closed at once; after go each UDP
+ * socket must receive them first, in order, byte for byte, from the
+ * sender's address and port.
  *
  * "peer": holds an established TCP connection (both ends) and a connected UDP
  * socket: the checkpoint must fail (harness mode failckpt) and leave them
@@ -365,6 +369,60 @@ static int peer_mode(void)
 	cr_finish();
 }
 
+/* Queued datagrams: sent before ready, checked after go. */
+static const char *const queued[] = { "one", "two-22", "three-333-\0-binary" };
+static const size_t queued_len[] = { 3, 6, 20 };
+static struct sockaddr_storage queued_from[2];
+
+static void queue_udp(const struct spec *s, int family, const char *ip, int k)
+{
+	struct sockaddr_storage to = { 0 };
+	socklen_t fl = sizeof(queued_from[k]);
+	int c = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (c < 0)
+		cr_fail("udp sender: %m");
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&to;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port_of(&s->addr));
+		inet_pton(AF_INET, ip, &a->sin_addr);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&to;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port_of(&s->addr));
+		inet_pton(AF_INET6, ip, &a->sin6_addr);
+	}
+	for (size_t i = 0; i < 3; i++)
+		if (sendto(c, queued[i], queued_len[i], 0, (struct sockaddr *)&to,
+			   family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) !=
+		    (ssize_t)queued_len[i])
+			cr_fail("udp: queue datagram %zu: %m", i);
+	if (getsockname(c, (struct sockaddr *)&queued_from[k], &fl) < 0)
+		cr_fail("udp sender: getsockname: %m");
+	close(c);
+}
+
+static void check_queue(int fd, int k)
+{
+	for (size_t i = 0; i < 3; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		char buf[64];
+		ssize_t n = -1;
+
+		if (wait_in(fd))
+			n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		cr_check(n == (ssize_t)queued_len[i] && !memcmp(buf, queued[i], queued_len[i]),
+			 "fd %d: queued datagram %zu lost or changed (%zd bytes)", fd, i, n);
+		cr_check(n < 0 || port_of(&from) == port_of(&queued_from[k]),
+			 "fd %d: queued datagram %zu from port %d, sent from %d", fd, i,
+			 port_of(&from), port_of(&queued_from[k]));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t expect;
@@ -377,8 +435,12 @@ int main(int argc, char **argv)
 	expect = answer_of(secret);
 	for (size_t i = 0; i < NR_SPECS; i++)
 		open_spec(&specs[i]);
+	queue_udp(&specs[4], AF_INET, "127.0.0.1", 0);
+	queue_udp(&specs[5], AF_INET6, "::1", 1);
 	cr_ready_tamper(secret, sizeof(secret));
 	cr_wait();
+	check_queue(24, 0);
+	check_queue(25, 1);
 
 	for (size_t i = 0; i < NR_SPECS; i++)
 		check_spec(&specs[i]);
