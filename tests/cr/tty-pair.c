@@ -63,6 +63,10 @@ static _Noreturn void job(pid_t leader)
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+	/* Not before our leader made us the foreground group: a read from
+	 * the background would stop us with SIGTTIN. */
+	for (int i = 0; i < 5000 && tcgetpgrp(STDIN_FILENO) != getpgrp(); i++)
+		usleep(1000);
 	say("ready\n");
 	do
 		n = read(STDIN_FILENO, line, sizeof(line) - 1);	/* blocked across the cut */
