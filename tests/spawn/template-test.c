@@ -166,10 +166,14 @@ static int ask(struct inst *in, const char *req, char *rep, size_t len)
 	struct timeval tv = { 5, 0 };
 	ssize_t n;
 
+	/* A wait with a timeout is not restarted: recv returned EINTR here
+	 * (about one run in thirty, right after the template was killed). */
 	setsockopt(in->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (send(in->sock, req, strlen(req), MSG_NOSIGNAL) < 0)
 		return -errno;
-	n = recv(in->sock, rep, len - 1, 0);
+	do
+		n = recv(in->sock, rep, len - 1, 0);
+	while (n < 0 && errno == EINTR);
 	if (n <= 0)
 		return n < 0 ? -errno : -EIO;
 	rep[n] = 0;
@@ -587,11 +591,15 @@ end:
 				{
 					struct inst tmp = { .e = later, .sock = -1 };
 					unsigned long long v;
-					long pid;
+					long pid = 0;
 
-					if (start(&tmp, -1, false) < 0 ||
-					    get(&tmp, 0, threads, &pid, &v) < 0 || pid != saved)
-						fail("a parked instance of a killed template does not start");
+					r = start(&tmp, -1, false);
+					if (r < 0)
+						fail("a parked instance of a killed template does not start: %s",
+						     err_str(r));
+					else if (get(&tmp, 0, threads, &pid, &v) < 0 || pid != saved)
+						fail("a parked instance of a killed template does not answer "
+						     "(pid %ld, want %ld)", pid, (long)saved);
 					kill(tmp.e.init, SIGKILL);
 					waitpid(tmp.e.init, NULL, 0);
 					eng_instance_release(&tmp.e);
