@@ -265,8 +265,13 @@ int we_keep_wait(int pidfd, int *ret_status)
 
 		if (poll(&p, 1, -1) < 0 && errno != EINTR)
 			return -errno;
-		if (ioctl(pidfd, WE_PIDFD_GET_INFO, &info) < 0 && errno != ESRCH)
-			return -errno;
+		/* ESRCH: reaped, its exit not yet recorded (the ioctl then
+		 * leaves our request in info.mask: not an answer). */
+		if (ioctl(pidfd, WE_PIDFD_GET_INFO, &info) < 0) {
+			if (errno != ESRCH)
+				return -errno;
+			info.mask = 0;
+		}
 		if (info.mask & WE_PIDFD_INFO_EXIT) {
 			*ret_status = info.exit_code;
 			return 0;

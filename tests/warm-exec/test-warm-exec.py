@@ -36,8 +36,12 @@ def check(cond, what):
 
 
 def run(args, stdin_data="", env=None, timeout=TIMEOUT):
-    p = subprocess.run(args, input=stdin_data.encode(), capture_output=True,
-                       env=env, timeout=timeout, close_fds=True)
+    try:
+        p = subprocess.run(args, input=stdin_data.encode(), capture_output=True,
+                           env=env, timeout=timeout, close_fds=True)
+    except subprocess.TimeoutExpired as e:
+        raise Fail("%s with input %r timed out after %d s: out %r err %r"
+                   % (" ".join(args), stdin_data, timeout, e.stdout, e.stderr))
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
@@ -418,7 +422,8 @@ def test_keep(env, tmp):
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=TIMEOUT)		# stdin stays open: no EOF race
     out, err = p.communicate(timeout=TIMEOUT)
-    check(p.returncode == 42 and b"got TERM" in out, "SIGTERM to a copy: rc %d %r" % (p.returncode, err))
+    check(p.returncode == 42 and b"got TERM" in out,
+          "SIGTERM to a copy: rc %d out %r err %r" % (p.returncode, out, err))
     rc, out, err = run(cmd, "kill %d\n" % signal.SIGUSR2, env)
     check(rc in (128 + signal.SIGUSR2, -signal.SIGUSR2), "copy killed by SIGUSR2: exit %d" % rc)
     # A caller that dies takes its copy with it.
