@@ -63,6 +63,8 @@ struct rf_lazy {
 	bool started;
 
 	uint8_t *state;			/* [t.nr] LZ_* */
+	/* Keyed only (NULL when unkeyed: every page is its own primary and
+	 * has no duplicate; see PRIMARY(), NEXT_DUP()). */
 	uint32_t *primary;		/* [t.nr] rf_lazy_dedup() */
 	uint32_t *next_dup;		/* [t.nr] next page with the primary's content, or UINT32_MAX */
 	uint32_t nr_primaries;
@@ -70,7 +72,10 @@ struct rf_lazy {
 	uint32_t pages_put;
 	pid_t hold_pid;			/* rf_lazy_set_hold(), or 0 */
 	uint32_t nr_left;		/* lazy pages not DONE */
-	uint32_t *by_addr;		/* lazy page numbers sorted by current address */
+	/* Lazy page numbers sorted by current address; NULL while that is
+	 * the identity (until the twin's mremap moves pages out of order):
+	 * BY_ADDR(). */
+	uint32_t *by_addr;
 	bool restored, end_seen;
 	uint64_t *faults;		/* queued fault addresses (| 1: write) */
 	int *fault_fd;			/* the uffd each came from */
@@ -130,6 +135,10 @@ int rf_lazy_send(struct rf_lazy *lz, uint16_t type, const void *payload, size_t 
 
 /* ------------------------------------------------------------ addresses */
 
+#define BY_ADDR(lz, i)	((lz)->by_addr ? (lz)->by_addr[i] : (i))
+#define PRIMARY(lz, e)	((lz)->primary ? (lz)->primary[e] : (e))
+#define NEXT_DUP(lz, e)	((lz)->next_dup ? (lz)->next_dup[e] : UINT32_MAX)
+
 /* Index into by_addr of the first lazy page at or above @addr. */
 static uint32_t lower_bound(const struct rf_lazy *lz, uint64_t addr)
 {
@@ -138,7 +147,7 @@ static uint32_t lower_bound(const struct rf_lazy *lz, uint64_t addr)
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (lz->t.addr[lz->by_addr[mid]] < addr)
+		if (lz->t.addr[BY_ADDR(lz, mid)] < addr)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -150,8 +159,8 @@ static int64_t lookup(const struct rf_lazy *lz, uint64_t page)
 {
 	uint32_t i = lower_bound(lz, page);
 
-	if (i < lz->t.nr && lz->t.addr[lz->by_addr[i]] == page)
-		return lz->by_addr[i];
+	if (i < lz->t.nr && lz->t.addr[BY_ADDR(lz, i)] == page)
+		return BY_ADDR(lz, i);
 	return -1;
 }
 
@@ -166,21 +175,29 @@ static int cmp_addr(const void *a, const void *b)
 
 /* The twin (or the restorer) moved [from, from + len) to @to: lazy pages
  * there now live at their new addresses. */
-static void on_remap(struct rf_lazy *lz, uint64_t from, uint64_t to, uint64_t len)
+static int on_remap(struct rf_lazy *lz, uint64_t from, uint64_t to, uint64_t len)
 {
 	uint32_t i = lower_bound(lz, from);
 	bool moved = false;
 
-	for (; i < lz->t.nr && lz->t.addr[lz->by_addr[i]] < from + len; i++) {
-		lz->t.addr[lz->by_addr[i]] += to - from;
+	for (; i < lz->t.nr && lz->t.addr[BY_ADDR(lz, i)] < from + len; i++) {
+		lz->t.addr[BY_ADDR(lz, i)] += to - from;
 		moved = true;
 	}
 	if (moved) {
 		/* Rare (the twin's own mremap of memory still arriving). */
+		if (!lz->by_addr) {
+			lz->by_addr = malloc((size_t)lz->t.nr * sizeof(*lz->by_addr));
+			if (!lz->by_addr)
+				return -ENOMEM;
+			for (uint32_t k = 0; k < lz->t.nr; k++)
+				lz->by_addr[k] = k;
+		}
 		sort_base = lz->t.addr;
 		qsort(lz->by_addr, lz->t.nr, sizeof(*lz->by_addr), cmp_addr);
 		lz->st.nr_remaps++;
 	}
+	return 0;
 }
 
 static void mark_done(struct rf_lazy *lz, uint32_t e)
@@ -196,10 +213,10 @@ static void mark_done(struct rf_lazy *lz, uint32_t e)
 static void on_remove(struct rf_lazy *lz, uint64_t start, uint64_t end)
 {
 	for (uint32_t i = lower_bound(lz, start);
-	     i < lz->t.nr && lz->t.addr[lz->by_addr[i]] < end; i++) {
-		if (lz->state[lz->by_addr[i]] != LZ_DONE)
+	     i < lz->t.nr && lz->t.addr[BY_ADDR(lz, i)] < end; i++) {
+		if (lz->state[BY_ADDR(lz, i)] != LZ_DONE)
 			lz->st.pages_dropped++;
-		mark_done(lz, lz->by_addr[i]);
+		mark_done(lz, BY_ADDR(lz, i));
 	}
 }
 
@@ -248,9 +265,13 @@ static int drain_one(struct rf_lazy *lz, int fd)
 				lz->kids[lz->nr_kids++] = (int)msg[i].arg.fork.ufd;
 				break;
 			case UFFD_EVENT_REMAP:
-				if (twin)
-					on_remap(lz, msg[i].arg.remap.from, msg[i].arg.remap.to,
-						 msg[i].arg.remap.len);
+				if (twin) {
+					int r = on_remap(lz, msg[i].arg.remap.from,
+							 msg[i].arg.remap.to, msg[i].arg.remap.len);
+
+					if (r < 0)
+						return r;
+				}
 				break;
 			case UFFD_EVENT_REMOVE:
 				if (twin)
@@ -340,7 +361,7 @@ static int install_one(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
 /* Install @data at lazy page @e and every other page of its content. */
 static int install_chain(struct rf_lazy *lz, uint32_t e, const uint8_t *data)
 {
-	for (uint32_t k = e; k != UINT32_MAX; k = lz->next_dup[k]) {
+	for (uint32_t k = e; k != UINT32_MAX; k = NEXT_DUP(lz, k)) {
 		int r;
 
 		if (lz->state[k] == LZ_DONE)
@@ -391,7 +412,7 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i);
 		struct wc_key k;
 
-		if (e >= lz->t.nr || lz->primary[e] != e)
+		if (e >= lz->t.nr || PRIMARY(lz, e) != e)
 			return err_set(EPROTO, "LAZY_PAGES: page %u of %u is not a primary", e, lz->t.nr);
 		rf_page_key(m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE, &k);
 		if (lz->t.unkeyed)
@@ -403,7 +424,7 @@ static int on_pages(struct rf_lazy *lz, const struct rf_msg *m)
 	r = store_put(lz, m->lazy_pages.data, NULL, n);
 	if (r < 0)
 		return r;
-#define SINGLE(x) (lz->next_dup[x] == UINT32_MAX && lz->state[x] != LZ_DONE)
+#define SINGLE(x) (NEXT_DUP(lz, x) == UINT32_MAX && lz->state[x] != LZ_DONE)
 	for (uint32_t i = 0; i < n;) {
 		uint32_t e = rf_get_u32(m->lazy_pages.entries + 4 * i), j = i + 1;
 		const uint8_t *data = m->lazy_pages.data + (size_t)i * WC_PAGE_SIZE;
@@ -530,7 +551,7 @@ static int serve_faults(struct rf_lazy *lz)
 		if (e >= 0 && lz->state[e] != LZ_DONE) {
 			/* Still to come: ask for its content (once) with the
 			 * neighbours of that page; the install wakes the thread. */
-			uint32_t pe = lz->primary[e];
+			uint32_t pe = PRIMARY(lz, e);
 
 			if (lz->state[pe] == LZ_PENDING) {
 				uint32_t first = pe > RF_LAZY_WINDOW_BACK ? pe - RF_LAZY_WINDOW_BACK : 0;
@@ -827,42 +848,49 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 	lz->nr_left = lz->t.nr;
 	lz->t0 = mono_ns();
 	pthread_mutex_init(&lz->send_lock, NULL);
+	/*
+	 * Nothing here may cost more than a pass over the lazy pages: the twin
+	 * waits for it. Calloc'd tables are the kernel's untouched zero pages
+	 * until written (the keys of an unkeyed push, written as pages
+	 * arrive); unkeyed pushes need no primary / duplicate chains.
+	 */
 	lz->state = calloc(lz->t.nr ? lz->t.nr : 1, 1);
-	lz->by_addr = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->by_addr));
-	lz->primary = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->primary));
-	lz->next_dup = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->next_dup));
 	lz->faults = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->faults));
 	lz->fault_fd = malloc(RF_LAZY_MAX_FAULTS * sizeof(*lz->fault_fd));
-	if (!lz->state || !lz->by_addr || !lz->primary || !lz->next_dup || !lz->faults ||
-	    !lz->fault_fd) {
+	if (lz->t.unkeyed && !lz->t.keys)
+		lz->t.keys = calloc(lz->t.nr ? lz->t.nr : 1, sizeof(*lz->t.keys));
+	if (!lz->t.unkeyed) {
+		lz->primary = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->primary));
+		lz->next_dup = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->next_dup));
+	}
+	if (!lz->state || !lz->faults || !lz->fault_fd || !lz->t.keys ||
+	    (!lz->t.unkeyed && (!lz->primary || !lz->next_dup))) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	if (lz->t.unkeyed) {
 		/* No keys yet: every page is its own primary. */
-		for (uint32_t i = 0; i < lz->t.nr; i++)
-			lz->primary[i] = i;
-		r = (int)lz->t.nr;
+		lz->nr_primaries = lz->t.nr;
 	} else {
 		r = rf_lazy_dedup(lz->t.keys, lz->t.nr, lz->primary);
 		if (r < 0)
 			goto fail;
-	}
-	lz->nr_primaries = (uint32_t)r;
-	/* Chains primary -> its duplicates, in page order (built backwards). */
-	for (uint32_t i = 0; i < lz->t.nr; i++)
-		lz->next_dup[i] = UINT32_MAX;
-	for (uint32_t i = lz->t.nr; i-- > 0;) {
-		uint32_t pr = lz->primary[i];
+		lz->nr_primaries = (uint32_t)r;
+		/* Chains primary -> its duplicates, in page order (built backwards). */
+		for (uint32_t i = 0; i < lz->t.nr; i++)
+			lz->next_dup[i] = UINT32_MAX;
+		for (uint32_t i = lz->t.nr; i-- > 0;) {
+			uint32_t pr = lz->primary[i];
 
-		if (pr != i) {
-			lz->next_dup[i] = lz->next_dup[pr];
-			lz->next_dup[pr] = i;
+			if (pr != i) {
+				lz->next_dup[i] = lz->next_dup[pr];
+				lz->next_dup[pr] = i;
+			}
 		}
 	}
-	for (uint32_t i = 0; i < lz->t.nr; i++) {
-		lz->by_addr[i] = i;
-		if (i && lz->t.addr[i] <= lz->t.addr[i - 1]) {
+	/* by_addr stays NULL (the identity) as long as this holds. */
+	for (uint32_t i = 1; i < lz->t.nr; i++) {
+		if (lz->t.addr[i] <= lz->t.addr[i - 1]) {
 			r = err_set(EPROTO, "lazy pages out of address order");
 			goto fail;
 		}

@@ -27,6 +27,7 @@
 #include "rfork/transfer.h"
 
 #define RF_RECV_MAX_QUEUED	4096u
+#define RF_RECV_RUN_CHUNK	65536u		/* pages per put_keys of a run */
 
 enum { LACK_HAVE = 0, LACK_SENT = 1, LACK_DUP = 2 };
 
@@ -41,7 +42,9 @@ struct recv_batch {
 struct recv_item {
 	struct recv_item *next;
 	bool complete;
-	struct recv_batch *batch;			/* NULL: an area */
+	struct recv_batch *batch;			/* NULL: an area (or runs) */
+	uint8_t *runs;					/* RUNS: nr_runs * RF_RUN_BYTES */
+	uint32_t nr_runs;
 	struct wc_area_desc desc;
 	char name[RF_NAME_MAX + 1];
 };
@@ -50,6 +53,7 @@ static void item_free(struct recv_item *it)
 {
 	if (it) {
 		free(it->batch);
+		free(it->runs);
 		free(it);
 	}
 }
@@ -78,6 +82,7 @@ struct rf_recv {
 	struct wc_page_req *reqs;
 	struct wc_key *keys_tmp;
 	uint8_t *bits_tmp;
+	uint8_t *kinds_tmp;			/* RUNS: RF_RECV_RUN_CHUNK kinds */
 
 	bool committed;
 	char id[WC_ID_LEN + 1];
@@ -106,7 +111,8 @@ int rf_recv_new(struct wc_source *have, struct wc_sink *out, rf_reply_fn reply, 
 	rv->reqs = calloc(RF_BATCH_MAX_PAGES, sizeof(*rv->reqs));
 	rv->keys_tmp = calloc(RF_BATCH_MAX_PAGES, sizeof(*rv->keys_tmp));
 	rv->bits_tmp = calloc(RF_BATCH_MAX_PAGES / 8, 1);
-	if (!rv->buf || !rv->reqs || !rv->keys_tmp || !rv->bits_tmp) {
+	rv->kinds_tmp = malloc(RF_RECV_RUN_CHUNK);
+	if (!rv->buf || !rv->reqs || !rv->keys_tmp || !rv->bits_tmp || !rv->kinds_tmp) {
 		rf_recv_free(rv);
 		return -ENOMEM;
 	}
@@ -130,6 +136,7 @@ void rf_recv_free(struct rf_recv *rv)
 	free(rv->reqs);
 	free(rv->keys_tmp);
 	free(rv->bits_tmp);
+	free(rv->kinds_tmp);
 	free(rv);
 }
 
@@ -248,6 +255,39 @@ static int apply_batch(struct rf_recv *rv, struct recv_batch *b, const uint8_t *
 	return rv->out->ops->put_pages(rv->out, rv->buf, b->kinds, b->nr_pages);
 }
 
+/* RUNS: the pages of the partial snapshot by kind alone, a chunk at a
+ * time (a lazy page is ABSENT there). */
+static int apply_runs(struct rf_recv *rv, const uint8_t *runs, uint32_t nr_runs)
+{
+	int r = 0;
+
+	for (uint32_t i = 0; r >= 0 && i < nr_runs; i++) {
+		uint64_t left = rf_get_u32(runs + RF_RUN_BYTES * i);
+		uint32_t kind = rf_get_u32(runs + RF_RUN_BYTES * i + 4);
+		uint8_t k = kind == WC_PAGE_ZERO ? WC_PAGE_ZERO : WC_PAGE_ABSENT;
+
+		while (r >= 0 && left) {
+			size_t n;
+
+			if (rv->out->ops->put_keys) {
+				n = MIN(left, (uint64_t)RF_RECV_RUN_CHUNK);
+				memset(rv->kinds_tmp, k, n);
+				r = rv->out->ops->put_keys(rv->out, rv->kinds_tmp, rv->keys_tmp, n);
+			} else {
+				/* Zero pages need a buffer of zeros for put_pages. */
+				n = MIN(left, (uint64_t)RF_BATCH_MAX_PAGES);
+				memset(rv->kinds_tmp, k, n);
+				if (k == WC_PAGE_ZERO)
+					memset(rv->buf, 0, n * WC_PAGE_SIZE);
+				r = rv->out->ops->put_pages(rv->out, k == WC_PAGE_ZERO ? rv->buf : NULL,
+							    rv->kinds_tmp, n);
+			}
+			left -= n;
+		}
+	}
+	return r;
+}
+
 /* Hand every complete item at the head of the queue to the sink. */
 static int drain(struct rf_recv *rv)
 {
@@ -255,7 +295,9 @@ static int drain(struct rf_recv *rv)
 		struct recv_item *it = rv->head;
 		int r;
 
-		if (!it->batch)
+		if (it->runs)
+			r = apply_runs(rv, it->runs, it->nr_runs);
+		else if (!it->batch)
 			r = rv->out->ops->begin_area(rv->out, &it->desc);
 		else
 			r = apply_batch(rv, it->batch, NULL);
@@ -378,28 +420,28 @@ void rf_recv_take_lazy(struct rf_recv *rv, struct rf_lazy_table *ret)
 	memset(&rv->lz, 0, sizeof(rv->lz));
 }
 
-/* A batch of a lazy area: its lacking pages (or, unkeyed, its
- * RF_KIND_LAZY pages: @nr_new in all) become lazy pages (numbered in
- * LACKS order, as the sender numbers them) and ABSENT in the snapshot; the
- * batch is complete at once. */
-static int lazy_note(struct rf_recv *rv, struct recv_batch *b, uint32_t nr_new)
+/* Room for @nr_new more lazy pages in the current area (keys only when
+ * keyed: an unkeyed push's keys are computed on arrival). */
+static int lazy_grow(struct rf_recv *rv, uint64_t nr_new)
 {
 	struct rf_lazy_table *t = &rv->lz;
 
 	if (nr_new > RF_LAZY_MAX_ENTRIES - t->nr)
 		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
 	if (t->nr + nr_new > t->cap) {
-		uint32_t cap = MAX(t->cap * 2, t->nr + nr_new + 4096);
+		uint32_t cap = MAX(t->cap * 2, t->nr + (uint32_t)nr_new + 4096);
 		uint64_t *a = realloc(t->addr, (size_t)cap * sizeof(*a));
-		struct wc_key *k;
 
 		if (!a)
 			return -ENOMEM;
 		t->addr = a;
-		k = realloc(t->keys, (size_t)cap * sizeof(*k));
-		if (!k)
-			return -ENOMEM;
-		t->keys = k;
+		if (!rv->unkeyed) {
+			struct wc_key *k = realloc(t->keys, (size_t)cap * sizeof(*k));
+
+			if (!k)
+				return -ENOMEM;
+			t->keys = k;
+		}
 		t->cap = cap;
 	}
 	if (!t->nr_areas || t->area_starts[t->nr_areas - 1] != rv->area_start) {
@@ -414,10 +456,26 @@ static int lazy_note(struct rf_recv *rv, struct recv_batch *b, uint32_t nr_new)
 		}
 		t->area_starts[t->nr_areas++] = rv->area_start;
 	}
+	return 0;
+}
+
+/* A batch of a lazy area: its lacking pages (or, unkeyed, its
+ * RF_KIND_LAZY pages: @nr_new in all) become lazy pages (numbered in
+ * LACKS order, as the sender numbers them) and ABSENT in the snapshot; the
+ * batch is complete at once. */
+static int lazy_note(struct rf_recv *rv, struct recv_batch *b, uint32_t nr_new)
+{
+	struct rf_lazy_table *t = &rv->lz;
+	int r;
+
+	r = lazy_grow(rv, nr_new);
+	if (r < 0)
+		return r;
 	for (uint32_t i = 0; i < b->nr_pages; i++) {
 		if (b->kinds[i] == RF_KIND_LAZY) {
-			t->addr[t->nr] = rv->area_start + (rv->area_pos + i) * WC_PAGE_SIZE;
-			t->keys[t->nr++] = (struct wc_key){ 0, 0 };	/* known on arrival */
+			/* Unkeyed: its key is known on arrival (rf_lazy_start()
+			 * allocates the keys). */
+			t->addr[t->nr++] = rv->area_start + (rv->area_pos + i) * WC_PAGE_SIZE;
 			b->kinds[i] = WC_PAGE_ABSENT;
 			continue;
 		}
@@ -532,6 +590,58 @@ static int on_keys(struct rf_recv *rv, const struct rf_msg *m)
 	it->complete = b->nr_lacking == 0;
 	if (!it->complete)
 		rv->nr_waiting++;
+	return enqueue(rv, it);
+}
+
+/* RUNS: a batch of an unkeyed lazy area by runs of kinds (no LACKS). Its
+ * RF_KIND_LAZY pages become the next lazy pages, in address order. */
+static int on_runs(struct rf_recv *rv, const struct rf_msg *m)
+{
+	struct rf_lazy_table *t = &rv->lz;
+	uint64_t pos = rv->area_pos;
+	struct recv_item *it;
+	int r;
+
+	if (!rv->unkeyed || !rv->area_lazy)
+		return err_set(EPROTO, "RUNS outside an unkeyed lazy area");
+	if (!rv->in_area || m->runs.nr_pages > rv->area_left)
+		return err_set(EPROTO, "RUNS for %llu pages outside any announced area",
+			       (unsigned long long)m->runs.nr_pages);
+	if (m->runs.seq != rv->next_seq)
+		return err_set(EPROTO, "RUNS batch %u, expected %u", m->runs.seq, rv->next_seq);
+	if (m->runs.nr_lazy) {
+		r = lazy_grow(rv, m->runs.nr_lazy);
+		if (r < 0)
+			return r;
+	}
+	for (uint32_t i = 0; i < m->runs.nr; i++) {
+		uint32_t count = rf_get_u32(m->runs.runs + RF_RUN_BYTES * i);
+
+		if (rf_get_u32(m->runs.runs + RF_RUN_BYTES * i + 4) == RF_KIND_LAZY) {
+			uint64_t a = rv->area_start + pos * WC_PAGE_SIZE;
+
+			for (uint32_t j = 0; j < count; j++, a += WC_PAGE_SIZE)
+				t->addr[t->nr++] = a;
+		}
+		pos += count;
+	}
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->complete = true;
+	it->nr_runs = m->runs.nr;
+	it->runs = malloc((size_t)m->runs.nr * RF_RUN_BYTES);
+	if (!it->runs) {
+		free(it);
+		return -ENOMEM;
+	}
+	memcpy(it->runs, m->runs.runs, (size_t)m->runs.nr * RF_RUN_BYTES);
+	rv->st.pages_lazy += m->runs.nr_lazy;
+	rv->area_pos += m->runs.nr_pages;
+	rv->area_left -= m->runs.nr_pages;
+	rv->next_seq++;
+	rv->st.nr_batches++;
+	rv->st.pages_total += m->runs.nr_pages;
 	return enqueue(rv, it);
 }
 
@@ -671,6 +781,8 @@ int rf_recv_handle(struct rf_recv *rv, const struct rf_msg *m)
 		return on_area(rv, m);
 	case RF_MSG_KEYS:
 		return on_keys(rv, m);
+	case RF_MSG_RUNS:
+		return on_runs(rv, m);
 	case RF_MSG_PAGES:
 		return on_pages(rv, m);
 	case RF_MSG_BLOB:

@@ -55,6 +55,19 @@ struct push_batch {
 	bool lazy;				/* in a lazy area of a lazy push */
 };
 
+/* Lazy pages n..n+nr-1 live at addr, addr + 4096, ... (the sender's
+ * table of lazy pages as runs: its size follows the number of runs, not
+ * of pages). */
+struct lz_run {
+	uint64_t addr;
+	uint32_t first, nr;
+};
+
+/* A run of page kinds of an unkeyed lazy area not announced yet (RUNS). */
+struct kind_run {
+	uint32_t count, kind;
+};
+
 struct rf_push {
 	struct wc_sink sink;
 	struct rf_session *s;
@@ -80,8 +93,12 @@ struct rf_push {
 	int mem_fd;				/* /proc/PID/mem of the frozen original */
 	struct io_uring ring;
 	bool ring_ok;
-	uint64_t *lz_addr;			/* lazy page n -> its address */
-	struct wc_key *lz_keys;			/* lazy page n -> its key */
+	struct lz_run *lz_runs;			/* lazy page n -> its address */
+	uint32_t lz_nr_runs, lz_runs_cap;
+	struct wc_key *lz_keys;			/* lazy page n -> its key (keyed only) */
+	struct kind_run runs[RF_RUNS_MAX];	/* unkeyed: kinds still to announce */
+	uint32_t nr_runs;
+	uint64_t runs_addr;			/* address of their first page */
 	uint8_t *lz_sent;			/* 1 once lazy page n went out */
 	uint32_t lz_nr, lz_cap, lz_nr_sent, lz_cursor;
 	void (*on_restored)(void *arg, const struct rf_restored_info *info);
@@ -127,6 +144,47 @@ static void batch_put(struct rf_push *p, struct push_batch *b)
 		batch_free(b);
 }
 
+/* Lazy pages [lz_nr, lz_nr + n) are at @addr onwards. */
+static int lz_append(struct rf_push *p, uint64_t addr, uint32_t n)
+{
+	struct lz_run *last = p->lz_nr_runs ? &p->lz_runs[p->lz_nr_runs - 1] : NULL;
+
+	if (n > RF_LAZY_MAX_ENTRIES - p->lz_nr)
+		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
+	if (last && last->addr + (uint64_t)last->nr * WC_PAGE_SIZE == addr) {
+		last->nr += n;
+	} else {
+		if (p->lz_nr_runs == p->lz_runs_cap) {
+			uint32_t cap = MAX(p->lz_runs_cap * 2, 64u);
+			struct lz_run *v = realloc(p->lz_runs, (size_t)cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			p->lz_runs = v;
+			p->lz_runs_cap = cap;
+		}
+		p->lz_runs[p->lz_nr_runs++] = (struct lz_run){ addr, p->lz_nr, n };
+	}
+	p->lz_nr += n;
+	return 0;
+}
+
+/* Address of lazy page @e (< lz_nr). */
+static uint64_t lz_addr_of(const struct rf_push *p, uint32_t e)
+{
+	uint32_t lo = 0, hi = p->lz_nr_runs;
+
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (p->lz_runs[mid].first <= e)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return p->lz_runs[lo].addr + (uint64_t)(e - p->lz_runs[lo].first) * WC_PAGE_SIZE;
+}
+
 /*
  * A batch of a lazy area: its lacking pages (@bitmap, @nr_lacking of them)
  * and its RF_KIND_LAZY pages become lazy pages, numbered in batch order as
@@ -142,15 +200,11 @@ static int lazy_note_batch(struct rf_push *p, struct push_batch *b, const uint8_
 		nr_new += b->kinds[i] == RF_KIND_LAZY;
 	if (nr_new > RF_LAZY_MAX_ENTRIES - p->lz_nr)
 		return err_set(EPROTO, "more than %u lazy pages", RF_LAZY_MAX_ENTRIES);
-	if (p->lz_nr + nr_new > p->lz_cap) {
+	if (!p->unkeyed && p->lz_nr + nr_new > p->lz_cap) {
+		/* Keyed: the keys, for rf_lazy_dedup(). */
 		uint32_t cap = MAX(p->lz_cap * 2, p->lz_nr + nr_new + 4096);
-		uint64_t *a = realloc(p->lz_addr, (size_t)cap * sizeof(*a));
-		struct wc_key *k;
+		struct wc_key *k = realloc(p->lz_keys, (size_t)cap * sizeof(*k));
 
-		if (!a)
-			return -ENOMEM;
-		p->lz_addr = a;
-		k = realloc(p->lz_keys, (size_t)cap * sizeof(*k));
 		if (!k)
 			return -ENOMEM;
 		p->lz_keys = k;
@@ -158,14 +212,18 @@ static int lazy_note_batch(struct rf_push *p, struct push_batch *b, const uint8_
 	}
 	for (uint32_t i = 0; i < b->nr_pages; i++) {
 		bool lack = bitmap && ((bitmap[i / 8] >> (i % 8)) & 1);
+		int r;
 
 		if (lack && b->kinds[i] != WC_PAGE_DATA)
 			return err_set(EPROTO, "receiver asked for page %u of batch %u, "
 				       "which holds no data", i, b->seq);
 		if (lack || b->kinds[i] == RF_KIND_LAZY) {
 			/* Unkeyed lazy pages have no key (never used). */
-			p->lz_keys[p->lz_nr] = lack ? b->keys[d] : (struct wc_key){ 0, 0 };
-			p->lz_addr[p->lz_nr++] = b->addr + (uint64_t)i * WC_PAGE_SIZE;
+			if (!p->unkeyed)
+				p->lz_keys[p->lz_nr] = b->keys[d];
+			r = lz_append(p, b->addr + (uint64_t)i * WC_PAGE_SIZE, 1);
+			if (r < 0)
+				return r;
 		}
 		d += b->kinds[i] == WC_PAGE_DATA;
 	}
@@ -265,12 +323,89 @@ static int push_service(struct rf_push *p, unsigned max)
 	return 0;
 }
 
+/* Announce the kinds gathered in p->runs as one RUNS frame (a batch that
+ * needs no LACKS); their lazy pages get the next numbers, as on the
+ * receiver. */
+static int runs_flush(struct rf_push *p)
+{
+	uint64_t addr = p->runs_addr;
+	uint8_t *out;
+	int r;
+
+	if (!p->nr_runs)
+		return 0;
+	out = rf_session_frame(p->s, RF_MSG_RUNS, 8 + (size_t)p->nr_runs * RF_RUN_BYTES);
+	rf_put_u32(out, p->next_seq++);
+	rf_put_u32(out + 4, p->nr_runs);
+	for (uint32_t i = 0; i < p->nr_runs; i++) {
+		rf_put_u32(out + 8 + RF_RUN_BYTES * i, p->runs[i].count);
+		rf_put_u32(out + 12 + RF_RUN_BYTES * i, p->runs[i].kind);
+	}
+	r = rf_session_send(p->s, 8 + (size_t)p->nr_runs * RF_RUN_BYTES);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < p->nr_runs; i++) {
+		if (p->runs[i].kind == RF_KIND_LAZY) {
+			r = lz_append(p, addr, p->runs[i].count);
+			if (r < 0)
+				return r;
+		}
+		addr += (uint64_t)p->runs[i].count * WC_PAGE_SIZE;
+	}
+	p->nr_runs = 0;
+	p->st.nr_batches++;
+	return 0;
+}
+
+/*
+ * Unkeyed lazy area, pages not read (@kinds only): gather runs of kinds
+ * (absent, zero, lazy = present and unread) for RUNS frames: no per-page
+ * frame bytes, no per-page work on either side but this loop.
+ */
+static int push_put_runs(struct rf_push *p, const uint8_t *kinds, size_t nr_pages)
+{
+	int r;
+
+	for (size_t i = 0; i < nr_pages;) {
+		uint32_t kind = kinds[i] == WC_PAGE_ABSENT ? WC_PAGE_ABSENT : RF_KIND_LAZY;
+		uint8_t k0 = kinds[i];
+		size_t n = 1;
+		struct kind_run *last;
+
+		/* Same input kind: same run kind. */
+		while (i + n < nr_pages && kinds[i + n] == k0 && n < UINT32_MAX)
+			n++;
+		if (kind == WC_PAGE_ABSENT)
+			p->st.pages_absent += n;
+		else
+			p->st.pages_data += n;
+		last = p->nr_runs ? &p->runs[p->nr_runs - 1] : NULL;
+		if (last && last->kind == kind && last->count <= UINT32_MAX - n) {
+			last->count += (uint32_t)n;
+		} else {
+			if (p->nr_runs == RF_RUNS_MAX && (r = runs_flush(p)) < 0)
+				return r;
+			if (!p->nr_runs)
+				p->runs_addr = p->area_start + p->area_pos * WC_PAGE_SIZE;
+			p->runs[p->nr_runs++] = (struct kind_run){ (uint32_t)n, kind };
+		}
+		p->area_pos += n;
+		p->area_left -= n;
+		p->st.pages_total += n;
+		i += n;
+	}
+	return p->area_left ? 0 : runs_flush(p);
+}
+
 static int push_flush(struct rf_push *p)
 {
 	struct push_batch *b = p->cur;
 	uint8_t *out;
 	int r;
 
+	r = runs_flush(p);
+	if (r < 0)
+		return r;
 	if (!b || !b->nr_pages)
 		return 0;
 	/* Room in the window first, so the batch can join it once sent. */
@@ -363,6 +498,15 @@ static int push_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 		return push_fail(p, err_set(EINVAL, "%zu pages beyond the current area", nr_pages));
 	if (!buf && !kinds)
 		return push_fail(p, err_set(EINVAL, "no pages and no kinds"));
+	if (p->unkeyed && p->area_lazy && !buf) {
+		/* Pages of the current batch (if any) go first. */
+		r = p->cur && p->cur->nr_pages ? push_flush(p) : 0;
+		if (r >= 0)
+			r = push_put_runs(p, kinds, nr_pages);
+		return r < 0 ? push_fail(p, r) : 0;
+	}
+	if (p->nr_runs && (r = runs_flush(p)) < 0)
+		return push_fail(p, r);
 	for (size_t i = 0; i < nr_pages; i++) {
 		/* @buf may be NULL when every page is absent. */
 		const uint8_t *src = buf ? (const uint8_t *)buf + i * WC_PAGE_SIZE : NULL;
@@ -499,7 +643,7 @@ static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_
 	int r;
 
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t a = p->lz_addr[ents[i]];
+		uint64_t a = lz_addr_of(p, ents[i]);
 
 		if (nr_runs && runs[nr_runs - 1].addr + (uint64_t)runs[nr_runs - 1].nr * WC_PAGE_SIZE == a)
 			runs[nr_runs - 1].nr++;
@@ -815,7 +959,7 @@ static void push_free(struct wc_sink *sink)
 		io_uring_queue_exit(&p->ring);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
-	free(p->lz_addr);
+	free(p->lz_runs);
 	free(p->lz_keys);
 	free(p->lz_sent);
 	free(p->scratch);

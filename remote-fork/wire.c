@@ -39,6 +39,7 @@ const char *rf_msg_name(uint16_t type)
 	case RF_MSG_LAZY_END:	return "LAZY_END";
 	case RF_MSG_LAZY_DONE:	return "LAZY_DONE";
 	case RF_MSG_LAZY_ZERO:	return "LAZY_ZERO";
+	case RF_MSG_RUNS:	return "RUNS";
 	}
 	return "unknown";
 }
@@ -219,6 +220,37 @@ static int parse_keys(struct cur *c, struct rf_msg *m)
 	return cur_end(c);
 }
 
+static int parse_runs(struct cur *c, struct rf_msg *m)
+{
+	uint64_t total = 0, lazy = 0;
+	int r;
+
+	if ((r = cur_u32(c, &m->runs.seq)) < 0 || (r = cur_u32(c, &m->runs.nr)) < 0)
+		return r;
+	if (m->runs.nr == 0 || m->runs.nr > RF_RUNS_MAX)
+		return err_set(EPROTO, "RUNS: %u runs out of bounds [1, %u]", m->runs.nr, RF_RUNS_MAX);
+	if ((r = cur_bytes(c, (size_t)m->runs.nr * RF_RUN_BYTES, &m->runs.runs)) < 0)
+		return r;
+	for (uint32_t i = 0; i < m->runs.nr; i++) {
+		uint32_t count = rf_get_u32(m->runs.runs + RF_RUN_BYTES * i);
+		uint32_t kind = rf_get_u32(m->runs.runs + RF_RUN_BYTES * i + 4);
+
+		if (count == 0)
+			return err_set(EPROTO, "RUNS: run %u is empty", i);
+		if (kind != WC_PAGE_ABSENT && kind != WC_PAGE_ZERO && kind != RF_KIND_LAZY)
+			return err_set(EPROTO, "RUNS: run %u has bad kind %u", i, kind);
+		/* At most 1024 runs of < 2^32: no overflow of the sum. */
+		total += count;
+		if (kind == RF_KIND_LAZY)
+			lazy += count;
+	}
+	if (total > RF_AREA_MAX_PAGES)
+		return err_set(EPROTO, "RUNS: %llu pages exceeds the limit", (unsigned long long)total);
+	m->runs.nr_pages = total;
+	m->runs.nr_lazy = lazy;
+	return cur_end(c);
+}
+
 static int parse_lacks(struct cur *c, struct rf_msg *m)
 {
 	uint32_t n = 0;
@@ -388,6 +420,9 @@ int rf_frame_parse(const uint8_t *buf, size_t len, struct rf_msg *ret)
 		break;
 	case RF_MSG_LACKS:
 		r = parse_lacks(&c, &m);
+		break;
+	case RF_MSG_RUNS:
+		r = parse_runs(&c, &m);
 		break;
 	case RF_MSG_PAGES:
 		r = parse_pages(&c, &m);

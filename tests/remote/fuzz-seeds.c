@@ -3,8 +3,9 @@
  * Writes the seed corpus of fuzz-rf-wire (tests/fuzz/corpus/rf-wire/): a handshake
  * opening, a whole valid push (areas, a batch with every page kind, its
  * pages, a blob in two chunks, a label, COMMIT), a push whose page does
- * not match its key, and an unkeyed lazy push (rfork --lazy) with and
- * without its flag. Run by hand when the wire format changes:
+ * not match its key, an unkeyed lazy push (rfork --lazy) with and
+ * without its flag, and the same with a RUNS batch (valid; in a keyed
+ * push; longer than its area). Run by hand when the wire format changes:
  *   build/tests/remote/rf-fuzz-seeds tests/fuzz/corpus/rf-wire
  */
 #include <stdio.h>
@@ -136,6 +137,49 @@ static void push_unkeyed(bool unkeyed)
 	rf_put_u64(p + 16, 5);
 }
 
+/* An unkeyed lazy push whose area is announced by a KEYS batch of 5 pages
+ * and a RUNS batch of 4100 more (@flags: the PUSH flags; @extra: pages
+ * the RUNS claims beyond the area's end). */
+static void push_runs(uint32_t flags, uint32_t extra)
+{
+	static const uint32_t runs[][2] = {
+		{ 2048, RF_KIND_LAZY }, { 2000, WC_PAGE_ABSENT }, { 40, WC_PAGE_ZERO },
+		{ 12, RF_KIND_LAZY },
+	};
+	uint8_t *p;
+
+	rf_put_u32(rec(RF_MSG_PUSH, 4), flags);
+	p = rec(RF_MSG_AREA, 28 + 6);
+	rf_put_u64(p, 0x400000);
+	rf_put_u64(p + 8, 5 + 4100);
+	rf_put_u32(p + 16, 3);
+	rf_put_u32(p + 20, 0x22);	/* MAP_PRIVATE | MAP_ANONYMOUS */
+	rf_put_u16(p + 24, 1);
+	rf_put_u16(p + 26, 6);
+	memcpy(p + 28, "[heap]", 6);
+	p = rec(RF_MSG_KEYS, 8 + 5);
+	rf_put_u32(p, 0);
+	rf_put_u32(p + 4, 5);
+	memcpy(p + 8, (uint8_t[]){ 0, 1, 0, 0, 1 }, 5);
+	p = rec(RF_MSG_RUNS, 8 + 4 * RF_RUN_BYTES);
+	rf_put_u32(p, 1);
+	rf_put_u32(p + 4, 4);
+	for (int i = 0; i < 4; i++) {
+		rf_put_u32(p + 8 + RF_RUN_BYTES * i, runs[i][0] + (i == 3 ? extra : 0));
+		rf_put_u32(p + 12 + RF_RUN_BYTES * i, runs[i][1]);
+	}
+	p = rec(RF_MSG_BLOB, 18 + 12 + 3);
+	rf_put_u64(p, 3);
+	rf_put_u64(p + 8, 0);
+	rf_put_u16(p + 16, 12);
+	memcpy(p + 18, "engine.image", 12);
+	memcpy(p + 30, "abc", 3);
+	p = rec(RF_MSG_COMMIT, 24);
+	rf_put_u64(p, 1);
+	rf_put_u64(p + 8, 2);
+	rf_put_u64(p + 16, 5 + 4100);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t *p;
@@ -165,6 +209,12 @@ int main(int argc, char **argv)
 	save(argv[1], "ok-push-unkeyed");
 	push_unkeyed(false);
 	save(argv[1], "bad-lazy-kind-keyed");
+	push_runs(RF_PUSH_RESTORE | RF_PUSH_LAZY | RF_PUSH_UNKEYED, 0);
+	save(argv[1], "ok-push-runs");
+	push_runs(RF_PUSH_RESTORE | RF_PUSH_LAZY, 0);
+	save(argv[1], "bad-runs-keyed");
+	push_runs(RF_PUSH_RESTORE | RF_PUSH_LAZY | RF_PUSH_UNKEYED, 1);
+	save(argv[1], "bad-runs-beyond-area");
 	p = rec(RF_MSG_LACKS, 8 + 1);
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
@@ -197,6 +247,13 @@ int main(int argc, char **argv)
 	rf_put_u32(p, 2);
 	rf_put_u32(p + 4, 3);
 	rf_put_u32(p + 8, 4);
+	p = rec(RF_MSG_RUNS, 8 + 2 * RF_RUN_BYTES);
+	rf_put_u32(p, 4);
+	rf_put_u32(p + 4, 2);
+	rf_put_u32(p + 8, 100);
+	rf_put_u32(p + 12, RF_KIND_LAZY);
+	rf_put_u32(p + 16, 7);
+	rf_put_u32(p + 20, WC_PAGE_ABSENT);
 	rf_put_u32(rec(RF_MSG_LAZY_END, 4), 9);
 	rf_put_u32(rec(RF_MSG_LAZY_DONE, 4), 9);
 	save(argv[1], "any-replies");

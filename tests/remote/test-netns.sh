@@ -151,13 +151,23 @@ in_src python3 - "$A_DST" 7717 <<'PY' >/dev/null 2>&1
 import socket, struct, sys, os
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
 def rec(t, p): s.sendall(struct.pack("<IHH", 4 + len(p), t, 0) + p)
-rec(1, struct.pack("<IHH", 0x4b524657, 1, 0) + os.urandom(32))
+rec(1, struct.pack("<IHH", 0x4b524657, 2, 0) + os.urandom(32))   # RF_VERSION
 s.recv(4096)
 rec(3, os.urandom(32))     # a forged proof
 s.recv(4096)
 PY
 sleep 0.3
 grep -q "client failed to prove" "$T/d1.log" || fail "rforkd accepted a forged proof: $(tail -2 "$T/d1.log")"
+# a client of an older protocol version (1: before RUNS) is refused in the handshake
+in_src python3 - "$A_DST" 7717 <<'PY' >/dev/null 2>&1
+import socket, struct, sys, os
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+s.sendall(struct.pack("<IHH", 4 + 40, 1, 0) + struct.pack("<IHH", 0x4b524657, 1, 0) + os.urandom(32))
+s.recv(4096)
+PY
+sleep 0.3
+grep -q "peer speaks protocol version 1, we speak 2" "$T/d1.log" ||
+	fail "rforkd did not refuse protocol version 1: $(tail -2 "$T/d1.log")"
 [ "$(nsnap "$T/dst")" = 4 ] || fail "a snapshot appeared after a rejected key"
 
 # --- 4. a byte flipped in flight: rejected, nothing stored

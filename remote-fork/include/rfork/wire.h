@@ -35,7 +35,7 @@
 #include "warmcache.h"
 
 #define RF_MAGIC		0x4b524657u	/* "WFRK" */
-#define RF_VERSION		1
+#define RF_VERSION		2	/* 2: RUNS */
 #define RF_DEFAULT_PORT		7717
 
 #define RF_NONCE_BYTES		32
@@ -87,6 +87,7 @@ enum rf_msg_type {
 	RF_MSG_LAZY_END		= 31,	/* C->S: every lazy page was sent (count) */
 	RF_MSG_LAZY_DONE	= 32,	/* S->C: the twin holds every page (count installed) */
 	RF_MSG_LAZY_ZERO	= 33,	/* C->S: lazy pages found all zero when read (numbers) */
+	RF_MSG_RUNS		= 34,	/* C->S: a batch of an unkeyed lazy area as runs of kinds */
 };
 
 /* PUSH flags */
@@ -110,6 +111,17 @@ enum rf_msg_type {
  * RF_PUSH_UNKEYED push: present, content not read yet, no key (a lazy page;
  * ABSENT in the receiver's partial snapshot). */
 #define RF_KIND_LAZY		3
+
+/*
+ * RUNS: a batch of an unkeyed lazy area as runs of one kind each
+ * (ABSENT, ZERO or RF_KIND_LAZY; no keys), so announcing a resident GiB
+ * costs a few bytes instead of one per page. Each run is 8 bytes: u32
+ * count (>= 1), u32 kind. At most RF_RUNS_MAX runs per frame; the pages
+ * of one frame never exceed RF_AREA_MAX_PAGES (the receiver also checks
+ * them against the area).
+ */
+#define RF_RUNS_MAX		1024u
+#define RF_RUN_BYTES		8u
 
 /*
  * --lazy: a lazy page is a data page of a lazy area (an area whose flags
@@ -238,6 +250,13 @@ struct rf_msg {
 			uint32_t nr;			/* 1..RF_LAZY_ZERO_MAX */
 			const uint8_t *entries;		/* nr u32 LE lazy page numbers */
 		} lazy_zero;
+		struct {
+			uint32_t seq;
+			uint32_t nr;			/* runs, 1..RF_RUNS_MAX */
+			const uint8_t *runs;		/* nr * RF_RUN_BYTES: u32 count, u32 kind */
+			uint64_t nr_pages;		/* sum of the counts */
+			uint64_t nr_lazy;		/* of which RF_KIND_LAZY */
+		} runs;
 	};
 };
 
