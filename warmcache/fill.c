@@ -78,11 +78,13 @@ static int fill_problem(void *userdata, size_t req, enum wc_read_problem what, u
 	}
 }
 
-int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
-		     const struct wc_fill_target *targets, size_t nr)
+static int fill(struct wc_snapshot *snap, struct wc_source *src,
+		const struct wc_fill_target *targets, size_t nr, int uffd)
 {
 	_cleanup_free_ struct wc_page_req *reqs = NULL;
 	_cleanup_free_ size_t *first_req = NULL;
+	_cleanup_free_ uintptr_t (*ranges)[2] = NULL;
+	struct wc_uffd_dst u = { uffd, NULL, 0 };
 	struct fill_ctx f = { snap, targets, nr, NULL };
 	size_t total = 0, n = 0;
 	int r;
@@ -99,6 +101,28 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 	}
 	if (total == 0)
 		return 0;
+	if (uffd >= 0) {
+		if (!wc_source_is_store(src))
+			return err_set(EOPNOTSUPP, "snapshot %s: placing pages by userfaultfd "
+				       "needs a store source", wc_snapshot_id(snap));
+		ranges = malloc((nr ? nr : 1) * sizeof(*ranges));
+		if (!ranges)
+			return -ENOMEM;
+		for (size_t t = 0; t < nr; t++) {
+			const struct wc_area *a = wc_snapshot_area(snap, targets[t].area_idx);
+			uintptr_t start = (uintptr_t)targets[t].dst;
+
+			if (!targets[t].uffd || !a->nr_data)
+				continue;
+			if (u.nr && start < ranges[u.nr - 1][1])
+				return err_set(EINVAL, "snapshot %s: userfaultfd targets out of order",
+					       wc_snapshot_id(snap));
+			ranges[u.nr][0] = start;
+			ranges[u.nr][1] = start + a->nr_pages * WC_PAGE_SIZE;
+			u.nr++;
+		}
+		u.ranges = (const uintptr_t (*)[2])ranges;
+	}
 	reqs = malloc(total * sizeof(*reqs));
 	first_req = malloc((nr ? nr : 1) * sizeof(*first_req));
 	if (!reqs || !first_req)
@@ -121,7 +145,12 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 	for (f.base = 0; f.base < n; f.base += FILL_SLICE) {
 		size_t len = MIN((size_t)FILL_SLICE, n - f.base);
 
-		if (wc_source_is_store(src)) {
+		if (uffd >= 0) {
+			r = wc_store_read_uffd(wc_source_store(src), reqs + f.base, len, fill_problem,
+					       &f, &u);
+			if (r < 0)
+				return r;
+		} else if (wc_source_is_store(src)) {
 			r = wc_store_read(wc_source_store(src), reqs + f.base, len, fill_problem, &f);
 			if (r < 0)
 				return r;
@@ -134,9 +163,21 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 	return 0;
 }
 
+int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
+		     const struct wc_fill_target *targets, size_t nr)
+{
+	return fill(snap, src, targets, nr, -1);
+}
+
+int wc_snapshot_fill_uffd(struct wc_snapshot *snap, struct wc_source *src,
+			  const struct wc_fill_target *targets, size_t nr, int uffd)
+{
+	return fill(snap, src, targets, nr, uffd);
+}
+
 int wc_snapshot_fill_area(struct wc_snapshot *snap, struct wc_source *src, size_t idx, void *dst)
 {
-	struct wc_fill_target t = { idx, dst };
+	struct wc_fill_target t = { idx, dst, false };
 
 	return wc_snapshot_fill(snap, src, &t, 1);
 }

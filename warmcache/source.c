@@ -24,8 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
 
 #include "common/compiler.h"
 #include "common/err.h"
@@ -49,8 +53,16 @@ struct rd_run {
 	size_t len;
 };
 
+/* A pack mapped read-only for placing by userfaultfd (wc_store_read_uffd). */
+struct rd_map {
+	const uint8_t *base;	/* NULL: not mapped (unused, or empty) */
+	size_t len;		/* whole pages of the file when mapped */
+};
+
 struct rd_ctx {
 	struct wc_store *s;
+	const struct wc_uffd_dst *uffd;	/* NULL: read into the destinations */
+	struct rd_map *maps;		/* per pack slot, with uffd */
 	const struct wc_page_req *reqs;
 	wc_read_problem_cb cb;
 	void *userdata;
@@ -301,6 +313,7 @@ struct rd_lane {
 	struct rd_ctx *c;
 	struct io_uring *ring;		/* NULL: preadv */
 	bool deferred;			/* helper: record problems */
+	bool mapped;			/* place from the mapped packs (uffd) */
 	bool ring_broken;		/* drop the ring after this read */
 	struct rd_problem *problems;
 	size_t nr_problems, cap_problems;
@@ -511,6 +524,198 @@ static void lane_run_uring(struct rd_lane *l, struct rd_shared *sh)
 	lane_run_pread(l, sh);
 }
 
+/*
+ * Placing by userfaultfd. The destinations of wc_snapshot_fill_uffd lie in
+ * fresh private anonymous memory registered with a userfaultfd in missing
+ * mode. Their pages are not read into place (each first touch would be a
+ * page fault: allocate, zero, map, then the copy): the packs are mapped
+ * read-only, every page is hashed where it lies in the page cache and then
+ * placed with UFFDIO_COPY, which allocates the page and copies into it in
+ * one step, many pages per call, with no fault, no zeroing and no copy
+ * through a buffer. Measured on this VM (3,860 pages, one lane): 9.2 ms
+ * against 11.8 ms for reading into the faulting destinations.
+ * Destinations outside the registered ranges get a memcpy.
+ */
+static int rd_map_packs(struct rd_ctx *c)
+{
+	c->maps = calloc(c->s->nr_packs ? c->s->nr_packs : 1, sizeof(*c->maps));
+	if (!c->maps)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nr_runs; i++) {
+		uint32_t slot = c->runs[i].slot;
+		struct rd_map *m = &c->maps[slot];
+		struct stat st;
+		size_t len;
+		void *p;
+
+		if (m->base || (i && c->runs[i - 1].slot == slot))
+			continue;
+		if (fstat(c->s->packs[slot].fd, &st) < 0)
+			return err_set(errno, "store \"%s\": pack-%08" PRIx32 ": %m", c->s->dir,
+				       c->s->packs[slot].id);
+		len = (size_t)st.st_size & ~(size_t)(WC_PAGE_SIZE - 1);
+		if (len == 0)
+			continue;	/* every run from it is short: WC_READ_IO */
+		p = mmap(NULL, len, PROT_READ, MAP_SHARED, c->s->packs[slot].fd, 0);
+		if (p == MAP_FAILED)
+			return err_set(errno, "store \"%s\": cannot map pack-%08" PRIx32 ": %m",
+				       c->s->dir, c->s->packs[slot].id);
+		m->base = p;
+		m->len = len;
+	}
+	return 0;
+}
+
+static void rd_unmap_packs(struct rd_ctx *c)
+{
+	for (size_t i = 0; c->maps && i < c->s->nr_packs; i++)
+		if (c->maps[i].base)
+			munmap((void *)c->maps[i].base, c->maps[i].len);
+	free(c->maps);
+	c->maps = NULL;
+}
+
+/* Write @len bytes from @src at @dst: UFFDIO_COPY where @dst lies in a
+ * registered range (one call per range touched), memcpy elsewhere. */
+static int place(const struct wc_uffd_dst *u, uint8_t *dst, const uint8_t *src, size_t len)
+{
+	while (len) {
+		uintptr_t d = (uintptr_t)dst;
+		size_t lo = 0, hi = u->nr, n;
+
+		while (lo < hi) {	/* first range ending above d */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (u->ranges[mid][1] <= d)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < u->nr && u->ranges[lo][0] <= d) {
+			size_t done = 0;
+			int tries = 0;
+
+			n = MIN(len, (size_t)(u->ranges[lo][1] - d));
+			while (done < n) {
+				struct uffdio_copy uc = {
+					.dst = d + done, .src = (uintptr_t)src + done, .len = n - done,
+				};
+
+				if (ioctl(u->fd, UFFDIO_COPY, &uc) == 0)
+					break;
+				if (uc.copy > 0)
+					done += (size_t)uc.copy;
+				else if ((errno != EAGAIN && errno != EINTR) || ++tries > 1000)
+					return err_set(errno, "cannot place pages at 0x%" PRIxPTR
+						       " (UFFDIO_COPY): %m", d + done);
+			}
+		} else {
+			n = lo < u->nr ? MIN(len, (size_t)(u->ranges[lo][0] - d)) : len;
+			memcpy(dst, src, n);
+		}
+		dst += n;
+		src += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Pages verified then placed together: small enough that they are still
+ * in the cache when UFFDIO_COPY reads them again, large enough that the
+ * calls stay few (128 KiB). */
+#define PLACE_CHUNK_PAGES	32u
+
+/* Verify every page of @run in the mapped pack and place it, and the other
+ * destinations of its key, chunk by chunk. */
+static int lane_run_mapped(struct rd_lane *l, struct rd_run *run)
+{
+	struct rd_ctx *c = l->c;
+	const struct rd_map *m = &c->maps[run->slot];
+	const uint8_t *src = m->base ? m->base + run->off : NULL;
+	uint8_t *pend_dst = NULL;		/* pages verified, not placed yet */
+	const uint8_t *pend_src = NULL;
+	size_t pend_len = 0, v = 0, v_off = 0;
+	int r;
+
+	run->good = m->base && run->off < m->len ? MIN(run->len, m->len - run->off) / WC_PAGE_SIZE : 0;
+	for (size_t k = 0; k < run->nr_ops; k++) {
+		size_t oi = c->prim[run->first_op + k];
+		const struct rd_op *op = &c->ops[oi];
+		const struct wc_page_req *rq = &c->reqs[op->req];
+		const uint8_t *page = k < run->good ? src + k * WC_PAGE_SIZE : NULL;
+		const struct iovec *iv = &c->iov[run->first_iov + v];
+		uint8_t *dst = (uint8_t *)iv->iov_base + v_off;
+		enum wc_read_problem what = WC_READ_IO;
+		bool bad_page = true;
+		struct wc_key key;
+
+		/* The iov entries of the run hold its pages' destinations in order. */
+		v_off += WC_PAGE_SIZE;
+		if (v_off == iv->iov_len) {
+			v++;
+			v_off = 0;
+		}
+		if (page) {
+			wc_key_of(page, &key);
+			bad_page = !wc_key_eq(&key, &rq->key);
+			what = WC_READ_BAD;
+		}
+		if (pend_len && (bad_page || pend_dst + pend_len != dst ||
+				 pend_len == PLACE_CHUNK_PAGES * WC_PAGE_SIZE)) {
+			r = place(c->uffd, pend_dst, pend_src, pend_len);
+			if (r < 0)
+				return r;
+			pend_len = 0;
+		}
+		if (bad_page) {
+			r = lane_problem(l, op->req, what, run->slot, (uint32_t)op->pos, 0);
+			if (r < 0)
+				return r;
+		} else {
+			if (!pend_len) {
+				pend_dst = dst;
+				pend_src = page;
+			}
+			pend_len += WC_PAGE_SIZE;
+		}
+		for (size_t j = oi + 1; j < c->nr_ops && c->ops[j].pos == op->pos; j++) {
+			const struct wc_page_req *dup = &c->reqs[c->ops[j].req];
+
+			if (!bad_page && wc_key_eq(&dup->key, &rq->key)) {
+				r = place(c->uffd, dup->dst, page, WC_PAGE_SIZE);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			r = lane_problem(l, c->ops[j].req, bad_page ? what : WC_READ_BAD, run->slot,
+					 (uint32_t)op->pos, 0);
+			if (r < 0)
+				return r;
+		}
+	}
+	return pend_len ? place(c->uffd, pend_dst, pend_src, pend_len) : 0;
+}
+
+static void lane_run_mapped_all(struct rd_lane *l, struct rd_shared *sh)
+{
+	for (;;) {
+		size_t ri;
+		int r;
+
+		if (atomic_load(&sh->stop))
+			return;
+		ri = atomic_fetch_add(&sh->next_run, 1);
+		if (ri >= l->c->nr_runs)
+			return;
+		r = lane_run_mapped(l, &l->c->runs[ri]);
+		if (r < 0) {
+			l->err = r;
+			atomic_store(&sh->stop, true);
+			return;
+		}
+	}
+}
+
 static int rd_exec_pread(struct rd_ctx *c)
 {
 	struct rd_shared sh;
@@ -573,17 +778,24 @@ static void *helper_main(void *arg)
 {
 	struct helper_arg *h = arg;
 
-	lane_run_uring(h->lane, h->sh);
+	if (h->lane->mapped)
+		lane_run_mapped_all(h->lane, h->sh);
+	else
+		lane_run_uring(h->lane, h->sh);
 	return NULL;
 }
 
 /* Below this many pages a second thread costs more than it saves. */
 #define HELPER_MIN_PAGES	512u
 
-static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
+/* Two lanes (the caller and a helper thread): io_uring reads into the
+ * destinations with @ring, or (@ring NULL, with c->uffd) placing from the
+ * mapped packs. */
+static int rd_exec_lanes(struct rd_ctx *c, struct io_uring *ring)
 {
-	struct rd_lane main_lane = { .c = c, .ring = ring };
-	struct rd_lane helper = { .c = c, .deferred = true };
+	bool mapped = !ring;
+	struct rd_lane main_lane = { .c = c, .ring = ring, .mapped = mapped };
+	struct rd_lane helper = { .c = c, .deferred = true, .mapped = mapped };
 	struct helper_arg ha = { &helper, NULL };
 	struct rd_shared sh;
 	pthread_t thread;
@@ -595,10 +807,14 @@ static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
 	ha.sh = &sh;
 	if (!c->s->opts.no_threads && c->nr_prim >= HELPER_MIN_PAGES &&
 	    c->nr_runs >= 2 * LANE_BATCH) {
-		helper.ring = rd_ring(c->s, 1);
-		have_helper = helper.ring && pthread_create(&thread, NULL, helper_main, &ha) == 0;
+		helper.ring = mapped ? NULL : rd_ring(c->s, 1);
+		have_helper = (mapped || helper.ring) &&
+			      pthread_create(&thread, NULL, helper_main, &ha) == 0;
 	}
-	lane_run_uring(&main_lane, &sh);
+	if (mapped)
+		lane_run_mapped_all(&main_lane, &sh);
+	else
+		lane_run_uring(&main_lane, &sh);
 	if (have_helper)
 		pthread_join(thread, NULL);
 	for (int i = 0; i < 2; i++) {
@@ -628,10 +844,10 @@ static int rd_exec_uring(struct rd_ctx *c, struct io_uring *ring)
 	return r;
 }
 
-int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
-		  wc_read_problem_cb cb, void *userdata)
+static int store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
+		      wc_read_problem_cb cb, void *userdata, const struct wc_uffd_dst *u)
 {
-	struct rd_ctx c = { .s = s, .reqs = reqs, .cb = cb, .userdata = userdata };
+	struct rd_ctx c = { .s = s, .reqs = reqs, .cb = cb, .userdata = userdata, .uffd = u };
 	struct io_uring *ring;
 	int r = 0;
 
@@ -661,16 +877,37 @@ int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
 	}
 	if (r < 0)
 		goto out;
-	ring = rd_ring(s, 0);
-	r = ring ? rd_exec_uring(&c, ring) : rd_exec_pread(&c);
+	if (u) {
+		r = rd_map_packs(&c);
+		if (r >= 0)
+			r = rd_exec_lanes(&c, NULL);
+	} else {
+		ring = rd_ring(s, 0);
+		r = ring ? rd_exec_lanes(&c, ring) : rd_exec_pread(&c);
+	}
 	if (c.err)
 		r = c.err;
 out:
+	rd_unmap_packs(&c);
 	free(c.ops);
 	free(c.prim);
 	free(c.runs);
 	free(c.iov);
 	return r;
+}
+
+int wc_store_read(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
+		  wc_read_problem_cb cb, void *userdata)
+{
+	return store_read(s, reqs, nr, cb, userdata, NULL);
+}
+
+int wc_store_read_uffd(struct wc_store *s, const struct wc_page_req *reqs, size_t nr,
+		       wc_read_problem_cb cb, void *userdata, const struct wc_uffd_dst *u)
+{
+	if (!u || u->fd < 0)
+		return -EINVAL;
+	return store_read(s, reqs, nr, cb, userdata, u);
 }
 
 /* ------------------------------------------------------------ the source */

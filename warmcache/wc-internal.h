@@ -233,6 +233,19 @@ typedef int (*wc_read_problem_cb)(void *userdata, size_t req_idx, enum wc_read_p
  * and an err_set() detail naming the key. */
 int wc_store_read(struct wc_store *store, const struct wc_page_req *reqs, size_t nr,
 		  wc_read_problem_cb cb, void *userdata);
+/* Destinations placed through a userfaultfd (wc_snapshot_fill_uffd):
+ * [start, end) ranges, sorted, each within one mapping registered with
+ * @fd in missing mode and never touched. */
+struct wc_uffd_dst {
+	int fd;
+	const uintptr_t (*ranges)[2];
+	size_t nr;
+};
+/* wc_store_read, placing pages with UFFDIO_COPY from the packs mapped
+ * read-only (destinations outside @u's ranges: memcpy). A destination in
+ * @u's ranges is never written any other way. */
+int wc_store_read_uffd(struct wc_store *store, const struct wc_page_req *reqs, size_t nr,
+		       wc_read_problem_cb cb, void *userdata, const struct wc_uffd_dst *u);
 void wc_store_rd_ring_free(struct wc_store *store);
 bool wc_source_is_store(const struct wc_source *src);
 struct wc_store *wc_source_store(struct wc_source *src);

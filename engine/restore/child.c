@@ -320,9 +320,12 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 				for (uint64_t k = 0; k < a->nr_pages; k++)
 					if (a->kinds[k] == WC_PAGE_ZERO)
 						memset((void *)(cur + k * RST_PAGE), 0, RST_PAGE);
+			/* Private anonymous data: placed by userfaultfd (fill_uffd_open). */
 			if (a->nr_data)
-				pl->targets[pl->nr_targets++] =
-					(struct wc_fill_target){ (size_t)ai, (void *)cur };
+				pl->targets[pl->nr_targets++] = (struct wc_fill_target){
+					(size_t)ai, (void *)cur,
+					v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE && !v->has_fobj,
+				};
 		}
 		pl->moves[nmoves++] = (struct rst_move){
 			.src = cur, .dst = v->start, .len = len, .prot = v->prot,
@@ -332,6 +335,62 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 	}
 	pl->args->nr_moves = nmoves;
 	return 0;
+}
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY	1
+#endif
+
+/*
+ * The fill places the pages of private anonymous areas with UFFDIO_COPY
+ * (wc_snapshot_fill_uffd): each page is allocated and written in one step,
+ * many per call, where letting the fill's reads fault it in costs an
+ * exception, a zeroed page and then the copy (page faults are slow in a VM:
+ * measured ~1.8 us each here, see docs/engine-restore.md "Memory").
+ * Registers every such target with a new userfaultfd in missing mode and
+ * returns it; the caller closes it right after the fill, which drops the
+ * registrations (zero and absent pages then read as zero as usual) before
+ * anything else touches the areas. Returns -1 where that is not possible
+ * (no userfaultfd, a lazy restore with its own): the plain fill then faults
+ * the pages in. A target that cannot be registered is filled plainly.
+ */
+static int fill_uffd_open(const struct eng_rst_ctx *ctx, struct child_plan *pl)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	size_t nr = 0;
+	int uffd;
+
+	if (ctx->nr_lazy_areas)
+		return -1;
+	for (size_t t = 0; t < pl->nr_targets; t++)
+		nr += pl->targets[t].uffd;
+	if (!nr)
+		return -1;
+	/* User-mode faults only: no privilege needed, and a kernel access to
+	 * a missing page (none is expected) fails with EFAULT, never waits. */
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (uffd < 0)
+		goto plain;
+	if (ioctl(uffd, UFFDIO_API, &api) < 0) {
+		close(uffd);
+		goto plain;
+	}
+	for (size_t t = 0; t < pl->nr_targets; t++) {
+		struct wc_fill_target *tg = &pl->targets[t];
+		const struct wc_area *a = wc_snapshot_area(ctx->snap, tg->area_idx);
+		struct uffdio_register reg = {
+			.range = { (uintptr_t)tg->dst, a->nr_pages * RST_PAGE },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (tg->uffd && ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+			tg->uffd = false;
+	}
+	return uffd;
+plain:
+	for (size_t t = 0; t < pl->nr_targets; t++)
+		pl->targets[t].uffd = false;
+	return -1;
 }
 
 static int apply_madvise(const struct eng_rst_ctx *ctx, struct child_plan *pl)
@@ -778,7 +837,16 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	r = wc_store_source_new(ctx->store, &src);
 	if (r < 0)
 		return err_wrap(r, "cannot read the store");
-	r = wc_snapshot_fill(ctx->snap, src, pl.targets, pl.nr_targets);
+	{
+		int uffd = fill_uffd_open(ctx, &pl);
+
+		if (uffd >= 0) {
+			r = wc_snapshot_fill_uffd(ctx->snap, src, pl.targets, pl.nr_targets, uffd);
+			close(uffd);	/* drops the registrations */
+		} else {
+			r = wc_snapshot_fill(ctx->snap, src, pl.targets, pl.nr_targets);
+		}
+	}
 	wc_source_free(src);
 	if (r < 0)
 		return r;
