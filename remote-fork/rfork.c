@@ -338,7 +338,7 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 	log_error("forked pid %d %s to %s as pid %u%s (snapshot %s): twin running after "
 		  "%.3f s (%llu bytes on the wire then), every page after %.2f s: %llu bytes (%s) on "
 		  "the wire, %llu pages sent before the twin ran, %llu after (%llu on demand in %llu "
-		  "requests, %llu of them zero; %llu more had the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s (checkpoint: freeze %.3f s, collect %.3f s, memory %.3f s)%s; %s",
+		  "requests, %llu of them zero; %llu more had the content of another), %llu skipped as already present, %llu zero, %llu absent (%s of data pages), frozen %.2f s (checkpoint: freeze %.3f s, collect %.3f s%s, memory %.3f s)%s; %s",
 		  pid, ri->flags & RF_RESTORED_HELD ? "(pipelined: restored while its pages arrived)"
 						    : "lazily", host, ri->pid,
 		  ri->flags & RF_RESTORED_NEW_PIDNS ? " in a new pid namespace (its pid was taken "
@@ -351,7 +351,8 @@ static int lazy_done(struct rf_session *s, struct wc_sink *sink, pid_t pid, cons
 		  (unsigned long long)st->pages_lazy_dup, (unsigned long long)st->pages_skipped, (unsigned long long)st->pages_zero,
 		  (unsigned long long)st->pages_absent,
 		  fmt_bytes(st->pages_data * WC_PAGE_SIZE, b2, sizeof(b2)), dst->frozen_ns / 1e9,
-		  dst->freeze_ns / 1e9, dst->collect_ns / 1e9, dst->memory_ns / 1e9,
+		  dst->freeze_ns / 1e9, dst->collect_ns / 1e9,
+		  dst->vmflags_fast ? " (vm flags without smaps)" : "", dst->memory_ns / 1e9,
 		  move ? ", original killed" : "", stdio);
 	r = 0;
 	if (attach) {

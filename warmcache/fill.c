@@ -78,6 +78,13 @@ static int fill_problem(void *userdata, size_t req, enum wc_read_problem what, u
 	}
 }
 
+static int cmp_range(const void *x, const void *y)
+{
+	const uintptr_t *a = x, *b = y;
+
+	return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
 static int fill(struct wc_snapshot *snap, struct wc_source *src,
 		const struct wc_fill_target *targets, size_t nr, int uffd)
 {
@@ -114,13 +121,15 @@ static int fill(struct wc_snapshot *snap, struct wc_source *src,
 
 			if (!targets[t].uffd || !a->nr_data)
 				continue;
-			if (u.nr && start < ranges[u.nr - 1][1])
-				return err_set(EINVAL, "snapshot %s: userfaultfd targets out of order",
-					       wc_snapshot_id(snap));
 			ranges[u.nr][0] = start;
 			ranges[u.nr][1] = start + a->nr_pages * WC_PAGE_SIZE;
 			u.nr++;
 		}
+		qsort(ranges, u.nr, sizeof(*ranges), cmp_range);
+		for (size_t i = 1; i < u.nr; i++)
+			if (ranges[i][0] < ranges[i - 1][1])
+				return err_set(EINVAL, "snapshot %s: fill targets overlap",
+					       wc_snapshot_id(snap));
 		u.ranges = (const uintptr_t (*)[2])ranges;
 	}
 	reqs = malloc(total * sizeof(*reqs));

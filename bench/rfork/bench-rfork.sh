@@ -22,8 +22,15 @@
 #   classic_s         rfork --eager to an empty store (the restore starts after
 #                     the last page): rfork start until the twin runs
 #   classic_ratio     classic_s / unique_s
-# usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT]   (root; 77 otherwise)
-RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000}
+#   big_mib, big_lazy_run_s, big_lazy_run_bytes  "whatever the size": a
+#                     second wl-mem of BIG_MIB (4096 by default, 0: skip)
+#                     rforked --lazy alone, to a fresh receiver, over the same
+#                     veth with the rate limit lifted (only the time until
+#                     the twin runs is measured; lifting it only shortens the
+#                     stream of its 3 GiB afterwards); the receiver's line
+#                     goes to stderr
+# usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT] [BIG_MIB]   (root; 77 otherwise)
+RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000} BIG=${6:-4096}
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces, tc)"; exit 77; }
 command -v tc > /dev/null || { echo "skip: no tc"; exit 77; }
 
@@ -123,6 +130,36 @@ ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7719" --key-file "$T/key" --eage
 t1=$(now)
 cat "$T/r4.err" >&2
 P_RUN=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+# "whatever the size": BIG MiB rforked --lazy alone (the 1 GiB process ends first)
+B_RUN=0 B_RUNB=0
+if [ "$BIG" -gt 0 ]; then
+	exec 3>&-
+	kill "$WL" 2>/dev/null; wait "$WL" 2>/dev/null
+	for d in "$NS_SRC:$V_SRC" "$NS_DST:$V_DST"; do
+		ip netns exec "${d%%:*}" tc qdisc del dev "${d#*:}" root 2>/dev/null
+	done
+	rm -f "$T/in" "$T/wl.out"
+	mkfifo "$T/in"
+	(
+		for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+		exec ip netns exec "$NS_SRC" "$WLMEM" "$BIG" < "$T/in" > "$T/wl.out" 2> /dev/null
+	) &
+	WL=$!
+	PIDS+=($WL)
+	exec 3> "$T/in"
+	for _ in $(seq 2400); do [ -s "$T/wl.out" ] && break; sleep 0.05; done
+	[ "$(head -c1 "$T/wl.out")" = R ] || { echo "wl-mem $BIG did not get ready" >&2; exit 1; }
+	start_rforkd "$RFORKD" 7720
+	ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7720" --key-file "$T/key" --lazy "$WL" \
+		> "$T/r5.out" 2> "$T/r5.err" ||
+		{ echo "rfork --lazy of $BIG MiB failed: $(cat "$T/r5.err"); rforkd: $(tail -3 "$T/rforkd7720.log")" >&2; exit 1; }
+	cat "$T/r5.err" >&2
+	for _ in $(seq 100); do grep -q "lazily restored" "$T/rforkd7720.log" && break; sleep 0.1; done
+	grep "lazily restored" "$T/rforkd7720.log" >&2
+	B_RUN=$(sed -n 's/.*twin running after \([0-9.]*\) s.*/\1/p' "$T/r5.err")
+	B_RUNB=$(sed -n 's/.*twin running after [0-9.]* s (\([0-9]*\) bytes on the wire then).*/\1/p' "$T/r5.err")
+	[ -n "$B_RUN" ] || { echo "no lazy figures in rfork's report ($BIG MiB)" >&2; exit 1; }
+fi
 secs() { awk '{printf "%.3f", $2 - $1}' "$1"; }
 bytes() { sed -n 's/.*: \([0-9]*\) bytes (.*/\1/p' "$1"; }
 E1=$(secs "$T/r1.time") E2=$(secs "$T/r2.time")
@@ -132,11 +169,14 @@ B1=$(bytes "$T/r1.err") B2=$(bytes "$T/r2.err")
 UNIQ=$((MIB * 256 / 2 * 4096 + 64 * 4096))
 awk -v e1="$E1" -v e2="$E2" -v b1="$B1" -v b2="$B2" -v u="$UNIQ" -v rate="$RATE" -v mib="$MIB" \
 	-v lr="$L_RUN" -v lrb="${L_RUNB:-0}" -v lt="$L_TOTAL" -v pr="$P_RUN" \
+	-v big="$BIG" -v br="$B_RUN" -v brb="${B_RUNB:-0}" \
 	-v load="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
 	us = u * 8 / (rate * 1e6)
 	printf "{\"bench\":\"rfork\",\"mib\":%d,\"rate_mbit\":%d,\"eager_s\":%.3f,\"wire_bytes\":%d," \
 	       "\"unique_bytes\":%d,\"unique_s\":%.3f,\"eager_ratio\":%.3f,\"repeat_s\":%.3f," \
 	       "\"repeat_bytes\":%d,\"repeat_fraction\":%.4f,\"lazy_run_s\":%.3f,\"lazy_run_bytes\":%d," \
 	       "\"lazy_total_s\":%.3f,\"classic_s\":%.3f,\"classic_ratio\":%.3f," \
+	       "\"big_mib\":%d,\"big_lazy_run_s\":%.3f,\"big_lazy_run_bytes\":%d," \
 	       "\"loadavg\":\"%s\"}\n",
-	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lrb, lt, pr, pr / us, load }'
+	       mib, rate, e1, b1, u, us, e1 / us, e2, b2, b2 / b1, lr, lrb, lt, pr, pr / us,
+	       big, br, brb, load }'

@@ -28,6 +28,8 @@
 
 #define KILL_TIMEOUT_MS	10000
 
+static int read_maps_fast(struct eng_dump_ctx *ctx);
+
 static int read_smaps(struct eng_dump_ctx *ctx)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -35,6 +37,9 @@ static int read_smaps(struct eng_dump_ctx *ctx)
 	char *line, *next;
 	int r;
 
+	if (ctx->no_anon_pages && read_maps_fast(ctx) == 0)
+		return 0;
+	err_clear();	/* the fast path's refusal is no failure: smaps then */
 	r = read_file_at(ctx->proc_fd, "smaps", &buf, NULL);
 	if (r < 0)
 		return err_wrap(r, "cannot read /proc/%d/smaps", ctx->pid);
@@ -71,6 +76,137 @@ static int read_smaps(struct eng_dump_ctx *ctx)
 		}
 	}
 	return 0;
+}
+
+/* Append a map (and its VmFlags slot, 0) parsed from @line. */
+static int maps_add(struct eng_dump_ctx *ctx, size_t *cap, const char *line)
+{
+	int r;
+
+	if (ctx->nr_maps == *cap) {
+		size_t nc = *cap ? *cap * 2 : 64;
+		struct eng_proc_map *nm = realloc(ctx->maps, nc * sizeof(*nm));
+		uint64_t *nf;
+
+		if (!nm)
+			return -ENOMEM;
+		ctx->maps = nm;
+		nf = realloc(ctx->vmflags, nc * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		ctx->vmflags = nf;
+		*cap = nc;
+	}
+	r = eng_dump_parse_maps_line(line, &ctx->maps[ctx->nr_maps]);
+	if (r < 0)
+		return err_set(r, "cannot parse /proc/%d maps line \"%.80s\"", ctx->pid, line);
+	ctx->vmflags[ctx->nr_maps++] = 0;
+	return 0;
+}
+
+static void maps_clear(struct eng_dump_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nr_maps; i++)
+		eng_dump_map_fini(&ctx->maps[i]);
+	ctx->nr_maps = 0;
+}
+
+/* RssAnon + VmSwap of the process in KiB (/proc/PID/status: counters, no
+ * page walk; approximate by a few pages per CPU). */
+static uint64_t anon_kib(struct eng_dump_ctx *ctx)
+{
+	_cleanup_free_ char *st = NULL;
+	uint64_t kib = 0;
+	const char *p;
+
+	if (read_file_at(ctx->proc_fd, "status", &st, NULL) < 0)
+		return 0;
+	if ((p = strstr(st, "\nRssAnon:")))
+		kib += strtoull(p + 9, NULL, 10);
+	if ((p = strstr(st, "\nVmSwap:")))
+		kib += strtoull(p + 8, NULL, 10);
+	return kib;
+}
+
+static bool map_is_anon_private(const struct eng_proc_map *m)
+{
+	const char *p = m->path;
+
+	return !m->shared && (!p[0] || strcmp(p, "[heap]") == 0 || strcmp(p, "[stack]") == 0 ||
+			      strncmp(p, "[anon:", 6) == 0 || strcmp(p, "/dev/zero") == 0);
+}
+
+static int cmp_size_desc(const void *a, const void *b, void *arg)
+{
+	const struct eng_proc_map *m = arg;
+	uint64_t x = m[*(const size_t *)a].end - m[*(const size_t *)a].start;
+	uint64_t y = m[*(const size_t *)b].end - m[*(const size_t *)b].start;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * no_anon_pages (rfork --lazy): the vmas from /proc/PID/maps and their
+ * VmFlags from a BPF iterator (vmflags.c), so that nothing walks the page
+ * tables before the twin can run: smaps costs ~20 ms per resident GiB.
+ * smaps also gave each vma's Rss, with which mem.c skips the walk that
+ * finds the present pages of a fully resident vma. Without it, the
+ * largest accessible anonymous private vmas that the process's anonymous
+ * memory (RssAnon + VmSwap) can fill are taken as fully resident: their
+ * pages are announced lazy without a walk, and one that was absent is read
+ * as zero when it goes out (the sender's stream tells zero pages apart):
+ * the same content, only no walk before the twin runs. Any vma the
+ * iterator cannot vouch for: -EOPNOTSUPP, and the caller reads smaps.
+ */
+static int read_maps_fast(struct eng_dump_ctx *ctx)
+{
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_free_ size_t *order = NULL;
+	size_t cap = 0, nr_anon = 0;
+	uint64_t budget;
+	char *line, *next;
+	int r;
+
+	r = read_file_at(ctx->proc_fd, "maps", &buf, NULL);
+	if (r < 0)
+		return err_wrap(r, "cannot read /proc/%d/maps", ctx->pid);
+	for (line = buf; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		r = maps_add(ctx, &cap, line);
+		if (r < 0)
+			goto fail;
+	}
+	r = eng_dump_vmflags_fast(ctx->pid, ctx->maps, ctx->nr_maps, ctx->vmflags);
+	if (r < 0)
+		goto fail;
+	order = malloc((ctx->nr_maps ? ctx->nr_maps : 1) * sizeof(*order));
+	if (!order) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < ctx->nr_maps; i++)
+		if (map_is_anon_private(&ctx->maps[i]) && ctx->maps[i].prot)
+			order[nr_anon++] = i;
+	qsort_r(order, nr_anon, sizeof(*order), cmp_size_desc, ctx->maps);
+	/* Slack: the counters lag by a few pages per CPU. */
+	budget = anon_kib(ctx) + 4096;
+	for (size_t k = 0; k < nr_anon; k++) {
+		struct eng_proc_map *m = &ctx->maps[order[k]];
+		uint64_t kib = (m->end - m->start) / 1024;
+
+		if (kib <= budget) {
+			m->rss_kib = kib;
+			budget -= kib;
+		}
+	}
+	if (ctx->stats)
+		ctx->stats->vmflags_fast = true;
+	return 0;
+fail:
+	maps_clear(ctx);
+	return r;
 }
 
 static int read_proc_text(struct eng_dump_ctx *ctx, const char *name, char **ret)

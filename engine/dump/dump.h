@@ -54,6 +54,16 @@ int eng_dump_parse_maps_line(const char *line, struct eng_proc_map *ret);
 void eng_dump_map_fini(struct eng_proc_map *m);
 /* Parse the value of a "VmFlags:" line into ENG_MADV_* | ENG_VMF_* bits. */
 uint64_t eng_dump_parse_vmflags(const char *flags);
+/*
+ * vmflags.c: the VmFlags of @maps (a frozen process's /proc/PID/maps, in
+ * order) without /proc/PID/smaps, through a BPF vma iterator, as
+ * eng_dump_parse_vmflags() of smaps would give them in the bits the dump
+ * uses (the ENG_MADV_* bits, hugetlb, pfnmap, io, userfaultfd). Fills
+ * @ret_vmflags[nr_maps]. -EOPNOTSUPP (with a detail) when it cannot vouch
+ * for a vma (no BPF or BTF, a flag it has not learnt): read smaps then.
+ */
+int eng_dump_vmflags_fast(pid_t pid, const struct eng_proc_map *maps, size_t nr_maps,
+			  uint64_t *ret_vmflags);
 
 /* The fields of /proc/PID/stat the dump uses (numbering of proc(5)). */
 struct eng_proc_stat {

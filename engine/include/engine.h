@@ -154,6 +154,7 @@ struct eng_dump_stats {
 	uint64_t release_ns;		/* detach, or kill until the ids are free */
 	uint64_t remote_retries;	/* remote sessions restarted after a signal */
 	bool zombie;			/* killed, but its parent has not reaped it */
+	bool vmflags_fast;		/* no_anon_pages: VmFlags without smaps (vmflags.c) */
 };
 
 struct eng_dump_opts {

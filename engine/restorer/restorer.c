@@ -193,21 +193,39 @@ static _Noreturn void park(struct rst_args *a)
 }
 
 /* Unmap every gap between the kept ranges (sorted, non-overlapping). */
+/* Unmap everything but the keep ranges (region, vdso block) and the areas
+ * the child mapped at their final addresses already (moves with src ==
+ * dst, in increasing address order, as are the keep ranges). */
 static void rst_unmap_old(struct rst_args *a)
 {
+	struct rst_move *mv = at(a, a->moves_off);
 	uint64_t cur = 0;
+	uint32_t k = 0, m = 0;
 	long r;
 
-	for (uint32_t i = 0; i <= a->nr_keep; i++) {
-		uint64_t end = i < a->nr_keep ? a->keep[i].start : a->task_size;
+	for (;;) {
+		uint64_t start = a->task_size, len = 0;
 
-		if (end > cur) {
-			r = SYS2(munmap, cur, end - cur);
+		while (m < a->nr_moves && mv[m].src != mv[m].dst)
+			m++;
+		if (k < a->nr_keep && (m == a->nr_moves || a->keep[k].start <= mv[m].dst)) {
+			start = a->keep[k].start;
+			len = a->keep[k].len;
+			k++;
+		} else if (m < a->nr_moves) {
+			start = mv[m].dst;
+			len = mv[m].len;
+			m++;
+		}
+		if (start > cur) {
+			r = SYS2(munmap, cur, start - cur);
 			if (r < 0)
 				rst_fail(a, r, RST_STEP_UNMAP, 0, cur);
 		}
-		if (i < a->nr_keep)
-			cur = a->keep[i].start + a->keep[i].len;
+		if (start + len > cur)
+			cur = start + len;
+		if (start >= a->task_size)
+			break;
 	}
 }
 

@@ -167,6 +167,7 @@ def test_signals(env, tmp):
         while not line.startswith(b"token") and time.time() < deadline:
             line = p.stdout.readline()
         check(line.startswith(b"token"), "no answer before the signal")
+        program_reading(p)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=TIMEOUT)		# stdin stays open: no EOF race
         out, err = p.communicate(timeout=TIMEOUT)
@@ -345,10 +346,11 @@ def test_server(env, tmp):
     check(snapshots(env) == 1, "one snapshot")
 
 
-def keepers():
-    """Pids of running warm-exec keepers: comm warm-exec-keep, not zombies,
-    whose parent is not one (the template and the instances' inits, forked
-    by the keeper, inherit the name)."""
+def keepers(store):
+    """Pids of running warm-exec keepers of @store (one of their
+    descriptors is in it): comm warm-exec-keep, not zombies, whose parent
+    is not one (the template and the instances' inits, forked by the
+    keeper, inherit the name). Other tests' keepers are not ours."""
     procs = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -360,9 +362,73 @@ def keepers():
             comm = st[st.index("(") + 1:st.rindex(")")]
             fields = st.rsplit(")", 1)[1].split()
             procs[int(d)] = (comm, fields[0], int(fields[1]))
+
+    def in_store(pid):
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            return False
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(store + "/"):
+                    return True
+            except OSError:
+                pass
+        return False
     return [p for p, (comm, state, ppid) in procs.items()
             if comm == "warm-exec-keep" and state != "Z"
-            and procs.get(ppid, ("",))[0] != "warm-exec-keep"]
+            and procs.get(ppid, ("",))[0] != "warm-exec-keep" and in_store(p)]
+
+
+def describe(pids):
+    """pid: stat line, for a failure message."""
+    out = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                out.append(f.read().strip()[:120])
+        except OSError:
+            out.append("%d gone" % pid)
+    return out
+
+
+def program_reading(p):
+    """Wait until the REPL that warm-exec @p runs (its child, or a kept
+    copy reading @p's stdin pipe) is blocked reading its stdin; return its
+    pid. A signal sent before that may land between CPython's last check
+    for signals and its read(), and CPython then runs the handler only once
+    the read returns: a race of the interpreter, not of warm-exec."""
+    pipe = "pipe:[%d]" % os.fstat(p.stdin.fileno()).st_ino
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        ppid = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        ppid[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        for pid in ppid:
+            a, mine = pid, False
+            while a > 1 and not mine:
+                a = ppid.get(a, 0)
+                mine = a == p.pid
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+                if b"wx-repl.py" not in b" ".join(argv) or b"python" not in os.path.basename(argv[0]):
+                    continue
+                if not mine and os.readlink("/proc/%d/fd/0" % pid) != pipe:
+                    continue
+                with open("/proc/%d/syscall" % pid) as f:
+                    sc = f.read().split()
+            except OSError:
+                continue
+            if len(sc) > 1 and sc[0] == "0" and sc[1] == "0x0":
+                return pid
+        time.sleep(0.01)
+    raise Fail("the program never blocked reading its stdin")
 
 
 def wait_for(cond, what, timeout=TIMEOUT):
@@ -381,15 +447,15 @@ def test_keep(env, tmp):
     away on --forget; --keep-warm=0 restores every time."""
     env = dict(env, WARM_EXEC_KEEP_WARM="2m")
     cmd = [WARM_EXEC, "-v", "--", PY, REPL]
-    before = set(keepers())
+    before = set(keepers(env["WARMFORK_STORE"]))
     rc, out, err = run(cmd, "token\nexit 0\n", env)      # cold, then restored
     t1 = token_of(out)
-    wait_for(lambda: set(keepers()) - before, "a keeper after the first run")
-    mine = sorted(set(keepers()) - before)
+    wait_for(lambda: set(keepers(env["WARMFORK_STORE"])) - before, "a keeper after the first run")
+    mine = sorted(set(keepers(env["WARMFORK_STORE"])) - before)
     kdir = os.path.join(env["WARMFORK_STORE"], "warm-exec")
     wait_for(lambda: any(f.endswith(".keep") for f in os.listdir(kdir)),
              "the keeper's socket (its template restored)")
-    check(len(mine) == 1, "one keeper per snapshot, got %s" % mine)
+    check(len(mine) == 1, "one keeper per snapshot, got %s" % describe(mine))
     # A copy: same token, its own counter, exit status passes through.
     for i in range(3):
         rc, out, err = run(cmd, "token\ncount\ncount\nexit 5\n", env)
@@ -398,7 +464,7 @@ def test_keep(env, tmp):
         check(token_of(out) == t1, "a copy continues the snapshot's memory")
         check("count 3\n" in out, "copies are independent (count restarts): %r" % out)
         check(out.startswith("booting\nready\n"), "early output replayed: %r" % out)
-    check(sorted(set(keepers()) - before) == mine, "still one keeper")
+    check(sorted(set(keepers(env["WARMFORK_STORE"])) - before) == mine, "still one keeper")
     # Three copies at once, each answering on its own stdio.
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=env) for _ in range(3)]
@@ -419,6 +485,7 @@ def test_keep(env, tmp):
     deadline = time.time() + TIMEOUT
     while not line.startswith(b"token") and time.time() < deadline:
         line = p.stdout.readline()
+    program_reading(p)
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=TIMEOUT)		# stdin stays open: no EOF race
     out, err = p.communicate(timeout=TIMEOUT)
@@ -463,7 +530,7 @@ def test_keep(env, tmp):
     # --forget: the keeper leaves.
     rc, out, err = run([WARM_EXEC, "--forget", "--", PY, REPL], "", env)
     check(rc == 0, "--forget failed: %s" % err)
-    wait_for(lambda: not (set(keepers()) & set(mine)), "the keeper to leave after --forget", 10)
+    wait_for(lambda: not (set(keepers(env["WARMFORK_STORE"])) & set(mine)), "the keeper to leave after --forget", 10)
     verify(env)
     while True:         # reap the keeper (we are its subreaper)
         try:

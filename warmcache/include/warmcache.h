@@ -276,8 +276,7 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 		     const struct wc_fill_target *targets, size_t nr);
 /* The same, for memory that nothing touched yet: the targets with .uffd
  * set lie each in one private anonymous mapping (or several adjacent ones),
- * registered with the userfaultfd @uffd in missing mode, in increasing
- * address order. Their pages are placed with UFFDIO_COPY straight from the
+ * registered with the userfaultfd @uffd in missing mode. Their pages are placed with UFFDIO_COPY straight from the
  * store's packs (mapped read-only, each page verified there): allocated
  * and written in one step, without a page fault or a zeroed page first.
  * Their zero and absent pages stay missing (they read as zero once @uffd
