@@ -1,0 +1,103 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# rfork --lazy reads the vmas' VmFlags without /proc/PID/smaps (a BPF vma
+# iterator, engine/dump/vmflags.c: smaps walks every page table entry, the
+# largest per-page cost before a lazy twin ran). A process whose vmas carry
+# every flag the engine records (vmflags-prog: dc wf hg nh dd rr sr mg on
+# 4-page ranges of a written region, a MAP_GROWSDOWN and a MAP_NORESERVE
+# mapping) is rforked --lazy between two network namespaces: rfork says
+# the flags came without smaps, and each flagged vma of the twin carries
+# the same recorded flags (gd dc hg nh dd wf mg lo lf rr sr) as the
+# original's. Exit 0 pass, 1 fail, 77 skip.
+#
+# usage: test-lazy-vmflags.sh RFORKD RFORK VMFLAGSPROG
+set -u
+RFORKD=$1 RFORK=$2 PROG=$3
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, userfaultfd, BPF)"
+command -v ip >/dev/null || skip "needs iproute2"
+
+ID=$$
+NS_SRC=rvsrc$ID NS_DST=rvdst$ID
+V_SRC=rvs$ID V_DST=rvd$ID
+NET=10.$((100 + ID % 50)).$((ID / 50 % 250))
+A_SRC=$NET.1 A_DST=$NET.2
+T=$(mktemp -d /tmp/rf-vmflags.XXXXXX)
+PIDS=()
+TWIN=
+failed=0
+
+cleanup() {
+	# the twin first, while rforkd (a subreaper) still reaps it
+	[ -n "$TWIN" ] && kill -9 "$TWIN" 2>/dev/null && sleep 0.3
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	ip netns del "$NS_SRC" 2>/dev/null
+	ip netns del "$NS_DST" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap "exit 1" TERM INT HUP
+fail() { echo "FAIL: $*"; failed=1; }
+
+ip netns add "$NS_SRC" || skip "cannot create network namespaces"
+ip netns add "$NS_DST" || skip "cannot create network namespaces"
+ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
+ip link set "$V_SRC" netns "$NS_SRC"
+ip link set "$V_DST" netns "$NS_DST"
+ip -n "$NS_SRC" addr add "$A_SRC/24" dev "$V_SRC"
+ip -n "$NS_DST" addr add "$A_DST/24" dev "$V_DST"
+for ns in "$NS_SRC" "$NS_DST"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_SRC" link set "$V_SRC" up
+ip -n "$NS_DST" link set "$V_DST" up
+head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
+
+ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:7717" --key-file "$T/key" --store "$T/dst" \
+	--output-dir "$T/out" < /dev/null > /dev/null 2> "$T/rforkd.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$T/rforkd.log" && break; sleep 0.05; done
+grep -q "listening on" "$T/rforkd.log" || { echo "FAIL: rforkd did not start: $(cat "$T/rforkd.log")"; exit 1; }
+
+# only stdio: the engine refuses descriptors it cannot capture
+(
+	for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+	exec ip netns exec "$NS_SRC" "$PROG" < /dev/null > "$T/prog.out" 2>&1
+) &
+ORIG=$!
+PIDS+=($ORIG)
+for _ in $(seq 100); do grep -q '^ready' "$T/prog.out" && break; sleep 0.05; done
+grep -q '^ready' "$T/prog.out" || { echo "FAIL: vmflags-prog did not get ready: $(cat "$T/prog.out")"; exit 1; }
+
+ip netns exec "$NS_SRC" "$RFORK" --host "$A_DST:7717" --key-file "$T/key" --timeout 30 --lazy \
+	"$ORIG" > "$T/rfork.out" 2> "$T/rfork.err" ||
+	{ echo "FAIL: rfork --lazy failed: $(cat "$T/rfork.err"); rforkd: $(tail -2 "$T/rforkd.log")"; exit 1; }
+cat "$T/rfork.err"
+TWIN=$(cat "$T/rfork.out")
+[ -n "$TWIN" ] && [ -d "/proc/$TWIN" ] || { echo "FAIL: no twin running (pid '$TWIN')"; exit 1; }
+if [ -r /sys/kernel/btf/vmlinux ]; then
+	grep -q "(vm flags without smaps)" "$T/rfork.err" ||
+		fail "rfork --lazy read smaps although this kernel has BTF (and we are root)"
+else
+	echo "note: no kernel BTF here: the flags came from smaps"
+fi
+
+# the recorded VmFlags (engine/include/engine.h ENG_MADV_*) of the vma at $2 in pid $1
+flags() {
+	awk -v a="$2" '/^[0-9a-f]+-/ { split($1, r, "-"); cur = r[1] }
+		/^VmFlags:/ && cur == a { for (i = 2; i <= NF; i++)
+			if ($i ~ /^(gd|dc|hg|nh|dd|wf|mg|lo|lf|rr|sr)$/) print $i }' "/proc/$1/smaps" | sort | tr '\n' ' '
+}
+checked=0
+while read -r name addr; do
+	[ "$name" = ready ] && continue
+	[ "$name" = nr ] && continue	# MAP_NORESERVE: only present, nothing recorded
+	o=$(flags "$ORIG" "$addr") t=$(flags "$TWIN" "$addr")
+	case " $o " in *" $name "*) ;; *) fail "original: vma $addr lacks $name ($o)";; esac
+	[ "$o" = "$t" ] || fail "vma $addr ($name): original has '$o', twin has '$t'"
+	checked=$((checked + 1))
+done < "$T/prog.out"
+[ "$checked" -ge 8 ] || fail "only $checked flagged vmas compared"
+[ "$failed" = 0 ] && echo "PASS ($checked flagged vmas, the same flags in the twin)"
+exit "$failed"
