@@ -863,7 +863,8 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 		lz->primary = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->primary));
 		lz->next_dup = malloc((lz->t.nr ? lz->t.nr : 1) * sizeof(*lz->next_dup));
 	}
-	if (!lz->state || !lz->faults || !lz->fault_fd || !lz->t.keys ||
+	/* (A keyed push that lacked nothing has no keys: t.nr = 0.) */
+	if (!lz->state || !lz->faults || !lz->fault_fd || (lz->t.unkeyed && !lz->t.keys) ||
 	    (!lz->t.unkeyed && (!lz->primary || !lz->next_dup))) {
 		r = -ENOMEM;
 		goto fail;
