@@ -27,8 +27,9 @@
 #                     rforked --lazy alone, to a fresh receiver, over the same
 #                     veth with the rate limit lifted (only the time until
 #                     the twin runs is measured; lifting it only shortens the
-#                     stream of its 3 GiB afterwards); the receiver's line
-#                     goes to stderr
+#                     stream of its 3 GiB afterwards; the stores' writes of
+#                     the runs before are synced first); the receiver's
+#                     line goes to stderr
 # usage: bench-rfork.sh RFORKD RFORK WL_MEM [MIB] [RATE_MBIT] [BIG_MIB]   (root; 77 otherwise)
 RFORKD=$1 RFORK=$2 WLMEM=$3 MIB=${4:-1024} RATE=${5:-1000} BIG=${6:-4096}
 [ "$(id -u)" = 0 ] || { echo "skip: needs root (network namespaces, tc)"; exit 77; }
@@ -135,6 +136,9 @@ B_RUN=0 B_RUNB=0
 if [ "$BIG" -gt 0 ]; then
 	exec 3>&-
 	kill "$WL" 2>/dev/null; wait "$WL" 2>/dev/null
+	# the runs above left GiBs of store writes in flight: flushed first, or
+	# the receiver's store commit and open wait for that write-back here
+	sync
 	for d in "$NS_SRC:$V_SRC" "$NS_DST:$V_DST"; do
 		ip netns exec "${d%%:*}" tc qdisc del dev "${d#*:}" root 2>/dev/null
 	done
