@@ -23,10 +23,13 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: warmfork spawn -n N [--null-stdio] [--stats] SNAP\n"
+	fprintf(f, "Usage: warmfork spawn -n N [--null-stdio] [--shared] [--stats] SNAP\n"
 		   "  -n N          number of instances (each in its own pid namespace)\n"
 		   "  --null-stdio  give them /dev/null as stdin, stdout and stderr\n"
 		   "                (default: ours)\n"
+		   "  --shared      spawn even a snapshot whose instances would share a\n"
+		   "                pipe, socket, event descriptor or shared memory (as\n"
+		   "                forked children share their parent's); default: refuse\n"
 		   "  --stats       print the template and per-instance times on stderr\n");
 }
 
@@ -35,6 +38,7 @@ int cmd_spawn(int argc, char **argv, const struct cli_ctx *ctx)
 	static const struct option opts[] = {
 		{ "null-stdio",	no_argument,		NULL, 'z' },
 		{ "stats",	no_argument,		NULL, 's' },
+		{ "shared",	no_argument,		NULL, 'S' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{}
 	};
@@ -43,7 +47,8 @@ int cmd_spawn(int argc, char **argv, const struct cli_ctx *ctx)
 				     .ret_instances_ns = &inst_ns };
 	struct wc_store *store = NULL;
 	struct eng_spawned *res;
-	bool want_stats = false;
+	bool want_stats = false, shared = false;
+	char why[256];
 	unsigned long n = 0;
 	char *end;
 	int c, r;
@@ -63,6 +68,9 @@ int cmd_spawn(int argc, char **argv, const struct cli_ctx *ctx)
 			break;
 		case 's':
 			want_stats = true;
+			break;
+		case 'S':
+			shared = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -86,7 +94,16 @@ int cmd_spawn(int argc, char **argv, const struct cli_ctx *ctx)
 		return 1;
 	}
 	err_clear();
-	r = eng_spawn(store, argv[optind], (unsigned int)n, &so, res);
+	r = shared ? 1 : eng_snapshot_independent(store, argv[optind], why, sizeof(why));
+	if (r == 0) {
+		log_error("spawn: snapshot %s: its instances would not be independent: %s "
+			  "(--shared spawns them anyway)", argv[optind], why);
+		wc_store_close(store);
+		free(res);
+		return 1;
+	}
+	if (r > 0)
+		r = eng_spawn(store, argv[optind], (unsigned int)n, &so, res);
 	wc_store_close(store);
 	if (r < 0) {
 		log_error("spawn failed: %s", err_str(r));

@@ -864,7 +864,8 @@ void wd_pool_worker_event(void)
 				log_info("pool \"%s\": ready (template pid %d)", p->name,
 					 p->tpl ? eng_template_pid(p->tpl) : -1);
 			} else {
-				wd_conn_reply_err(p->reg_conn, p->reg_seq, WD_OP__REGISTER, ENOENT,
+				wd_conn_reply_err(p->reg_conn, p->reg_seq, WD_OP__REGISTER,
+						  p->open_err ? -p->open_err : ENOENT,
 						  "pool \"%s\": %s", p->name, p->last_error);
 			}
 			defer_resume(p->reg_conn);

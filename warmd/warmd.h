@@ -164,6 +164,7 @@ struct wd_pool {
 	uint64_t backoff_ns;
 	uint64_t last_start_ns;		/* the last acquire's start ended */
 	char last_error[256];
+	int open_err;			/* -errno of a failed template open, or 0 */
 	struct eng_template *tpl;	/* its thread's; NULL until opened, once closed */
 	pthread_t thread;
 	bool thread_running;		/* created, not joined */

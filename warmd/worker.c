@@ -249,7 +249,7 @@ static void open_template(struct wd_pool *p)
 	struct eng_template_opts o = { .sz = sizeof(o), .null_stdio = true };
 	struct eng_template *tpl = NULL;
 	uint64_t t0 = now_ns();
-	char snap[WC_ID_LEN + 1];
+	char snap[WC_ID_LEN + 1], why[256];
 	int r;
 
 	memcpy(snap, p->snap, sizeof(snap));
@@ -258,11 +258,18 @@ static void open_template(struct wd_pool *p)
 	err_clear();
 	/* One store handle for all pool threads: opens one at a time. */
 	pthread_mutex_lock(&store_lock);
-	r = eng_template_open(wstore, snap, &o, &tpl);
+	/* A pool hands its instances to strangers: none may see another's
+	 * pipe, socket or shared memory. */
+	r = eng_snapshot_independent(wstore, snap, why, sizeof(why));
+	if (r == 0)
+		r = err_set(EOPNOTSUPP, "its instances would not be independent: %s", why);
+	if (r > 0)
+		r = eng_template_open(wstore, snap, &o, &tpl);
 	pthread_mutex_unlock(&store_lock);
 	pthread_mutex_lock(&wd.lock);
 	p->worker_busy = false;
 	if (r < 0) {
+		p->open_err = r;
 		snprintf(p->last_error, sizeof(p->last_error), "cannot open a template of snapshot "
 			 "%s: %s", snap, err_str(r));
 		log_error("pool \"%s\": %s", p->name, p->last_error);

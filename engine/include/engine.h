@@ -395,6 +395,20 @@ struct eng_template_opts {
 int eng_template_open(struct wc_store *store, const char *snap, const struct eng_template_opts *opts,
 		      struct eng_template **ret);
 
+/*
+ * Whether instances (or restores run side by side) of @snap would be
+ * independent of each other: 1 yes, 0 no, with the first reason in @why
+ * ("fd 5 holds a pipe that every copy would share"), or -errno (snapshot
+ * missing or corrupt; detail in err_str). Not independent: a process tree,
+ * or any descriptor above 2 naming a kernel object (pipe, socket, eventfd,
+ * epoll, memfd, ...; regular files and devices are fine). Shared anonymous
+ * memory is copied per instance, so it does not count. Such a snapshot
+ * still restores, and spawns with instances sharing those objects as
+ * forked children would; warm-exec keeps, warmd pools and `warmfork spawn`
+ * (without --shared) take only independent ones.
+ */
+int eng_snapshot_independent(struct wc_store *store, const char *snap, char *why, size_t size);
+
 /* The template process (the caller's child), and the snapshot's full id. */
 pid_t eng_template_pid(const struct eng_template *tpl);
 const char *eng_template_snapshot(const struct eng_template *tpl);

@@ -47,13 +47,6 @@ struct we_keep_rep {
 	int32_t ns_pid;			/* ... in its own */
 };
 
-/*
- * 1 if copies of snapshot @id would be independent of each other (it holds
- * no pipe, socket, event/timer/epoll descriptor or shared memory that all
- * copies would share), else 0 with the reason in @why; -errno on error.
- */
-int we_keep_copyable(struct wc_store *store, const char *id, char *why, size_t size);
-
 /* The engine and kernel can do it here (template API, PIDFD_INFO_EXIT). */
 bool we_keep_supported(void);
 

@@ -41,6 +41,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "warmcache.h"
+#include "engine.h"
 #include "glue.h"
 #include "keep.h"
 #include "key.h"
@@ -824,7 +825,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 	if (kept) {
 		char why[256] = "";
 
-		r = we_keep_copyable(store, id, why, sizeof(why));
+		r = eng_snapshot_independent(store, id, why, sizeof(why));
 		if (r > 0)
 			r = we_keep_spawn(o->store_path, o->ref, id, o->keep_ms);
 		else if (r == 0)

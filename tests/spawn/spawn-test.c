@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork]: checkpoint a running spawnee
+ * spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork|pipe]: checkpoint a running spawnee
  * (THREADS workers, MIB MiB of pattern), `warmfork spawn -n N` it, and check
  * the real state of the instances:
  *   - N distinct pids printed, each alive, each in its own pid namespace
@@ -16,7 +16,9 @@
  *     N x one instance's Rss.
  * With dontfork (the program holds a MADV_DONTFORK page, which a fork
  * cannot copy) spawn must instead exit non-zero, print no pid and leave no
- * process behind.
+ * process behind. With pipe (the program holds a pipe, which instances
+ * would share) the same refusal first, then `spawn --shared` must work
+ * as above.
  * We are a child subreaper: at the end every instance is killed, and every
  * process that ends up ours (inits) is reaped; none may remain.
  * Exit 0 pass, 1 fail, 77 skip (not root).
@@ -26,6 +28,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,8 +210,9 @@ int main(int argc, char **argv)
 	long sum_pss = 0, rss = 0;
 	char *t;
 
-	if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "shm") || !strcmp(argv[6], "dontfork")))) {
-		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork]\n");
+	if (argc != 6 && !(argc == 7 && (!strcmp(argv[6], "shm") || !strcmp(argv[6], "dontfork") ||
+					 !strcmp(argv[6], "pipe")))) {
+		fprintf(stderr, "usage: spawn-test WARMFORK SPAWNEE THREADS MIB N [shm|dontfork|pipe]\n");
 		return 1;
 	}
 	if (geteuid() != 0) {
@@ -276,23 +280,30 @@ int main(int argc, char **argv)
 	{
 		char nbuf[16];
 		char *av[] = { (char *)wf, "--store", store, "spawn", "-n", nbuf, "--null-stdio", "--stats",
-			       snap, NULL };
+			       snap, NULL, NULL };
+		bool refused = argc == 7 && (!strcmp(argv[6], "dontfork") || !strcmp(argv[6], "pipe"));
 		int st, k = 0;
 		char *p;
 
 		snprintf(nbuf, sizeof(nbuf), "%d", n);
 		st = run(av, out, -1, &spawn_ms);
-		if (argc == 7 && !strcmp(argv[6], "dontfork")) {
+		if (refused) {
 			/* Refused: nothing printed, nothing of it left (any leftover
 			 * would end up our child: we are the subreaper). */
 			t = read_text(out);
 			if (st == 0 || !t || *t)
-				fail("spawn of a dontfork snapshot exited %d and printed \"%s\"", st,
+				fail("spawn of a %s snapshot exited %d and printed \"%s\"", argv[6], st,
 				     t ? t : "");
 			if (waitpid(-1, NULL, WNOHANG | __WALL) != -1 || errno != ECHILD)
 				fail("a process is left after the refused spawn");
-			n = 0;
-			goto end;
+			if (strcmp(argv[6], "pipe")) {
+				n = 0;
+				goto end;
+			}
+			/* --shared: spawned all the same, the pipe shared. */
+			av[8] = "--shared";
+			av[9] = snap;
+			st = run(av, out, -1, &spawn_ms);
 		}
 		if (st != 0) {
 			fail("spawn exited %d", st);

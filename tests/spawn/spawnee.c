@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * spawnee THREADS MIB DIR [shm|dontfork]: the program spawn-test checkpoints and spawns.
+ * spawnee THREADS MIB DIR [shm|dontfork|pipe]: the program spawn-test checkpoints and spawns.
  *
  * It fills MIB MiB with a pattern, starts THREADS workers that each count
  * (one counter per thread, every 10 ms), and writes DIR/ready holding its
@@ -119,8 +119,9 @@ int main(int argc, char **argv)
 	size_t mib;
 	FILE *f;
 
-	if (argc != 4 && !(argc == 5 && (!strcmp(argv[4], "shm") || !strcmp(argv[4], "dontfork")))) {
-		fprintf(stderr, "usage: spawnee THREADS MIB DIR [shm|dontfork]\n");
+	if (argc != 4 && !(argc == 5 && (!strcmp(argv[4], "shm") || !strcmp(argv[4], "dontfork") ||
+					 !strcmp(argv[4], "pipe")))) {
+		fprintf(stderr, "usage: spawnee THREADS MIB DIR [shm|dontfork|pipe]\n");
 		return 2;
 	}
 	if (argc == 5 && !strcmp(argv[4], "dontfork")) {
@@ -129,6 +130,11 @@ int main(int argc, char **argv)
 		if (pg == MAP_FAILED || madvise(pg, 4096, MADV_DONTFORK) < 0)
 			return 1;
 		pg[0] = 1;
+	} else if (argc == 5 && !strcmp(argv[4], "pipe")) {
+		int pp[2];
+
+		if (pipe(pp) < 0)	/* held: instances would share it */
+			return 1;
 	} else if (argc == 5) {
 		valp = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (valp == MAP_FAILED)

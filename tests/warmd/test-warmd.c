@@ -402,16 +402,24 @@ static void *thr_acquire(void *p)
 
 static void case_ops(void)
 {
-	char sock[100], snap[32];
+	char sock[100], snap[32], coupled[32];
 	struct wf_client *c = NULL;
 	struct wf_pool_stats s;
 	struct acquired a[NINST];
 	struct answer ans[NINST];
-	pid_t saved, d;
+	pid_t saved, saved_c, d;
 	int r;
 
 	if (make_snapshot("h", snap, &saved) < 0)
 		return;
+	/* The same handler holding a pipe: instances would share it. */
+	setenv("WD_HOLD_PIPE", "1", 1);
+	r = make_snapshot("hp", coupled, &saved_c);
+	unsetenv("WD_HOLD_PIPE");
+	if (r < 0) {
+		fail("cannot checkpoint the handler holding a pipe");
+		return;
+	}
 	snprintf(sock, sizeof(sock), "%s/warmd.sock", dir);
 	d = start_warmd(sock, NULL);
 	if (d < 0)
@@ -430,6 +438,10 @@ static void case_ops(void)
 	      "snapshot: \"%s\"", wf_errmsg());
 	r = wf_pool_register(c, "bad/name", snap, NULL);
 	CHECK(r == -EINVAL, "register of \"bad/name\": %d, expected -EINVAL", r);
+	r = wf_pool_register(c, "c", coupled, NULL);
+	CHECK(r == -EOPNOTSUPP && strstr(wf_errmsg(), "pipe") && strstr(wf_errmsg(), "independent"),
+	      "register of a snapshot holding a pipe: %d (%s), expected -EOPNOTSUPP saying why", r,
+	      wf_errmsg());
 	r = wf_pool_register(c, "p", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
 								  .idle_target = 3 });
 	if (r < 0) {

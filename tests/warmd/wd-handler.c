@@ -48,6 +48,12 @@ int main(int argc, char **argv)
 		return 2;
 	/* Only stdio: whatever else we inherited would be checkpointed too. */
 	syscall(SYS_close_range, 3, ~0u, 0);
+	if (getenv("WD_HOLD_PIPE")) {
+		int pp[2];
+
+		if (pipe(pp) < 0)	/* held: instances would share it */
+			return 1;
+	}
 	sigaction(SIGUSR1, &sa, NULL);
 	for (int i = 0; argc == 3 && i < atoi(argv[2]); i++) {
 		pthread_t t;
