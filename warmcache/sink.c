@@ -144,6 +144,9 @@ static int sink_begin_area(struct wc_sink *sink, const struct wc_area_desc *desc
 	return 0;
 }
 
+/* Pages classified and hashed before their keys are looked up. */
+#define PUT_BATCH	32u
+
 static int sink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *kinds,
 			  size_t nr_pages)
 {
@@ -168,34 +171,51 @@ static int sink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t *
 	if (r < 0)
 		return sink_fail(k, r);
 
-	for (size_t i = 0; i < nr_pages; i++) {
-		const uint8_t *page;
-		struct wc_key key;
+	/* By batches: every page of a batch is classified and hashed first and
+	 * its key's bucket prefetched, then looked up; the index outgrows the
+	 * cache at a few hundred thousand keys, and a lookup that waits for
+	 * memory cost more than the hashing (wl-mem's 1 GiB: ~18% of the
+	 * checkpoint's thread before this). */
+	for (size_t base = 0; base < nr_pages; base += PUT_BATCH) {
+		size_t n = MIN((size_t)PUT_BATCH, nr_pages - base);
+		struct wc_key keys[PUT_BATCH];
+		uint8_t kind[PUT_BATCH];
 
-		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
-			a->kinds[a->put++] = WC_PAGE_ABSENT;
-			continue;
+		for (size_t i = 0; i < n; i++) {
+			const uint8_t *page;
+
+			if (kinds && kinds[base + i] == WC_PAGE_ABSENT) {
+				kind[i] = WC_PAGE_ABSENT;
+				continue;
+			}
+			if (!buf)
+				return sink_fail(k, err_set(EINVAL, "put_pages: no buffer for present pages"));
+			page = (const uint8_t *)buf + (base + i) * WC_PAGE_SIZE;
+			if (wc_page_is_zero(page)) {
+				kind[i] = WC_PAGE_ZERO;
+				continue;
+			}
+			kind[i] = WC_PAGE_DATA;
+			wc_key_of(page, &keys[i]);
+			wc_index_prefetch(&s->index, &keys[i]);
 		}
-		if (!buf)
-			return sink_fail(k, err_set(EINVAL, "put_pages: no buffer for present pages"));
-		page = (const uint8_t *)buf + i * WC_PAGE_SIZE;
-		if (wc_page_is_zero(page)) {
-			a->kinds[a->put++] = WC_PAGE_ZERO;
-			continue;
-		}
-		wc_key_of(page, &key);
-		if (!wc_index_get(&s->index, &key)) {
-			if (!k->w) {
-				r = wc_writer_open(s, false, &k->w);
+		for (size_t i = 0; i < n; i++) {
+			a->kinds[a->put++] = kind[i];
+			if (kind[i] != WC_PAGE_DATA)
+				continue;
+			if (!wc_index_get(&s->index, &keys[i])) {
+				if (!k->w) {
+					r = wc_writer_open(s, false, &k->w);
+					if (r < 0)
+						return io_fail(k, r);
+				}
+				r = wc_writer_append(k->w, &keys[i],
+						     (const uint8_t *)buf + (base + i) * WC_PAGE_SIZE);
 				if (r < 0)
 					return io_fail(k, r);
 			}
-			r = wc_writer_append(k->w, &key, page);
-			if (r < 0)
-				return io_fail(k, r);
+			a->keys[a->nr_keys++] = keys[i];
 		}
-		a->kinds[a->put++] = WC_PAGE_DATA;
-		a->keys[a->nr_keys++] = key;
 	}
 	return 0;
 }
