@@ -336,6 +336,10 @@ static int on_area(struct rf_recv *rv, const struct rf_msg *m)
 			       (unsigned long long)rv->area_left);
 	if (rv->st.nr_areas >= RF_MAX_AREAS)
 		return err_set(EPROTO, "more than %u areas", RF_MAX_AREAS);
+	/* Lazy pages are numbered in address order: areas ascend. */
+	if (rv->lazy && rv->st.nr_areas && m->area.start < rv->prev_end)
+		return err_set(EPROTO, "AREA 0x%llx below the previous area's end",
+			       (unsigned long long)m->area.start);
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		return -ENOMEM;
@@ -351,13 +355,8 @@ static int on_area(struct rf_recv *rv, const struct rf_msg *m)
 		it->name[m->area.name_len] = 0;
 		it->desc.name = it->name;
 	}
-	if (rv->lazy) {
-		/* Lazy pages are numbered in address order: areas ascend. */
-		if (rv->st.nr_areas && m->area.start < rv->prev_end)
-			return err_set(EPROTO, "AREA 0x%llx below the previous area's end",
-				       (unsigned long long)m->area.start);
+	if (rv->lazy)
 		rv->prev_end = m->area.start + m->area.nr_pages * WC_PAGE_SIZE;
-	}
 	rv->area_start = m->area.start;
 	rv->area_pos = 0;
 	rv->area_lazy = rv->lazy && rf_area_is_lazy(m->area.flags);

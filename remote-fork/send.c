@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/ioctl.h>
+
 #include <liburing.h>
 #include <xxhash.h>
 
@@ -91,6 +93,7 @@ struct rf_push {
 	uint64_t area_start, area_pos;		/* current area, next page in it */
 	bool area_lazy;
 	int mem_fd;				/* /proc/PID/mem of the frozen original */
+	int pm_fd;				/* its /proc/PID/pagemap (unkeyed), or -1 */
 	struct io_uring ring;
 	bool ring_ok;
 	struct lz_run *lz_runs;			/* lazy page n -> its address */
@@ -696,6 +699,65 @@ static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_
 	return 0;
 }
 
+/* PAGEMAP_SCAN (Linux 6.7), not in Debian 12's headers. */
+struct rf_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct rf_page_region {
+	uint64_t start, end, categories;
+};
+#define RF_PAGEMAP_SCAN		_IOWR('f', 16, struct rf_pm_scan_arg)
+#define RF_PAGE_IS_PRESENT	(1ull << 3)
+#define RF_PAGE_IS_SWAPPED	(1ull << 4)
+
+/*
+ * Which of lazy pages @ents are neither present nor swapped in the
+ * original (@ret_absent[i]). The engine may announce a whole vma lazy
+ * without a walk (engine/dump/dump.c read_maps_fast()): such pages are
+ * zero, and reading them through /proc/PID/mem would map the zero page
+ * into the original. One PAGEMAP_SCAN per run of adjacent addresses; if
+ * the kernel cannot tell, every page counts as present (read as before).
+ */
+static void lazy_absent(struct rf_push *p, const uint32_t *ents, uint32_t n, bool *ret_absent)
+{
+	struct rf_page_region vec[32];
+
+	for (uint32_t i = 0; i < n;) {
+		uint64_t start = lz_addr_of(p, ents[i]), end;
+		uint32_t j = i + 1;
+
+		while (j < n && lz_addr_of(p, ents[j]) == start + (uint64_t)(j - i) * WC_PAGE_SIZE)
+			j++;
+		end = start + (uint64_t)(j - i) * WC_PAGE_SIZE;
+		for (uint32_t k = i; k < j; k++)
+			ret_absent[k] = p->pm_fd >= 0;
+		for (uint64_t at = start; p->pm_fd >= 0 && at < end;) {
+			struct rf_pm_scan_arg a = {
+				.size = sizeof(a), .start = at, .end = end,
+				.vec = (uint64_t)(uintptr_t)vec, .vec_len = ARRAY_SIZE(vec),
+				.category_anyof_mask = RF_PAGE_IS_PRESENT | RF_PAGE_IS_SWAPPED,
+				.return_mask = RF_PAGE_IS_PRESENT | RF_PAGE_IS_SWAPPED,
+			};
+			long nr = ioctl(p->pm_fd, RF_PAGEMAP_SCAN, &a);
+
+			if (nr < 0) {
+				/* Unknown: read them all. */
+				for (uint32_t k = i; k < j; k++)
+					ret_absent[k] = false;
+				break;
+			}
+			for (long v = 0; v < nr; v++)
+				for (uint64_t q = vec[v].start; q < vec[v].end; q += WC_PAGE_SIZE)
+					ret_absent[i + (q - start) / WC_PAGE_SIZE] = false;
+			if (a.walk_end <= at)
+				break;
+			at = a.walk_end;
+		}
+		i = j;
+	}
+}
+
 /*
  * RF_PUSH_UNKEYED: read @ents, then the pages found all zero go out as one
  * LAZY_ZERO frame (numbers only) and the others as one LAZY_PAGES frame.
@@ -704,17 +766,30 @@ static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_
 static int lazy_send_unkeyed(struct rf_push *p, const uint32_t *ents, uint32_t n, bool demand)
 {
 	uint32_t zero[RF_LAZY_MAX_PAGES], data[RF_LAZY_MAX_PAGES], nz = 0, nd = 0;
+	uint32_t present[RF_LAZY_MAX_PAGES], data_k[RF_LAZY_MAX_PAGES], np = 0;
+	bool absent[RF_LAZY_MAX_PAGES];
 	uint8_t *out;
 	int r;
 
-	r = lazy_read(p, ents, n, p->scratch);
+	/* zero[] and data[] hold indices into @ents; present[] lazy page
+	 * numbers, read into scratch in that order (data_k[]: where). */
+	lazy_absent(p, ents, n, absent);
+	for (uint32_t i = 0; i < n; i++)
+		if (!absent[i])
+			present[np++] = ents[i];
+	r = np ? lazy_read(p, present, np, p->scratch) : 0;
 	if (r < 0)
 		return r;
-	for (uint32_t i = 0; i < n; i++) {
-		if (rf_page_is_zero(p->scratch + (size_t)i * WC_PAGE_SIZE))
+	for (uint32_t i = 0, k = 0; i < n; i++) {
+		if (absent[i]) {
 			zero[nz++] = i;
-		else
-			data[nd++] = i;
+		} else {
+			if (rf_page_is_zero(p->scratch + (size_t)k * WC_PAGE_SIZE))
+				zero[nz++] = i;
+			else
+				data_k[nd] = k, data[nd++] = i;
+			k++;
+		}
 		p->lz_sent[ents[i]] = 1;
 	}
 	p->lz_nr_sent += n;
@@ -738,7 +813,7 @@ static int lazy_send_unkeyed(struct rf_push *p, const uint32_t *ents, uint32_t n
 	for (uint32_t i = 0; i < nd; i++) {
 		rf_put_u32(out + 4 + 4 * i, ents[data[i]]);
 		memcpy(out + 4 + 4 * (size_t)nd + (size_t)i * WC_PAGE_SIZE,
-		       p->scratch + (size_t)data[i] * WC_PAGE_SIZE, WC_PAGE_SIZE);
+		       p->scratch + (size_t)data_k[i] * WC_PAGE_SIZE, WC_PAGE_SIZE);
 	}
 	return rf_session_send(p->s, 4 + (size_t)nd * (4 + WC_PAGE_SIZE));
 }
@@ -959,6 +1034,8 @@ static void push_free(struct wc_sink *sink)
 		io_uring_queue_exit(&p->ring);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	if (p->pm_fd >= 0)
+		close(p->pm_fd);
 	free(p->lz_runs);
 	free(p->lz_keys);
 	free(p->lz_sent);
@@ -992,6 +1069,7 @@ int rf_push_sink_new(struct rf_session *s, unsigned flags, struct wc_sink **ret)
 	p->sink.ops = &push_ops;
 	p->s = s;
 	p->mem_fd = -1;
+	p->pm_fd = -1;
 	if (flags & ~RF_PUSH_FLAGS) {
 		free(p);
 		return -EINVAL;
@@ -1041,6 +1119,11 @@ int rf_push_sink_new_lazy(struct rf_session *s, unsigned flags, pid_t pid,
 	}
 	p->pid = pid;
 	p->mem_fd = fd;
+	if (p->unkeyed) {
+		/* Optional (lazy_absent()): without it absent pages are read. */
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+		p->pm_fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
 	p->on_restored = on_restored;
 	p->arg = arg;
 	p->ring_ok = io_uring_queue_init(64, &p->ring, 0) == 0;

@@ -217,18 +217,21 @@ static int msink_put_pages(struct wc_sink *sink, const void *buf, const uint8_t 
 {
 	struct mem_sink *s = to_msink(sink);
 	struct mem_area *a;
-	const uint8_t *p = buf;
 
 	if (!s->snap.nr_areas)
 		return -EINVAL;
 	a = &s->snap.areas[s->snap.nr_areas - 1];
 	if (nr > a->desc.nr_pages - a->got)
 		return -EINVAL;
-	for (size_t i = 0; i < nr; i++, p += WC_PAGE_SIZE) {
+	for (size_t i = 0; i < nr; i++) {
+		/* @buf may be NULL when every page is absent (wc_sink_ops). */
+		const uint8_t *p = buf ? (const uint8_t *)buf + i * WC_PAGE_SIZE : NULL;
 		uint64_t idx = a->got++;
 
 		if (kinds && kinds[i] == WC_PAGE_ABSENT) {
 			a->kinds[idx] = WC_PAGE_ABSENT;
+		} else if (!p) {
+			return -EINVAL;
 		} else if (rf_page_is_zero(p)) {
 			a->kinds[idx] = WC_PAGE_ZERO;
 		} else {

@@ -9,7 +9,8 @@
 # mapping) is rforked --lazy between two network namespaces: rfork says
 # the flags came without smaps, and each flagged vma of the twin carries
 # the same recorded flags (gd dc hg nh dd wf mg lo lf rr sr) as the
-# original's. Then two plain (pipelined) rforks of the same process, which
+# original's, and the original's never-written pages are still absent (the
+# sender does not read them). Then two plain (pipelined) rforks of the same process, which
 # lack no page on the receiver, succeed. Exit 0 pass, 1 fail, 77 skip.
 #
 # usage: test-lazy-vmflags.sh RFORKD RFORK VMFLAGSPROG
@@ -100,6 +101,22 @@ while read -r name addr; do
 	checked=$((checked + 1))
 done < "$T/prog.out"
 [ "$checked" -ge 8 ] || fail "only $checked flagged vmas compared"
+
+# The MAP_NORESERVE mapping has only its first page written: the engine
+# announced it whole without a walk, so the sender must have told its
+# absent pages apart (PAGEMAP_SCAN) instead of reading them, which would
+# map the zero page into the original there (pagemap: present).
+NRA=$(awk '$1 == "nr" { print $2 }' "$T/prog.out")
+present=$(python3 - "$ORIG" "$NRA" <<'PY'
+import struct, sys
+pid, addr = int(sys.argv[1]), int(sys.argv[2], 16)
+with open("/proc/%d/pagemap" % pid, "rb") as f:
+    f.seek(addr // 4096 * 8)
+    print(" ".join(str(struct.unpack("<Q", f.read(8))[0] >> 63) for _ in range(4)))
+PY
+)
+[ "$present" = "1 0 0 0" ] ||
+	fail "the original's half-written mapping has pages present '$present' after rfork --lazy (want 1 0 0 0)"
 
 # The same process twice more with plain (pipelined, keyed) rfork: the
 # receiver's store holds every page by then, so these lack none (a push
