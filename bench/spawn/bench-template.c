@@ -380,7 +380,7 @@ int main(int argc, char **argv)
 					if (!strcmp(names[j], de->d_name))
 						idx = j;
 				if (k == 0 && idx < 0 && nf < 4096) {
-					snprintf(names[nf], sizeof(names[nf]), "%s", de->d_name);
+					memcpy(names[nf], de->d_name, strlen(de->d_name) + 1);	/* fits: checked */
 					first[nf++] = min;
 				} else if (k == 1 && idx >= 0 && min > first[idx]) {
 					alive_ok = alive_ok < 0 ? 1 : alive_ok + 1;

@@ -18,7 +18,6 @@
  *  4. With --tree, once it forked a child holding an io_uring (fd 20): one
  *     line naming the child's pid and fd 20, exit 1; both left running.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>

@@ -8,7 +8,6 @@
  * TCP listener, a unix socketpair, a pidfd. After go every fd has exactly the
  * flags it had (the table of expected values is what tamper mode corrupts).
  */
-#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>

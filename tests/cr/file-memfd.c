@@ -13,7 +13,6 @@
  *  - memfd "cr-maponly": mapped MAP_SHARED, its fd closed: content kept, map_files
  *    still names the memfd.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
