@@ -379,7 +379,10 @@ static int self_smaps(struct cal_vma *v, size_t *nr, char names[CAL_MAX_NAMES][3
 			v[*nr].raw = UINT64_MAX;	/* not matched yet */
 			(*nr)++;
 		} else if (strncmp(line, "VmFlags:", 8) == 0 && *nr) {
-			for (char *p = strtok(line + 8, " \t"); p; p = strtok(NULL, " \t")) {
+			char *save = NULL;
+
+			for (char *p = strtok_r(line + 8, " \t", &save); p;
+			     p = strtok_r(NULL, " \t", &save)) {
 				size_t k;
 
 				if (strlen(p) != 2)
