@@ -17,15 +17,11 @@
 set -u
 RFORKD=$1 RFORK=$2 PROG=$3
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hosts.sh"
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, userfaultfd, BPF)"
 command -v ip >/dev/null || skip "needs iproute2"
 
-ID=$$
-NS_SRC=rvsrc$ID NS_DST=rvdst$ID
-V_SRC=rvs$ID V_DST=rvd$ID
-NET=10.$((100 + ID % 50)).$((ID / 50 % 250))
-A_SRC=$NET.1 A_DST=$NET.2
+hosts_names rv 100
 T=$(mktemp -d /tmp/rf-vmflags.XXXXXX)
 PIDS=()
 TWIN=
@@ -42,18 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
-fail() { echo "FAIL: $*"; failed=1; }
 
-ip netns add "$NS_SRC" || skip "cannot create network namespaces"
-ip netns add "$NS_DST" || skip "cannot create network namespaces"
-ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
-ip link set "$V_SRC" netns "$NS_SRC"
-ip link set "$V_DST" netns "$NS_DST"
-ip -n "$NS_SRC" addr add "$A_SRC/24" dev "$V_SRC"
-ip -n "$NS_DST" addr add "$A_DST/24" dev "$V_DST"
-for ns in "$NS_SRC" "$NS_DST"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_SRC" link set "$V_SRC" up
-ip -n "$NS_DST" link set "$V_DST" up
+hosts_up
 head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 
 ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:7717" --key-file "$T/key" --store "$T/dst" \

@@ -38,16 +38,12 @@ set -u
 RFORKD=$1 RFORK=$2 PROG=$3 WARMFORK=$4
 MIB=${RF_TEST_MIB:-256}
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hosts.sh"
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, userfaultfd)"
 command -v ip >/dev/null || skip "needs iproute2"
 command -v tc >/dev/null || skip "needs tc (iproute2)"
 
-ID=$$
-NS_SRC=rlsrc$ID NS_DST=rldst$ID
-V_SRC=rls$ID V_DST=rld$ID
-NET=10.$((150 + ID % 50)).$((ID / 50 % 250))
-A_SRC=$NET.1 A_DST=$NET.2
+hosts_names rl 150
 T=$(mktemp -d /tmp/rf-lazy.XXXXXX)
 PIDS=()
 TWINS=()
@@ -65,18 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
-fail() { echo "FAIL: $*"; failed=1; }
-in_src() { ip netns exec "$NS_SRC" "$@"; }
 
-ip netns add "$NS_SRC" || skip "cannot create network namespaces"
-ip netns add "$NS_DST" || skip "cannot create network namespaces"
-ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
-ip link set "$V_SRC" netns "$NS_SRC"
-ip link set "$V_DST" netns "$NS_DST"
-in_src ip addr add "$A_SRC/24" dev "$V_SRC"
-ip netns exec "$NS_DST" ip addr add "$A_DST/24" dev "$V_DST"
-in_src ip link set lo up; in_src ip link set "$V_SRC" up
-ip netns exec "$NS_DST" ip link set lo up; ip netns exec "$NS_DST" ip link set "$V_DST" up
+hosts_up
 head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 
 ip netns exec "$NS_DST" "$RFORKD" --listen "$A_DST:7717" --key-file "$T/key" \

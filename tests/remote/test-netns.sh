@@ -26,16 +26,12 @@ set -u
 RFORKD=$1 RFORK=$2 SNAPTOOL=$3 WARMFORK=$4 TWINPROG=$5
 MIB=${RF_TEST_MIB:-64}
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hosts.sh"
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 command -v ip >/dev/null || skip "needs iproute2"
 command -v python3 >/dev/null || skip "needs python3 (tamper proxy)"
 
-ID=$$
-NS_SRC=rfsrc$ID NS_DST=rfdst$ID
-V_SRC=rfs$ID V_DST=rfd$ID
-NET=10.$((200 + ID % 50)).$((ID / 50 % 250))
-A_SRC=$NET.1 A_DST=$NET.2
+hosts_names rf 200
 T=$(mktemp -d /tmp/rf-netns.XXXXXX)
 PIDS=()
 DAEMONS=()
@@ -50,19 +46,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
-fail() { echo "FAIL: $*"; failed=1; }
-in_src() { ip netns exec "$NS_SRC" "$@"; }
-in_dst() { ip netns exec "$NS_DST" "$@"; }
 
-ip netns add "$NS_SRC" || skip "cannot create network namespaces"
-ip netns add "$NS_DST" || skip "cannot create network namespaces"
-ip link add "$V_SRC" type veth peer name "$V_DST" || skip "no veth"
-ip link set "$V_SRC" netns "$NS_SRC"
-ip link set "$V_DST" netns "$NS_DST"
-in_src ip addr add "$A_SRC/24" dev "$V_SRC"
-in_dst ip addr add "$A_DST/24" dev "$V_DST"
-in_src ip link set lo up; in_src ip link set "$V_SRC" up
-in_dst ip link set lo up; in_dst ip link set "$V_DST" up
+hosts_up
 
 head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$T/wrong"; chmod 600 "$T/wrong"

@@ -29,7 +29,7 @@
 set -u
 RFORKD=$1 RFORK=$2 FAM=${3:-v4}
 
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/hosts.sh"
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 command -v ip >/dev/null || skip "needs iproute2"
 PY=$(command -v python3) || skip "needs python3 (server and client)"
@@ -65,9 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
-fail() { echo "FAIL: $*"; failed=1; }
-in_src() { ip netns exec "$NS_SRC" "$@"; }
-in_dst() { ip netns exec "$NS_DST" "$@"; }
 in_cli() { ip netns exec "$NS_CLI" "$@"; }
 
 for ns in "$NS_SRC" "$NS_DST" "$NS_CLI"; do
