@@ -409,7 +409,10 @@ static int lane_run_done(struct rd_lane *l, struct rd_run *run, ssize_t res)
 	return 0;
 }
 
-static void lane_run_pread(struct rd_lane *l, struct rd_shared *sh)
+/* Claim runs one at a time until none is left (or a lane failed): @one
+ * reads and checks a run. */
+static void lane_runs(struct rd_lane *l, struct rd_shared *sh,
+		      int (*one)(struct rd_lane *l, struct rd_run *run))
 {
 	for (;;) {
 		size_t ri;
@@ -420,13 +423,23 @@ static void lane_run_pread(struct rd_lane *l, struct rd_shared *sh)
 		ri = atomic_fetch_add(&sh->next_run, 1);
 		if (ri >= l->c->nr_runs)
 			return;
-		r = lane_run_done(l, &l->c->runs[ri], run_pread(l->c, &l->c->runs[ri], 0));
+		r = one(l, &l->c->runs[ri]);
 		if (r < 0) {
 			l->err = r;
 			atomic_store(&sh->stop, true);
 			return;
 		}
 	}
+}
+
+static int lane_one_pread(struct rd_lane *l, struct rd_run *run)
+{
+	return lane_run_done(l, run, run_pread(l->c, run, 0));
+}
+
+static void lane_run_pread(struct rd_lane *l, struct rd_shared *sh)
+{
+	lane_runs(l, sh, lane_one_pread);
 }
 
 /* Runs a lane claims at once: read together, processed one after the
@@ -771,22 +784,7 @@ static void lane_dups(struct rd_lane *l, struct rd_shared *sh, int lane, int nr_
 
 static void lane_run_mapped_all(struct rd_lane *l, struct rd_shared *sh)
 {
-	for (;;) {
-		size_t ri;
-		int r;
-
-		if (atomic_load(&sh->stop))
-			return;
-		ri = atomic_fetch_add(&sh->next_run, 1);
-		if (ri >= l->c->nr_runs)
-			return;
-		r = lane_run_mapped(l, &l->c->runs[ri]);
-		if (r < 0) {
-			l->err = r;
-			atomic_store(&sh->stop, true);
-			return;
-		}
-	}
+	lane_runs(l, sh, lane_run_mapped);
 }
 
 static int rd_exec_pread(struct rd_ctx *c)

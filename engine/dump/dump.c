@@ -30,54 +30,6 @@
 
 static int read_maps_fast(struct eng_dump_ctx *ctx);
 
-static int read_smaps(struct eng_dump_ctx *ctx)
-{
-	_cleanup_free_ char *buf = NULL;
-	size_t cap = 0;
-	char *line, *next;
-	int r;
-
-	if (ctx->no_anon_pages && read_maps_fast(ctx) == 0)
-		return 0;
-	err_clear();	/* the fast path's refusal is no failure: smaps then */
-	r = read_file_at(ctx->proc_fd, "smaps", &buf, NULL);
-	if (r < 0)
-		return err_wrap(r, "cannot read /proc/%d/smaps", ctx->pid);
-	for (line = buf; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		if ((*line >= '0' && *line <= '9') || (*line >= 'a' && *line <= 'f')) {
-			if (ctx->nr_maps == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				struct eng_proc_map *nm = realloc(ctx->maps, nc * sizeof(*nm));
-				uint64_t *nf;
-
-				if (!nm)
-					return -ENOMEM;
-				ctx->maps = nm;
-				nf = realloc(ctx->vmflags, nc * sizeof(*nf));
-				if (!nf)
-					return -ENOMEM;
-				ctx->vmflags = nf;
-				cap = nc;
-			}
-			r = eng_dump_parse_maps_line(line, &ctx->maps[ctx->nr_maps]);
-			if (r < 0)
-				return err_set(r, "cannot parse /proc/%d/smaps line \"%.80s\"",
-					       ctx->pid, line);
-			ctx->vmflags[ctx->nr_maps++] = 0;
-		} else if (strncmp(line, "Rss:", 4) == 0 && ctx->nr_maps) {
-			ctx->maps[ctx->nr_maps - 1].rss_kib = strtoull(line + 4, NULL, 10);
-		} else if (strncmp(line, "Swap:", 5) == 0 && ctx->nr_maps) {
-			ctx->maps[ctx->nr_maps - 1].swap_kib = strtoull(line + 5, NULL, 10);
-		} else if (strncmp(line, "VmFlags:", 8) == 0 && ctx->nr_maps) {
-			ctx->vmflags[ctx->nr_maps - 1] = eng_dump_parse_vmflags(line + 8);
-		}
-	}
-	return 0;
-}
-
 /* Append a map (and its VmFlags slot, 0) parsed from @line. */
 static int maps_add(struct eng_dump_ctx *ctx, size_t *cap, const char *line)
 {
@@ -101,6 +53,38 @@ static int maps_add(struct eng_dump_ctx *ctx, size_t *cap, const char *line)
 	if (r < 0)
 		return err_set(r, "cannot parse /proc/%d maps line \"%.80s\"", ctx->pid, line);
 	ctx->vmflags[ctx->nr_maps++] = 0;
+	return 0;
+}
+
+static int read_smaps(struct eng_dump_ctx *ctx)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t cap = 0;
+	char *line, *next;
+	int r;
+
+	if (ctx->no_anon_pages && read_maps_fast(ctx) == 0)
+		return 0;
+	err_clear();	/* the fast path's refusal is no failure: smaps then */
+	r = read_file_at(ctx->proc_fd, "smaps", &buf, NULL);
+	if (r < 0)
+		return err_wrap(r, "cannot read /proc/%d/smaps", ctx->pid);
+	for (line = buf; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if ((*line >= '0' && *line <= '9') || (*line >= 'a' && *line <= 'f')) {
+			r = maps_add(ctx, &cap, line);
+			if (r < 0)
+				return r;
+		} else if (strncmp(line, "Rss:", 4) == 0 && ctx->nr_maps) {
+			ctx->maps[ctx->nr_maps - 1].rss_kib = strtoull(line + 4, NULL, 10);
+		} else if (strncmp(line, "Swap:", 5) == 0 && ctx->nr_maps) {
+			ctx->maps[ctx->nr_maps - 1].swap_kib = strtoull(line + 5, NULL, 10);
+		} else if (strncmp(line, "VmFlags:", 8) == 0 && ctx->nr_maps) {
+			ctx->vmflags[ctx->nr_maps - 1] = eng_dump_parse_vmflags(line + 8);
+		}
+	}
 	return 0;
 }
 
