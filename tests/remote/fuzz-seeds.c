@@ -28,6 +28,23 @@ static uint8_t *rec(uint16_t type, size_t payload)
 	return p + 8;
 }
 
+/* A 3-byte engine image in one BLOB, then the COMMIT of a push of one
+ * area in @batches batches of @pages pages in all. */
+static void image_and_commit(uint64_t batches, uint64_t pages)
+{
+	uint8_t *p = rec(RF_MSG_BLOB, 18 + 12 + 3);
+
+	rf_put_u64(p, 3);
+	rf_put_u64(p + 8, 0);
+	rf_put_u16(p + 16, 12);
+	memcpy(p + 18, "engine.image", 12);
+	memcpy(p + 30, "abc", 3);
+	p = rec(RF_MSG_COMMIT, 24);
+	rf_put_u64(p, 1);
+	rf_put_u64(p + 8, batches);
+	rf_put_u64(p + 16, pages);
+}
+
 static void save(const char *dir, const char *name)
 {
 	char path[512];
@@ -125,16 +142,7 @@ static void push_unkeyed(bool unkeyed)
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
 	memcpy(p + 8, (uint8_t[]){ RF_KIND_LAZY, 1, 0, RF_KIND_LAZY, RF_KIND_LAZY }, 5);
-	p = rec(RF_MSG_BLOB, 18 + 12 + 3);
-	rf_put_u64(p, 3);
-	rf_put_u64(p + 8, 0);
-	rf_put_u16(p + 16, 12);
-	memcpy(p + 18, "engine.image", 12);
-	memcpy(p + 30, "abc", 3);
-	p = rec(RF_MSG_COMMIT, 24);
-	rf_put_u64(p, 1);
-	rf_put_u64(p + 8, 1);
-	rf_put_u64(p + 16, 5);
+	image_and_commit(1, 5);
 }
 
 /* An unkeyed lazy push whose area is announced by a KEYS batch of 5 pages
@@ -168,16 +176,7 @@ static void push_runs(uint32_t flags, uint32_t extra)
 		rf_put_u32(p + 8 + RF_RUN_BYTES * i, runs[i][0] + (i == 3 ? extra : 0));
 		rf_put_u32(p + 12 + RF_RUN_BYTES * i, runs[i][1]);
 	}
-	p = rec(RF_MSG_BLOB, 18 + 12 + 3);
-	rf_put_u64(p, 3);
-	rf_put_u64(p + 8, 0);
-	rf_put_u16(p + 16, 12);
-	memcpy(p + 18, "engine.image", 12);
-	memcpy(p + 30, "abc", 3);
-	p = rec(RF_MSG_COMMIT, 24);
-	rf_put_u64(p, 1);
-	rf_put_u64(p + 8, 2);
-	rf_put_u64(p + 16, 5 + 4100);
+	image_and_commit(2, 5 + 4100);
 }
 
 int main(int argc, char **argv)
