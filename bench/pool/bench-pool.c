@@ -38,21 +38,7 @@
 #include <unistd.h>
 
 #include "warmfork.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
+#include "testutil.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -107,9 +93,9 @@ static int one_round(struct wf_client *c, uint64_t *ret_acq, uint64_t *ret_answe
 		return -errno;
 	map[0] = (struct wf_fd_map){ sv[1], 0 };
 	map[1] = (struct wf_fd_map){ sv[1], 1 };
-	t0 = now_ns();
+	t0 = tu_now_ns();
 	r = wf_acquire(c, "bench", &o, &in);
-	t1 = now_ns();
+	t1 = tu_now_ns();
 	close(sv[1]);
 	if (r < 0) {
 		close(sv[0]);
@@ -117,7 +103,7 @@ static int one_round(struct wf_client *c, uint64_t *ret_acq, uint64_t *ret_answe
 	}
 	if (write(sv[0], &b, 1) != 1 || read(sv[0], &b, 1) != 1)
 		r = -EIO;
-	t2 = now_ns();
+	t2 = tu_now_ns();
 	wf_release(c, in.pid);
 	close(in.pidfd);
 	close(sv[0]);
@@ -187,8 +173,8 @@ int main(int argc, char **argv)
 	}
 	close(in[0]);
 	for (int i = 0; i < 3000 && access(ready, F_OK) < 0; i++)
-		sleep_ms(10);
-	sleep_ms(50);
+		tu_sleep_ms(10);
+	tu_sleep_ms(50);
 	{
 		char pid[16];
 		pid_t ck = fork();
@@ -247,7 +233,7 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	for (int i = 0; i < 1000 && access(sock, F_OK) < 0; i++)
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	r = wf_connect(sock, &c);
 	if (r >= 0)
 		r = wf_pool_register(c, "bench", snap, &(struct wf_pool_opts){
@@ -259,8 +245,8 @@ int main(int argc, char **argv)
 
 	for (unsigned int i = 0; i < rounds; i++) {
 		for (int k = 0; k < 30000 && idle_of(c) < idle; k++)
-			sleep_ms(1);
-		sleep_ms(2);	/* the worker back to sleep */
+			tu_sleep_ms(1);
+		tu_sleep_ms(2);	/* the worker back to sleep */
 		if (one_round(c, &acq_w[i], &ans_w[i]) < 0) {
 			die(wf_errmsg());
 			goto out;
@@ -269,8 +255,8 @@ int main(int argc, char **argv)
 	for (unsigned int i = 0, burst = idle * 3 / 4 ? idle * 3 / 4 : 1; i < rounds; i++) {
 		if (i % burst == 0) {
 			for (int k = 0; k < 30000 && idle_of(c) < idle; k++)
-				sleep_ms(1);
-			sleep_ms(2);
+				tu_sleep_ms(1);
+			tu_sleep_ms(2);
 		}
 		if (one_round(c, &acq_b[i], &ans_b[i]) < 0) {
 			die(wf_errmsg());
@@ -278,7 +264,7 @@ int main(int argc, char **argv)
 		}
 	}
 	for (int k = 0; k < 30000 && idle_of(c) < idle; k++)
-		sleep_ms(1);
+		tu_sleep_ms(1);
 	for (unsigned int i = 0; i < rounds; i++)
 		if (one_round(c, &acq_s[i], &ans_s[i]) < 0) {
 			die(wf_errmsg());
@@ -303,7 +289,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < len / 8; i++)
 			mem[i] = i;
 		for (unsigned int i = 0; i < rounds; i++) {
-			uint64_t t0 = now_ns(), t1;
+			uint64_t t0 = tu_now_ns(), t1;
 			char b;
 			pid_t ch = fork();
 
@@ -312,13 +298,13 @@ int main(int argc, char **argv)
 				(void)!write(p[1], &b, 1);
 				_exit(0);
 			}
-			t1 = now_ns();
+			t1 = tu_now_ns();
 			if (read(p[0], &b, 1) != 1) {
 				die("fork baseline child");
 				goto out;
 			}
 			fork_ret[i] = t1 - t0;
-			fork_run[i] = now_ns() - t0;
+			fork_run[i] = tu_now_ns() - t0;
 			waitpid(ch, NULL, 0);
 		}
 		munmap(mem, len);

@@ -30,39 +30,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "testutil.h"
 
 static char dir[64], store[128];
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *read_text(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	return buf;
-}
 
 static int run(char *const argv[], const char *out, const char *err)
 {
@@ -92,7 +62,7 @@ static int run(char *const argv[], const char *out, const char *err)
 
 static void reap_all(void)
 {
-	uint64_t deadline = now_ns() + 30000000000ull;
+	uint64_t deadline = tu_now_ns() + 30000000000ull;
 
 	for (;;) {
 		pid_t w = waitpid(-1, NULL, WNOHANG | __WALL);
@@ -100,9 +70,9 @@ static void reap_all(void)
 		if (w < 0 && errno == ECHILD)
 			return;
 		if (w <= 0) {
-			if (now_ns() > deadline)
+			if (tu_now_ns() > deadline)
 				return;
-			sleep_ms(2);
+			tu_sleep_ms(2);
 		}
 	}
 }
@@ -148,7 +118,7 @@ static double fork_ns(int mib, int n, double *ret_run_ns)
 	for (size_t i = 0; i < len / 8; i++)
 		buf[i] = i * 0x9e3779b97f4a7c15ull + 1;
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tu_now_ns();
 
 		char b = 0;
 
@@ -159,10 +129,10 @@ static double fork_ns(int mib, int n, double *ret_run_ns)
 			for (;;)
 				pause();
 		}
-		total += now_ns() - t0;
+		total += tu_now_ns() - t0;
 		if (kids[i] > 0 && read(pp[0], &b, 1) != 1)
 			return -1;
-		total_run += now_ns() - t0;
+		total_run += tu_now_ns() - t0;
 	}
 	close(pp[0]);
 	close(pp[1]);
@@ -221,16 +191,16 @@ int main(int argc, char **argv)
 		char rp[192];
 
 		snprintf(rp, sizeof(rp), "%s/ready", dir);
-		deadline = now_ns() + 60000000000ull;
-		while (!read_text(rp) && now_ns() < deadline)
-			sleep_ms(5);
+		deadline = tu_now_ns() + 60000000000ull;
+		while (!tu_read_text(rp) && tu_now_ns() < deadline)
+			tu_sleep_ms(5);
 	}
 	{
 		char pb[16];
 		char *av[] = { (char *)wf, "--store", store, "checkpoint", pb, NULL };
 
 		snprintf(pb, sizeof(pb), "%d", pid);
-		if (run(av, out, NULL) != 0 || !(t = read_text(out)) || sscanf(t, "%255s", snap) != 1) {
+		if (run(av, out, NULL) != 0 || !(t = tu_read_text(out)) || sscanf(t, "%255s", snap) != 1) {
 			fprintf(stderr, "bench-spawn: checkpoint failed\n");
 			kill(pid, SIGKILL);
 			reap_all();
@@ -252,19 +222,19 @@ int main(int argc, char **argv)
 		/* Spawn and fork taken in turns, so that both see the same load. */
 		for (int rep = 0; rep < SPAWN_REPS; rep++) {
 			double inst_ms = -1, tp = -1;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = tu_now_ns();
 			int st, k = 0;
 
 			st = run(av, out, err);
 			if (!rep)
-				wall_ms = (now_ns() - t0) / 1e6;
-			t = read_text(err);
+				wall_ms = (tu_now_ns() - t0) / 1e6;
+			t = tu_read_text(err);
 			if (t && (t = strstr(t, "template")))
 				sscanf(t, "template %lf ms, instances %lf ms", &tp, &inst_ms);
 			if (!rep)
 				tpl_ms = tp;
 			inst[rep] = inst_ms / n;
-			t = read_text(out);
+			t = tu_read_text(out);
 			while (t && *t && k < n) {
 				char *e;
 
@@ -277,13 +247,13 @@ int main(int argc, char **argv)
 			if (st != 0 || k != n)
 				all_ok = 0;
 			if (!rep) {
-				sleep_ms(200);
+				tu_sleep_ms(200);
 				for (int i = 0; i < k; i++) {
 					char p[64];
 					char *r;
 
 					snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", pids[i]);
-					r = read_text(p);
+					r = tu_read_text(p);
 					pss += kb(r, "\nPss:");
 					if (i == 0)
 						rss = kb(r, "\nRss:");

@@ -46,39 +46,9 @@
 #include "common/err.h"
 #include "engine.h"
 #include "warmcache.h"
+#include "testutil.h"
 
 static char dir[64];
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *read_text(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	return buf;
-}
 
 static long kb(const char *t, const char *name)
 {
@@ -157,13 +127,13 @@ static int acquire_loop(struct eng_template *tpl, struct eng_instance *in, int n
 		int b = nlat - done < 10 ? nlat - done : 10;
 
 		for (int i = 0; i < b; i++) {
-			uint64_t t0 = now_ns();
+			uint64_t t0 = tu_now_ns();
 
 			r = eng_template_spawn(tpl, &(struct eng_instance_opts){
 						       .sz = sizeof(struct eng_instance_opts),
 						       .parked = true, .pretrace = pretrace },
 					       &in[i]);
-			parked[done + i] = now_ns() - t0;
+			parked[done + i] = tu_now_ns() - t0;
 			if (r < 0) {
 				fprintf(stderr, "bench-template: parked %d: %s\n", done + i,
 					err_str(r));
@@ -172,13 +142,13 @@ static int acquire_loop(struct eng_template *tpl, struct eng_instance *in, int n
 				break;
 			}
 		}
-		sleep_ms(20);	/* a pool's instances wait a while */
+		tu_sleep_ms(20);	/* a pool's instances wait a while */
 		for (int i = 0; i < b; i++) {
 			int fds[3] = { nul, pp[1], pp[1] }, nums[3] = { 0, 1, 2 };
-			uint64_t t0 = now_ns();
+			uint64_t t0 = tu_now_ns();
 
 			r = eng_instance_start(&in[i], fds, nums, 3);
-			lat[done + i] = now_ns() - t0;
+			lat[done + i] = tu_now_ns() - t0;
 			if (r < 0) {
 				fprintf(stderr, "bench-template: start %d: %s\n", done + i,
 					err_str(r));
@@ -290,22 +260,22 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	snprintf(path, sizeof(path), "%s/ready", dir);
-	for (int i = 0; i < 6000 && !read_text(path); i++)
-		sleep_ms(10);
-	sleep_ms(warm_ms);
+	for (int i = 0; i < 6000 && !tu_read_text(path); i++)
+		tu_sleep_ms(10);
+	tu_sleep_ms(warm_ms);
 	snprintf(path, sizeof(path), "/proc/%d/task", prog);
 	nthreads = count_entries(path, "");
 	/* @DIR@/hold: a program that writes files holds none open meanwhile
 	 * (SpawnJvm); removed before the spawns. */
 	snprintf(path, sizeof(path), "%s/hold", dir);
 	close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-	sleep_ms(100);
+	tu_sleep_ms(100);
 	{
 		char pb[16];
 		char *av[] = { (char *)wf, "--store", store_dir, "checkpoint", pb, NULL };
 
 		snprintf(pb, sizeof(pb), "%d", prog);
-		if (run(av, out) != 0 || !(t = read_text(out)) || sscanf(t, "%255s", snap) != 1) {
+		if (run(av, out) != 0 || !(t = tu_read_text(out)) || sscanf(t, "%255s", snap) != 1) {
 			fprintf(stderr, "bench-template: checkpoint of %s failed\n", name);
 			kill(prog, SIGKILL);
 			return 1;
@@ -330,12 +300,12 @@ int main(int argc, char **argv)
 
 	/* N running instances, one after the other. */
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tu_now_ns();
 
 		r = eng_template_spawn(tpl, &(struct eng_instance_opts){
 					       .sz = sizeof(struct eng_instance_opts), .parked = false },
 				       &in[i]);
-		sp[i] = now_ns() - t0;
+		sp[i] = tu_now_ns() - t0;
 		if (r < 0) {
 			fprintf(stderr, "bench-template: %s: instance %d: %s\n", name, i, err_str(r));
 			ok = 0;
@@ -351,7 +321,7 @@ int main(int argc, char **argv)
 	}
 	/* Programs that write alive files: each instance's smallest worker
 	 * counter (5th field) must grow between two reads 0.5 s apart. */
-	sleep_ms(500);
+	tu_sleep_ms(500);
 	{
 		long first[4096] = { 0 };
 		char names[4096][48];
@@ -373,7 +343,7 @@ int main(int argc, char **argv)
 				if (!strcmp(de->d_name, orig_alive))
 					continue;
 				snprintf(ap, sizeof(ap), "%s/%s", dir, de->d_name);
-				t = read_text(ap);
+				t = tu_read_text(ap);
 				if (!t || sscanf(t, "%ld %ld %d %d %ld", &self, &sum, &all, &thr, &min) != 5)
 					continue;
 				for (int j = 0; j < nf; j++)
@@ -390,7 +360,7 @@ int main(int argc, char **argv)
 			if (d)
 				closedir(d);
 			if (!k)
-				sleep_ms(500);
+				tu_sleep_ms(500);
 		}
 		if (nf && alive_ok < 0)
 			alive_ok = 0;
@@ -399,7 +369,7 @@ int main(int argc, char **argv)
 		char p[64];
 
 		snprintf(p, sizeof(p), "/proc/%d/smaps_rollup", in[i].pid);
-		t = read_text(p);
+		t = tu_read_text(p);
 		pss += kb(t, "\nPss:");
 		if (i == 0)
 			rss = kb(t, "\nRss:");
@@ -410,13 +380,13 @@ int main(int argc, char **argv)
 	/* The same N at once (eng_template_spawn_many: several under way). */
 	{
 		size_t got = 0;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = tu_now_ns();
 
 		r = eng_template_spawn_many(tpl, &(struct eng_instance_opts){
 						    .sz = sizeof(struct eng_instance_opts),
 						    .parked = false },
 					    (size_t)n, in, &got);
-		many_ns = now_ns() - t0;
+		many_ns = tu_now_ns() - t0;
 		if (r < 0) {
 			fprintf(stderr, "bench-template: %s: spawn_many: %s\n", name, err_str(r));
 			ok = 0;

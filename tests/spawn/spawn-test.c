@@ -39,6 +39,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "testutil.h"
 
 #define MAX_N 1000
 
@@ -57,26 +58,11 @@ static void fail(const char *fmt, ...)
 	failures++;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 /* Run argv with stdout to @out (a file path), reaping @also (our child)
  * when it dies meanwhile; returns the exit status or -1. */
 static int run(char *const argv[], const char *out, pid_t also, uint64_t *ret_ms)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = tu_now_ms();
 	pid_t c = fork();
 	int st = -1;
 
@@ -105,24 +91,8 @@ static int run(char *const argv[], const char *out, pid_t also, uint64_t *ret_ms
 		(void)also;	/* the checkpointed process, or an init: reaped */
 	}
 	if (ret_ms)
-		*ret_ms = now_ms() - t0;
+		*ret_ms = tu_now_ms() - t0;
 	return st;
-}
-
-static char *read_text(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	return buf;
 }
 
 static long field_kb(const char *text, const char *name)
@@ -166,9 +136,9 @@ static void collect(struct inst *in, int n, int k, int threads, pid_t saved, lon
 		int ok, nt, off, used;
 
 		snprintf(path, sizeof(path), "%s/r.%llu", dir, in[i].ns);
-		deadline = now_ms() + 20000;
-		while (!(t = read_text(path)) && now_ms() < deadline)
-			sleep_ms(5);
+		deadline = tu_now_ms() + 20000;
+		while (!(t = tu_read_text(path)) && tu_now_ms() < deadline)
+			tu_sleep_ms(5);
 		if (!t) {
 			fail("instance %d (pid %d) did not answer", i, in[i].pid);
 			continue;
@@ -249,9 +219,9 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	snprintf(tmp, sizeof(tmp), "%s/ready", dir);
-	deadline = now_ms() + 30000;
-	while (!(t = read_text(tmp)) && now_ms() < deadline)
-		sleep_ms(5);
+	deadline = tu_now_ms() + 30000;
+	while (!(t = tu_read_text(tmp)) && tu_now_ms() < deadline)
+		tu_sleep_ms(5);
 	if (!t) {
 		fail("the program never got ready");
 		goto end;
@@ -267,7 +237,7 @@ int main(int argc, char **argv)
 		snprintf(pidbuf, sizeof(pidbuf), "%d", prog_pid);
 		av[4] = pidbuf;
 		st = run(av, out, prog_pid, NULL);
-		t = read_text(out);
+		t = tu_read_text(out);
 		if (st != 0 || !t || sscanf(t, "%255s", snap) != 1) {
 			fail("checkpoint exited %d", st);
 			goto end;
@@ -290,7 +260,7 @@ int main(int argc, char **argv)
 		if (refused) {
 			/* Refused: nothing printed, nothing of it left (any leftover
 			 * would end up our child: we are the subreaper). */
-			t = read_text(out);
+			t = tu_read_text(out);
 			if (st == 0 || !t || *t)
 				fail("spawn of a %s snapshot exited %d and printed \"%s\"", argv[6], st,
 				     t ? t : "");
@@ -309,7 +279,7 @@ int main(int argc, char **argv)
 			fail("spawn exited %d", st);
 			goto end;
 		}
-		t = read_text(out);
+		t = tu_read_text(out);
 		for (p = t; p && *p && k < n; k++) {
 			char *e;
 
@@ -345,7 +315,7 @@ int main(int argc, char **argv)
 			if (in[j].ns == in[i].ns)
 				fail("instances %d and %d share a pid namespace", j, i);
 		snprintf(path, sizeof(path), "/proc/%d/status", in[i].pid);
-		t = read_text(path);
+		t = tu_read_text(path);
 		nsp = t ? strstr(t, "NSpid:") : NULL;
 		if (!nsp) {
 			fail("instance %d (pid %d) does not exist", i, in[i].pid);
@@ -376,7 +346,7 @@ int main(int argc, char **argv)
 		char path[128];
 
 		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", in[i].pid);
-		t = read_text(path);
+		t = tu_read_text(path);
 		if (!t) {
 			fail("instance %d: no smaps_rollup", i);
 			continue;
@@ -395,7 +365,7 @@ int main(int argc, char **argv)
 
 	/* Every instance and thread runs; then independence. */
 	collect(in, n, 0, threads, saved, 1111, -1);
-	sleep_ms(300);
+	tu_sleep_ms(300);
 	collect(in, n, 1, threads, saved, 1111, -1);
 	for (int i = 0; i < n && !failures; i++)
 		for (int j = 0; j <= threads; j++)
@@ -406,7 +376,7 @@ int main(int argc, char **argv)
 		int victim = n / 2;
 
 		kill(in[victim].pid, SIGUSR1);
-		sleep_ms(100);
+		tu_sleep_ms(100);
 		collect(in, n, 0, threads, saved, 1111, victim);
 	}
 end:
@@ -416,18 +386,18 @@ end:
 	for (int i = 0; i < n; i++)
 		if (in[i].pid > 0)
 			kill(in[i].pid, SIGKILL);
-	deadline = now_ms() + 20000;
+	deadline = tu_now_ms() + 20000;
 	for (;;) {
 		pid_t w = waitpid(-1, NULL, WNOHANG | __WALL);
 
 		if (w < 0 && errno == ECHILD)
 			break;
 		if (w <= 0) {
-			if (now_ms() > deadline) {
+			if (tu_now_ms() > deadline) {
 				fail("processes remain after killing the instances");
 				break;
 			}
-			sleep_ms(5);
+			tu_sleep_ms(5);
 		}
 	}
 	for (int i = 0; i < n; i++)

@@ -49,6 +49,7 @@
 #include "common/err.h"
 #include "engine.h"
 #include "warmcache.h"
+#include "testutil.h"
 
 #define MAX_N		1000
 #define MAX_THREADS	64
@@ -68,43 +69,12 @@ static void fail(const char *fmt, ...)
 	failures++;
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *read_text(const char *path)
-{
-	static char buf[65536];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	return buf;
-}
-
 static long status_field(pid_t pid, const char *name)
 {
 	char path[64], *t, *p;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	t = read_text(path);
+	t = tu_read_text(path);
 	if (!t || !(p = strstr(t, name)))
 		return -1;
 	p += strlen(name);
@@ -127,7 +97,7 @@ static int sched_policy(pid_t tid)
 	int field = 2;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", tid);
-	t = read_text(path);
+	t = tu_read_text(path);
 	if (!t || !(p = strrchr(t, ')')))
 		return -1;
 	for (p++; *p && field < 41; p++)
@@ -327,8 +297,8 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	snprintf(path, sizeof(path), "%s/ready", dir);
-	for (int i = 0; i < 3000 && !(t = read_text(path)); i++)
-		sleep_ms(10);
+	for (int i = 0; i < 3000 && !(t = tu_read_text(path)); i++)
+		tu_sleep_ms(10);
 	if (!t || sscanf(t, "%d %llu", &saved, (unsigned long long *)&ticks_addr) != 2) {
 		fail("the program never got ready");
 		goto end;
@@ -363,7 +333,7 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		t = read_text(outp);
+		t = tu_read_text(outp);
 		if (st != 0 || !t || sscanf(t, "%255s", snap) != 1) {
 			fail("checkpoint of %d exited %d", prog_pid, st);
 			snap[0] = 0;
@@ -430,7 +400,7 @@ int main(int argc, char **argv)
 					fail("cannot read the counters of instance %d: %m", i);
 			}
 			if (!k)
-				sleep_ms(300);
+				tu_sleep_ms(300);
 		}
 		for (int i = lo; i < hi; i++)
 			if (memcmp(in[i].ticks[0], in[i].ticks[1], sizeof(uint64_t) * (threads + 1)))
@@ -448,9 +418,9 @@ int main(int argc, char **argv)
 
 			if (i - lo < 3 && pipe2(pfd, O_CLOEXEC) < 0)
 				return 1;
-			t0 = now_us();
+			t0 = tu_now_us();
 			r = start(&in[i], pfd[1], i == lo);
-			t0 = now_us() - t0;
+			t0 = tu_now_us() - t0;
 			lat_sum += t0;
 			lat_max = t0 > lat_max ? t0 : lat_max;
 			nlat++;
@@ -519,7 +489,7 @@ int main(int argc, char **argv)
 		if (ask(&in[0], "set 2222", rep, sizeof(rep)) < 0 || strcmp(rep, "ok"))
 			fail("set on instance 0 failed");
 	}
-	sleep_ms(200);
+	tu_sleep_ms(200);
 	for (int i = 0; i < n; i++) {
 		unsigned long long v;
 		long pid;
@@ -664,7 +634,7 @@ end:
 					break;
 				if (w < 0 && errno == ECHILD)	/* not reparented yet */
 					w = 0;
-				sleep_ms(10);
+				tu_sleep_ms(10);
 			}
 			if (inits[i] > 0 && (w != inits[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 1)) {
 				fail("parked instance (init %d) after its controller died: %s 0x%x",

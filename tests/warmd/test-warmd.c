@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "warmfork.h"
+#include "testutil.h"
 
 static int failures;
 static char dir[64], store[128];
@@ -65,42 +66,11 @@ static void fail(const char *fmt, ...)
 	failures++;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 /* Reap whatever ended among our children (we are a subreaper). */
 static void reap_some(void)
 {
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
-}
-
-static char *read_text(const char *path)
-{
-	static __thread char buf[4096];	/* per thread: the ops case runs threads */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return NULL;
-	buf[n] = 0;
-	return buf;
 }
 
 /* Run a handler until ready, checkpoint it; the snapshot id into @id. */
@@ -130,16 +100,16 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 		_exit(127);
 	}
 	close(in[0]);
-	deadline = now_ms() + 10000;
-	while (!(t = read_text(ready)) && now_ms() < deadline)
-		sleep_ms(5);
+	deadline = tu_now_ms() + 10000;
+	while (!(t = tu_read_text(ready)) && tu_now_ms() < deadline)
+		tu_sleep_ms(5);
 	if (!t) {
 		kill(h, SIGKILL);
 		waitpid(h, NULL, 0);
 		return -1;
 	}
 	*ret_pid = atoi(t);
-	sleep_ms(50);		/* let it block in read(0) */
+	tu_sleep_ms(50);		/* let it block in read(0) */
 	c = fork();
 	if (c == 0) {
 		char pid[16];
@@ -197,15 +167,15 @@ static pid_t start_warmd(const char *sock, const char *const *extra)
 		execv(warmd_bin, (char *const *)argv);
 		_exit(127);
 	}
-	deadline = now_ms() + 10000;
-	while (now_ms() < deadline) {
+	deadline = tu_now_ms() + 10000;
+	while (tu_now_ms() < deadline) {
 		struct stat st;
 
 		if (stat(sock, &st) == 0)
 			return d;
 		if (waitpid(d, NULL, WNOHANG) == d)
 			break;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	fail("warmd did not start on \"%s\"", sock);
 	kill(d, SIGKILL);
@@ -214,19 +184,19 @@ static pid_t start_warmd(const char *sock, const char *const *extra)
 
 static int stop_warmd(pid_t d, const char *sock)
 {
-	uint64_t deadline = now_ms() + 20000;
+	uint64_t deadline = tu_now_ms() + 20000;
 	int st = -1;
 
 	kill(d, SIGTERM);
-	while (now_ms() < deadline) {
+	while (tu_now_ms() < deadline) {
 		pid_t w = waitpid(d, &st, WNOHANG);
 
 		if (w == d)
 			break;
 		reap_some();
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
-	if (now_ms() >= deadline) {
+	if (tu_now_ms() >= deadline) {
 		fail("warmd did not stop within 20 s of SIGTERM");
 		kill(d, SIGKILL);
 		waitpid(d, &st, 0);
@@ -254,7 +224,7 @@ static pid_t pidfd_pid(int pidfd)
 	char path[64], *t, *p;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-	t = read_text(path);
+	t = tu_read_text(path);
 	p = t ? strstr(t, "\nPid:") : NULL;
 	return p ? (pid_t)atoi(p + 5) : -1;
 }
@@ -272,11 +242,11 @@ static unsigned long ns_inode(pid_t pid)
 static int read_line(int fd, char *buf, size_t len, int ms)
 {
 	size_t n = 0;
-	uint64_t deadline = now_ms() + ms;
+	uint64_t deadline = tu_now_ms() + ms;
 
 	while (n + 1 < len) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int left = (int)(deadline - now_ms());
+		int left = (int)(deadline - tu_now_ms());
 		ssize_t k;
 
 		if (left <= 0 || poll(&p, 1, left) != 1)
@@ -327,13 +297,13 @@ static int stats_of(struct wf_client *c, const char *pool, struct wf_pool_stats 
 /* Wait until @pool has at least @idle idle instances. */
 static bool wait_idle(struct wf_client *c, const char *pool, unsigned int idle, int ms)
 {
-	uint64_t deadline = now_ms() + ms;
+	uint64_t deadline = tu_now_ms() + ms;
 	struct wf_pool_stats s;
 
-	while (now_ms() < deadline) {
+	while (tu_now_ms() < deadline) {
 		if (stats_of(c, pool, &s) == 0 && s.idle >= idle)
 			return true;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	return false;
 }
@@ -542,14 +512,14 @@ static void case_ops(void)
 	CHECK(write(a[1].sock, "EXIT 3\n", 7) == 7, "write");
 	CHECK(pidfd_ended(a[1].in.pidfd, 5000), "instance %d did not exit", a[1].in.pid);
 	{
-		uint64_t deadline = now_ms() + 5000;
+		uint64_t deadline = tu_now_ms() + 5000;
 
 		do {
 			r = stats_of(c, "p", &s);
 			if (r == 0 && s.exited >= 2 && s.busy == NINST - 2)
 				break;
-			sleep_ms(10);
-		} while (now_ms() < deadline);
+			tu_sleep_ms(10);
+		} while (tu_now_ms() < deadline);
 		CHECK(r == 0 && s.exited >= 2 && s.busy == NINST - 2,
 		      "stats after a release and an exit: exited %lu busy %u", (unsigned long)s.exited,
 		      s.busy);
@@ -706,20 +676,20 @@ static void case_dying(void)
 		close(pfd[0]);
 		for (int i = 0; i < 2; i++)
 			pidfds[i] = pidfd_of(pids[i]);
-		sleep_ms(3);
+		tu_sleep_ms(3);
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
 		for (int i = 0; i < 2; i++)
 			CHECK(pidfds[i] >= 0 && pidfd_ended(pidfds[i], 5000),
 			      "instance %d of the killed client still runs", pids[i]);
 	}
-	deadline = now_ms() + 10000;
+	deadline = tu_now_ms() + 10000;
 	do {
 		r = stats_of(c, "p", &s);
 		if (r == 0 && s.busy == 0 && s.waiting == 0)
 			break;
-		sleep_ms(10);
-	} while (now_ms() < deadline);
+		tu_sleep_ms(10);
+	} while (tu_now_ms() < deadline);
 	CHECK(r == 0 && s.busy == 0 && s.waiting == 0, "after the client died: busy %u waiting %u",
 	      s.busy, s.waiting);
 
@@ -819,7 +789,7 @@ static int count_cmdline(const char *needle)
 		if (!strstr(buf, needle))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		st = read_text(path);
+		st = tu_read_text(path);
 		st = st ? strrchr(st, ')') : NULL;
 		if (st && st[1] == ' ' && st[2] != 'Z')
 			n++;
@@ -879,12 +849,12 @@ static void case_deleted(void)
 	 * (processes whose command line names its directory) go away. */
 	{
 		char hdir[256];
-		uint64_t deadline = now_ms() + 5000;
+		uint64_t deadline = tu_now_ms() + 5000;
 		int n;
 
 		snprintf(hdir, sizeof(hdir), "%s/ha", dir);
-		while ((n = count_cmdline(hdir)) > 0 && now_ms() < deadline)
-			sleep_ms(20);
+		while ((n = count_cmdline(hdir)) > 0 && tu_now_ms() < deadline)
+			tu_sleep_ms(20);
 		CHECK(n == 0, "%d processes of pa's deleted snapshot still run 5 s later", n);
 	}
 	r = acquire_sock(c, "pa", &a);
@@ -894,10 +864,10 @@ static void case_deleted(void)
 	r = stats_of(c, "pa", &s);
 	CHECK(r == 0 && s.gone, "stats of pa: r %d gone %d", r, s.gone);
 	{
-		uint64_t deadline = now_ms() + 5000;
+		uint64_t deadline = tu_now_ms() + 5000;
 
-		while (stats_of(c, "pa", &s) == 0 && s.idle && now_ms() < deadline)
-			sleep_ms(10);
+		while (stats_of(c, "pa", &s) == 0 && s.idle && tu_now_ms() < deadline)
+			tu_sleep_ms(10);
 		CHECK(s.idle == 0, "pa keeps %u idle instances of a deleted snapshot", s.idle);
 	}
 	r = acquire_sock(c, "pb", &a);
