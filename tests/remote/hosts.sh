@@ -9,7 +9,9 @@
 #   hosts_up                  creates them: namespaces, veth, /24 addresses,
 #                             lo and the veth up (skips where it cannot)
 #   in_src CMD... / in_dst CMD...   run CMD inside one of them
-# The caller's cleanup deletes the namespaces (ip netns del "$NS_SRC" ...).
+#   hosts_down                stops the processes in PIDS (kill, wait),
+#                             deletes the namespaces and the folder $T: the
+#                             end of the caller's cleanup
 
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; failed=1; }
@@ -37,4 +39,14 @@ hosts_up() {
 	in_src ip link set "$V_SRC" up
 	in_dst ip link set lo up
 	in_dst ip link set "$V_DST" up
+}
+
+hosts_down() {
+	local p
+
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	ip netns del "$NS_SRC" 2>/dev/null
+	ip netns del "$NS_DST" 2>/dev/null
+	rm -rf "$T"
 }

@@ -30,11 +30,7 @@ failed=0
 cleanup() {
 	# the twin first, while rforkd (a subreaper) still reaps it
 	[ -n "$TWIN" ] && kill -9 "$TWIN" 2>/dev/null && sleep 0.3
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	ip netns del "$NS_SRC" 2>/dev/null
-	ip netns del "$NS_DST" 2>/dev/null
-	rm -rf "$T"
+	hosts_down
 }
 trap cleanup EXIT
 trap "exit 1" TERM INT HUP
