@@ -43,20 +43,7 @@
 
 #define MAX_N 1000
 
-static int failures;
 static char dir[64], store[128];
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("FAIL: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	failures++;
-}
 
 /* Run argv with stdout to @out (a file path), reaping @also (our child)
  * when it dies meanwhile; returns the exit status or -1. */
@@ -140,31 +127,31 @@ static void collect(struct inst *in, int n, int k, int threads, pid_t saved, lon
 		while (!(t = tu_read_text(path)) && tu_now_ms() < deadline)
 			tu_sleep_ms(5);
 		if (!t) {
-			fail("instance %d (pid %d) did not answer", i, in[i].pid);
+			tu_fail("instance %d (pid %d) did not answer", i, in[i].pid);
 			continue;
 		}
 		if (sscanf(t, "%ld %ld %d %d%n", &pid, &value, &ok, &nt, &off) != 4 || nt != threads) {
-			fail("instance %d: bad report \"%s\"", i, t);
+			tu_fail("instance %d: bad report \"%s\"", i, t);
 			continue;
 		}
 		if (pid != saved)
-			fail("instance %d: getpid() is %ld, not the saved %d", i, pid, saved);
+			tu_fail("instance %d: getpid() is %ld, not the saved %d", i, pid, saved);
 		if (!ok)
-			fail("instance %d: its memory pattern is damaged, or it does not lead its "
+			tu_fail("instance %d: its memory pattern is damaged, or it does not lead its "
 			     "session and process group", i);
 		long want = i == changed ? 2222 : want_value;
 		if (value != want)
-			fail("instance %d: value %ld, expected %ld%s", i, value, want,
+			tu_fail("instance %d: value %ld, expected %ld%s", i, value, want,
 			     i == changed ? " (it was told to change it)" :
 			     " (a write in another instance is visible)");
 		for (int j = 0; j <= threads; j++) {
 			if (sscanf(t + off, " %lld%n", &in[i].c[k][j], &used) != 1) {
-				fail("instance %d: counter %d missing", i, j);
+				tu_fail("instance %d: counter %d missing", i, j);
 				break;
 			}
 			off += used;
 			if (in[i].c[k][j] < 0)
-				fail("instance %d thread %d: gettid() is not its saved tid", i, j);
+				tu_fail("instance %d thread %d: gettid() is not its saved tid", i, j);
 		}
 	}
 }
@@ -223,7 +210,7 @@ int main(int argc, char **argv)
 	while (!(t = tu_read_text(tmp)) && tu_now_ms() < deadline)
 		tu_sleep_ms(5);
 	if (!t) {
-		fail("the program never got ready");
+		tu_fail("the program never got ready");
 		goto end;
 	}
 	saved = prog_pid;
@@ -239,11 +226,11 @@ int main(int argc, char **argv)
 		st = run(av, out, prog_pid, NULL);
 		t = tu_read_text(out);
 		if (st != 0 || !t || sscanf(t, "%255s", snap) != 1) {
-			fail("checkpoint exited %d", st);
+			tu_fail("checkpoint exited %d", st);
 			goto end;
 		}
 		if (kill(prog_pid, 0) == 0)
-			fail("the checkpointed process still exists");
+			tu_fail("the checkpointed process still exists");
 	}
 
 	/* Spawn. */
@@ -262,10 +249,10 @@ int main(int argc, char **argv)
 			 * would end up our child: we are the subreaper). */
 			t = tu_read_text(out);
 			if (st == 0 || !t || *t)
-				fail("spawn of a %s snapshot exited %d and printed \"%s\"", argv[6], st,
+				tu_fail("spawn of a %s snapshot exited %d and printed \"%s\"", argv[6], st,
 				     t ? t : "");
 			if (waitpid(-1, NULL, WNOHANG | __WALL) != -1 || errno != ECHILD)
-				fail("a process is left after the refused spawn");
+				tu_fail("a process is left after the refused spawn");
 			if (strcmp(argv[6], "pipe")) {
 				n = 0;
 				goto end;
@@ -276,7 +263,7 @@ int main(int argc, char **argv)
 			st = run(av, out, -1, &spawn_ms);
 		}
 		if (st != 0) {
-			fail("spawn exited %d", st);
+			tu_fail("spawn exited %d", st);
 			goto end;
 		}
 		t = tu_read_text(out);
@@ -289,7 +276,7 @@ int main(int argc, char **argv)
 			p = e + strspn(e, "\n");
 		}
 		if (k != n || (p && *p)) {
-			fail("spawn printed %d pids instead of %d", k, n);
+			tu_fail("spawn printed %d pids instead of %d", k, n);
 			n = k;
 			goto end;
 		}
@@ -307,18 +294,18 @@ int main(int argc, char **argv)
 
 		for (int j = 0; j < i; j++)
 			if (in[j].pid == in[i].pid)
-				fail("pid %d printed twice", in[i].pid);
+				tu_fail("pid %d printed twice", in[i].pid);
 		in[i].ns = ns_inode(in[i].pid);
 		if (!in[i].ns || in[i].ns == ns_inode(getpid()))
-			fail("instance %d (pid %d) is not in a pid namespace of its own", i, in[i].pid);
+			tu_fail("instance %d (pid %d) is not in a pid namespace of its own", i, in[i].pid);
 		for (int j = 0; j < i; j++)
 			if (in[j].ns == in[i].ns)
-				fail("instances %d and %d share a pid namespace", j, i);
+				tu_fail("instances %d and %d share a pid namespace", j, i);
 		snprintf(path, sizeof(path), "/proc/%d/status", in[i].pid);
 		t = tu_read_text(path);
 		nsp = t ? strstr(t, "NSpid:") : NULL;
 		if (!nsp) {
-			fail("instance %d (pid %d) does not exist", i, in[i].pid);
+			tu_fail("instance %d (pid %d) does not exist", i, in[i].pid);
 			continue;
 		}
 		{
@@ -327,7 +314,7 @@ int main(int argc, char **argv)
 			while (last > nsp && last[-1] != '\t' && last[-1] != ' ')
 				last--;
 			if (atoi(last) != saved)
-				fail("instance %d: pid %d in its namespace, not %d", i, atoi(last), saved);
+				tu_fail("instance %d: pid %d in its namespace, not %d", i, atoi(last), saved);
 		}
 		snprintf(path, sizeof(path), "/proc/%d/task", in[i].pid);
 		d = opendir(path);
@@ -336,9 +323,9 @@ int main(int argc, char **argv)
 		if (d)
 			closedir(d);
 		if (nt != threads + 1)
-			fail("instance %d: %d threads instead of %d", i, nt, threads + 1);
+			tu_fail("instance %d: %d threads instead of %d", i, nt, threads + 1);
 	}
-	if (failures)
+	if (tu_failures)
 		goto end;
 
 	/* PSS before anything is written on purpose. */
@@ -348,7 +335,7 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", in[i].pid);
 		t = tu_read_text(path);
 		if (!t) {
-			fail("instance %d: no smaps_rollup", i);
+			tu_fail("instance %d: no smaps_rollup", i);
 			continue;
 		}
 		sum_pss += field_kb(t, "\nPss:");
@@ -358,21 +345,21 @@ int main(int argc, char **argv)
 	printf("memory: one instance Rss %ld KiB; %d instances Pss sum %ld KiB (%.2f x Rss; "
 	       "unshared would be %d x)\n", rss, n, sum_pss, rss > 0 ? (double)sum_pss / rss : 0.0, n);
 	if (rss < mib * 1024L)
-		fail("instance Rss %ld KiB is below the %d MiB the program filled", rss, mib);
+		tu_fail("instance Rss %ld KiB is below the %d MiB the program filled", rss, mib);
 	if (n >= 2 && sum_pss * 2 > (long)n * rss)
-		fail("the instances do not share memory: Pss sum %ld KiB, %d x Rss %ld KiB", sum_pss,
+		tu_fail("the instances do not share memory: Pss sum %ld KiB, %d x Rss %ld KiB", sum_pss,
 		     n, rss);
 
 	/* Every instance and thread runs; then independence. */
 	collect(in, n, 0, threads, saved, 1111, -1);
 	tu_sleep_ms(300);
 	collect(in, n, 1, threads, saved, 1111, -1);
-	for (int i = 0; i < n && !failures; i++)
+	for (int i = 0; i < n && !tu_failures; i++)
 		for (int j = 0; j <= threads; j++)
 			if (in[i].c[1][j] <= in[i].c[0][j])
-				fail("instance %d thread %d does not run (counter %lld then %lld)", i, j,
+				tu_fail("instance %d thread %d does not run (counter %lld then %lld)", i, j,
 				     in[i].c[0][j], in[i].c[1][j]);
-	if (!failures) {
+	if (!tu_failures) {
 		int victim = n / 2;
 
 		kill(in[victim].pid, SIGUSR1);
@@ -394,7 +381,7 @@ end:
 			break;
 		if (w <= 0) {
 			if (tu_now_ms() > deadline) {
-				fail("processes remain after killing the instances");
+				tu_fail("processes remain after killing the instances");
 				break;
 			}
 			tu_sleep_ms(5);
@@ -402,7 +389,7 @@ end:
 	}
 	for (int i = 0; i < n; i++)
 		if (in[i].pid > 0 && kill(in[i].pid, 0) == 0)
-			fail("instance %d (pid %d) still exists", i, in[i].pid);
+			tu_fail("instance %d (pid %d) still exists", i, in[i].pid);
 	{
 		char cmd[128];
 
@@ -410,8 +397,8 @@ end:
 		if (system(cmd) != 0)
 			fprintf(stderr, "cannot remove %s\n", dir);
 	}
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
+	if (tu_failures) {
+		fprintf(stderr, "%d check(s) failed\n", tu_failures);
 		return 1;
 	}
 	printf("PASS\n");

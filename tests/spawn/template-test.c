@@ -55,20 +55,6 @@
 #define MAX_THREADS	64
 #define SERVE_FD	10
 
-static int failures;
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("FAIL: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	failures++;
-}
-
 static long status_field(pid_t pid, const char *name)
 {
 	char path[64], *t, *p;
@@ -220,7 +206,7 @@ static void check_fds(struct inst *in, int i)
 	snprintf(path, sizeof(path), "/proc/%d/fd", in->e.pid);
 	d = opendir(path);
 	if (!d) {
-		fail("instance %d: cannot list its fds", i);
+		tu_fail("instance %d: cannot list its fds", i);
 		return;
 	}
 	while ((de = readdir(d))) {
@@ -231,7 +217,7 @@ static void check_fds(struct inst *in, int i)
 			continue;
 		fd = atoi(de->d_name);
 		if (fd > 5 && fd != SERVE_FD) {
-			fail("instance %d holds an unexpected fd %d", i, fd);
+			tu_fail("instance %d holds an unexpected fd %d", i, fd);
 			continue;
 		}
 		mask |= 1u << (fd == SERVE_FD ? 6 : fd);
@@ -239,13 +225,13 @@ static void check_fds(struct inst *in, int i)
 		n = readlink(path, link, sizeof(link) - 1);
 		link[n > 0 ? n : 0] = 0;
 		if (fd >= 3 && fd <= 5 && strcmp(link, "/dev/null"))
-			fail("instance %d: fd %d is \"%s\", not /dev/null", i, fd, link);
+			tu_fail("instance %d: fd %d is \"%s\", not /dev/null", i, fd, link);
 		if (fd == SERVE_FD && strncmp(link, "socket:", 7))
-			fail("instance %d: fd %d is \"%s\", not the socket", i, fd, link);
+			tu_fail("instance %d: fd %d is \"%s\", not the socket", i, fd, link);
 	}
 	closedir(d);
 	if (mask != 0x7f)
-		fail("instance %d: fds 0-5 and %d expected, mask 0x%x", i, SERVE_FD, mask);
+		tu_fail("instance %d: fds 0-5 and %d expected, mask 0x%x", i, SERVE_FD, mask);
 }
 
 int main(int argc, char **argv)
@@ -300,7 +286,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3000 && !(t = tu_read_text(path)); i++)
 		tu_sleep_ms(10);
 	if (!t || sscanf(t, "%d %llu", &saved, (unsigned long long *)&ticks_addr) != 2) {
-		fail("the program never got ready");
+		tu_fail("the program never got ready");
 		goto end;
 	}
 	/* The checkpoint returns once the pid is free: reap it meanwhile. */
@@ -335,7 +321,7 @@ int main(int argc, char **argv)
 		}
 		t = tu_read_text(outp);
 		if (st != 0 || !t || sscanf(t, "%255s", snap) != 1) {
-			fail("checkpoint of %d exited %d", prog_pid, st);
+			tu_fail("checkpoint of %d exited %d", prog_pid, st);
 			snap[0] = 0;
 			goto end;
 		}
@@ -343,7 +329,7 @@ int main(int argc, char **argv)
 
 	r = wc_store_open(store_dir, 0, NULL, &store);
 	if (r < 0) {
-		fail("store %s: %s", store_dir, err_str(r));
+		tu_fail("store %s: %s", store_dir, err_str(r));
 		goto end;
 	}
 	r = eng_template_open(store, snap,
@@ -353,11 +339,11 @@ int main(int argc, char **argv)
 	/* The template needs no store once open. */
 	wc_store_close(store);
 	if (r < 0) {
-		fail("eng_template_open: %s", err_str(r));
+		tu_fail("eng_template_open: %s", err_str(r));
 		goto end;
 	}
 	if (eng_template_nr_threads(tpl) != (unsigned)threads + 1)
-		fail("template has %u threads, not %d", eng_template_nr_threads(tpl), threads + 1);
+		tu_fail("template has %u threads, not %d", eng_template_nr_threads(tpl), threads + 1);
 
 	/* Batch 1 parked, checked, started; batch 2 parked, template closed. */
 	for (int b = 0; b < 2; b++) {
@@ -370,25 +356,25 @@ int main(int argc, char **argv)
 						       .parked = true, .pretrace = b == 1 },
 					       &in[i].e);
 			if (r < 0) {
-				fail("spawn %d: %s", i, err_str(r));
+				tu_fail("spawn %d: %s", i, err_str(r));
 				goto end;
 			}
 			if (!in[i].e.parked || in[i].e.pid <= 0 || in[i].e.pidfd < 0 ||
 			    in[i].e.init_pidfd < 0 || in[i].e.ns_pid != saved)
-				fail("instance %d: parked %d pid %d pidfd %d ns_pid %d (saved %d)", i,
+				tu_fail("instance %d: parked %d pid %d pidfd %d ns_pid %d (saved %d)", i,
 				     in[i].e.parked, in[i].e.pid, in[i].e.pidfd, in[i].e.ns_pid, saved);
 			if (status_field(in[i].e.pid, "NSpid:") != saved)
-				fail("instance %d (%d): NSpid %ld, saved %d", i, in[i].e.pid,
+				tu_fail("instance %d (%d): NSpid %ld, saved %d", i, in[i].e.pid,
 				     status_field(in[i].e.pid, "NSpid:"), saved);
 			if (nr_tasks(in[i].e.pid) != threads + 1)
-				fail("parked instance %d has %d threads, not %d", i,
+				tu_fail("parked instance %d has %d threads, not %d", i,
 				     nr_tasks(in[i].e.pid), threads + 1);
 			/* Parked, its leader waits boosted (SCHED_FIFO). */
 			if (sched_policy(in[i].e.pid) != 1)
-				fail("parked instance %d: leader policy %d, not SCHED_FIFO", i,
+				tu_fail("parked instance %d: leader policy %d, not SCHED_FIFO", i,
 				     sched_policy(in[i].e.pid));
 			if (saved != 1 && status_field(in[i].e.init, "PPid:") != getpid())
-				fail("init %d of instance %d is not our child", in[i].e.init, i);
+				tu_fail("init %d of instance %d is not our child", in[i].e.init, i);
 		}
 		/* Parked: none of the program's code runs. */
 		for (int k = 0; k < 2; k++) {
@@ -397,19 +383,19 @@ int main(int argc, char **argv)
 				struct iovec ri = { (void *)(uintptr_t)ticks_addr, li.iov_len };
 
 				if (process_vm_readv(in[i].e.pid, &li, 1, &ri, 1, 0) != (ssize_t)li.iov_len)
-					fail("cannot read the counters of instance %d: %m", i);
+					tu_fail("cannot read the counters of instance %d: %m", i);
 			}
 			if (!k)
 				tu_sleep_ms(300);
 		}
 		for (int i = lo; i < hi; i++)
 			if (memcmp(in[i].ticks[0], in[i].ticks[1], sizeof(uint64_t) * (threads + 1)))
-				fail("parked instance %d ran: its counters moved", i);
+				tu_fail("parked instance %d ran: its counters moved", i);
 		if (b == 1) {
 			eng_template_close(tpl);	/* parked ones can still start */
 			tpl = NULL;
 			if (waitpid(-1, NULL, WNOHANG) > 0)
-				fail("an init ended when the template closed");
+				tu_fail("an init ended when the template closed");
 		}
 		for (int i = lo; i < hi; i++) {
 			int pfd[2] = { -1, -1 };
@@ -427,13 +413,13 @@ int main(int argc, char **argv)
 			if (pfd[1] >= 0)
 				close(pfd[1]);
 			if (r < 0) {
-				fail("start %d: %s", i, err_str(r));
+				tu_fail("start %d: %s", i, err_str(r));
 				if (pfd[0] >= 0)
 					close(pfd[0]);
 				goto end;
 			}
 			if (in[i].e.parked || in[i].e.ctl_fd >= 0)
-				fail("instance %d still parked after its start", i);
+				tu_fail("instance %d still parked after its start", i);
 			/* Running, every thread has the saved policy (SCHED_OTHER). */
 			{
 				char tp[64];
@@ -444,7 +430,7 @@ int main(int argc, char **argv)
 				d = opendir(tp);
 				while (d && (de = readdir(d)))
 					if (de->d_name[0] != '.' && sched_policy(atoi(de->d_name)) != 0)
-						fail("instance %d: thread %s runs with policy %d", i,
+						tu_fail("instance %d: thread %s runs with policy %d", i,
 						     de->d_name, sched_policy(atoi(de->d_name)));
 				if (d)
 					closedir(d);
@@ -459,7 +445,7 @@ int main(int argc, char **argv)
 					got = read(pfd[0], buf, sizeof(buf) - 1);
 				buf[got > 0 ? got : 0] = 0;
 				if (strcmp(buf, want))
-					fail("instance %d wrote \"%s\" on the fd 1 passed to it", i, buf);
+					tu_fail("instance %d wrote \"%s\" on the fd 1 passed to it", i, buf);
 				close(pfd[0]);
 			}
 			if (i == lo)
@@ -473,21 +459,21 @@ int main(int argc, char **argv)
 		long pid;
 
 		if (get(&in[i], 0, threads, &pid, &v) < 0) {
-			fail("instance %d does not answer on the fd %d passed to it", i, SERVE_FD);
+			tu_fail("instance %d does not answer on the fd %d passed to it", i, SERVE_FD);
 			continue;
 		}
 		if (pid != saved || v != 1111)
-			fail("instance %d: pid %ld value %llu (want %d 1111)", i, pid, v, saved);
+			tu_fail("instance %d: pid %ld value %llu (want %d 1111)", i, pid, v, saved);
 		/* The start leaves the program's SIGSEGV disposition as saved. */
 		if (segv_ignored != (argc == 6))
-			fail("instance %d: SIGSEGV ignored %d, want %d", i, segv_ignored, argc == 6);
+			tu_fail("instance %d: SIGSEGV ignored %d, want %d", i, segv_ignored, argc == 6);
 	}
 	/* Independence: a write in one is invisible in the others. */
 	{
 		char rep[64];
 
 		if (ask(&in[0], "set 2222", rep, sizeof(rep)) < 0 || strcmp(rep, "ok"))
-			fail("set on instance 0 failed");
+			tu_fail("set on instance 0 failed");
 	}
 	tu_sleep_ms(200);
 	for (int i = 0; i < n; i++) {
@@ -495,18 +481,18 @@ int main(int argc, char **argv)
 		long pid;
 
 		if (get(&in[i], 1, threads, &pid, &v) < 0) {
-			fail("instance %d stopped answering", i);
+			tu_fail("instance %d stopped answering", i);
 			continue;
 		}
 		if (v != (i == 0 ? 2222u : 1111u))
-			fail("instance %d reports value %llu after the set in instance 0", i, v);
+			tu_fail("instance %d reports value %llu after the set in instance 0", i, v);
 		for (int k = 0; k <= threads; k++)
 			if (in[i].ticks[1][k] <= in[i].ticks[0][k])
-				fail("instance %d: thread %d does not run (%llu -> %llu)", i, k,
+				tu_fail("instance %d: thread %d does not run (%llu -> %llu)", i, k,
 				     (unsigned long long)in[i].ticks[0][k],
 				     (unsigned long long)in[i].ticks[1][k]);
 		if (status_field(in[i].e.pid, "VmLck:") < 64)
-			fail("instance %d has %ld kB locked, not 64", i,
+			tu_fail("instance %d has %ld kB locked, not 64", i,
 			     status_field(in[i].e.pid, "VmLck:"));
 	}
 
@@ -521,7 +507,7 @@ int main(int argc, char **argv)
 			kill(in[k].e.init, sigs[k]);
 			if (waitpid(in[k].e.init, &st, 0) != in[k].e.init || !WIFEXITED(st) ||
 			    WEXITSTATUS(st) != 128 + sigs[k])
-				fail("init %d after signal %d: status 0x%x (want exit %d)", in[k].e.init,
+				tu_fail("init %d after signal %d: status 0x%x (want exit %d)", in[k].e.init,
 				     sigs[k], st, 128 + sigs[k]);
 			eng_instance_release(&in[k].e);
 		}
@@ -531,7 +517,7 @@ int main(int argc, char **argv)
 
 end:
 	/* A released parked instance dies: checked on a fresh template. */
-	if (!failures && snap[0]) {
+	if (!tu_failures && snap[0]) {
 		struct eng_instance extra;
 
 		if (wc_store_open(store_dir, 0, NULL, &store) == 0) {
@@ -549,11 +535,11 @@ end:
 				/* A template killed from outside: spawns fail (-EIO),
 				 * its parked instances still start. */
 				if (eng_template_spawn(tpl, NULL, &later) < 0)
-					fail("template: no second parked instance");
+					tu_fail("template: no second parked instance");
 				kill(eng_template_pid(tpl), SIGKILL);
 				r = eng_template_spawn(tpl, NULL, &more);
 				if (r != -EIO)
-					fail("spawn from a killed template: %d (%s)", r, err_str(r));
+					tu_fail("spawn from a killed template: %d (%s)", r, err_str(r));
 				if (more.init > 0) {
 					kill(more.init, SIGKILL);
 					waitpid(more.init, NULL, 0);
@@ -565,10 +551,10 @@ end:
 
 					r = start(&tmp, -1, false);
 					if (r < 0)
-						fail("a parked instance of a killed template does not start: %s",
+						tu_fail("a parked instance of a killed template does not start: %s",
 						     err_str(r));
 					else if (get(&tmp, 0, threads, &pid, &v) < 0 || pid != saved)
-						fail("a parked instance of a killed template does not answer "
+						tu_fail("a parked instance of a killed template does not answer "
 						     "(pid %ld, want %ld)", pid, (long)saved);
 					kill(tmp.e.init, SIGKILL);
 					waitpid(tmp.e.init, NULL, 0);
@@ -580,15 +566,15 @@ end:
 				tpl = NULL;
 				eng_instance_release(&extra);
 				if (waitpid(init, &st, 0) != init || !WIFSIGNALED(st))
-					fail("released parked instance: init status 0x%x", st);
+					tu_fail("released parked instance: init status 0x%x", st);
 			} else {
-				fail("second template: %s", err_str(r));
+				tu_fail("second template: %s", err_str(r));
 			}
 		}
 	}
 	/* Parked instances whose controller dies exit by themselves: a child
 	 * opens a template, parks two, and exits without a word. */
-	if (!failures && snap[0]) {
+	if (!tu_failures && snap[0]) {
 		int pp[2];
 		pid_t ctl, inits[2] = { -1, -1 };
 
@@ -622,7 +608,7 @@ end:
 				inits[i] = -1;
 		close(pp[0]);
 		if (inits[0] < 0 || inits[1] < 0)
-			fail("the controller child could not park two instances");
+			tu_fail("the controller child could not park two instances");
 		/* Ours once the controller is gone (we are its subreaper). */
 		for (int i = 0; i < 2; i++) {
 			int st = 0;
@@ -637,7 +623,7 @@ end:
 				tu_sleep_ms(10);
 			}
 			if (inits[i] > 0 && (w != inits[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 1)) {
-				fail("parked instance (init %d) after its controller died: %s 0x%x",
+				tu_fail("parked instance (init %d) after its controller died: %s 0x%x",
 				     inits[i], w == inits[i] ? "status" : "still there", st);
 				kill(inits[i], SIGKILL);
 			}
@@ -667,8 +653,8 @@ end:
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 		(void)!system(cmd);
 	}
-	if (failures) {
-		fprintf(stderr, "%d failure(s)\n", failures);
+	if (tu_failures) {
+		fprintf(stderr, "%d failure(s)\n", tu_failures);
 		return 1;
 	}
 	printf("ok\n");

@@ -2,16 +2,41 @@
 /*
  * Small helpers shared by the test and benchmark programs that drive
  * warmfork from outside (tests/spawn, tests/warmd, bench/spawn, bench/pool):
- * clocks, sleeping, reading a small text file. Header only: each program
+ * failed checks, clocks, sleeping, reading a small text file. Header only: each program
  * is one translation unit, and what it does not call costs nothing.
  */
 #ifndef WARMFORK_TESTUTIL_H
 #define WARMFORK_TESTUTIL_H
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+
+/* How many checks failed so far (tu_fail), as an int lvalue. */
+static inline int *tu_failures_at(void)
+{
+	static int n;
+
+	return &n;
+}
+#define tu_failures (*tu_failures_at())
+
+/* One failed check: "FAIL: ..." on stderr, counted (from any thread). */
+static inline void tu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void tu_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("FAIL: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	__atomic_fetch_add(tu_failures_at(), 1, __ATOMIC_RELAXED);
+}
 
 static inline uint64_t tu_now_ns(void)
 {

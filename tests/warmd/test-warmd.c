@@ -47,24 +47,11 @@
 #include "warmfork.h"
 #include "testutil.h"
 
-static int failures;
 static char dir[64], store[128];
 static const char *warmd_bin, *warmfork_bin, *handler_bin;
 static const char *handler_threads;	/* NULL: single-threaded */
 
-#define CHECK(cond, ...) do { if (!(cond)) fail(__VA_ARGS__); } while (0)
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("FAIL: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	failures++;
-}
+#define CHECK(cond, ...) do { if (!(cond)) tu_fail(__VA_ARGS__); } while (0)
 
 /* Reap whatever ended among our children (we are a subreaper). */
 static void reap_some(void)
@@ -145,7 +132,7 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 	close(out[0]);
 	close(in[1]);
 	if (n < 17 || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		fail("checkpoint of the handler %d failed (status %#x)", h, st);
+		tu_fail("checkpoint of the handler %d failed (status %#x)", h, st);
 		return -1;
 	}
 	id[16] = 0;
@@ -177,7 +164,7 @@ static pid_t start_warmd(const char *sock, const char *const *extra)
 			break;
 		tu_sleep_ms(10);
 	}
-	fail("warmd did not start on \"%s\"", sock);
+	tu_fail("warmd did not start on \"%s\"", sock);
 	kill(d, SIGKILL);
 	return -1;
 }
@@ -197,7 +184,7 @@ static int stop_warmd(pid_t d, const char *sock)
 		tu_sleep_ms(10);
 	}
 	if (tu_now_ms() >= deadline) {
-		fail("warmd did not stop within 20 s of SIGTERM");
+		tu_fail("warmd did not stop within 20 s of SIGTERM");
 		kill(d, SIGKILL);
 		waitpid(d, &st, 0);
 	}
@@ -387,7 +374,7 @@ static void case_ops(void)
 	r = make_snapshot("hp", coupled, &saved_c);
 	unsetenv("WD_HOLD_PIPE");
 	if (r < 0) {
-		fail("cannot checkpoint the handler holding a pipe");
+		tu_fail("cannot checkpoint the handler holding a pipe");
 		return;
 	}
 	snprintf(sock, sizeof(sock), "%s/warmd.sock", dir);
@@ -396,7 +383,7 @@ static void case_ops(void)
 		return;
 	r = wf_connect(sock, &c);
 	if (r < 0) {
-		fail("wf_connect: %s", wf_errmsg());
+		tu_fail("wf_connect: %s", wf_errmsg());
 		goto out;
 	}
 
@@ -415,7 +402,7 @@ static void case_ops(void)
 	r = wf_pool_register(c, "p", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
 								  .idle_target = 3 });
 	if (r < 0) {
-		fail("register: %s", wf_errmsg());
+		tu_fail("register: %s", wf_errmsg());
 		goto out;
 	}
 	CHECK(wait_idle(c, "p", 3, 20000), "the pool did not fill to 3 idle instances");
@@ -429,7 +416,7 @@ static void case_ops(void)
 		a[i].sock = -1;
 		r = acquire_sock(c, "p", &a[i]);
 		if (r < 0) {
-			fail("acquire %d: %s", i, wf_errmsg());
+			tu_fail("acquire %d: %s", i, wf_errmsg());
 			goto out;
 		}
 		CHECK(pidfd_pid(a[i].in.pidfd) == a[i].in.pid, "acquire %d: the pidfd is of pid %d, "
@@ -437,7 +424,7 @@ static void case_ops(void)
 		CHECK(a[i].in.ns_pid == saved, "acquire %d: ns_pid %d, saved pid %d", i, a[i].in.ns_pid,
 		      saved);
 		if (ask(a[i].sock, &ans[i]) < 0) {
-			fail("instance %d (pid %d) does not answer on the passed socket", i, a[i].in.pid);
+			tu_fail("instance %d (pid %d) does not answer on the passed socket", i, a[i].in.pid);
 			continue;
 		}
 		CHECK(ans[i].pid == saved, "instance %d: getpid() %d, not the saved %d", i, ans[i].pid,
@@ -553,7 +540,7 @@ static void case_ops(void)
 
 		for (int i = 0; i < 4; i++) {
 			if (wf_connect(sock, &cs[i]) < 0)
-				fail("connect %d: %s", i, wf_errmsg());
+				tu_fail("connect %d: %s", i, wf_errmsg());
 			ta[i] = (struct thr_arg){ cs[i], "z", 0, {} };
 		}
 		for (int i = 0; i < 4; i++)
@@ -636,7 +623,7 @@ static void case_dying(void)
 	if (wf_connect(sock, &c) < 0 ||
 	    wf_pool_register(c, "p", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
 								   .idle_target = 2 }) < 0) {
-		fail("connect/register: %s", wf_errmsg());
+		tu_fail("connect/register: %s", wf_errmsg());
 		goto out;
 	}
 	CHECK(wait_idle(c, "p", 2, 20000), "the pool did not fill");
@@ -667,7 +654,7 @@ static void case_dying(void)
 		int32_t pids[2];
 
 		if (read(pfd[0], pids, sizeof(pids)) != sizeof(pids)) {
-			fail("the dying client did not acquire its instances");
+			tu_fail("the dying client did not acquire its instances");
 			kill(child, SIGKILL);
 			waitpid(child, NULL, 0);
 			close(pfd[0]);
@@ -729,7 +716,7 @@ static void case_dying(void)
 
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
 		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			fail("connect %d: %m", k);
+			tu_fail("connect %d: %m", k);
 			break;
 		}
 		memcpy(buf, &len, 4);
@@ -815,13 +802,13 @@ static void case_deleted(void)
 	if (d < 0)
 		return;
 	if (wf_connect(sock, &c) < 0) {
-		fail("connect: %s", wf_errmsg());
+		tu_fail("connect: %s", wf_errmsg());
 		goto out;
 	}
 	struct wf_pool_opts po = { .sz = sizeof(po), .idle_target = 2 };
 
 	if (wf_pool_register(c, "pa", snap_a, &po) < 0 || wf_pool_register(c, "pb", snap_b, &po) < 0) {
-		fail("register: %s", wf_errmsg());
+		tu_fail("register: %s", wf_errmsg());
 		goto out;
 	}
 	r = wf_pool_register(c, "pa", snap_b, &po);
@@ -1087,7 +1074,7 @@ static void case_threads(void)
 								   .idle_target = 3 }) < 0 ||
 	    wf_pool_register(c, "u", snap, &(struct wf_pool_opts){ .sz = sizeof(struct wf_pool_opts),
 								   .idle_target = 2 }) < 0) {
-		fail("connect/register: %s", wf_errmsg());
+		tu_fail("connect/register: %s", wf_errmsg());
 		goto out;
 	}
 	CHECK(wait_idle(c, "t", 3, 20000) && wait_idle(c, "u", 2, 20000), "the pools did not fill");
@@ -1160,8 +1147,8 @@ int main(int argc, char **argv)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "warning: cannot remove %s\n", dir);
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
+	if (tu_failures) {
+		fprintf(stderr, "%d check(s) failed\n", tu_failures);
 		return 1;
 	}
 	printf("PASS %s\n", argv[4]);
