@@ -44,35 +44,6 @@ static void on_usr2(int sig)
 	got_usr2++;
 }
 
-/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
-static int fdinfo_nspid(int fd)
-{
-	char path[64], buf[4096], *p;
-	int f, n, last = -1;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	p = strstr(buf, "NSpid:");
-	if (!p)
-		return -1;
-	p += 6;
-	for (;;) {
-		char *end;
-		long v = strtol(p, &end, 10);
-
-		if (end == p)
-			break;
-		last = (int)v;
-		p = end;
-	}
-	return last;
-}
-
 static bool is_pidfd(int fd)
 {
 	char path[64], link[64];
@@ -114,8 +85,8 @@ int main(int argc, char **argv)
 	cr_wait();
 
 	cr_check(is_pidfd(a) && is_pidfd(b), "fds A and B are not pidfds");
-	cr_check(fdinfo_nspid(a) == getpid() && fdinfo_nspid(b) == getpid(),
-		 "pidfds name pids %d and %d, we are %d", fdinfo_nspid(a), fdinfo_nspid(b),
+	cr_check(cr_fdinfo_nspid(a) == getpid() && cr_fdinfo_nspid(b) == getpid(),
+		 "pidfds name pids %d and %d, we are %d", cr_fdinfo_nspid(a), cr_fdinfo_nspid(b),
 		 (int)getpid());
 	cr_check(fcntl(a, F_GETFD) == want_flags[0] && fcntl(b, F_GETFD) == 0,
 		 "cloexec %d %d", fcntl(a, F_GETFD), fcntl(b, F_GETFD));
@@ -134,7 +105,7 @@ int main(int argc, char **argv)
 		cr_check(poll(&p, 1, 0) == 0, "poll on our own pidfd reports an exit");
 	}
 	if (outside) {
-		cr_check(is_pidfd(c) && fdinfo_nspid(c) == kid &&
+		cr_check(is_pidfd(c) && cr_fdinfo_nspid(c) == kid &&
 			 syscall(SYS_pidfd_send_signal, c, 0, NULL, 0) == 0,
 			 "the child's pidfd no longer names the live child");
 		kill(kid, SIGKILL);

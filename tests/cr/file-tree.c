@@ -51,34 +51,6 @@ static int mfd, ufd, sid, pidfd_a, pidfd_r;
 #define SYS_pidfd_open 434
 #endif
 
-/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
-static int fdinfo_nspid(int fd)
-{
-	char path[64], buf[4096], *p;
-	int f, n, last = -1;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	p = strstr(buf, "NSpid:");
-	if (!p)
-		return -1;
-	p += 6;
-	for (;;) {
-		char *end;
-		long v = strtol(p, &end, 10);
-
-		if (end == p)
-			break;
-		last = (int)v;
-		p = end;
-	}
-	return last;
-}
 static char shm_path[128];
 
 static ino_t map_ino(const void *addr)
@@ -116,7 +88,7 @@ static void child(sigset_t *set)
 	__atomic_add_fetch(&sh->n, 1000, __ATOMIC_SEQ_CST);
 	if (write(ufd, "A1", 2) != 2)
 		_exit(4);
-	if (fdinfo_nspid(pidfd_r) != getppid())
+	if (cr_fdinfo_nspid(pidfd_r) != getppid())
 		_exit(7);	/* our pidfd of R names another process */
 	/* Our view of the objects, for the root to compare with its own. */
 	{
@@ -199,8 +171,8 @@ int main(int argc, char **argv)
 	{
 		struct pollfd pf = { .fd = pidfd_a, .events = POLLIN };
 
-		cr_check(fdinfo_nspid(pidfd_a) == ex.kid && poll(&pf, 1, 0) == 0,
-			 "R's pidfd names %d (A is %d) or reports an exit", fdinfo_nspid(pidfd_a),
+		cr_check(cr_fdinfo_nspid(pidfd_a) == ex.kid && poll(&pf, 1, 0) == 0,
+			 "R's pidfd names %d (A is %d) or reports an exit", cr_fdinfo_nspid(pidfd_a),
 			 (int)ex.kid);
 	}
 	mf->token = cr_mix64(cr_now_ns()) | 1;

@@ -52,6 +52,35 @@ void cr_sleep_ms(unsigned ms)
 		;
 }
 
+/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
+int cr_fdinfo_nspid(int fd)
+{
+	char path[64], buf[4096], *p;
+	int f, n, last = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = (int)read(f, buf, sizeof(buf) - 1);
+	close(f);
+	buf[n > 0 ? n : 0] = 0;
+	p = strstr(buf, "NSpid:");
+	if (!p)
+		return -1;
+	p += 6;
+	for (;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		last = (int)v;
+		p = end;
+	}
+	return last;
+}
+
 const char *cr_dir(void)
 {
 	return cr_dir_path;

@@ -58,6 +58,8 @@ void cr_check_rseq(const char *who);
 uint64_t cr_now_ns(void);
 void cr_sleep_ms(unsigned ms);
 const char *cr_dir(void);
+/* The pid a pidfd of ours names (last field of NSpid: in its fdinfo), or -1. */
+int cr_fdinfo_nspid(int fd);
 
 /* Deterministic generators shared with the harness-free checks. */
 static inline uint64_t cr_mix64(uint64_t x)
