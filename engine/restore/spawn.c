@@ -530,6 +530,29 @@ static int spawn_collect(struct eng_template *t, struct eng_instance *inst)
 }
 
 /*
+ * Every thread of @inst but the leader, seized and interrupted: wait for
+ * its stop, load its saved registers and mask, drop its parking boost.
+ */
+static int load_others(struct eng_instance *inst, const EngProcess *p)
+{
+	int st, r;
+
+	for (size_t i = 0; i < p->n_threads; i++) {
+		if (p->threads[i]->tid == p->pid)
+			continue;
+		r = wait_stopped(inst->tids[i], &st);
+		if (r < 0)
+			return r;
+		r = load_thread(inst->tids[i], p->threads[i]);
+		if (r >= 0)
+			r = drop_boost(inst->tids[i], p->threads[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
  * opts->pretrace: every thread seized, the others interrupted (in their
  * futex wait) and loaded with their registers, left in their stops; the
  * start then only has the leader to take over. Returns 0 or -errno (the
@@ -538,7 +561,7 @@ static int spawn_collect(struct eng_template *t, struct eng_instance *inst)
 static int spawn_pretrace(struct eng_template *t, struct eng_instance *inst)
 {
 	const EngProcess *p = t->proc;
-	int st, r;
+	int r;
 
 	for (size_t i = 0; i < p->n_threads; i++) {
 		bool leader = p->threads[i]->tid == p->pid;
@@ -556,19 +579,7 @@ static int spawn_pretrace(struct eng_template *t, struct eng_instance *inst)
 		}
 	}
 	inst->traced = true;
-	for (size_t i = 0; i < p->n_threads; i++) {
-		if (p->threads[i]->tid == p->pid)
-			continue;
-		r = wait_stopped(inst->tids[i], &st);
-		if (r < 0)
-			return r;
-		r = load_thread(inst->tids[i], p->threads[i]);
-		if (r >= 0)
-			r = drop_boost(inst->tids[i], p->threads[i]);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	return load_others(inst, p);
 }
 
 static void instance_reset(struct eng_instance *inst)
@@ -877,15 +888,8 @@ static int start_traced(struct eng_instance *inst, const int *fds, const int *fd
 	r = send_start(inst->ctl_fd, fds, fd_nums, nr, SPAWN_START_UNMAP);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n && !inst->traced; i++) {
-		if (i == leader)
-			continue;
-		r = wait_stopped(inst->tids[i], &st);
-		if (r < 0)
-			return r;
-		r = load_thread(inst->tids[i], p->threads[i]);
-		if (r >= 0)
-			r = drop_boost(inst->tids[i], p->threads[i]);
+	if (!inst->traced) {	/* else loaded by spawn_pretrace */
+		r = load_others(inst, p);
 		if (r < 0)
 			return r;
 	}
