@@ -115,51 +115,17 @@ static _Noreturn void job(pid_t leader)
 	_exit(0);
 }
 
-/* "shell": we are a session leader on a terminal already (tty-relay.py):
- * the same job under us, without the emulator. */
-static _Noreturn void shell(void)
-{
-	struct termios tio;
-	char b[64];
-	pid_t j;
-	int st;
-
-	if (getsid(0) != getpid() || tcgetattr(0, &tio) < 0)
-		_exit(20);
-	tio.c_lflag &= ~(tcflag_t)ECHO;
-	tio.c_cc[VINTR] = VINTR_CHAR;
-	if (tcsetattr(0, TCSANOW, &tio) < 0)
-		_exit(23);
-	j = fork();
-	if (j == 0) {
-		setpgid(0, 0);
-		job(getppid());
-	}
-	setpgid(j, j);
-	signal(SIGTTOU, SIG_IGN);
-	if (tcsetpgrp(0, j) < 0)
-		_exit(24);
-	snprintf(b, sizeof(b), "shell %d\n", getpid());
-	say(b);
-	while (waitpid(j, &st, 0) < 0 && errno == EINTR)
-		;
-	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 30);
-}
-
-/* S: session leader on the slave. */
-static _Noreturn void leader(const char *slave)
+/*
+ * We lead the session of the terminal at fd 0: set its termios (-ECHO,
+ * VINTR ^G), start the job J in a process group of its own and make that
+ * the foreground group. Returns J's pid; exits 22-24 when the terminal
+ * refuses.
+ */
+static pid_t start_job(void)
 {
 	struct termios tio;
 	pid_t j;
-	int s, st;
 
-	if (setsid() < 0)
-		_exit(20);
-	s = open(slave, O_RDWR);	/* no O_NOCTTY: becomes our controlling terminal */
-	if (s < 0 || dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0)
-		_exit(21);
-	if (s > 2)
-		close(s);
 	if (tcgetattr(0, &tio) < 0)
 		_exit(22);
 	tio.c_lflag &= ~(tcflag_t)ECHO;
@@ -175,9 +141,47 @@ static _Noreturn void leader(const char *slave)
 	signal(SIGTTOU, SIG_IGN);
 	if (tcsetpgrp(0, j) < 0)
 		_exit(24);
+	return j;
+}
+
+/* Wait for the job; exit with its status. */
+static _Noreturn void end_with(pid_t j)
+{
+	int st;
+
 	while (waitpid(j, &st, 0) < 0 && errno == EINTR)
 		;
 	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 30);
+}
+
+/* "shell": we are a session leader on a terminal already (tty-relay.py):
+ * the same job under us, without the emulator. */
+static _Noreturn void shell(void)
+{
+	char b[64];
+	pid_t j;
+
+	if (getsid(0) != getpid())
+		_exit(20);
+	j = start_job();
+	snprintf(b, sizeof(b), "shell %d\n", getpid());
+	say(b);
+	end_with(j);
+}
+
+/* S: session leader on the slave. */
+static _Noreturn void leader(const char *slave)
+{
+	int s;
+
+	if (setsid() < 0)
+		_exit(20);
+	s = open(slave, O_RDWR);	/* no O_NOCTTY: becomes our controlling terminal */
+	if (s < 0 || dup2(s, 0) < 0 || dup2(s, 1) < 0 || dup2(s, 2) < 0)
+		_exit(21);
+	if (s > 2)
+		close(s);
+	end_with(start_job());
 }
 
 /* Read from @m until @want appears (or 5 s); returns what was read. */
