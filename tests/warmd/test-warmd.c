@@ -67,14 +67,16 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 	int in[2], out[2];
 	pid_t h, c;
 	uint64_t deadline;
-	int st;
+	int st = -1;	/* no status: a failed checkpoint */
 	ssize_t n;
 
 	snprintf(hdir, sizeof(hdir), "%s/%s", dir, sub);
 	mkdir(hdir, 0755);
 	snprintf(ready, sizeof(ready), "%s/ready", hdir);
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		tu_fail("pipe2: %m");
 		return -1;
+	}
 	h = fork();
 	if (h == 0) {
 		int null = open("/dev/null", O_WRONLY);
@@ -91,6 +93,7 @@ static int make_snapshot(const char *sub, char id[32], pid_t *ret_pid)
 	while (!(t = tu_read_text(ready)) && tu_now_ms() < deadline)
 		tu_sleep_ms(5);
 	if (!t) {
+		tu_fail("the handler %d did not get ready within 10 s", h);
 		kill(h, SIGKILL);
 		waitpid(h, NULL, 0);
 		return -1;
