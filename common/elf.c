@@ -2,6 +2,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,17 +38,41 @@ static int scan_notes(const char *p, size_t size, void *buf, size_t len)
 	return 0;
 }
 
+/* The head of the file read at once: the ELF header, the program headers
+ * and the notes of ordinary binaries all lie in the first page, so one
+ * pread serves the lot (a restore checks ~30 files: a pread per program
+ * header was ~10 syscalls each). Anything beyond is read from the file. */
+#define HEAD_BYTES	4096u
+
+static int read_at(int fd, const char *head, size_t head_len, void *dst, size_t len, uint64_t off)
+{
+	if (off <= head_len && len <= head_len - off) {
+		memcpy(dst, head + off, len);
+		return 0;
+	}
+	return pread_full(fd, dst, len, (off_t)off);
+}
+
 int elf_build_id_fd(int fd, void *buf, size_t len)
 {
+	char head[HEAD_BYTES];
 	Elf64_Ehdr eh;
 	struct stat st;
+	ssize_t n;
+	size_t head_len;
 	int r;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode) || (size_t)st.st_size < sizeof(eh))
 		return 0;
-	r = pread_full(fd, &eh, sizeof(eh), 0);
+	do
+		n = pread(fd, head, sizeof(head), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	head_len = (size_t)n;
+	r = read_at(fd, head, head_len, &eh, sizeof(eh), 0);
 	if (r < 0)
 		return r;
 	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
@@ -61,7 +86,7 @@ int elf_build_id_fd(int fd, void *buf, size_t len)
 		_cleanup_free_ char *notes = NULL;
 		Elf64_Phdr ph;
 
-		r = pread_full(fd, &ph, sizeof(ph), eh.e_phoff + (off_t)i * sizeof(ph));
+		r = read_at(fd, head, head_len, &ph, sizeof(ph), eh.e_phoff + (uint64_t)i * sizeof(ph));
 		if (r < 0)
 			return r;
 		if (ph.p_type != PT_NOTE || ph.p_filesz == 0 || ph.p_filesz > MAX_NOTES_BYTES ||
@@ -71,7 +96,7 @@ int elf_build_id_fd(int fd, void *buf, size_t len)
 		notes = malloc(ph.p_filesz);
 		if (!notes)
 			return -ENOMEM;
-		r = pread_full(fd, notes, ph.p_filesz, ph.p_offset);
+		r = read_at(fd, head, head_len, notes, ph.p_filesz, ph.p_offset);
 		if (r < 0)
 			return r;
 		r = scan_notes(notes, ph.p_filesz, buf, len);

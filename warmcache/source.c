@@ -56,6 +56,9 @@ struct rd_run {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ	22
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
 
 /* A pack mapped read-only for placing by userfaultfd (wc_store_read_uffd). */
 struct rd_map {
@@ -631,7 +634,11 @@ static int place(const struct wc_uffd_dst *u, uint8_t *dst, const uint8_t *src, 
 						       " (UFFDIO_COPY): %m", d + done);
 			}
 		} else {
+			/* A private file mapping or shared memory: its pages
+			 * populated in one call, then written (a fault per page
+			 * costs more on this VM; a failure leaves the faults). */
 			n = lo < u->nr ? MIN(len, (size_t)(u->ranges[lo][0] - d)) : len;
+			(void)madvise(dst, n, MADV_POPULATE_WRITE);
 			memcpy(dst, src, n);
 		}
 		dst += n;

@@ -165,34 +165,33 @@ static int madvise_flags(uint64_t addr, uint64_t len, uint32_t madv)
 }
 
 /*
- * Populate every run of data pages (and of zero pages to be cleared in a
- * file mapping) for writing, one madvise per run, before the fill (used for
- * private file mappings only, see premap_areas()). Zero and absent pages are
- * never touched: on this VM the first touch of a page is what costs (bridging
- * short gaps to save syscalls was measured slower: each extra page costs more
- * than the syscall it saves), and a private file page must keep following
- * its file.
+ * Populate the runs of zero pages of a private file mapping for writing, one
+ * madvise per run, before they are cleared (see premap_areas()): each
+ * becomes a private page of zeros instead of following its file. Its data
+ * pages are not touched here: the fill populates each run it copies into,
+ * on both of its lanes (wc_snapshot_fill_uffd), where doing it here cost
+ * CPython's 470 such pages ~1 ms before the fill started. Other pages are
+ * never touched: on this VM the first touch of a page is what costs, and a
+ * private file page must keep following its file.
  */
-static int populate_runs(uint64_t base, const struct wc_area *a, bool file_private)
+static int populate_zero_runs(uint64_t base, const struct wc_area *a)
 {
 	uint64_t i = 0;
 
-#define NEEDED(k) (a->kinds[k] == WC_PAGE_DATA || (file_private && a->kinds[k] == WC_PAGE_ZERO))
 	while (i < a->nr_pages) {
 		uint64_t j;
 
-		if (!NEEDED(i)) {
+		if (a->kinds[i] != WC_PAGE_ZERO) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < a->nr_pages && NEEDED(j); j++)
+		for (j = i + 1; j < a->nr_pages && a->kinds[j] == WC_PAGE_ZERO; j++)
 			;
 		if (madvise((void *)(base + i * RST_PAGE), (j - i) * RST_PAGE, MADV_POPULATE_WRITE) < 0)
 			return err_set(errno, "cannot populate 0x%" PRIx64 "+0x%" PRIx64 ": %m",
 				       base + i * RST_PAGE, (j - i) * RST_PAGE);
 		i = j;
 	}
-#undef NEEDED
 	return 0;
 }
 
@@ -330,10 +329,10 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 		 * (measured 23:17, 1 GiB mixed, load 2.5: ready 0.24 s against
 		 * 0.42-0.43 s with MADV_POPULATE_WRITE first; transparent huge
 		 * pages for dense stretches were far slower, premap 1.0-5.6 s
-		 * against 0.68-1.5 s: see benchmarks.md). A private file mapping
-		 * is still populated: its zero pages are cleared below. */
-		if (fill && v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE) {
-			r = populate_runs((uint64_t)m, a, true);
+		 * against 0.68-1.5 s: see benchmarks.md). The zero pages of a
+		 * private file mapping are, to be cleared just below. */
+		if (zero_fix) {
+			r = populate_zero_runs((uint64_t)m, a);
 			if (r < 0)
 				return r;
 		}

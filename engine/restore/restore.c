@@ -218,9 +218,14 @@ static int check_files(const EngProcess *p)
 
 	for (size_t i = 0; i < p->n_files; i++) {
 		const EngFileId *f = p->files[i];
+		bool bid = strict[i] && f->has_build_id && f->build_id.len;
+		_cleanup_close_ int fd = -1;
 		struct stat st;
 
-		if (stat(f->path, &st) < 0)
+		/* An ELF file is opened once, for its attributes and build-id. */
+		if (bid)
+			fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		if (bid ? fd < 0 || fstat(fd, &st) < 0 : stat(f->path, &st) < 0)
 			return err_set(errno == ENOENT ? ESTALE : errno, "file \"%s\": %m", f->path);
 		if (!strict[i])
 			continue;
@@ -231,14 +236,14 @@ static int check_files(const EngProcess *p)
 		    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != f->mtime_ns)
 			return err_set(ESTALE, "file \"%s\" changed since the checkpoint (mtime)",
 				       f->path);
-		if (f->has_build_id && f->build_id.len) {
-			uint8_t bid[ELF_BUILD_ID_MAX];
-			int n = elf_build_id(f->path, bid, sizeof(bid));
+		if (bid) {
+			uint8_t id[ELF_BUILD_ID_MAX];
+			int n = elf_build_id_fd(fd, id, sizeof(id));
 
 			if (n < 0)
 				return err_set(-n, "file \"%s\": cannot read its build-id: %s", f->path,
 					       strerror(-n));
-			if ((size_t)n != f->build_id.len || memcmp(bid, f->build_id.data, n))
+			if ((size_t)n != f->build_id.len || memcmp(id, f->build_id.data, n))
 				return err_set(ESTALE, "file \"%s\" has another ELF build-id than at "
 					       "the checkpoint", f->path);
 		}
