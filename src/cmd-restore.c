@@ -73,6 +73,26 @@ static void print_stats(const struct eng_restore_stats *s)
 		s->resume_ns / 1e6);
 }
 
+/* A post-copy restore: wait until every page is in place. */
+static int postcopy_finish(struct eng_postcopy *pc, bool want_stats)
+{
+	struct eng_postcopy_stats st = {};
+	int r;
+
+	if (!pc)
+		return 0;
+	err_clear();
+	r = eng_postcopy_finish(pc, &st);
+	if (r < 0)
+		log_error("restore: %s", err_str(r));
+	if (want_stats)
+		fprintf(stderr, "restore: post-copy %.3f ms: %" PRIu64 " pages, %" PRIu64 " faults "
+			"(%" PRIu64 " pages, %" PRIu64 " without data, %" PRIu64 " unknown), %"
+			PRIu64 " forks\n", st.fill_ns / 1e6, st.pages, st.faults, st.fault_pages,
+			st.zero_faults, st.unknown_faults, st.forks);
+	return r;
+}
+
 /*
  * Our terminal as it was before a restore onto it: its foreground (a job
  * of the program may have taken it: --shell-job) and its modes. SIGTTOU
@@ -266,6 +286,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		{ "inherit-stdio",	no_argument,		NULL, 'i' },
 		{ "shell-job",		no_argument,		NULL, 'j' },
 		{ "stats",		no_argument,		NULL, 's' },
+		{ "postcopy",		no_argument,		NULL, 'P' },
+		{ "eager",		no_argument,		NULL, 'E' },
 		{ "help",		no_argument,		NULL, 'h' },
 		{}
 	};
@@ -274,7 +296,9 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 	int pty_master = -1;
 	struct termios tio;
 	bool caller_tio = false;
-	struct eng_restore_opts ro = { .sz = sizeof(ro), .stats = &stats };
+	struct eng_postcopy *pc = NULL;
+	struct eng_restore_opts ro = { .sz = sizeof(ro), .stats = &stats, .postcopy = true,
+				       .postcopy_ret = &pc };
 	struct eng_restored res = {};
 	struct wc_store *store = NULL;
 	struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO };
@@ -302,6 +326,12 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 			break;
 		case 's':
 			want_stats = true;
+			break;
+		case 'P':
+			ro.postcopy = true;
+			break;
+		case 'E':
+			ro.postcopy = false;
 			break;
 		case 'h':
 			usage(stdout);
@@ -335,6 +365,9 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		print_stats(&stats);
 	if (detach) {
 		printf("%d\n", res.pid);
+		fflush(stdout);
+		if (postcopy_finish(pc, want_stats) < 0)
+			return 1;
 		if (pty_master >= 0) {
 			printf("%s\n", ptsname(pty_master));
 			fflush(stdout);
@@ -362,6 +395,8 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		}
 		break;
 	}
+	/* Its children may still be given pages. */
+	(void)postcopy_finish(pc, want_stats);
 	if (caller_tio)
 		caller_tty_back(&tio);
 	if (WIFEXITED(st))

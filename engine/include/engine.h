@@ -260,6 +260,24 @@ struct eng_restore_stats {
 	uint64_t total_ns;		/* eng_restore from entry to return */
 };
 
+struct eng_postcopy;
+struct eng_postcopy_stats {
+	uint64_t pages;			/* placed, in every address space */
+	uint64_t faults;		/* faults served */
+	uint64_t fault_pages;		/* pages placed on a fault */
+	uint64_t zero_faults;		/* faults on pages without data */
+	uint64_t unknown_faults;	/* at addresses not followed (zeroed) */
+	uint64_t forks;			/* children forked while pages were missing */
+	uint64_t fill_ns;		/* from the handover to the last page */
+};
+/*
+ * Wait until every page of a post-copy restore is in place, in the process
+ * and in any child it forked meanwhile (or they are gone), then free @pc
+ * (NULL: 0). Returns 0, or -errno with detail if a page could not be
+ * placed (the process was then killed).
+ */
+int eng_postcopy_finish(struct eng_postcopy *pc, struct eng_postcopy_stats *st);
+
 struct eng_restore_opts {
 	size_t sz;			/* sizeof(struct eng_restore_opts) */
 	bool new_pidns;			/* restore into a fresh pid namespace */
@@ -287,6 +305,18 @@ struct eng_restore_opts {
 	const uint64_t *lazy_areas;
 	size_t nr_lazy_areas;
 	int lazy_sock;
+	/*
+	 * Post-copy (single process; ignored with a tree or @lazy_areas): the
+	 * big private anonymous areas are left empty and registered with a
+	 * userfaultfd; the process runs at once while a thread of the caller
+	 * places their pages (each verified against the store before the
+	 * process runs), a page the process touches first ahead of the others.
+	 * On success *@postcopy receives that thread's handle (NULL if no area
+	 * qualified): the caller must call eng_postcopy_finish() before it
+	 * exits, since until then the process depends on it.
+	 */
+	bool postcopy;
+	struct eng_postcopy **postcopy_ret;
 	/* Leave the restored process stopped (group stop, as by SIGSTOP)
 	 * instead of running; the caller continues it with SIGCONT (rforkd:
 	 * once the twin holds every page). Not with a tree. */

@@ -195,6 +195,8 @@ static int populate_zero_runs(uint64_t base, const struct wc_area *a)
 	return 0;
 }
 
+static bool lazy_area(const struct eng_rst_ctx *ctx, const EngVma *v);
+
 static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 {
 	const EngProcess *p = ctx->proc;
@@ -205,8 +207,8 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 	 * nor unmaps it (it keeps every move with src == dst, which it needs
 	 * in increasing order): ~1 ms less for CPython's 125 areas. Not for
 	 * trees and lazy restores, whose children and fault servers follow
-	 * the premapped addresses. */
-	bool inplace_ok = !ctx->tree && !ctx->nr_lazy_areas;
+	 * the premapped addresses (a post-copy server follows either). */
+	bool inplace_ok = !ctx->tree && (!ctx->nr_lazy_areas || ctx->postcopy);
 	int r;
 
 	for (size_t i = 0; i < p->n_vmas; i++) {
@@ -341,8 +343,9 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 				for (uint64_t k = 0; k < a->nr_pages; k++)
 					if (a->kinds[k] == WC_PAGE_ZERO)
 						memset((char *)m + k * RST_PAGE, 0, RST_PAGE);
-			/* Private anonymous data: placed by userfaultfd (fill_uffd_open). */
-			if (a->nr_data)
+			/* Private anonymous data: placed by userfaultfd (fill_uffd_open);
+			 * a post-copy's lazy areas stay empty (postcopy.c). */
+			if (a->nr_data && !(ctx->postcopy && lazy_area(ctx, v)))
 				pl->targets[pl->nr_targets++] = (struct wc_fill_target){
 					(size_t)ai, m,
 					v->kind == ENG_VMA_KIND__VMA_ANON_PRIVATE && !v->has_fobj,
@@ -387,7 +390,7 @@ static int fill_uffd_open(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 	size_t nr = 0;
 	int uffd;
 
-	if (ctx->nr_lazy_areas)
+	if (ctx->nr_lazy_areas && !ctx->postcopy)
 		goto plain;
 	for (size_t t = 0; t < pl->nr_targets; t++)
 		if (pl->targets[t].uffd)
@@ -496,9 +499,13 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 				  .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
 					      UFFD_FEATURE_EVENT_FORK };
 	_cleanup_close_ int uffd = -1, pidfd = -1;
+	/* Post-copy: where each lazy area is now (postcopy.c recv_fds). */
+	_cleanup_free_ uint64_t *at = calloc(ctx->nr_lazy_areas + 1, sizeof(*at));
 	size_t done = 0;
 	uint32_t m = 0;
 
+	if (!at)
+		return -ENOMEM;
 	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (uffd < 0)
 		return err_set(errno, "lazy restore: userfaultfd: %m");
@@ -527,6 +534,8 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 			    madvise((void *)reg.range.start, reg.range.len, MADV_HUGEPAGE) < 0)
 				return err_set(errno, "lazy restore: madvise(hugepage) of 0x%" PRIx64
 					       ": %m", v->start);
+			if (done < ctx->nr_lazy_areas)
+				at[done] = reg.range.start;
 			done++;
 		}
 		m++;
@@ -541,6 +550,7 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 		int fds[2] = { uffd, pidfd };
 		char byte = 'U', cbuf[CMSG_SPACE(sizeof(fds))] = {};
 		struct iovec iov = { &byte, 1 };
+		size_t len = 1;
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 				     .msg_controllen = sizeof(cbuf) };
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
@@ -549,7 +559,11 @@ static int lazy_register(const struct eng_rst_ctx *ctx, const struct child_plan 
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(fds));
 		memcpy(CMSG_DATA(c), fds, sizeof(fds));
-		if (sendmsg(ctx->lazy_sock, &mh, MSG_NOSIGNAL) != 1)
+		if (ctx->postcopy) {
+			len = ctx->nr_lazy_areas * sizeof(*at);
+			iov = (struct iovec){ at, len };
+		}
+		if (sendmsg(ctx->lazy_sock, &mh, MSG_NOSIGNAL) != (ssize_t)len)
 			return err_set(errno, "lazy restore: cannot hand the userfaultfd over: %m");
 	}
 	close(ctx->lazy_sock);
@@ -853,7 +867,7 @@ int eng_restore_child(struct eng_rst_ctx *ctx)
 	r = premap_areas(ctx, &pl);
 	if (r < 0)
 		return r;
-	if (ctx->nr_lazy_areas) {
+	if (ctx->nr_lazy_areas && !ctx->postcopy) {
 		r = lazy_no_thp(ctx, &pl);
 		if (r < 0)
 			return r;

@@ -669,6 +669,8 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	pid_t child = -1, target = -1;
 	size_t nr_live = 0, got = 0;
 	bool is_tree = false;
+	struct eng_postcopy *pc = NULL;	/* postcopy.c */
+	int pc_sock = -1;
 	ssize_t n;
 
 	if (opts)
@@ -702,6 +704,11 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	r = check_keys(store, snap);
 	if (r < 0)
 		goto out;
+	if (o.postcopy && o.postcopy_ret && !is_tree && !o.nr_lazy_areas) {
+		r = eng_postcopy_start(store, snap, p, &pc, &pc_sock);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t k = 0; k < img->n_procs; k++)
 		nr_live += !img->procs[k]->zombie;
 	reps = calloc(img->n_procs, sizeof(*reps));
@@ -744,6 +751,11 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		.lazy_areas = o.nr_lazy_areas ? o.lazy_areas : NULL,
 		.nr_lazy_areas = o.nr_lazy_areas, .lazy_sock = o.lazy_sock,
 	};
+	if (pc) {
+		ctx.nr_lazy_areas = eng_postcopy_areas(pc, &ctx.lazy_areas);
+		ctx.lazy_sock = pc_sock;
+		ctx.postcopy = true;
+	}
 	/* A failed tree restore kills its processes: their orphans must come
 	 * back to us to be reaped (pid 1 may not reap). */
 	if (is_tree && !o.new_pidns && prctl(PR_GET_CHILD_SUBREAPER, &was_reaper) == 0 &&
@@ -773,6 +785,13 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	t_spawn = now_ns();
 	close(pfd[1]);
 	pfd[1] = -1;
+	if (pc) {
+		close(pc_sock);
+		pc_sock = -1;
+		r = eng_postcopy_run(pc);
+		if (r < 0)
+			goto out;
+	}
 
 	/* One report per live process (each writes it in one piece). */
 	while (got < nr_live) {
@@ -824,6 +843,11 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 		}
 	}
 	t_ready = now_ns();
+	if (pc) {	/* postcopy.c: its pages verified before anything runs */
+		r = eng_postcopy_ready(pc);
+		if (r < 0)
+			goto out;
+	}
 	target = child;
 	if (is_tree && o.new_pidns) {
 		r = tree_host_pids(child, img, host);
@@ -893,10 +917,18 @@ int eng_restore(struct wc_store *store, const char *snap_id, const struct eng_re
 	ret->ns_pid = (pid_t)p->pid;
 	ret->child = child;
 	child = -1;
+	if (o.postcopy_ret) {
+		*o.postcopy_ret = pc;
+		pc = NULL;
+	}
 	if (o.pty_master)	/* ns: the relayed pty's master, the caller's now */
 		*o.pty_master = eng_restore_tty_take_master(&ttys);
 	r = 0;
 out:
+	/* The server first: closing its uffd frees a child waiting on it. */
+	eng_postcopy_abort(pc);
+	if (pc_sock >= 0)
+		close(pc_sock);
 	if (r < 0 && child > 0) {
 		if (is_tree)
 			tree_kill_all(child, img, o.new_pidns);

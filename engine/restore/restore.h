@@ -82,6 +82,8 @@ struct eng_rst_ctx {
 	const uint64_t *lazy_areas;	/* eng_restore_opts: lazy restore, or NULL */
 	size_t nr_lazy_areas;
 	int lazy_sock;
+	bool postcopy;		/* the lazy areas are postcopy.c's: the child leaves
+				 * them empty and sends their premap addresses */
 	struct eng_rst_tree *tree;	/* tree.c: a tree restore (several processes), or NULL */
 	struct eng_rst_files *files;	/* fd-file.c: made by eng_restore_fobjs_prepare */
 	const struct eng_rst_ns *ns;	/* ns.c: namespaces to enter, or NULL */
@@ -95,6 +97,25 @@ struct eng_rst_ctx {
  * may have been moved) and exits.
  */
 int eng_restore_child(struct eng_rst_ctx *ctx);
+
+/*
+ * postcopy.c: post-copy restore of a single process. Before the spawn,
+ * eng_postcopy_start() picks the lazy areas (none: *ret stays NULL);
+ * eng_postcopy_areas() gives their starts (ctx->lazy_areas). Right after
+ * the spawn (a thread of ours must not exist at the clone: spawn()),
+ * eng_postcopy_run() starts the thread that verifies their pages and, once
+ * the child hands them over through *ret_child_sock (ctx->lazy_sock),
+ * places them. Before the process may run:
+ * eng_postcopy_ready() waits for the verification (its error, detail
+ * set). On a failed restore: eng_postcopy_abort(). Otherwise the caller
+ * gets it: eng_postcopy_finish() (engine.h).
+ */
+int eng_postcopy_start(struct wc_store *store, struct wc_snapshot *snap, const EngProcess *p,
+		       struct eng_postcopy **ret, int *ret_child_sock);
+int eng_postcopy_run(struct eng_postcopy *pc);
+size_t eng_postcopy_areas(const struct eng_postcopy *pc, const uint64_t **ret);
+int eng_postcopy_ready(struct eng_postcopy *pc);
+void eng_postcopy_abort(struct eng_postcopy *pc);
 
 /*
  * fds.c: open every saved descriptor at its number (above @base first),

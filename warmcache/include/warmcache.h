@@ -285,6 +285,18 @@ int wc_snapshot_fill(struct wc_snapshot *snap, struct wc_source *src,
 int wc_snapshot_fill_uffd(struct wc_snapshot *snap, struct wc_source *src,
 			  const struct wc_fill_target *targets, size_t nr, int uffd);
 
+/*
+ * The pages of @nr keys, in place: the packs holding them are mapped
+ * read-only and each page is hashed there; ret_pages[i] points at the page
+ * of keys[i] until wc_mapped_free(*ret). -EBADMSG (detail: the page, its
+ * pack) if a key is missing or a page does not match its key. Uses @store
+ * alone: no other call on it may run meanwhile.
+ */
+struct wc_mapped;
+int wc_store_map_keys(struct wc_store *store, const struct wc_key *keys, size_t nr,
+		      const uint8_t **ret_pages, struct wc_mapped **ret);
+void wc_mapped_free(struct wc_mapped *m);
+
 /* --------------------------------------------------------------- verify */
 
 struct wc_verify_report {
