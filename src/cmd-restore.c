@@ -1,7 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * warmfork [--store DIR] restore [--detach] [--pidns=new] [--inherit-stdio]
- *                                [--shell-job] [--stats] SNAP
+ *                                [--shell-job] [--eager] [--stats] SNAP
+ *
+ * Post-copy by default (engine/restore/postcopy.c): the process runs before
+ * the pages of its big anonymous areas are in place, and this command
+ * places them meanwhile (each verified before it runs). It therefore
+ * returns, with --detach too, only once every page is in place; killed
+ * before (SIGKILL), it would leave those pages reading as zero. --eager
+ * places every page before the process runs.
  *
  * Without --detach: waits for the restored process and exits with its
  * status (128+signal if killed), forwarding SIGINT, SIGTERM, SIGHUP,
@@ -56,11 +63,13 @@ static void forward_signal(int sig, siginfo_t *si, void *uc)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: warmfork restore [--detach] [--pidns=new] [--inherit-stdio] [--shell-job] "
-		   "[--stats] SNAP\n"
+		   "[--eager] [--stats] SNAP\n"
 		   "  --detach         print the pid once it runs and return\n"
 		   "  --pidns=new      restore into a new pid namespace (copies may run at once)\n"
 		   "  --inherit-stdio  give it our stdin, stdout and stderr (our terminal, if it ran on one)\n"
 		   "  --shell-job      --inherit-stdio, and stay in our session and process group\n"
+		   "  --eager          every page in place before it runs (default: post-copy,\n"
+		   "                   it runs at once and its pages follow)\n"
 		   "  --stats          print the restore phases' times on stderr\n");
 }
 
@@ -286,7 +295,6 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 		{ "inherit-stdio",	no_argument,		NULL, 'i' },
 		{ "shell-job",		no_argument,		NULL, 'j' },
 		{ "stats",		no_argument,		NULL, 's' },
-		{ "postcopy",		no_argument,		NULL, 'P' },
 		{ "eager",		no_argument,		NULL, 'E' },
 		{ "help",		no_argument,		NULL, 'h' },
 		{}
@@ -326,9 +334,6 @@ int cmd_restore(int argc, char **argv, const struct cli_ctx *ctx)
 			break;
 		case 's':
 			want_stats = true;
-			break;
-		case 'P':
-			ro.postcopy = true;
 			break;
 		case 'E':
 			ro.postcopy = false;

@@ -30,6 +30,13 @@
  *                  arrives on that stdout pipe. 'A' is written by the restored
  *                  process's own code, after its interrupted read(0) returned the
  *                  go byte: the process runs, with its memory, threads and fds.
+ *                  warmfork restore's default: post-copy (the big anonymous
+ *                  areas' pages are placed while the process runs).
+ *   restore_checked_ms  the same restore until 'P': the process then read its
+ *                  whole state back and found it intact (for mem1g: every page).
+ *   eager_restore_ms, eager_restore_checked_ms  the same two with
+ *                  `restore --eager` (every page in place before it runs), of
+ *                  the same snapshot right after.
  *   stored_bytes   bytes of all files in the (fresh) store directory after the
  *                  checkpoint (apparent sizes: packs, indexes, manifests, blobs).
  *   verified       every run's restored process then answered 'P' and exited 0.
@@ -67,6 +74,7 @@ struct wl {
 	int runs;
 	double target_ckpt_ms, target_restore_ms, target_stored_bytes; /* 0: none */
 	double ckpt_ms[MAX_RUNS], restore_ms[MAX_RUNS], stored[MAX_RUNS];
+	double done_ms[MAX_RUNS], eager_ms[MAX_RUNS], eager_done_ms[MAX_RUNS];
 	int done;
 	bool verified;
 	char error[256];
@@ -306,12 +314,58 @@ static void rm_rf(const char *path)
 		waitpid(pid, NULL, 0);
 }
 
+/* One `warmfork restore [--eager] SNAP`: the times until 'A' (running) and
+ * until 'P' (its own check of its whole state passed). */
+static int restore_once(struct wl *w, const char *store, const char *snap, bool eager,
+			double *a_ms, double *p_ms)
+{
+	int in2[2], out2[2], st, c;
+	uint64_t t2, t3, t4;
+	pid_t rs;
+
+	if (pipe2(in2, O_CLOEXEC) || pipe2(out2, O_CLOEXEC))
+		return snprintf(w->error, sizeof(w->error), "pipe: %m"), -1;
+	if (write(in2[1], "G", 1) != 1)
+		return -1;
+	{
+		char *argv[] = { (char *)warmfork, "--store", (char *)store, "restore",
+				 eager ? "--eager" : (char *)snap, eager ? (char *)snap : NULL, NULL };
+
+		t2 = now_ns();
+		rs = spawn(argv, in2[0], out2[1]);
+		close(in2[0]);
+		close(out2[1]);
+		if (rs < 0)
+			return snprintf(w->error, sizeof(w->error), "cannot start warmfork"), -1;
+		c = wait_byte(out2[0], 120000);
+		t3 = now_ns();
+	}
+	if (c != 'A') {
+		kill_everything();
+		return snprintf(w->error, sizeof(w->error), "restored process did not answer (%d)", c), -1;
+	}
+	c = wait_byte(out2[0], 120000);
+	t4 = now_ns();
+	st = wait_pid(rs, 0, 120000);
+	close(out2[0]);
+	close(in2[1]);
+	if (c != 'P' || st < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		w->verified = false;
+		snprintf(w->error, sizeof(w->error), "restored process failed its check (%c, status %#x)",
+			 c > 0 ? c : '?', st);
+	}
+	kill_everything();
+	*a_ms = (double)(t3 - t2) / 1e6;
+	*p_ms = (double)(t4 - t2) / 1e6;
+	return 0;
+}
+
 static int one_run(struct wl *w, int run)
 {
 	char store[PATH_MAX], spid[16], snap[256] = "";
-	int in1[2], out1[2], in2[2], out2[2], snapp[2], st, c;
-	uint64_t t0, t1, t2, t3;
-	pid_t pid, ck, rs;
+	int in1[2], out1[2], snapp[2], st, c;
+	uint64_t t0, t1;
+	pid_t pid, ck;
 	ssize_t n;
 
 	snprintf(store, sizeof(store), "%s/store-%s-%d", tmp_root, w->name, run);
@@ -354,41 +408,19 @@ static int one_run(struct wl *w, int run)
 	msg("%s run %d: checkpoint %.2f ms, stored %.0f bytes (snapshot %s)", w->name, run,
 	    w->ckpt_ms[run], w->stored[run], snap);
 
-	/* Restore until the process answers. */
-	if (pipe2(in2, O_CLOEXEC) || pipe2(out2, O_CLOEXEC))
-		return snprintf(w->error, sizeof(w->error), "pipe: %m"), -1;
-	if (write(in2[1], "G", 1) != 1)
-		return -1;
-	{
-		char *argv[] = { (char *)warmfork, "--store", store, "restore", snap, NULL };
+	/* Restore until the process answers: as warmfork restore does by
+	 * default (post-copy), then the same snapshot with --eager. */
+	for (int eager = 0; eager < 2; eager++) {
+		double a_ms, p_ms;
 
-		t2 = now_ns();
-		rs = spawn(argv, in2[0], out2[1]);
-		close(in2[0]);
-		close(out2[1]);
-		if (rs < 0)
-			return snprintf(w->error, sizeof(w->error), "cannot start warmfork"), -1;
-		c = wait_byte(out2[0], 120000);
-		t3 = now_ns();
+		if (restore_once(w, store, snap, eager, &a_ms, &p_ms) < 0)
+			return -1;
+		(eager ? w->eager_ms : w->restore_ms)[run] = a_ms;
+		(eager ? w->eager_done_ms : w->done_ms)[run] = p_ms;
+		msg("%s run %d: restore%s %.2f ms, checked %.2f ms%s", w->name, run,
+		    eager ? " --eager" : "", a_ms, p_ms, w->verified ? "" : " (check FAILED)");
 	}
-	if (c != 'A') {
-		kill_everything();
-		return snprintf(w->error, sizeof(w->error), "restored process did not answer (%d)", c), -1;
-	}
-	w->restore_ms[run] = (double)(t3 - t2) / 1e6;
-	c = wait_byte(out2[0], 120000);
-	st = wait_pid(rs, 0, 120000);
-	close(out2[0]);
-	close(in2[1]);
-	if (c != 'P' || st < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
-		w->verified = false;
-		snprintf(w->error, sizeof(w->error), "restored process failed its check (%c, status %#x)",
-			 c > 0 ? c : '?', st);
-	}
-	kill_everything();
 	rm_rf(store);
-	msg("%s run %d: restore %.2f ms%s", w->name, run, w->restore_ms[run],
-	    c == 'P' ? "" : " (check FAILED)");
 	return 0;
 }
 
@@ -541,6 +573,15 @@ int main(int argc, char **argv)
 			       ",\"restore_ms\":%.2f,\"restore_ms_min\":%.2f,\"restore_ms_max\":%.2f"
 			       ",\"stored_bytes\":%.0f",
 			       cm, cmin, cmax, rm, rmin, rmax, sm);
+			{
+				double d, e, ed, lo, hi;
+
+				stats(w->done_ms, w->done, &d, &lo, &hi);
+				stats(w->eager_ms, w->done, &e, &lo, &hi);
+				stats(w->eager_done_ms, w->done, &ed, &lo, &hi);
+				printf(",\"restore_checked_ms\":%.2f,\"eager_restore_ms\":%.2f"
+				       ",\"eager_restore_checked_ms\":%.2f", d, e, ed);
+			}
 			if (w->target_ckpt_ms && cm > w->target_ckpt_ms)
 				met = false;
 			if (w->target_restore_ms && rm > w->target_restore_ms)
