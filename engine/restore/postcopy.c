@@ -768,8 +768,14 @@ static void *server(void *arg)
 		snprintf(pc->vdetail, sizeof(pc->vdetail), "%s", err_detail());
 	pthread_cond_broadcast(&pc->cond);
 	pthread_mutex_unlock(&pc->lock);
-	if (r < 0)
+	if (r < 0) {
+		/* The child must not wait for us (a restorer's mremap waits until
+		 * its REMAP event is read): closing drops a uffd in flight, and
+		 * its sendmsg fails if it comes later. */
+		close(pc->sock);
+		pc->sock = -1;
 		return NULL;
+	}
 	r = recv_fds(pc);
 	if (r == -EPROTO || r == -ENOMEM)
 		pc_fail(pc, r, "the lazy areas were not handed over");
