@@ -761,33 +761,41 @@ static void *server(void *arg)
 	size_t turn = 0;
 	int r;
 
+	/* Ready (eng_postcopy_ready) once every page is verified and the
+	 * child's uffd is here: it sent it before its restorer ran, so the
+	 * caller, which waits for the restorer's report first, never waits
+	 * long; a failure of either fails the restore before anything ran. */
 	r = verify(pc);
-	pthread_mutex_lock(&pc->lock);
-	pc->verified = r < 0 ? r : 1;
-	if (r < 0)
-		snprintf(pc->vdetail, sizeof(pc->vdetail), "%s", err_detail());
-	pthread_cond_broadcast(&pc->cond);
-	pthread_mutex_unlock(&pc->lock);
 	if (r < 0) {
 		/* The child must not wait for us (a restorer's mremap waits until
 		 * its REMAP event is read): closing drops a uffd in flight, and
 		 * its sendmsg fails if it comes later. */
 		close(pc->sock);
 		pc->sock = -1;
-		return NULL;
+	} else {
+		r = recv_fds(pc);
+		if (r < 0 && r != -ECANCELED)
+			err_set(-r, "post-copy: the lazy areas were not handed over: %s",
+				strerror(-r));
+		else if (r < 0)
+			err_set(ECANCELED, "post-copy: the lazy areas were not handed over");
+		/* Before the process may run: from then on, our death must
+		 * take it along. */
+		if (r >= 0) {
+			r = start_watchdog(pc);
+			if (r < 0)
+				err_set(-r, "post-copy: cannot start the watchdog: %s", strerror(-r));
+		}
 	}
-	r = recv_fds(pc);
-	if (r == -EPROTO || r == -ENOMEM)
-		pc_fail(pc, r, "the lazy areas were not handed over");
+	pthread_mutex_lock(&pc->lock);
+	pc->verified = r < 0 ? r : 1;
+	if (r < 0)
+		snprintf(pc->vdetail, sizeof(pc->vdetail), "%s", err_detail());
+	pthread_cond_broadcast(&pc->cond);
+	pthread_mutex_unlock(&pc->lock);
 	if (r < 0)
 		goto out;
 	pc->t_start = mono_ns();
-	r = start_watchdog(pc);
-	if (r < 0) {
-		pc_fail(pc, r, "cannot start the watchdog: %s", strerror(-r));
-		syscall(SYS_pidfd_send_signal, pc->pidfd, SIGKILL, NULL, 0);
-		goto out;
-	}
 	away_from(pc->pidfd);
 
 	/* Faults and events first, then one background run; the restorer's
@@ -987,6 +995,8 @@ size_t eng_postcopy_areas(const struct eng_postcopy *pc, const uint64_t **ret)
 	return pc->nr_areas;
 }
 
+/* The pages verified and the child's uffd received: 0, or -errno with
+ * detail. */
 int eng_postcopy_ready(struct eng_postcopy *pc)
 {
 	int v;

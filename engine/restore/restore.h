@@ -105,9 +105,9 @@ int eng_restore_child(struct eng_rst_ctx *ctx);
  * the spawn (a thread of ours must not exist at the clone: spawn()),
  * eng_postcopy_run() starts the thread that verifies their pages and, once
  * the child hands them over through *ret_child_sock (ctx->lazy_sock),
- * places them. Before the process may run:
- * eng_postcopy_ready() waits for the verification (its error, detail
- * set). On a failed restore: eng_postcopy_abort(). Otherwise the caller
+ * places them. Before the process may run (after the child's report):
+ * eng_postcopy_ready() waits for the verification and the hand-over (their
+ * error, detail set). On a failed restore: eng_postcopy_abort(). Otherwise the caller
  * gets it: eng_postcopy_finish() (engine.h).
  */
 int eng_postcopy_start(struct wc_store *store, struct wc_snapshot *snap, const EngProcess *p,
