@@ -21,11 +21,14 @@
 #define MADV_POPULATE_READ	22
 #endif
 
+#define POPULATE_CHUNK		256u	/* pages: 1 MiB */
+
 struct wc_mapped {
 	size_t nr;
 	struct {
 		const uint8_t *base;	/* NULL: not mapped */
 		size_t len;
+		uint64_t *populated;	/* bit per POPULATE_CHUNK pages */
 	} *maps;			/* [nr] one per pack slot */
 };
 
@@ -36,6 +39,8 @@ void wc_mapped_free(struct wc_mapped *m)
 	for (size_t i = 0; i < m->nr; i++)
 		if (m->maps[i].base)
 			munmap((void *)m->maps[i].base, m->maps[i].len);
+	for (size_t i = 0; i < m->nr; i++)
+		free(m->maps[i].populated);
 	free(m->maps);
 	free(m);
 }
@@ -64,8 +69,12 @@ static int map_slot(struct wc_store *s, struct wc_mapped *m, size_t slot)
 	if (p == MAP_FAILED)
 		return err_set(errno, "store \"%s\": cannot map pack-%08" PRIx32 ": %m", s->dir,
 			       s->packs[slot].id);
-	/* Its page cache pages mapped in one call, not a fault per 16. */
-	(void)madvise(p, len, MADV_POPULATE_READ);
+	m->maps[slot].populated = calloc(len / WC_PAGE_SIZE / POPULATE_CHUNK / 64 + 1,
+					 sizeof(uint64_t));
+	if (!m->maps[slot].populated) {
+		munmap(p, len);
+		return -ENOMEM;
+	}
 	m->maps[slot].base = p;
 	m->maps[slot].len = len;
 	return 0;
@@ -124,6 +133,23 @@ int wc_store_map_keys(struct wc_store *s, const struct wc_key *keys, size_t nr,
 			goto fail;
 		}
 		page = m->maps[slot].base + (size_t)e->page * WC_PAGE_SIZE;
+		/* The page cache pages of its chunk mapped in one call, not a
+		 * fault per 16; only the chunks this snapshot uses (a pack shared
+		 * by many snapshots may be far bigger). */
+		{
+			size_t c = e->page / POPULATE_CHUNK;
+			uint64_t *bits = m->maps[slot].populated;
+
+			if (!(bits[c / 64] & (1ull << (c % 64)))) {
+				size_t first = c * POPULATE_CHUNK;
+				size_t n = MIN((size_t)POPULATE_CHUNK,
+					       m->maps[slot].len / WC_PAGE_SIZE - first);
+
+				(void)madvise((void *)(m->maps[slot].base + first * WC_PAGE_SIZE),
+					      n * WC_PAGE_SIZE, MADV_POPULATE_READ);
+				bits[c / 64] |= 1ull << (c % 64);
+			}
+		}
 		wc_key_of(page, &got);
 		if (!wc_key_eq(&got, &keys[i])) {
 			r = err_set(EBADMSG, "store \"%s\" is damaged: page %" PRIu32 " of pack-%08"
