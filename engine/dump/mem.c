@@ -133,7 +133,8 @@ static int vma_fill(struct eng_dump_ctx *ctx, size_t map_idx, const struct eng_p
 				 "supported", ctx->pid, (unsigned long long)m->start,
 				 (unsigned long long)m->end, p,
 				 vmf & ENG_VMF_HUGETLB ? "hugetlb" :
-				 vmf & ENG_VMF_UFFD ? "userfaultfd" : "device memory");
+				 vmf & ENG_VMF_UFFD ? "registered with a userfaultfd: its own, or a "
+				 "post-copy restore still placing its pages" : "device memory");
 	} else if (m->shared) {
 		if (special && !str_starts(p, "[anon_shmem:"))
 			goto unsupported;

@@ -6,8 +6,12 @@ Usage: postcopy-kill.py WARMFORK
 
 A python3 child holds 384 MiB of patterned memory and waits for a byte on
 stdin; it then checks every byte and answers P (intact) or F. It is
-checkpointed and restored (post-copy, the default) twice from one snapshot:
+checkpointed and restored (post-copy, the default) three times from one snapshot:
   - control: warmfork restore left alone: the copy answers P, exit 0;
+  - checkpointed again (--leave-running) the moment the copy runs: while pages
+    still arrive that must fail, naming each mapping and the userfaultfd, and leave
+    the copy running (it answers P); if the pages were all in by then, the new
+    snapshot must restore into a copy that answers P;
   - killed: SIGKILL to warmfork restore the moment the copy runs (blocked in
     its read, most of its pages not in place yet): the copy must not go on
     with memory reading zero. The watchdog kills it: it must die of SIGKILL
@@ -74,6 +78,17 @@ def restore(store, snap):
     return wf, inw, outr
 
 
+def wait_running(wf, pid):
+    deadline = time.monotonic() + 60
+    while not reading_stdin(pid):
+        if wf.poll() is not None:
+            wf.err.seek(0)
+            check(False, "warmfork restore ended (status %s) before the copy ran: %s"
+                  % (wf.returncode, wf.err.read().strip()))
+        check(time.monotonic() < deadline, "the copy never ran")
+        time.sleep(0.0002)
+
+
 def main():
     if os.geteuid() != 0:
         print("postcopy-kill: needs root (ptrace, userfaultfd)")
@@ -101,16 +116,40 @@ def main():
         os.close(inw)
         os.close(outr)
 
+        # A checkpoint of the copy while its pages arrive.
+        wf, inw, outr = restore(store, snap)
+        wait_running(wf, pid)
+        out = subprocess.run([WARMFORK, "--store", store, "checkpoint", "--leave-running",
+                              str(pid)], capture_output=True, text=True)
+        if out.returncode != 0:
+            lines = out.stderr.strip().splitlines()
+            check(lines and all("userfaultfd" in l for l in lines[:-1]) and "refused" in lines[-1],
+                  "the refused checkpoint did not name the mappings and why: %r" % out.stderr)
+            check(out.stdout == "", "the refused checkpoint printed %r" % out.stdout)
+            again = None
+        else:
+            again = out.stdout.strip()
+        os.write(inw, b"x")
+        check(read_byte(outr, 60) == b"P", "after the checkpoint: the copy did not answer P")
+        check(wf.wait(60) == 0, "after the checkpoint: warmfork restore exit status %s"
+              % wf.returncode)
+        os.close(inw)
+        os.close(outr)
+        if again:
+            wf, inw, outr = restore(store, again)
+            os.write(inw, b"x")
+            check(read_byte(outr, 60) == b"P", "the snapshot taken during the restore: "
+                  "its copy did not answer P")
+            check(wf.wait(60) == 0, "its warmfork restore exit status %s" % wf.returncode)
+            os.close(inw)
+            os.close(outr)
+        print("postcopy-kill: a checkpoint while the pages arrived: %s"
+              % ("refused (%s)" % out.stderr.strip().splitlines()[-1] if not again
+                 else "taken after them, intact"))
+
         # Killed: SIGKILL to warmfork once the copy runs (in its read).
         wf, inw, outr = restore(store, snap)
-        deadline = time.monotonic() + 60
-        while not reading_stdin(pid):
-            if wf.poll() is not None:
-                wf.err.seek(0)
-                check(False, "warmfork restore ended (status %s) before the copy ran: %s"
-                      % (wf.returncode, wf.err.read().strip()))
-            check(time.monotonic() < deadline, "the copy never ran")
-            time.sleep(0.0002)
+        wait_running(wf, pid)
         t_kill = time.monotonic()
         wf.kill()
         wf.wait()
