@@ -518,8 +518,11 @@ static int drain(struct eng_postcopy *pc, size_t i)
 				do {
 					r = handle_fault(pc, mm, m->arg.pagefault.address,
 							 m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+					/* The address space is changing: its event may
+					 * still be on its way, and its task must run. */
 					if (r != -EAGAIN || drain(pc, i) < 0)
 						break;
+					sched_yield();
 					mm = &pc->mms[i];
 				} while (true);
 				if (r == -ESRCH)
@@ -587,6 +590,7 @@ static int bg_step(struct eng_postcopy *pc, size_t *turn)
 					mm->bg = a;
 					if (drain(pc, i) < 0)
 						mm->dead = true;
+					sched_yield();
 					return 1;
 				}
 				if (r < 0)
