@@ -34,6 +34,7 @@
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/watchdog.h"
 #include "rfork/transfer.h"
 
 enum { LZ_PENDING = 0, LZ_ASKED = 1, LZ_DONE = 2 };
@@ -54,7 +55,10 @@ struct rf_lazy {
 	pthread_mutex_t send_lock;
 	struct rf_lazy_table t;
 	int sock, uffd, pidfd;
-	int watchdog;			/* write end of the watchdog's pipe, or -1 */
+	/* If this process dies before every page is in (crash, SIGKILL, rforkd
+	 * stopped), the uffd would close and the twin's faults read zeros: the
+	 * watchdog holds a copy of the uffd and kills the twin then. */
+	struct watchdog wd;
 	int kids[RF_LAZY_MAX_KIDS];	/* uffds of the twin's children */
 	unsigned nr_kids;
 	int ctl[2];			/* main -> server: 'R' restored, 'A' abort */
@@ -601,46 +605,6 @@ static int serve_faults(struct rf_lazy *lz)
 
 /* --------------------------------------------------------------- thread */
 
-/*
- * If this process dies before every page is in (crash, SIGKILL, rforkd
- * stopped), the uffd would close and the twin's faults read zeros. A
- * watchdog child holds a copy of the uffd and the pidfd: on EOF of its
- * pipe without a 'D' first it SIGKILLs the twin, then exits (closing its
- * copy). Only async-signal-safe calls after fork (we have threads).
- */
-static int start_watchdog(struct rf_lazy *lz)
-{
-	int p[2];
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return err_set(errno, "watchdog pipe: %m");
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return err_set(errno, "watchdog fork: %m");
-	}
-	if (pid == 0) {
-		char c = 0;
-		ssize_t n;
-
-		close(p[1]);
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0] && fd != lz->uffd && fd != lz->pidfd)
-				close(fd);
-		do
-			n = read(p[0], &c, 1);
-		while (n < 0 && errno == EINTR);
-		if (n != 1 || c != 'D')
-			syscall(SYS_pidfd_send_signal, lz->pidfd, SIGKILL, NULL, 0);
-		_exit(0);
-	}
-	close(p[0]);
-	lz->watchdog = p[1];
-	return 0;
-}
-
 static int take_handover(struct rf_lazy *lz)
 {
 	char byte, cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -649,7 +613,7 @@ static int take_handover(struct rf_lazy *lz)
 			     .msg_controllen = sizeof(cbuf) };
 	struct cmsghdr *c;
 	ssize_t n;
-	int fds[2];
+	int fds[2], r;
 
 	n = recvmsg(lz->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -669,7 +633,8 @@ static int take_handover(struct rf_lazy *lz)
 	close(lz->sock);
 	lz->sock = -1;
 	lz->st.handover_ns = mono_ns() - lz->t0;
-	return start_watchdog(lz);
+	r = watchdog_start(&lz->wd, lz->pidfd, &lz->uffd, 1);
+	return r < 0 ? err_set(-r, "watchdog: %s", strerror(-r)) : 0;
 }
 
 /* One complete message from the sender, if there is one (never waits for
@@ -810,14 +775,9 @@ static void *lazy_thread(void *arg)
 			syscall(SYS_pidfd_send_signal, lz->pidfd, SIGKILL, NULL, 0);
 	}
 	lz->result = r;
-	if (lz->watchdog >= 0) {
-		/* Done: the watchdog lets go without a kill (after a failure the
-		 * twin is dead already either way). */
-		if (r >= 0)
-			(void)!write(lz->watchdog, "D", 1);
-		close(lz->watchdog);
-		lz->watchdog = -1;
-	}
+	/* Done: the watchdog lets go without a kill (after a failure the twin
+	 * is dead already either way). */
+	watchdog_stop(&lz->wd, r >= 0);
 	/* Every page is in (or the twin is dead): closing unregisters. */
 	if (lz->uffd >= 0) {
 		close(lz->uffd);
@@ -842,7 +802,7 @@ int rf_lazy_start(struct rf_session *s, struct rf_lazy_table *take, int sock, in
 	memset(take, 0, sizeof(*take));
 	lz->sock = sock;
 	lz->uffd = lz->pidfd = -1;
-	lz->watchdog = -1;
+	lz->wd = WATCHDOG_INIT;
 	lz->ctl[0] = lz->ctl[1] = -1;
 	lz->timeout_ms = timeout_ms;
 	lz->nr_left = lz->t.nr;

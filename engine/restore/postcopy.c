@@ -63,6 +63,8 @@
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/util.h"
+#include "common/watchdog.h"
 #include "restore.h"
 
 #define PC_PAGE			4096u
@@ -125,8 +127,7 @@ struct eng_postcopy {
 	struct pc_mm *mms;
 	size_t nr_mms, cap_mms;
 	int pidfd;
-	int watchdog;			/* write end of the watchdog's pipe, or -1 */
-	pid_t watchdog_pid;
+	struct watchdog wd;
 	uint8_t zero[PC_PAGE] __attribute__((aligned(PC_PAGE)));
 
 	int result;
@@ -661,32 +662,18 @@ static int recv_fds(struct eng_postcopy *pc)
 /* The CPU the process of @pidfd last ran on, or -1. */
 static int cpu_of(int pidfd)
 {
-	char path[64], buf[1024], *p;
-	int fd, pid = -1, cpu = -1;
-	ssize_t n;
+	_cleanup_free_ char *info = NULL, *stat = NULL;
+	char path[64], *p;
+	int pid = -1, cpu = -1;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, "\nPid:");
-	if (!p || sscanf(p + 5, "%d", &pid) != 1 || pid <= 0)
+	if (read_file(path, &info, NULL) < 0 || !(p = strstr(info, "\nPid:")) ||
+	    sscanf(p + 5, "%d", &pid) != 1 || pid <= 0)
 		return -1;
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_file(path, &stat, NULL) < 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');	/* the name may hold anything */
+	p = strrchr(stat, ')');	/* the name may hold anything */
 	/* Fields after the name: state is field 3, processor field 39. */
 	for (int f = 2; p && f < 39; f++)
 		p = strchr(p + 1, ' ');
@@ -710,53 +697,6 @@ static void away_from(int pidfd)
 		return;
 	CPU_CLR(cpu, &set);
 	(void)sched_setaffinity(0, sizeof(set), &set);
-}
-
-/* Only async-signal-safe calls in the child: we have threads. */
-static int start_watchdog(struct eng_postcopy *pc)
-{
-	int p[2], uffd = pc->mms[0].uffd;
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return -errno;
-	}
-	if (pid == 0) {
-		char c = 0;
-		ssize_t n;
-
-		close(p[1]);
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0] && fd != uffd && fd != pc->pidfd)
-				close(fd);
-		do
-			n = read(p[0], &c, 1);
-		while (n < 0 && errno == EINTR);
-		if (n != 1 || c != 'D')
-			syscall(SYS_pidfd_send_signal, pc->pidfd, SIGKILL, NULL, 0);
-		_exit(0);
-	}
-	close(p[0]);
-	pc->watchdog = p[1];
-	pc->watchdog_pid = pid;
-	return 0;
-}
-
-static void stop_watchdog(struct eng_postcopy *pc, bool done)
-{
-	if (pc->watchdog < 0)
-		return;
-	if (done)
-		(void)!write(pc->watchdog, "D", 1);
-	close(pc->watchdog);
-	pc->watchdog = -1;
-	while (waitpid(pc->watchdog_pid, NULL, 0) < 0 && errno == EINTR)
-		;
 }
 
 static void *server(void *arg)
@@ -786,7 +726,7 @@ static void *server(void *arg)
 		/* Before the process may run: from then on, our death must
 		 * take it along. */
 		if (r >= 0) {
-			r = start_watchdog(pc);
+			r = watchdog_start(&pc->wd, pc->pidfd, &pc->mms[0].uffd, 1);
 			if (r < 0)
 				err_set(-r, "post-copy: cannot start the watchdog: %s", strerror(-r));
 		}
@@ -834,7 +774,7 @@ static void *server(void *arg)
 	/* Every page in, or a failure (which killed the process): either way
 	 * the watchdog goes without a kill. Otherwise (abort: the restore
 	 * failed and the caller kills the process) the same. */
-	stop_watchdog(pc, true);
+	watchdog_stop(&pc->wd, true);
 out:
 	/* Closing drops the registrations: zero pages now fault in as usual. */
 	for (size_t i = 0; i < pc->nr_mms; i++) {
@@ -900,7 +840,8 @@ int eng_postcopy_start(struct wc_store *store, struct wc_snapshot *snap, const E
 	pc = calloc(1, sizeof(*pc));
 	if (!pc)
 		return -ENOMEM;
-	pc->sock = pc->ctl[0] = pc->ctl[1] = pc->pidfd = pc->watchdog = -1;
+	pc->sock = pc->ctl[0] = pc->ctl[1] = pc->pidfd = -1;
+	pc->wd = WATCHDOG_INIT;
 	pthread_mutex_init(&pc->lock, NULL);
 	pthread_cond_init(&pc->cond, NULL);
 	pc->store = store;
