@@ -42,14 +42,11 @@ struct sink_area {
 	size_t nr_keys, keys_cap;
 };
 
-struct sink_blob {
+/* A blob, or a label (its value in @data, NUL-terminated). */
+struct sink_named {
 	char *name;
-	uint8_t *data;
+	uint8_t *data;		/* @len bytes and a NUL */
 	size_t len;
-};
-
-struct sink_label {
-	char *key, *value;
 };
 
 struct store_sink {
@@ -59,9 +56,9 @@ struct store_sink {
 	struct wc_writer *w;
 	struct sink_area *areas;
 	size_t nr_areas, cap_areas;
-	struct sink_blob *blobs;
+	struct sink_named *blobs;
 	size_t nr_blobs;
-	struct sink_label *labels;
+	struct sink_named *labels;
 	size_t nr_labels;
 	int err;
 	bool committed;
@@ -278,82 +275,74 @@ static int sink_put_keys(struct wc_sink *sink, const uint8_t *kinds, const struc
 	return 0;
 }
 
+/* Set @name to a copy of @len bytes at @data in *@vec (replacing a value
+ * of the same name). 0 or -ENOMEM. */
+static int named_set(struct sink_named **vec, size_t *nr, const char *name, const void *data,
+		     size_t len)
+{
+	struct sink_named *e = NULL;
+	uint8_t *copy = malloc(len + 1);
+
+	if (!copy)
+		return -ENOMEM;
+	if (len)
+		memcpy(copy, data, len);
+	copy[len] = 0;
+	for (size_t i = 0; i < *nr && !e; i++)
+		if (strcmp((*vec)[i].name, name) == 0)
+			e = &(*vec)[i];
+	if (!e) {
+		struct sink_named *n = realloc(*vec, (*nr + 1) * sizeof(*n));
+		char *nm = strdup(name);
+
+		if (n)
+			*vec = n;
+		if (!n || !nm) {
+			free(nm);
+			free(copy);
+			return -ENOMEM;
+		}
+		e = &(*vec)[(*nr)++];
+		*e = (struct sink_named){ .name = nm };
+	}
+	free(e->data);
+	e->data = copy;
+	e->len = len;
+	return 0;
+}
+
+static void named_free(struct sink_named *vec, size_t nr)
+{
+	for (size_t i = 0; i < nr; i++) {
+		free(vec[i].name);
+		free(vec[i].data);
+	}
+	free(vec);
+}
+
 static int sink_put_blob(struct wc_sink *sink, const char *name, const void *data, size_t len)
 {
 	struct store_sink *k = (struct store_sink *)sink;
-	struct sink_blob *b = NULL;
-	uint8_t *copy;
 
 	if (k->err)
 		return k->err;
 	if (!name || !*name || strlen(name) > WC_MAX_NAME || len > WC_MANIFEST_MAX / 2)
 		return err_set(EINVAL, "invalid blob \"%s\"", name ? name : "");
-	copy = malloc(len ? len : 1);
-	if (!copy)
+	if (named_set(&k->blobs, &k->nr_blobs, name, data, len) < 0)
 		return sink_fail(k, -ENOMEM);
-	if (len)
-		memcpy(copy, data, len);
-	for (size_t i = 0; i < k->nr_blobs; i++)
-		if (strcmp(k->blobs[i].name, name) == 0)
-			b = &k->blobs[i];
-	if (!b) {
-		struct sink_blob *n = realloc(k->blobs, (k->nr_blobs + 1) * sizeof(*n));
-
-		if (!n) {
-			free(copy);
-			return sink_fail(k, -ENOMEM);
-		}
-		k->blobs = n;
-		b = &k->blobs[k->nr_blobs];
-		b->name = strdup(name);
-		b->data = NULL;
-		if (!b->name) {
-			free(copy);
-			return sink_fail(k, -ENOMEM);
-		}
-		k->nr_blobs++;
-	}
-	free(b->data);
-	b->data = copy;
-	b->len = len;
 	return 0;
 }
 
 static int sink_put_label(struct wc_sink *sink, const char *key, const char *value)
 {
 	struct store_sink *k = (struct store_sink *)sink;
-	struct sink_label *l = NULL;
-	char *v;
 
 	if (k->err)
 		return k->err;
 	if (!key || !*key || !value || strlen(key) > WC_MAX_NAME || strlen(value) > WC_MAX_NAME)
 		return err_set(EINVAL, "invalid label \"%s\"", key ? key : "");
-	v = strdup(value);
-	if (!v)
+	if (named_set(&k->labels, &k->nr_labels, key, value, strlen(value)) < 0)
 		return sink_fail(k, -ENOMEM);
-	for (size_t i = 0; i < k->nr_labels; i++)
-		if (strcmp(k->labels[i].key, key) == 0)
-			l = &k->labels[i];
-	if (!l) {
-		struct sink_label *n = realloc(k->labels, (k->nr_labels + 1) * sizeof(*n));
-
-		if (!n) {
-			free(v);
-			return sink_fail(k, -ENOMEM);
-		}
-		k->labels = n;
-		l = &k->labels[k->nr_labels];
-		l->key = strdup(key);
-		l->value = NULL;
-		if (!l->key) {
-			free(v);
-			return sink_fail(k, -ENOMEM);
-		}
-		k->nr_labels++;
-	}
-	free(l->value);
-	l->value = v;
 	return 0;
 }
 
@@ -489,8 +478,8 @@ static int sink_commit(struct wc_sink *sink, char ret_id[WC_ID_LEN + 1])
 	}
 	for (size_t i = 0; i < k->nr_labels; i++) {
 		wc_label_pb__init(&lpb[i]);
-		lpb[i].key = k->labels[i].key;
-		lpb[i].value = k->labels[i].value;
+		lpb[i].key = k->labels[i].name;
+		lpb[i].value = (char *)k->labels[i].data;
 		lptr[i] = &lpb[i];
 	}
 	r = new_id(s, id);
@@ -530,16 +519,8 @@ static void sink_free(struct wc_sink *sink)
 		free(k->areas[i].keys);
 	}
 	free(k->areas);
-	for (size_t i = 0; i < k->nr_blobs; i++) {
-		free(k->blobs[i].name);
-		free(k->blobs[i].data);
-	}
-	free(k->blobs);
-	for (size_t i = 0; i < k->nr_labels; i++) {
-		free(k->labels[i].key);
-		free(k->labels[i].value);
-	}
-	free(k->labels);
+	named_free(k->blobs, k->nr_blobs);
+	named_free(k->labels, k->nr_labels);
 	if (k->lock_fd >= 0)
 		close(k->lock_fd);
 	free(k);
