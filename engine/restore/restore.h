@@ -348,6 +348,10 @@ int eng_restore_resume_stopped(pid_t pid, const EngProcess *proc, const struct r
 
 /* Last field of the "NSpid:" line of /proc/PID/task/TID/status text. */
 int eng_restore_parse_nspid(const char *status, pid_t *ret);
+/* resume.c: the threads of @pid in our namespace, in @proc's order (matched
+ * by their pids in theirs): tids[k] for proc->threads[k]. Every one must be
+ * there, and no other. */
+int eng_restore_match_tids(pid_t pid, const EngProcess *proc, pid_t *tids);
 
 /*
  * ns.c (ns): namespaces of the image (eng_image.ns). The parent creates

@@ -69,7 +69,7 @@ static int wait_stop(pid_t tid, int *ret_status)
 	return 0;
 }
 
-static int list_threads(pid_t pid, const EngProcess *proc, struct rthread *out)
+int eng_restore_match_tids(pid_t pid, const EngProcess *proc, pid_t *tids)
 {
 	char path[64];
 	DIR *d;
@@ -77,6 +77,7 @@ static int list_threads(pid_t pid, const EngProcess *proc, struct rthread *out)
 	size_t n = 0;
 	int r = 0;
 
+	memset(tids, 0, proc->n_threads * sizeof(*tids));
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	d = opendir(path);
 	if (!d)
@@ -92,24 +93,20 @@ static int list_threads(pid_t pid, const EngProcess *proc, struct rthread *out)
 		tid = atoi(de->d_name);
 		snprintf(sp, sizeof(sp), "/proc/%d/task/%d/status", pid, tid);
 		r = read_file(sp, &status, NULL);
+		if (r >= 0)
+			r = eng_restore_parse_nspid(status, &inner);
 		if (r < 0) {
-			err_wrap(r, "cannot read %s", sp);
-			break;
-		}
-		r = eng_restore_parse_nspid(status, &inner);
-		if (r < 0) {
-			err_set(-r, "no NSpid in %s", sp);
+			r = err_set(-r, "cannot read the pid of thread %d in its namespace", tid);
 			break;
 		}
 		for (k = 0; k < proc->n_threads; k++)
 			if (proc->threads[k]->tid == (uint32_t)inner)
 				break;
-		if (k == proc->n_threads || out[k].tid) {
+		if (k == proc->n_threads || tids[k]) {
 			r = err_set(EEXIST, "unexpected thread %d (%d in its namespace)", tid, inner);
 			break;
 		}
-		out[k].tid = tid;
-		out[k].t = proc->threads[k];
+		tids[k] = tid;
 		n++;
 	}
 	closedir(d);
@@ -117,6 +114,23 @@ static int list_threads(pid_t pid, const EngProcess *proc, struct rthread *out)
 		return r;
 	if (n != proc->n_threads)
 		return err_set(ESRCH, "%zu of %zu threads found", n, proc->n_threads);
+	return 0;
+}
+
+static int list_threads(pid_t pid, const EngProcess *proc, struct rthread *out)
+{
+	_cleanup_free_ pid_t *tids = calloc(proc->n_threads + 1, sizeof(*tids));
+	int r;
+
+	if (!tids)
+		return -ENOMEM;
+	r = eng_restore_match_tids(pid, proc, tids);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < proc->n_threads; k++) {
+		out[k].tid = tids[k];
+		out[k].t = proc->threads[k];
+	}
 	return 0;
 }
 

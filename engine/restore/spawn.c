@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <elf.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -176,52 +175,14 @@ static int wait_parked(pid_t pid, const EngProcess *p, const pid_t *tids)
  */
 static int list_tids(pid_t pid, const EngProcess *p, pid_t **ret_tids)
 {
-	_cleanup_free_ pid_t *tids = calloc(p->n_threads, sizeof(pid_t));
-	struct dirent *de;
-	size_t found = 0;
-	char path[64];
-	DIR *d;
-	int r = 0;
+	_cleanup_free_ pid_t *tids = calloc(p->n_threads + 1, sizeof(pid_t));
+	int r;
 
 	if (!tids)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
-	d = opendir(path);
-	if (!d)
-		return err_set(errno, "cannot list the threads of %d: %m", pid);
-	while ((de = readdir(d))) {
-		_cleanup_free_ char *status = NULL;
-		char sp[96];
-		pid_t tid, inner;
-		size_t k;
-
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		tid = atoi(de->d_name);
-		snprintf(sp, sizeof(sp), "/proc/%d/task/%d/status", pid, tid);
-		r = read_file(sp, &status, NULL);
-		if (r >= 0)
-			r = eng_restore_parse_nspid(status, &inner);
-		if (r < 0) {
-			r = err_set(-r, "cannot read the pid of thread %d in its namespace", tid);
-			break;
-		}
-		for (k = 0; k < p->n_threads; k++)
-			if (p->threads[k]->tid == (uint32_t)inner)
-				break;
-		if (k == p->n_threads || tids[k]) {
-			r = err_set(EEXIST, "unexpected thread %d (%d in its namespace)", tid, inner);
-			break;
-		}
-		tids[k] = tid;
-		found++;
-	}
-	closedir(d);
-	if (r < 0)
-		return r;
-	if (found != p->n_threads)
-		return err_set(ESRCH, "%zu of %zu threads found", found, p->n_threads);
-	r = wait_parked(pid, p, tids);
+	r = eng_restore_match_tids(pid, p, tids);
+	if (r >= 0)
+		r = wait_parked(pid, p, tids);
 	if (r < 0)
 		return r;
 	*ret_tids = TAKE_PTR(tids);
