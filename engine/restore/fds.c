@@ -185,6 +185,22 @@ static int fds_finish(struct eng_rst_ctx *ctx, int base)
 	return 0;
 }
 
+const char *eng_restore_dev_path(int kind)
+{
+	switch (kind) {
+	case ENG_FD_KIND__FD_DEV_NULL:
+		return "/dev/null";
+	case ENG_FD_KIND__FD_DEV_ZERO:
+		return "/dev/zero";
+	case ENG_FD_KIND__FD_DEV_URANDOM:
+		return "/dev/urandom";
+	case ENG_FD_KIND__FD_DEV_RANDOM:
+		return "/dev/random";
+	default:
+		return NULL;
+	}
+}
+
 /*
  * Descriptors: every saved fd opened first at a temporary number above
  * @base, then everything else closed, then each moved to its number.
@@ -229,16 +245,10 @@ int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr
 			path = p->files[f->file]->path;
 			break;
 		case ENG_FD_KIND__FD_DEV_NULL:
-			path = "/dev/null";
-			break;
 		case ENG_FD_KIND__FD_DEV_ZERO:
-			path = "/dev/zero";
-			break;
 		case ENG_FD_KIND__FD_DEV_URANDOM:
-			path = "/dev/urandom";
-			break;
 		case ENG_FD_KIND__FD_DEV_RANDOM:
-			path = "/dev/random";
+			path = eng_restore_dev_path(f->kind);
 			break;
 		case ENG_FD_KIND__FD_TTY:
 		case ENG_FD_KIND__FD_PIPE:

@@ -123,6 +123,9 @@ void eng_postcopy_abort(struct eng_postcopy *pc);
  * and survive, updated in place. Returns 0 or -errno with detail.
  */
 int eng_restore_prepare_fds(struct eng_rst_ctx *ctx, int base, int *keep, int nr_keep);
+/* fds.c: the path a device descriptor kind opens again (/dev/null, zero,
+ * urandom, random), or NULL. */
+const char *eng_restore_dev_path(int kind);
 
 /*
  * fd-pipe.c, fd-anon.c (fdkinds), called by fds.c in the child. Each

@@ -388,16 +388,10 @@ static int tree_shared_fds(struct eng_rst_ctx *ctx)
 				path = p->files[f->file]->path;
 				break;
 			case ENG_FD_KIND__FD_DEV_NULL:
-				path = "/dev/null";
-				break;
 			case ENG_FD_KIND__FD_DEV_ZERO:
-				path = "/dev/zero";
-				break;
 			case ENG_FD_KIND__FD_DEV_URANDOM:
-				path = "/dev/urandom";
-				break;
 			case ENG_FD_KIND__FD_DEV_RANDOM:
-				path = "/dev/random";
+				path = eng_restore_dev_path(f->kind);
 				break;
 			default: {
 				int mod = -1;
