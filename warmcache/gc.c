@@ -136,17 +136,11 @@ static int gc_load_pack(struct wc_store *s, struct gc_pack *p)
 
 static void unlink_tmp_files(int dirfd)
 {
-	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = opendir_at(dirfd);
 	struct dirent *de;
-	DIR *d;
 
-	if (dfd < 0)
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
 	/* Leftovers of killed writers (".tmp-pack-*", ".ID.snap.tmp-*",
 	 * ".pack-*.idx.rebuild"); under the exclusive lock no ingest runs. */
 	while ((de = readdir(d)))
@@ -158,17 +152,11 @@ static void unlink_tmp_files(int dirfd)
 /* idx files whose pack is gone (gc killed between the two unlinks). */
 static void unlink_orphan_idx(struct wc_store *s)
 {
-	int dfd = openat(s->packs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = opendir_at(s->packs_fd);
 	struct dirent *de;
-	DIR *d;
 
-	if (dfd < 0)
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
 	while ((de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char pack[64];

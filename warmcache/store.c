@@ -81,18 +81,12 @@ static int open_subdir(int dirfd, const char *name, bool create)
 /* Empty, or what an interrupted creation leaves: a store may be made here. */
 static bool dir_is_new_store(int dirfd)
 {
-	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = opendir_at(dirfd);
 	struct dirent *de;
 	bool ok = true;
-	DIR *d;
 
-	if (dfd < 0)
+	if (!d)
 		return false;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return false;
-	}
 	while (ok && (de = readdir(d))) {
 		const char *n = de->d_name;
 
@@ -600,7 +594,7 @@ static int pack_load_idx(struct wc_store *s, size_t slot)
 
 int wc_store_refresh(struct wc_store *s, bool full)
 {
-	int dfd, r;
+	int r;
 	DIR *d;
 	struct dirent *de;
 
@@ -614,14 +608,9 @@ int wc_store_refresh(struct wc_store *s, bool full)
 		for (size_t i = 0; i < s->nr_packs; i++)
 			s->packs[i].seen = false;
 
-		dfd = openat(s->packs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
+		d = opendir_at(s->packs_fd);
+		if (!d)
 			return err_set(errno, "store \"%s\": cannot read packs/: %m", s->dir);
-		d = fdopendir(dfd);
-		if (!d) {
-			close(dfd);
-			return -ENOMEM;
-		}
 		r = 0;
 		while ((de = readdir(d))) {
 			struct stat st;
@@ -731,17 +720,12 @@ int wc_store_list(struct wc_store *s, char ***ret_ids, size_t *ret_nr)
 	size_t nr = 0, cap = 0;
 	char **ids;
 	struct dirent *de;
-	int dfd, r = 0;
+	int r = 0;
 	DIR *d;
 
-	dfd = openat(s->snaps_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	d = opendir_at(s->snaps_fd);
+	if (!d)
 		return err_set(errno, "store \"%s\": cannot read snapshots/: %m", s->dir);
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return -ENOMEM;
-	}
 	while ((de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char id[WC_ID_LEN + 1];
@@ -914,17 +898,11 @@ int wc_ref_del(struct wc_store *s, const char *name)
 /* Delete the refs that name @id (they would dangle). */
 static void refs_drop_id(struct wc_store *s, const char *id)
 {
-	int dfd = openat(s->refs_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = opendir_at(s->refs_fd);
 	struct dirent *de;
-	DIR *d;
 
-	if (dfd < 0)
+	if (!d)
 		return;
-	d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return;
-	}
 	while ((de = readdir(d))) {
 		char target[WC_ID_LEN + 1];
 

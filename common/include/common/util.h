@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <dirent.h>
 #include <sys/types.h>
 
 /* Full reads and writes, retrying on EINTR and short counts. -errno. */
@@ -19,6 +20,10 @@ int read_file_at(int dirfd, const char *path, char **ret_buf, size_t *ret_len);
 
 /* Write a file atomically: tmp file in the same dir, fsync if @sync, rename. */
 int write_file_atomic(int dirfd, const char *name, const void *buf, size_t len, bool sync);
+
+/* A DIR stream of its own over the directory @dirfd (which stays open and
+ * keeps its offset): NULL with errno set on failure. */
+DIR *opendir_at(int dirfd);
 
 /* mkdir -p (mode for created dirs). */
 int mkdir_p(const char *path, mode_t mode);
