@@ -703,7 +703,13 @@ static void *server(void *arg)
 {
 	struct eng_postcopy *pc = arg;
 	size_t turn = 0;
+	sigset_t all;
 	int r;
+
+	/* The caller's signals (warmfork restore forwards some) are for its
+	 * own threads: none interrupts a placing. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	/* Ready (eng_postcopy_ready) once every page is verified and the
 	 * child's uffd is here: it sent it before its restorer ran, so the
