@@ -88,7 +88,7 @@ void we_loaded_fini(struct we_loaded *l)
 }
 
 int we_restore(struct wc_store *store, const char *id, int resume_signal, pid_t *ret_child,
-	       pid_t *ret_pid, struct eng_postcopy **ret_pc)
+	       pid_t *ret_pid)
 {
 	struct eng_restore_opts opts = {
 		.sz = sizeof(opts),
@@ -96,8 +96,6 @@ int we_restore(struct wc_store *store, const char *id, int resume_signal, pid_t 
 		.inherit_stdio = true,
 		.inherit_session = true,
 		.resume_signal = resume_signal,
-		.postcopy = true,
-		.postcopy_ret = ret_pc,
 	};
 	struct eng_restored out;
 	int r;

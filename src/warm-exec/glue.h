@@ -42,12 +42,9 @@ void we_loaded_fini(struct we_loaded *l);
  * and *ret_pid the program itself (to send signals to). @resume_signal,
  * if > 0, is pending when the program resumes. -ESTALE: the
  * snapshot no longer matches this machine (a file, the kernel, the CPU
- * changed), with the reason as detail. Post-copy: *ret_pc (NULL if there
- * was nothing to place after) must go to eng_postcopy_finish() before we
- * exit or fork.
+ * changed), with the reason as detail.
  */
-struct eng_postcopy;
 int we_restore(struct wc_store *store, const char *id, int resume_signal, pid_t *ret_child,
-	       pid_t *ret_pid, struct eng_postcopy **ret_pc);
+	       pid_t *ret_pid);
 
 #endif

@@ -321,22 +321,8 @@ static void restore_caller_tty(void)
 /* ----------------------------------------------------- exit status */
 
 /* Exit as the program did: same code, or the same signal. */
-/* A post-copy restore still placing the program's pages (we_restore). */
-static struct eng_postcopy *postcopy;
-
-/* Every page of the restored program in place (before we exit, or fork:
- * a copy of its userfaultfd in another process would keep faults waiting
- * on it). */
-static void postcopy_done(void)
-{
-	if (postcopy)
-		(void)eng_postcopy_finish(postcopy, NULL);
-	postcopy = NULL;
-}
-
 static _noreturn_ void exit_like(int status)
 {
-	postcopy_done();
 	restore_caller_tty();
 	fflush(stdout);
 	if (WIFSIGNALED(status)) {
@@ -467,7 +453,6 @@ static _noreturn_ void supervise(pid_t child, pid_t target, int sfd, struct cold
 		}
 	}
 	log_error("lost track of the program");
-	postcopy_done();
 	_exit(1);
 }
 
@@ -827,7 +812,7 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 		trace(o, "no kept copy (%s): restoring", strerror(-r));
 	}
 	trace(o, "restoring snapshot %s", id);
-	r = we_restore(store, id, l.restore_signal, &child, &prog, &postcopy);
+	r = we_restore(store, id, l.restore_signal, &child, &prog);
 	if (r < 0) {
 		restore_caller_tty();
 		caller_tio_saved = false;
@@ -841,7 +826,6 @@ static int run_warm(const struct opts *o, struct wc_store *store, const char *id
 		char why[256] = "";
 
 		r = eng_snapshot_independent(store, id, why, sizeof(why));
-		postcopy_done();	/* before the keeper's fork */
 		if (r > 0)
 			r = we_keep_spawn(o->store_path, o->ref, id, o->keep_ms);
 		else if (r == 0)
