@@ -34,6 +34,9 @@
  *                  areas' pages are placed while the process runs).
  *   restore_checked_ms  the same restore until 'P': the process then read its
  *                  whole state back and found it intact (for mem1g: every page).
+ *   cold_start_ms  the baseline, measured in the same run: from just before
+ *                  spawning the workload itself to its 'R' (set up, ready);
+ *                  cold_over_restore = cold_start_ms / restore_ms.
  *   eager_restore_ms, eager_restore_checked_ms  the same two with
  *                  `restore --eager` (every page in place before it runs), of
  *                  the same snapshot right after.
@@ -75,6 +78,7 @@ struct wl {
 	double target_ckpt_ms, target_restore_ms, target_stored_bytes; /* 0: none */
 	double ckpt_ms[MAX_RUNS], restore_ms[MAX_RUNS], stored[MAX_RUNS];
 	double done_ms[MAX_RUNS], eager_ms[MAX_RUNS], eager_done_ms[MAX_RUNS];
+	double cold_ms[MAX_RUNS];	/* the baseline: start until ready ('R') */
 	int done;
 	bool verified;
 	char error[256];
@@ -372,12 +376,14 @@ static int one_run(struct wl *w, int run)
 	if (pipe2(in1, O_CLOEXEC) || pipe2(out1, O_CLOEXEC) || pipe2(snapp, O_CLOEXEC))
 		return snprintf(w->error, sizeof(w->error), "pipe: %m"), -1;
 
+	t0 = now_ns();
 	pid = spawn(w->argv, in1[0], out1[1]);
 	close(in1[0]);
 	close(out1[1]);
 	if (pid < 0)
 		return snprintf(w->error, sizeof(w->error), "cannot start %s", w->argv[0]), -1;
 	c = wait_byte(out1[0], 180000);
+	w->cold_ms[run] = (double)(now_ns() - t0) / 1e6;
 	if (c != 'R')
 		return snprintf(w->error, sizeof(w->error), "workload not ready (%d)", c), -1;
 
@@ -574,13 +580,15 @@ int main(int argc, char **argv)
 			       ",\"stored_bytes\":%.0f",
 			       cm, cmin, cmax, rm, rmin, rmax, sm);
 			{
-				double d, e, ed, lo, hi;
+				double d, e, ed, cold, lo, hi;
 
 				stats(w->done_ms, w->done, &d, &lo, &hi);
 				stats(w->eager_ms, w->done, &e, &lo, &hi);
 				stats(w->eager_done_ms, w->done, &ed, &lo, &hi);
+				stats(w->cold_ms, w->done, &cold, &lo, &hi);
 				printf(",\"restore_checked_ms\":%.2f,\"eager_restore_ms\":%.2f"
-				       ",\"eager_restore_checked_ms\":%.2f", d, e, ed);
+				       ",\"eager_restore_checked_ms\":%.2f,\"cold_start_ms\":%.2f"
+				       ",\"cold_over_restore\":%.1f", d, e, ed, cold, rm > 0 ? cold / rm : 0);
 			}
 			if (w->target_ckpt_ms && cm > w->target_ckpt_ms)
 				met = false;
