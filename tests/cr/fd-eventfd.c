@@ -31,18 +31,9 @@ static int readable(int fd)
 
 static int fdinfo_sem(int fd)
 {
-	char path[64], buf[1024], *s;
-	int f, n;
+	uint64_t v;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	s = strstr(buf, "eventfd-semaphore:");
-	return s ? atoi(s + 18) : -1;
+	return cr_fdinfo_u64(fd, "eventfd-semaphore:", 10, &v) < 0 ? -1 : (int)v;
 }
 
 int main(int argc, char **argv)

@@ -25,18 +25,9 @@ static volatile uint64_t expect_mask;
 
 static uint64_t fdinfo_mask(int fd)
 {
-	char path[64], buf[1024], *s;
-	int f, n;
+	uint64_t v;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return 0;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	s = strstr(buf, "sigmask:");
-	return s ? strtoull(s + 8, NULL, 16) : 0;
+	return cr_fdinfo_u64(fd, "sigmask:", 16, &v) < 0 ? 0 : v;
 }
 
 static int readable(int fd)

@@ -52,18 +52,9 @@ static int64_t ts_ns(struct timespec ts)
 
 static int fdinfo_int(int fd, const char *key, int base)
 {
-	char path[64], buf[1024], *s;
-	int f, n;
+	uint64_t v;
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	s = strstr(buf, key);
-	return s ? (int)strtol(s + strlen(key), NULL, base) : -1;
+	return cr_fdinfo_u64(fd, key, base, &v) < 0 ? -1 : (int)v;
 }
 
 static void mk(int clock, int flags, int at, int setflags, int64_t val, int64_t iv)

@@ -24,17 +24,9 @@ static volatile uint64_t expect_efd = 0x100000005ULL;
 
 static int fdinfo_has(int fd, const char *what)
 {
-	char path[64], buf[4096];
-	int f, n;
+	char buf[4096];
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return 0;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	return strstr(buf, what) != NULL;
+	return cr_fdinfo(fd, buf, sizeof(buf)) == 0 && strstr(buf, what) != NULL;
 }
 
 static uint64_t perf_count(void)

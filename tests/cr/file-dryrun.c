@@ -36,23 +36,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cr.h"
+
 static int failed;
 
 #define CHECK(cond, ...) do { if (!(cond)) { failed++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
 
 static int fdinfo_has(int fd, const char *what)
 {
-	char path[64], buf[4096];
-	int f, n;
+	char buf[4096];
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return 0;
-	n = (int)read(f, buf, sizeof(buf) - 1);
-	close(f);
-	buf[n > 0 ? n : 0] = 0;
-	return strstr(buf, what) != NULL;
+	return cr_fdinfo(fd, buf, sizeof(buf)) == 0 && strstr(buf, what) != NULL;
 }
 
 /* The target: sets up, says 'R', then answers each command byte. */

@@ -52,19 +52,39 @@ void cr_sleep_ms(unsigned ms)
 		;
 }
 
-/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
-int cr_fdinfo_nspid(int fd)
+int cr_fdinfo(int fd, char *buf, size_t len)
 {
-	char path[64], buf[4096], *p;
-	int f, n, last = -1;
+	char path[64];
+	int f, n;
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	f = open(path, O_RDONLY | O_CLOEXEC);
 	if (f < 0)
 		return -1;
-	n = (int)read(f, buf, sizeof(buf) - 1);
+	n = (int)read(f, buf, len - 1);
 	close(f);
 	buf[n > 0 ? n : 0] = 0;
+	return n > 0 ? 0 : -1;
+}
+
+int cr_fdinfo_u64(int fd, const char *key, int base, uint64_t *ret)
+{
+	char buf[4096], *s;
+
+	if (cr_fdinfo(fd, buf, sizeof(buf)) < 0 || !(s = strstr(buf, key)))
+		return -1;
+	*ret = strtoull(s + strlen(key), NULL, base);
+	return 0;
+}
+
+/* Last field of "NSpid:" in /proc/self/fdinfo/FD, or -1. */
+int cr_fdinfo_nspid(int fd)
+{
+	char buf[4096], *p;
+	int last = -1;
+
+	if (cr_fdinfo(fd, buf, sizeof(buf)) < 0)
+		return -1;
 	p = strstr(buf, "NSpid:");
 	if (!p)
 		return -1;

@@ -58,6 +58,10 @@ void cr_check_rseq(const char *who);
 uint64_t cr_now_ns(void);
 void cr_sleep_ms(unsigned ms);
 const char *cr_dir(void);
+/* /proc/self/fdinfo/FD into @buf (@len bytes, NUL-terminated): 0, or -1. */
+int cr_fdinfo(int fd, char *buf, size_t len);
+/* The number after @key in it (strtoull in @base) into *ret: 0, or -1. */
+int cr_fdinfo_u64(int fd, const char *key, int base, uint64_t *ret);
 /* The pid a pidfd of ours names (last field of NSpid: in its fdinfo), or -1. */
 int cr_fdinfo_nspid(int fd);
 
