@@ -116,7 +116,6 @@ struct eng_postcopy {
 	struct wc_mapped *map;
 	size_t nr_areas;
 	uint64_t *area_start;		/* [nr_areas] final addresses, ascending */
-	uint64_t *area_pages;
 	uint32_t *area_first;
 	uint32_t nr;			/* lazy pages */
 	const uint8_t **src;		/* [nr] data, or NULL (a zero or absent page) */
@@ -128,21 +127,13 @@ struct eng_postcopy {
 	size_t nr_mms, cap_mms;
 	int pidfd;
 	struct watchdog wd;
-	uint8_t zero[PC_PAGE] __attribute__((aligned(PC_PAGE)));
+	uint8_t *zero;			/* a page of zeros */
 
 	int result;
 	char detail[512];
 	uint64_t t_start;
 	struct eng_postcopy_stats st;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void pc_fail(struct eng_postcopy *pc, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -745,7 +736,7 @@ static void *server(void *arg)
 	pthread_mutex_unlock(&pc->lock);
 	if (r < 0)
 		goto out;
-	pc->t_start = mono_ns();
+	pc->t_start = now_ns();
 	away_from(pc->pidfd);
 
 	/* Faults and events first, then one background run; the restorer's
@@ -776,7 +767,7 @@ static void *server(void *arg)
 			break;
 		bg_step(pc, &turn);
 	}
-	pc->st.fill_ns = mono_ns() - pc->t_start;
+	pc->st.fill_ns = now_ns() - pc->t_start;
 	/* Every page in, or a failure (which killed the process): either way
 	 * the watchdog goes without a kill. Otherwise (abort: the restore
 	 * failed and the caller kills the process) the same. */
@@ -814,7 +805,7 @@ static void pc_free(struct eng_postcopy *pc)
 		close(pc->ctl[1]);
 	wc_mapped_free(pc->map);
 	free(pc->area_start);
-	free(pc->area_pages);
+	free(pc->zero);
 	free(pc->area_first);
 	free(pc->src);
 	free(pc->keys);
@@ -852,14 +843,15 @@ int eng_postcopy_start(struct wc_store *store, struct wc_snapshot *snap, const E
 	pthread_cond_init(&pc->cond, NULL);
 	pc->store = store;
 	pc->area_start = calloc(na, sizeof(*pc->area_start));
-	pc->area_pages = calloc(na, sizeof(*pc->area_pages));
 	pc->area_first = calloc(na, sizeof(*pc->area_first));
 	pc->cap_mms = 4;
 	pc->mms = calloc(pc->cap_mms, sizeof(*pc->mms));
-	if (!pc->area_start || !pc->area_pages || !pc->area_first || !pc->mms) {
+	pc->zero = aligned_alloc(PC_PAGE, PC_PAGE);
+	if (!pc->area_start || !pc->area_first || !pc->mms || !pc->zero) {
 		r = -ENOMEM;
 		goto fail;
 	}
+	memset(pc->zero, 0, PC_PAGE);
 	for (size_t i = 0; i < p->n_vmas; i++) {
 		const EngVma *v = p->vmas[i];
 		const struct wc_area *a = v->has_area ? wc_snapshot_area(snap, v->area) : NULL;
@@ -873,7 +865,6 @@ int eng_postcopy_start(struct wc_store *store, struct wc_snapshot *snap, const E
 			goto fail;
 		}
 		pc->area_start[pc->nr_areas] = v->start;
-		pc->area_pages[pc->nr_areas] = a->nr_pages;
 		pc->area_first[pc->nr_areas] = g;
 		pc->nr_areas++;
 		g += (uint32_t)a->nr_pages;

@@ -10,7 +10,8 @@
  *   - forks: the child checks every word of A and D and exits with its
  *     verdict (its missing pages come through its own userfaultfd);
  *   - drops the second half of C (MADV_DONTNEED): it must read zero, never
- *     the saved data, and the first half keep its pattern;
+ *     the saved data (but one word written into every 97th page of it right
+ *     after: those stay), and the first half keep its pattern;
  *   - moves B elsewhere (mremap): the pattern follows it;
  *   - writes one word into every 97th page of A before reading it: the
  *     writes stay, the other words keep their pattern.
@@ -124,6 +125,8 @@ int main(int argc, char **argv)
 		if (madvise((char *)area[2] + (size_t)NPAGES / 2 * PAGE, (size_t)NPAGES / 2 * PAGE,
 			    MADV_DONTNEED) < 0)
 			cr_fail("madvise: %m");
+		for (size_t pg = NPAGES / 2; pg < NPAGES; pg += MARK_EVERY)
+			area[2][pg * WORDS + 3] = pat(2, pg, 3);
 		b_new = mmap(NULL, (size_t)NPAGES * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
 			     -1, 0);
 		if (b_new == MAP_FAILED ||
@@ -145,12 +148,17 @@ int main(int argc, char **argv)
 	cr_check(bad < 0, "B (moved): page %ld differs", bad);
 	bad = bad_page(2, area[2], 0, NPAGES / 2, false);
 	cr_check(bad < 0, "C: page %ld differs", bad);
-	for (size_t i = (size_t)NPAGES / 2 * WORDS; i < (size_t)NPAGES * WORDS; i++)
-		if (area[2][i]) {
-			cr_check(false, "C: dropped word %zu reads %#llx, not zero", i,
-				 (unsigned long long)area[2][i]);
+	for (size_t i = (size_t)NPAGES / 2 * WORDS; i < (size_t)NPAGES * WORDS; i++) {
+		size_t pg = i / WORDS;
+		bool marked = (pg - NPAGES / 2) % MARK_EVERY == 0 && i % WORDS == 3;
+		uint64_t want = marked ? pat(2, pg, 3) : 0;
+
+		if (area[2][i] != want) {
+			cr_check(false, "C: dropped word %zu reads %#llx, not %#llx", i,
+				 (unsigned long long)area[2][i], (unsigned long long)want);
 			break;
 		}
+	}
 	bad = bad_page(3, area[3], 0, NPAGES, false);
 	cr_check(bad < 0, "D: page %ld differs", bad);
 	while (waitpid(kid, &st, 0) < 0 && errno == EINTR)
