@@ -207,8 +207,11 @@ static int premap_areas(const struct eng_rst_ctx *ctx, struct child_plan *pl)
 	 * nor unmaps it (it keeps every move with src == dst, which it needs
 	 * in increasing order): ~1 ms less for CPython's 125 areas. Not for
 	 * trees and lazy restores, whose children and fault servers follow
-	 * the premapped addresses (a post-copy server follows either). */
-	bool inplace_ok = !ctx->tree && (!ctx->nr_lazy_areas || ctx->postcopy);
+	 * the premapped addresses (a post-copy server follows either).
+	 * WARMFORK_TEST_PREMAP_REGION=1 (tests only) premaps every area in the
+	 * region, as when its place is taken: the restorer then moves each. */
+	bool inplace_ok = !ctx->tree && (!ctx->nr_lazy_areas || ctx->postcopy) &&
+			  !getenv("WARMFORK_TEST_PREMAP_REGION");
 	int r;
 
 	for (size_t i = 0; i < p->n_vmas; i++) {
