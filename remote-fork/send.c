@@ -25,6 +25,7 @@
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/pagemap.h"
 #include "common/util.h"
 #include "rfork/transfer.h"
 
@@ -699,18 +700,6 @@ static int lazy_read(struct rf_push *p, const uint32_t *ents, uint32_t n, uint8_
 	return 0;
 }
 
-/* PAGEMAP_SCAN (Linux 6.7), not in Debian 12's headers. */
-struct rf_pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-struct rf_page_region {
-	uint64_t start, end, categories;
-};
-#define RF_PAGEMAP_SCAN		_IOWR('f', 16, struct rf_pm_scan_arg)
-#define RF_PAGE_IS_PRESENT	(1ull << 3)
-#define RF_PAGE_IS_SWAPPED	(1ull << 4)
-
 /*
  * Which of lazy pages @ents are neither present nor swapped in the
  * original (@ret_absent[i]). The engine may announce a whole vma lazy
@@ -721,7 +710,7 @@ struct rf_page_region {
  */
 static void lazy_absent(struct rf_push *p, const uint32_t *ents, uint32_t n, bool *ret_absent)
 {
-	struct rf_page_region vec[32];
+	struct pm_page_region vec[32];
 
 	for (uint32_t i = 0; i < n;) {
 		uint64_t start = lz_addr_of(p, ents[i]), end;
@@ -733,13 +722,13 @@ static void lazy_absent(struct rf_push *p, const uint32_t *ents, uint32_t n, boo
 		for (uint32_t k = i; k < j; k++)
 			ret_absent[k] = p->pm_fd >= 0;
 		for (uint64_t at = start; p->pm_fd >= 0 && at < end;) {
-			struct rf_pm_scan_arg a = {
+			struct pm_scan_arg_v1 a = {
 				.size = sizeof(a), .start = at, .end = end,
 				.vec = (uint64_t)(uintptr_t)vec, .vec_len = ARRAY_SIZE(vec),
-				.category_anyof_mask = RF_PAGE_IS_PRESENT | RF_PAGE_IS_SWAPPED,
-				.return_mask = RF_PAGE_IS_PRESENT | RF_PAGE_IS_SWAPPED,
+				.category_anyof_mask = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED,
+				.return_mask = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED,
 			};
-			long nr = ioctl(p->pm_fd, RF_PAGEMAP_SCAN, &a);
+			long nr = ioctl(p->pm_fd, PM_PAGEMAP_SCAN, &a);
 
 			if (nr < 0) {
 				/* Unknown: read them all. */

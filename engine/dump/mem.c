@@ -34,25 +34,13 @@
 
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/pagemap.h"
 #include "common/util.h"
 #include "dump.h"
 
 #define PM_PRESENT	(1ull << 63)
 #define PM_SWAP		(1ull << 62)
 #define PM_FILE		(1ull << 61)
-
-/* PAGEMAP_SCAN (Linux 6.7), not in Debian 12's headers. */
-struct eng_pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-struct eng_page_region {
-	uint64_t start, end, categories;
-};
-#define ENG_PAGEMAP_SCAN	_IOWR('f', 16, struct eng_pm_scan_arg)
-#define ENG_PAGE_IS_FILE	(1ull << 2)
-#define ENG_PAGE_IS_PRESENT	(1ull << 3)
-#define ENG_PAGE_IS_SWAPPED	(1ull << 4)
 
 #define CHUNK_PAGES	1024u		/* 4 MiB per process_vm_readv / put_pages */
 #define MAX_IOV		1024u		/* IOV_MAX */
@@ -358,18 +346,18 @@ static int pagemap_runs(struct eng_dump_ctx *ctx, int pm_fd, const EngVma *v, st
 static int scan_runs(int pm_fd, const EngVma *v, struct runs *rs)
 {
 	static bool unsupported;
-	struct eng_page_region regs[256];
-	struct eng_pm_scan_arg arg = {
+	struct pm_page_region regs[256];
+	struct pm_scan_arg_v1 arg = {
 		.size = sizeof(arg), .start = v->start, .end = v->end,
 		.vec = (uint64_t)(uintptr_t)regs, .vec_len = ARRAY_SIZE(regs),
-		.category_anyof_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED,
-		.return_mask = ENG_PAGE_IS_PRESENT | ENG_PAGE_IS_SWAPPED | ENG_PAGE_IS_FILE,
+		.category_anyof_mask = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED,
+		.return_mask = PM_PAGE_IS_PRESENT | PM_PAGE_IS_SWAPPED | PM_PAGE_IS_FILE,
 	};
 
 	if (unsupported)
 		return -EOPNOTSUPP;
 	for (;;) {
-		long n = ioctl(pm_fd, ENG_PAGEMAP_SCAN, &arg);
+		long n = ioctl(pm_fd, PM_PAGEMAP_SCAN, &arg);
 
 		if (n < 0) {
 			if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) {
@@ -386,8 +374,8 @@ static int scan_runs(int pm_fd, const EngVma *v, struct runs *rs)
 			    regs[i].start >= regs[i].end)
 				return -EIO;
 			if (v->kind == ENG_VMA_KIND__VMA_FILE_PRIVATE &&
-			    !(((c & ENG_PAGE_IS_PRESENT) && !(c & ENG_PAGE_IS_FILE)) ||
-			      (c & ENG_PAGE_IS_SWAPPED)))
+			    !(((c & PM_PAGE_IS_PRESENT) && !(c & PM_PAGE_IS_FILE)) ||
+			      (c & PM_PAGE_IS_SWAPPED)))
 				continue;
 			r = runs_add(rs, (regs[i].start - v->start) / WC_PAGE_SIZE,
 				     (regs[i].end - v->start) / WC_PAGE_SIZE);
