@@ -28,6 +28,21 @@ static uint8_t *rec(uint16_t type, size_t payload)
 	return p + 8;
 }
 
+/* The AREA record of every seed: a [heap] of @nr_pages pages at 0x400000,
+ * rw-, with the map flags @map_flags. */
+static void heap_area(uint64_t nr_pages, uint32_t map_flags)
+{
+	uint8_t *p = rec(RF_MSG_AREA, 28 + 6);
+
+	rf_put_u64(p, 0x400000);
+	rf_put_u64(p + 8, nr_pages);
+	rf_put_u32(p + 16, 3);
+	rf_put_u32(p + 20, map_flags);
+	rf_put_u16(p + 24, 1);
+	rf_put_u16(p + 26, 6);
+	memcpy(p + 28, "[heap]", 6);
+}
+
 /* A 3-byte engine image in one BLOB, then the COMMIT of a push of one
  * area in @batches batches of @pages pages in all. */
 static void image_and_commit(uint64_t batches, uint64_t pages)
@@ -72,14 +87,7 @@ static void push(bool bad_page, bool lazy)
 	rf_page_key(known, &k2);
 	rf_put_u32(rec(RF_MSG_PUSH, 4), (bad_page ? 0 : RF_PUSH_RESTORE) |
 				       (lazy ? RF_PUSH_RESTORE | RF_PUSH_LAZY : 0));
-	p = rec(RF_MSG_AREA, 28 + 6);
-	rf_put_u64(p, 0x400000);
-	rf_put_u64(p + 8, 5);
-	rf_put_u32(p + 16, 3);
-	rf_put_u32(p + 20, lazy ? 0x22 : 0);	/* MAP_PRIVATE | MAP_ANONYMOUS */
-	rf_put_u16(p + 24, 1);
-	rf_put_u16(p + 26, 6);
-	memcpy(p + 28, "[heap]", 6);
+	heap_area(5, lazy ? 0x22 : 0);
 	/* kinds: data, zero, absent, data (held by the receiver), data (dup) */
 	p = rec(RF_MSG_KEYS, 8 + 5 + 3 * 16);
 	rf_put_u32(p, 0);
@@ -130,14 +138,7 @@ static void push_unkeyed(bool unkeyed)
 
 	rf_put_u32(rec(RF_MSG_PUSH, 4), RF_PUSH_RESTORE | RF_PUSH_LAZY |
 				       (unkeyed ? RF_PUSH_UNKEYED : 0));
-	p = rec(RF_MSG_AREA, 28 + 6);
-	rf_put_u64(p, 0x400000);
-	rf_put_u64(p + 8, 5);
-	rf_put_u32(p + 16, 3);
-	rf_put_u32(p + 20, 0x22);	/* MAP_PRIVATE | MAP_ANONYMOUS */
-	rf_put_u16(p + 24, 1);
-	rf_put_u16(p + 26, 6);
-	memcpy(p + 28, "[heap]", 6);
+	heap_area(5, 0x22);
 	p = rec(RF_MSG_KEYS, 8 + 5);
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
@@ -157,14 +158,7 @@ static void push_runs(uint32_t flags, uint32_t extra)
 	uint8_t *p;
 
 	rf_put_u32(rec(RF_MSG_PUSH, 4), flags);
-	p = rec(RF_MSG_AREA, 28 + 6);
-	rf_put_u64(p, 0x400000);
-	rf_put_u64(p + 8, 5 + 4100);
-	rf_put_u32(p + 16, 3);
-	rf_put_u32(p + 20, 0x22);	/* MAP_PRIVATE | MAP_ANONYMOUS */
-	rf_put_u16(p + 24, 1);
-	rf_put_u16(p + 26, 6);
-	memcpy(p + 28, "[heap]", 6);
+	heap_area(5 + 4100, 0x22);
 	p = rec(RF_MSG_KEYS, 8 + 5);
 	rf_put_u32(p, 0);
 	rf_put_u32(p + 4, 5);
